@@ -1,0 +1,196 @@
+"""The model-gradient objective: align the policy gradient on model data with the real one.
+
+Notation (DESIGN.md §1): θ policy, φ model, ĝ_M(φ) the policy gradient estimated on
+rollouts in M_φ, g_R the policy gradient on real data (a constant here), S a similarity.
+The model ascends S(ĝ_M(φ), g_R). By the chain rule ∇_φ S = J_φ(ĝ_M)ᵀ u with
+u = ∂S/∂g at g = ĝ_M, so every similarity reduces to the gradient of ⟨ĝ_M(φ), sg(u)⟩,
+which is estimated either by the score function of the model's transitions (`score`) or by
+differentiating a reparameterised rollout (`pathwise`).
+"""
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from mgjax.losses import gae
+from mgjax.types import Model, Params, Policy
+
+SIMILARITIES = ("inner", "cosine", "l2")
+ESTIMATORS = ("score", "pathwise")
+_EPS = 1e-12
+
+
+def _batched_log_prob(policy: Policy, params: Params, obs: jax.Array,
+                      actions: jax.Array) -> jax.Array:
+  """log π(a_b|s_b) for obs [B, ...], actions [B, ...] -> [B]."""
+  return jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(params, obs, actions)
+
+
+def policy_gradient(policy_params: Params, *, policy: Policy, obs: jax.Array,
+                    actions: jax.Array, advantages: jax.Array) -> Params:
+  """Score-function policy gradient ∇_θ mean_b[log π_θ(a_b|s_b) · A_b].
+
+  Args:
+    policy_params: θ.
+    policy: the policy's pure functions; only `log_prob` is used.
+    obs: [B, ...]; actions: [B, ...]; advantages: [B], treated as constants.
+  Returns:
+    A pytree shaped like `policy_params`.
+  """
+  advantages = jax.lax.stop_gradient(advantages)  # advantages are data, not functions of θ.
+
+  def surrogate(params):
+    return jnp.mean(_batched_log_prob(policy, params, obs, actions) * advantages)
+
+  return jax.grad(surrogate)(policy_params)
+
+
+def _vdot(a: Params, b: Params) -> jax.Array:
+  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def similarity_value(g: Params, g_real: Params, similarity: str) -> jax.Array:
+  """S(g, g_R): `inner` ⟨g, g_R⟩, `cosine` ⟨g, g_R⟩/(|g||g_R|), `l2` −|g − g_R|²."""
+  if similarity == "inner":
+    return _vdot(g, g_real)
+  if similarity == "cosine":
+    return _vdot(g, g_real) / jnp.sqrt(_vdot(g, g) * _vdot(g_real, g_real) + _EPS)
+  if similarity == "l2":
+    diff = jax.tree.map(jnp.subtract, g, g_real)
+    return -_vdot(diff, diff)
+  raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
+
+
+def rollout(model_params: Params, policy_params: Params, start_obs: jax.Array,
+            key: jax.Array, *, policy: Policy, model: Model, horizon: int):
+  """Rolls π_θ out for `horizon` steps in M_φ from each row of start_obs.
+
+  Returns time-major arrays: obs [H+1, N, ...], actions [H, N, ...], rewards [H, N],
+  dones [H, N] (float), alive [H, N] (1 until the step after the first done; the
+  terminating step itself is alive). Samples are differentiable in φ wherever
+  `model.sample` is (the pathwise estimator relies on it).
+  """
+  n = start_obs.shape[0]
+
+  def step(carry, step_key):
+    obs, alive = carry
+    pkey, mkey = jax.random.split(step_key)
+    actions = jax.vmap(policy.sample, in_axes=(None, 0, 0))(
+        policy_params, obs, jax.random.split(pkey, n))
+    next_obs, rewards, dones = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))(
+        model_params, obs, actions, jax.random.split(mkey, n))
+    dones = jax.lax.stop_gradient(dones.astype(jnp.float32))  # termination is not smooth.
+    out = (obs, actions, rewards, dones, alive)
+    return (next_obs, alive * (1.0 - dones)), out
+
+  (last_obs, _), (obs, actions, rewards, dones, alive) = jax.lax.scan(
+      step, (start_obs, jnp.ones((n,), jnp.float32)), jax.random.split(key, horizon))
+  obs = jnp.concatenate([obs, last_obs[None]], axis=0)
+  return obs, actions, rewards, dones, alive
+
+
+def model_gradient_loss(
+    model_params: Params, *, policy_params: Params, value_params: Params,
+    real_grad: Params, start_obs: jax.Array, key: jax.Array, policy: Policy,
+    model: Model, value_fn: Callable[[Params, jax.Array], jax.Array], horizon: int,
+    discount: float = 0.99, gae_lambda: float = 0.95, similarity: str = "cosine",
+    estimator: str = "score", baseline: bool = True) -> tuple[jax.Array, dict[str, Any]]:
+  """Model-gradient loss: −jax.grad of it w.r.t. φ estimates ∇_φ S(ĝ_M(φ), g_R).
+
+  One H-step rollout per row of start_obs ([N, ...]) gives, with alive masks m_t,
+  GAE advantages Â_t (model rewards, V_ψ = value_fn(value_params, ·), bootstrap V(s_H),
+  zero after predicted termination; no normalisation) and
+
+    ĝ_M = ∇_θ (1/(N H)) Σ_τ Σ_t m_t log π_θ(a_t|s_t) Â_t           (same convention as
+                                                                   `policy_gradient`)
+    u   = ∂S/∂g at g = ĝ_M   (held fixed)
+    w_t = ⟨∇_θ log π_θ(a_t|s_t), u⟩                                 (one jvp for the batch)
+    F(τ) = (1/H) Σ_t m_t w_t Â_t,   so ⟨ĝ_M, u⟩ = mean_τ F(τ).
+
+  `score`:    ∇_φ⟨ĝ_M, u⟩ ≈ mean_τ[(F(τ) − b_τ) Σ_t m_t ∇_φ log M_φ(s_{t+1}, r_t|s_t, a_t)],
+              b_τ the leave-one-out mean of F (unbiased; `baseline=False` gives b = 0).
+              F uses the whole trajectory: each transition can move every Â_t.
+  `pathwise`: ∇_φ mean_τ F(τ) through the reparameterised rollout (s_t, a_t, r_t, Â_t all
+              functions of φ; a_t is data inside the θ-derivative).
+
+  The returned loss has value −S(ĝ_M, g_R) and gradient −(surrogate gradient).
+  With discount = gae_lambda = 1 and value 0, E[ĝ_M] = ∇_θ E[Σ_{t<H} r_t] / H.
+
+  Args:
+    model_params: φ, the argument to differentiate.
+    policy_params, value_params: θ and ψ (constants here).
+    real_grad: g_R, a pytree shaped like policy_params (constant).
+    start_obs: [N, ...] real start states. key: PRNG key for the rollout.
+    policy, model: pure unbatched functions (`mgjax.Policy`, `mgjax.Model`).
+    value_fn: value_fn(value_params, obs) -> scalar.
+    horizon: H. discount: γ. gae_lambda: λ.
+    similarity: "cosine" (default), "inner" or "l2". estimator: "score" or "pathwise".
+  Returns:
+    (loss, metrics) with metrics["cosine"] = cos(ĝ_M, g_R), metrics["similarity"] = S,
+    norms of ĝ_M and g_R, mean model reward and the fraction of steps alive.
+  """
+  if similarity not in SIMILARITIES:
+    raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"estimator={estimator!r}: unknown; choose one of {ESTIMATORS}")
+  pathwise = estimator == "pathwise"
+  real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
+  policy_params = jax.lax.stop_gradient(policy_params)
+  value_params = jax.lax.stop_gradient(value_params)
+
+  # score: the rollout is data, its dependence on φ enters only through log M below.
+  rollout_params = model_params if pathwise else jax.lax.stop_gradient(model_params)
+  obs, actions, rewards, dones, alive = rollout(
+      rollout_params, policy_params, start_obs, key, policy=policy, model=model,
+      horizon=horizon)
+  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
+      value_params, obs)
+  # pathwise: Â_t stays a function of φ through rewards and V(s_t(φ)).
+  advantages, _ = gae(rewards, values[:-1], values[-1], dones, discount=discount,
+                      gae_lambda=gae_lambda, differentiable=pathwise)
+  n = start_obs.shape[0]
+  scale = 1.0 / (n * horizon)
+
+  flat_obs = obs[:-1].reshape((horizon * n,) + obs.shape[2:])
+  flat_actions = actions.reshape((horizon * n,) + actions.shape[2:])
+  log_pi = functools.partial(_batched_log_prob, policy)
+
+  # ĝ_M at the sampled data (its value only; φ-dependence is handled by the surrogates).
+  data = jax.lax.stop_gradient((flat_obs, flat_actions, (alive * advantages).reshape(-1)))
+  g_model = policy_gradient(policy_params, policy=policy, obs=data[0], actions=data[1],
+                            advantages=data[2])
+  sim = similarity_value(g_model, real_grad, similarity)
+  u = jax.lax.stop_gradient(
+      jax.grad(similarity_value)(g_model, real_grad, similarity))  # ∂S/∂g, held fixed.
+
+  # w_t = ⟨∇_θ log π(a_t|s_t), u⟩ for all N·H steps in one forward-mode pass.
+  _, w = jax.jvp(lambda p: log_pi(p, flat_obs, flat_actions), (policy_params,), (u,))
+  w = w.reshape(horizon, n)
+  per_traj = jnp.sum(alive * w * advantages, axis=0) / horizon  # F(τ), [N]
+
+  if pathwise:
+    surrogate = jnp.mean(per_traj)
+  else:
+    f = jax.lax.stop_gradient(per_traj)
+    b = (jnp.sum(f) - f) / max(n - 1, 1) if (baseline and n > 1) else 0.0
+    log_m = jax.vmap(jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)),
+                     in_axes=(None, 0, 0, 0, 0))(
+                         model_params, *jax.lax.stop_gradient(
+                             (obs[:-1], actions, obs[1:], rewards)))
+    surrogate = jnp.mean((f - b) * jnp.sum(alive * log_m, axis=0))
+  # Value −S, gradient −∇surrogate.
+  loss = -sim - (surrogate - jax.lax.stop_gradient(surrogate))
+
+  g_norm = jnp.sqrt(_vdot(g_model, g_model))
+  r_norm = jnp.sqrt(_vdot(real_grad, real_grad))
+  metrics = {
+      "cosine": _vdot(g_model, real_grad) / (g_norm * r_norm + _EPS),
+      "similarity": sim,
+      "model_grad_norm": g_norm,
+      "real_grad_norm": r_norm,
+      "model_reward": jnp.sum(alive * rewards) / jnp.maximum(jnp.sum(alive), 1.0),
+      "alive_fraction": jnp.mean(alive),
+  }
+  return loss, jax.tree.map(jax.lax.stop_gradient, metrics)
+
