@@ -42,39 +42,76 @@ def gae(rewards: jax.Array, values: jax.Array, bootstrap_value: jax.Array,
   not_term = 1.0 - terminations
   next_values = jnp.concatenate([values[1:], bootstrap_value[None]], axis=0)
   deltas = (rewards + discount * not_term * next_values - values) * keep
+  advantages = _discounted_cumsum(deltas, discount * gae_lambda * not_term * keep)
+  return _targets(advantages, values, differentiable)
 
+
+def gae_from_next_values(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
+                         terminations: jax.Array, truncations: jax.Array, *,
+                         discount: float, gae_lambda: float) -> tuple[jax.Array, jax.Array]:
+  """GAE when each step's own successor value V(s'_t) is known, also where the env was
+  reset after a time limit (the pre-reset observation is kept), so truncated steps are
+  bootstrapped properly instead of masked:
+
+    δ_t = r_t + γ (1 − d_t) V(s'_t) − V(s_t)
+    Â_t = δ_t + γ λ (1 − d_t)(1 − c_t) Â_{t+1}
+
+  Args: all [T, ...]. Returns (advantages, value_targets), gradients stopped.
+  """
+  chex.assert_equal_shape([rewards, values, next_values, terminations, truncations])
+  not_term = 1.0 - terminations
+  deltas = rewards + discount * not_term * next_values - values
+  advantages = _discounted_cumsum(deltas, discount * gae_lambda * not_term * (1 - truncations))
+  return _targets(advantages, values, differentiable=False)
+
+
+def _discounted_cumsum(x: jax.Array, factors: jax.Array) -> jax.Array:
+  """y_t = x_t + factors_t · y_{t+1}, y_T = 0, by a reverse scan over axis 0."""
   def step(acc, xs):
-    delta, cont = xs
-    acc = delta + discount * gae_lambda * cont * acc
+    x_t, f_t = xs
+    acc = x_t + f_t * acc
     return acc, acc
 
-  _, advantages = jax.lax.scan(
-      step, jnp.zeros_like(bootstrap_value), (deltas, not_term * keep), reverse=True)
+  _, y = jax.lax.scan(step, jnp.zeros_like(x[0]), (x, factors), reverse=True)
+  return y
+
+
+def _targets(advantages, values, differentiable):
   targets = values + advantages
   if differentiable:
     return advantages, targets
   return jax.lax.stop_gradient(advantages), jax.lax.stop_gradient(targets)
 
 
+def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """mean(x) or Σ w x / Σ w (e.g. w = alive mask of model rollouts)."""
+  if weights is None:
+    return jnp.mean(x)
+  chex.assert_equal_shape([x, weights])
+  return jnp.sum(weights * x) / jnp.maximum(jnp.sum(weights), 1e-8)
+
+
 def ppo_policy_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: jax.Array,
-                    clip_eps: float) -> jax.Array:
+                    clip_eps: float, weights: jax.Array | None = None) -> jax.Array:
   """PPO clipped surrogate (Schulman et al. 2017, arXiv:1707.06347), to be minimised.
 
     ρ = exp(log π_θ(a|s) − log π_old(a|s))
-    L = −mean[min(ρ Â, clip(ρ, 1 − ε, 1 + ε) Â)]
-  Args: log_prob, old_log_prob, advantages: [B]. clip_eps: ε.
+    L = −mean_w[min(ρ Â, clip(ρ, 1 − ε, 1 + ε) Â)]
+  Args: log_prob, old_log_prob, advantages, weights (optional, e.g. alive mask): [B].
+    clip_eps: ε.
   """
   chex.assert_equal_shape([log_prob, old_log_prob, advantages])
   ratio = jnp.exp(log_prob - old_log_prob)
   unclipped = ratio * advantages
   clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-  return -jnp.mean(jnp.minimum(unclipped, clipped))
+  return -weighted_mean(jnp.minimum(unclipped, clipped), weights)
 
 
-def value_loss(values: jax.Array, targets: jax.Array) -> jax.Array:
-  """Squared-error value loss L = ½ mean[(V(s) − target)²]. values, targets: [B]."""
+def value_loss(values: jax.Array, targets: jax.Array,
+               weights: jax.Array | None = None) -> jax.Array:
+  """Squared-error value loss L = ½ mean_w[(V(s) − target)²]. values, targets, weights: [B]."""
   chex.assert_equal_shape([values, targets])
-  return 0.5 * jnp.mean(jnp.square(values - targets))
+  return 0.5 * weighted_mean(jnp.square(values - targets), weights)
 
 
 def gaussian_nll(mean: jax.Array, log_std: jax.Array, target: jax.Array) -> jax.Array:

@@ -1,0 +1,117 @@
+"""Run outputs (DESIGN.md §5): config.json, metrics.csv, summary.json, orbax checkpoint/.
+
+metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
+everything it had measured.
+"""
+import csv
+import importlib.metadata
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+
+METRIC_COLUMNS = (
+    "algo", "env", "seed", "iteration", "env_steps", "eval_return", "eval_length",
+    "train_return", "model_grad_cosine", "model_nll", "mle_loss", "mg_loss", "policy_loss",
+    "value_loss", "entropy", "wall_time_s")
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx",
+             "orbax-checkpoint", "numpy")
+
+
+class OutputError(ValueError):
+  """The output directory cannot be used; the message names the path."""
+
+
+def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+  """Creates `path` (refusing a directory that already holds a run unless overwrite)."""
+  out = Path(path)
+  if out.exists() and not out.is_dir():
+    raise OutputError(f"out={str(path)!r}: exists and is not a directory")
+  if out.is_dir() and any(out.iterdir()) and not overwrite:
+    raise OutputError(f"out={str(path)!r}: already used (not empty); pass --overwrite to "
+                      "replace it")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise OutputError(f"out={str(path)!r}: not writable ({e.strerror})") from None
+  for name in ("metrics.csv", "summary.json", "config.json"):
+    (out / name).unlink(missing_ok=True)
+  return out
+
+
+def package_versions() -> dict[str, str]:
+  versions = {"python": platform.python_version()}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = "not installed"
+  return versions
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+  tmp.replace(path)
+
+
+def _jsonable(x):
+  if isinstance(x, (np.generic, np.ndarray)):
+    return x.tolist()
+  if isinstance(x, tuple):
+    return list(x)
+  raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _cell(value: Any) -> Any:
+  """Empty cell for NaN (not applicable), plain Python numbers otherwise."""
+  if isinstance(value, (float, np.floating)):
+    return "" if math.isnan(value) else float(value)
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+class MetricsWriter:
+  """Appends rows to DIR/metrics.csv, flushing after every batch of rows."""
+
+  def __init__(self, path: Path):
+    self.path = path
+    with open(path, "w", newline="") as f:
+      csv.writer(f).writerow(METRIC_COLUMNS)
+
+  def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    with open(self.path, "a", newline="") as f:
+      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+      for row in rows:
+        w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
+
+
+def checkpointable(state: Any) -> Any:
+  """Typed PRNG keys become their uint32 data so that orbax can store them."""
+  return jax.tree.map(
+      lambda x: jax.random.key_data(x)
+      if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key) else x, state)
+
+
+def save_checkpoint(path: Path, state: Any) -> None:
+  """Saves a pytree (e.g. the vmapped final TrainState) with orbax to `path`."""
+  import orbax.checkpoint as ocp
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(path.absolute(), checkpointable(state), force=True)
+  ckpt.wait_until_finished()
+
+
+def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
+  """Restores a checkpoint written by `save_checkpoint` into the structure of `like`
+  (e.g. `jax.eval_shape` of the trainer's init); keys come back as uint32 key data."""
+  import orbax.checkpoint as ocp
+  return ocp.StandardCheckpointer().restore(Path(path).absolute(), checkpointable(like))

@@ -1,0 +1,383 @@
+"""The collect–fit–optimise loop shared by `mg`, `mle` and `ppo` (DESIGN.md §2).
+
+Each stage is a top-level pure function of (components, state, ...) that a test can call
+alone; `iteration` composes them and `make_train(config)` returns a pure `train(key)` whose
+iteration loop is a `lax.scan`, so `jax.jit(jax.vmap(train))(keys)` trains many seeds.
+"""
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from mgjax import envs, losses, networks
+from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample
+from mgjax.config import Config, validate
+from mgjax.model_gradient import model_gradient_loss, policy_gradient, rollout
+from mgjax.networks import RunningStats
+from mgjax.types import Params, Transition
+
+_NAN = jnp.float32(jnp.nan)
+
+
+@struct.dataclass
+class TrainState:
+  """Everything that changes during a run (one seed)."""
+  agent_params: Params          # {"policy": θ, "value": ψ}
+  agent_opt: optax.OptState
+  model_params: Params          # φ (None for ppo)
+  model_opt: optax.OptState
+  obs_stats: RunningStats       # shared by policy, value and model
+  env_state: Any                # brax State of the batched training envs
+  buffer: ReplayBuffer | None   # real transitions (None for ppo)
+  key: jax.Array
+  iteration: jax.Array
+  env_steps: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+  """The static parts of a run, built once from the config."""
+  config: Config
+  env: envs.EnvInfo
+  train_env: envs.TrainingEnv
+  policy_net: networks.Network
+  value_net: networks.Network
+  model_net: networks.Network
+  agent_optimizer: optax.GradientTransformation
+  model_optimizer: optax.GradientTransformation
+
+  def policy(self, stats):
+    return networks.make_policy(self.policy_net, stats)
+
+  def value_fn(self, stats):
+    return networks.make_value_fn(self.value_net, stats)
+
+  def model(self, stats):
+    return networks.make_model(self.model_net, stats, self.env.termination_fn,
+                               self.config.action_mode)
+
+
+def make_components(config: Config, env_info: envs.EnvInfo | None = None) -> Components:
+  c = validate(config)
+  info = env_info or envs.make_env(c.env, backend=c.backend,
+                                   episode_length=c.episode_length or None)
+  return Components(
+      config=c, env=info, train_env=envs.TrainingEnv(info, c.num_envs),
+      policy_net=networks.make_policy_network(info.obs_size, info.action_size,
+                                              c.policy_hidden, c.init_log_std),
+      value_net=networks.make_value_network(info.obs_size, c.value_hidden),
+      model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
+                                            c.ensemble_size),
+      agent_optimizer=optax.chain(optax.clip_by_global_norm(c.max_grad_norm),
+                                  optax.adam(c.learning_rate)),
+      model_optimizer=optax.adam(c.model_learning_rate))
+
+
+# ------------------------------------------------------------------------------ stages
+def init_state(comp: Components, key: jax.Array) -> TrainState:
+  c, info = comp.config, comp.env
+  kp, kv, km, ke, key = jax.random.split(key, 5)
+  agent = {"policy": comp.policy_net.init(kp), "value": comp.value_net.init(kv)}
+  model_params = model_opt = buffer = None
+  if c.uses_model:
+    model_params = comp.model_net.init(km)
+    model_opt = comp.model_optimizer.init(model_params)
+    example = {"obs": jnp.zeros(info.obs_size), "action": jnp.zeros(info.action_size),
+               "reward": jnp.zeros(()), "next_obs": jnp.zeros(info.obs_size)}
+    buffer = buffer_init(example, c.buffer_size)
+  return TrainState(agent, comp.agent_optimizer.init(agent), model_params, model_opt,
+                    networks.init_stats(info.obs_size), comp.train_env.reset(ke), buffer, key,
+                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def collect(comp: Components, state: TrainState, key: jax.Array):
+  """Runs π_θ for rollout_length steps in the training envs -> (env_state, Transition [T, N])."""
+  c = comp.config
+  policy = comp.policy(state.obs_stats)
+  rkey, key = jax.random.split(key)
+  env_state = comp.train_env.refresh_resets(state.env_state, rkey)
+
+  def step(env_state, step_key):
+    raw = jax.vmap(policy.sample, in_axes=(None, 0, 0))(
+        state.agent_params["policy"], env_state.obs, jax.random.split(step_key, c.num_envs))
+    nxt = comp.train_env.step(env_state, networks.env_action(raw, c.action_mode))
+    tr = Transition(env_state.obs, raw, nxt.reward, nxt.info["final_obs"],
+                    nxt.info["termination"], nxt.info["truncation"], {})
+    return nxt, tr
+
+  return jax.lax.scan(step, env_state, jax.random.split(key, c.rollout_length))
+
+
+def real_advantages(comp: Components, state: TrainState, batch: Transition):
+  """GAE on a real batch [T, N] with V_ψ, bootstrapping truncated steps from V(s'_t)."""
+  c = comp.config
+  value_fn = jax.vmap(comp.value_fn(state.obs_stats), in_axes=(None, 0))
+  v = lambda o: jax.vmap(value_fn, in_axes=(None, 0))(state.agent_params["value"], o)
+  return losses.gae_from_next_values(
+      batch.reward, v(batch.obs), v(batch.next_obs), batch.termination, batch.truncation,
+      discount=c.discount, gae_lambda=c.gae_lambda)
+
+
+def real_policy_gradient(comp: Components, state: TrainState, batch: Transition,
+                         advantages: jax.Array) -> Params:
+  """g_R = ∇_θ mean[log π(a|s) Â] on the real batch (no advantage normalisation, the
+  same convention as ĝ_M inside `model_gradient_loss`)."""
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  return policy_gradient(state.agent_params["policy"], policy=comp.policy(state.obs_stats),
+                         obs=flat(batch.obs), actions=flat(batch.action),
+                         advantages=flat(advantages))
+
+
+def _nll_loss(comp: Components, state: TrainState, params: Params, rows) -> jax.Array:
+  nll = networks.model_nll(comp.model_net, state.obs_stats, params, rows["obs"],
+                           rows["action"], rows["next_obs"], rows["reward"],
+                           comp.config.action_mode)
+  return nll + 0.01 * networks.log_std_bound_penalty(params) / rows["obs"].shape[0]
+
+
+def _model_step(comp: Components, loss_fn: Callable, state: TrainState, key: jax.Array):
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.model_params, key)
+  updates, opt = comp.model_optimizer.update(grads, state.model_opt, state.model_params)
+  return state.replace(model_params=optax.apply_updates(state.model_params, updates),
+                       model_opt=opt), (loss, aux)
+
+
+def fit_model_mle(comp: Components, state: TrainState, key: jax.Array):
+  """K_mle steps of Gaussian NLL on minibatches of the replay buffer."""
+  c = comp.config
+
+  def loss_fn(params, k):
+    return _nll_loss(comp, state, params, buffer_sample(state.buffer, k, c.mle_batch)), ()
+
+  def step(s, k):
+    s, (loss, _) = _model_step(comp, loss_fn, s, k)
+    return s, loss
+
+  state, nll = jax.lax.scan(step, state, jax.random.split(key, c.mle_steps))
+  return state, (jnp.mean(nll) if c.mle_steps else _NAN)
+
+
+def _mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
+             real_grad: Params):
+  c = comp.config
+  skey, rkey, bkey = jax.random.split(key, 3)
+  start = buffer_sample(state.buffer, skey, c.mg_rollouts)["obs"]
+  return model_gradient_loss(
+      params, policy_params=state.agent_params["policy"],
+      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,
+      key=rkey, policy=comp.policy(state.obs_stats), model=comp.model(state.obs_stats),
+      value_fn=comp.value_fn(state.obs_stats), horizon=c.mg_horizon, discount=c.discount,
+      gae_lambda=c.gae_lambda, similarity=c.similarity, estimator=c.estimator)
+
+
+def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad: Params):
+  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch)."""
+  c = comp.config
+
+  def loss_fn(params, k):
+    mkey, bkey = jax.random.split(k)
+    mg, metrics = _mg_loss(comp, state, params, mkey, real_grad)
+    nll = _nll_loss(comp, state, params, buffer_sample(state.buffer, bkey, c.mle_batch))
+    return mg + c.mle_weight * nll, metrics["cosine"]
+
+  def step(s, k):
+    s, (loss, cos) = _model_step(comp, loss_fn, s, k)
+    return s, (loss, cos)
+
+  state, (loss, _) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
+  return state, (jnp.mean(loss) if c.mg_steps else _NAN)
+
+
+def model_alignment(comp: Components, state: TrainState, key: jax.Array,
+                    real_grad: Params) -> jax.Array:
+  """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
+  _, metrics = _mg_loss(comp, state, state.model_params, key, real_grad)
+  return metrics["cosine"]
+
+
+class PPOBatch(NamedTuple):
+  """Flat samples for PPO epochs; `weight` masks steps after predicted termination."""
+  obs: jax.Array
+  action: jax.Array
+  advantage: jax.Array
+  target: jax.Array
+  weight: jax.Array
+
+
+def model_ppo_batch(comp: Components, state: TrainState, key: jax.Array) -> PPOBatch:
+  """Branched rollouts of horizon H in the model from buffer states, with GAE that
+  bootstraps V(s_H) and stops at predicted termination."""
+  c = comp.config
+  skey, rkey = jax.random.split(key)
+  start = buffer_sample(state.buffer, skey, c.model_rollouts)["obs"]
+  obs, actions, rewards, dones, alive = rollout(
+      state.model_params, state.agent_params["policy"], start, rkey,
+      policy=comp.policy(state.obs_stats), model=comp.model(state.obs_stats),
+      horizon=c.model_horizon)
+  value_fn = comp.value_fn(state.obs_stats)
+  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
+      state.agent_params["value"], obs)
+  adv, targets = losses.gae(rewards, values[:-1], values[-1], dones, discount=c.discount,
+                            gae_lambda=c.gae_lambda)
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  return jax.lax.stop_gradient(
+      PPOBatch(flat(obs[:-1]), flat(actions), flat(adv), flat(targets), flat(alive)))
+
+
+def real_ppo_batch(batch: Transition, advantages: jax.Array, targets: jax.Array) -> PPOBatch:
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  return PPOBatch(flat(batch.obs), flat(batch.action), flat(advantages), flat(targets),
+                  jnp.ones_like(flat(advantages)))
+
+
+def ppo_loss(comp: Components, stats: RunningStats, params: Params, mb: PPOBatch,
+             old_log_prob: jax.Array):
+  """Clipped surrogate + value_coef · value loss − entropy_coef · entropy, with advantages
+  normalised over the (weighted) minibatch."""
+  c = comp.config
+  policy, value_fn = comp.policy(stats), comp.value_fn(stats)
+  log_prob = jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(params["policy"], mb.obs, mb.action)
+  mean = losses.weighted_mean(mb.advantage, mb.weight)
+  var = losses.weighted_mean(jnp.square(mb.advantage - mean), mb.weight)
+  adv = (mb.advantage - mean) / (jnp.sqrt(var) + 1e-8)
+  pl = losses.ppo_policy_loss(log_prob, old_log_prob, adv, c.clip_eps, mb.weight)
+  values = jax.vmap(value_fn, in_axes=(None, 0))(params["value"], mb.obs)
+  vl = losses.value_loss(values, mb.target, mb.weight)
+  _, log_std = comp.policy_net.apply(params["policy"], jnp.zeros(comp.env.obs_size))
+  entropy = losses.gaussian_entropy(log_std)  # state-independent log-std
+  return pl + c.value_coef * vl - c.entropy_coef * entropy, (pl, vl, entropy)
+
+
+def ppo_update(comp: Components, state: TrainState, batch: PPOBatch, key: jax.Array):
+  """PPO epochs over shuffled minibatches; the behaviour log-probs are those of the
+  current policy (the data is on-policy for it)."""
+  c = comp.config
+  policy = comp.policy(state.obs_stats)
+  old_log_prob = jax.lax.stop_gradient(jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(
+      state.agent_params["policy"], batch.obs, batch.action))
+  n = batch.advantage.shape[0]
+  loss_fn = functools.partial(ppo_loss, comp, state.obs_stats)
+
+  def minibatch_step(carry, idx):
+    params, opt = carry
+    mb = jax.tree.map(lambda x: x[idx], batch)
+    grads, aux = jax.grad(loss_fn, has_aux=True)(params, mb, old_log_prob[idx])
+    updates, opt = comp.agent_optimizer.update(grads, opt, params)
+    return (optax.apply_updates(params, updates), opt), aux
+
+  def epoch(carry, k):
+    idx = jax.random.permutation(k, n).reshape(c.num_minibatches, -1)
+    return jax.lax.scan(minibatch_step, carry, idx)
+
+  (params, opt), (pl, vl, ent) = jax.lax.scan(
+      epoch, (state.agent_params, state.agent_opt), jax.random.split(key, c.ppo_epochs))
+  return state.replace(agent_params=params, agent_opt=opt), (pl.mean(), vl.mean(), ent.mean())
+
+
+def evaluate(comp: Components, state: TrainState, key: jax.Array) -> dict[str, jax.Array]:
+  """Deterministic policy (mean action), full episodes in fresh eval envs."""
+  c = comp.config
+  stats, params = state.obs_stats, state.agent_params["policy"]
+
+  def act(obs):
+    mean, _ = jax.vmap(comp.policy_net.apply, in_axes=(None, 0))(
+        params, networks.normalize(stats, obs))
+    return networks.env_action(mean, c.action_mode)
+
+  out = envs.evaluate(comp.env, act, key, c.num_eval_envs)
+  return {"eval_return": out["return"], "eval_length": out["length"]}
+
+
+# ------------------------------------------------------------------------------ the loop
+def iteration(comp: Components, state: TrainState, progress: Callable | None = None):
+  """One collect–fit–optimise iteration -> (state, per-iteration metrics)."""
+  c = comp.config
+  key, ckey, mkey, gkey, akey, pkey = jax.random.split(state.key, 6)
+  env_state, batch = collect(comp, state, ckey)
+  stats = networks.update_stats(state.obs_stats, batch.obs)
+  state = state.replace(env_state=env_state, obs_stats=stats, key=key,
+                        iteration=state.iteration + 1,
+                        env_steps=state.env_steps + c.batch_steps)
+  adv, targets = real_advantages(comp, state, batch)
+  metrics = {"train_return": _train_return(env_state)}
+
+  if c.uses_model:
+    real_grad = real_policy_gradient(comp, state, batch, adv)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    rows = {"obs": flat(batch.obs), "action": flat(batch.action),
+            "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
+    # Held out: the model has not been fitted on this batch yet.
+    metrics["model_nll"] = networks.model_nll(
+        comp.model_net, stats, state.model_params, rows["obs"], rows["action"],
+        rows["next_obs"], rows["reward"], c.action_mode)
+    state = state.replace(buffer=buffer_add(state.buffer, rows))
+    k1, k2, k3 = jax.random.split(mkey, 3)
+    state, metrics["mle_loss"] = fit_model_mle(comp, state, k1)
+    if c.algo == "mg":
+      state, metrics["mg_loss"] = fit_model_mg(comp, state, k2, real_grad)
+    metrics["model_grad_cosine"] = model_alignment(comp, state, k3, real_grad)
+
+    def policy_round(s, k):
+      bk, uk = jax.random.split(k)
+      return ppo_update(comp, s, model_ppo_batch(comp, s, bk), uk)
+
+    state, (pl, vl, ent) = jax.lax.scan(policy_round, state,
+                                        jax.random.split(pkey, c.model_updates))
+    pl, vl, ent = pl.mean(), vl.mean(), ent.mean()
+  else:
+    state, (pl, vl, ent) = ppo_update(comp, state, real_ppo_batch(batch, adv, targets), pkey)
+  metrics.update(policy_loss=pl, value_loss=vl, entropy=ent, env_steps=state.env_steps)
+  for name in ("model_nll", "mle_loss", "mg_loss", "model_grad_cosine"):
+    metrics.setdefault(name, _NAN)
+  if progress is not None:
+    jax.debug.callback(progress, state.iteration)
+  return state, metrics
+
+
+def _train_return(env_state) -> jax.Array:
+  done = env_state.info["episodes_done"] > 0
+  total = jnp.sum(jnp.where(done, env_state.info["last_episode_return"], 0.0))
+  return jnp.where(jnp.any(done), total / jnp.maximum(jnp.sum(done), 1), _NAN)
+
+
+def run_chunk(comp: Components, state: TrainState, progress: Callable | None = None):
+  """eval_every iterations (a lax.scan) followed by one evaluation."""
+  state, iters = jax.lax.scan(lambda s, _: iteration(comp, s, progress), state, None,
+                              length=comp.config.eval_every)
+  ekey, key = jax.random.split(state.key)
+  evals = evaluate(comp, state.replace(key=key), ekey)
+  evals["env_steps"] = state.env_steps
+  evals["iteration"] = state.iteration
+  return state.replace(key=key), {"iterations": iters, "eval": evals}
+
+
+class Trainer(NamedTuple):
+  """init(key) -> state; chunk(state) -> (state, metrics); both pure and vmappable."""
+  components: Components
+  init: Callable[[jax.Array], TrainState]
+  chunk: Callable[[TrainState], tuple[TrainState, dict]]
+  num_chunks: int
+
+
+def make_trainer(config: Config, progress: Callable | None = None,
+                 env_info: envs.EnvInfo | None = None) -> Trainer:
+  comp = make_components(config, env_info)
+  return Trainer(comp, functools.partial(init_state, comp),
+                 functools.partial(run_chunk, comp, progress=progress), comp.config.num_chunks)
+
+
+def make_train(config: Config, progress: Callable | None = None,
+               env_info: envs.EnvInfo | None = None):
+  """Returns a pure `train(key) -> (final_state, metrics)`; metrics leaves are stacked
+  [num_chunks, eval_every] per iteration and [num_chunks] per evaluation."""
+  trainer = make_trainer(config, progress, env_info)
+
+  def train(key):
+    state = trainer.init(key)
+    return jax.lax.scan(lambda s, _: trainer.chunk(s), state, None, length=trainer.num_chunks)
+
+  return train

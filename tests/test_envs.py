@@ -1,0 +1,163 @@
+"""Tests for mgjax.envs: point mass, termination functions, auto-reset bookkeeping, evaluate."""
+import jax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mgjax import envs  # noqa: E402
+
+
+def _random_rollout(info, num_envs, num_steps, key, scale=1.0):
+  """Random actions through TrainingEnv in one scan -> (final state, per-step outputs)."""
+  train_env = envs.TrainingEnv(info, num_envs)
+
+  def run(key):
+    key_reset, key_steps = jax.random.split(key)
+
+    def body(state, k):
+      action = scale * jax.random.uniform(k, (num_envs, info.action_size), minval=-1.0,
+                                          maxval=1.0)
+      state = train_env.step(state, action)
+      predicted = jax.vmap(info.termination_fn)(state.info["final_obs"])
+      return state, (predicted, state.info["termination"], state.done)
+
+    return jax.lax.scan(body, train_env.reset(key_reset),
+                        jax.random.split(key_steps, num_steps))
+
+  return jax.jit(run)(key)
+
+
+def test_unknown_env_raises_with_name():
+  with pytest.raises(ValueError, match="env='no_such_env': unknown environment"):
+    envs.make_env("no_such_env")
+
+
+def test_bad_episode_length_raises():
+  with pytest.raises(ValueError, match="episode_length=0"):
+    envs.make_env("pointmass", episode_length=0)
+
+
+def test_env_names():
+  assert "pointmass" in envs.ENV_NAMES and "hopper" in envs.ENV_NAMES
+  assert len(envs.ENV_NAMES) == 11
+
+
+def test_pointmass_reset_and_step_shapes():
+  info = envs.make_env("pointmass")
+  assert (info.obs_size, info.action_size, info.episode_length) == (4, 2, 100)
+  state = jax.jit(info.env.reset)(jax.random.key(0))
+  assert state.obs.shape == (4,)
+  np.testing.assert_array_equal(state.obs[2:], 0.0)
+  state = jax.jit(info.env.step)(state, jnp.array([1.0, -3.0]))
+  assert state.obs.shape == (4,) and state.reward.shape == () and state.done.shape == ()
+  # v' = dt · clip(a) = (0.1, -0.1); p' = p + dt · v'.
+  np.testing.assert_allclose(state.obs[2:], [0.1, -0.1], rtol=1e-6)
+
+
+def test_pointmass_termination_fn_matches_training_env():
+  info = envs.make_env("pointmass", episode_length=50)
+  state, (predicted, termination, done) = _random_rollout(info, 32, 200, jax.random.key(1))
+  np.testing.assert_array_equal(predicted, termination)
+  assert termination.sum() > 10
+  assert np.all(done >= termination)
+  assert state.info["episodes_done"].min() >= 4  # 200 steps with a 50-step limit.
+
+
+def test_truncation_at_time_limit():
+  # Zero actions from zero velocity: the point stays put, never terminates, and every step
+  # pays r = 1 − 0.25 |p0|², so an episode of 5 steps returns 5 r.
+  info = envs.make_env("pointmass", episode_length=5)
+  train_env = envs.TrainingEnv(info, 4)
+  state = train_env.reset(jax.random.key(2))
+  start_obs = state.obs
+  step = jax.jit(train_env.step)
+  zeros = jnp.zeros((4, 2))
+  for t in range(1, 5):
+    state = step(state, zeros)
+    np.testing.assert_array_equal(state.done, 0.0)
+    np.testing.assert_array_equal(state.info["steps"], t)
+  reward = 1.0 - 0.25 * jnp.sum(start_obs[:, :2]**2, axis=-1)
+  np.testing.assert_allclose(state.info["episode_return"], 4 * reward, rtol=1e-5)
+  state = step(state, zeros)
+  np.testing.assert_array_equal(state.done, 1.0)
+  np.testing.assert_array_equal(state.info["truncation"], 1.0)
+  np.testing.assert_array_equal(state.info["termination"], 0.0)
+  np.testing.assert_array_equal(state.info["steps"], 0)
+  np.testing.assert_array_equal(state.info["episode_return"], 0.0)
+  np.testing.assert_array_equal(state.info["episode_length"], 0)
+  np.testing.assert_allclose(state.info["last_episode_return"], 5 * reward, rtol=1e-5)
+  np.testing.assert_array_equal(state.info["last_episode_length"], 5)
+  np.testing.assert_array_equal(state.info["episodes_done"], 1)
+  np.testing.assert_allclose(state.info["final_obs"], start_obs, atol=1e-7)
+  np.testing.assert_array_equal(state.obs, state.info["first_obs"])
+
+
+def test_termination_resets_to_cached_state():
+  # Full thrust away from the origin: |p| passes 2 within ~20 steps, well before the limit.
+  info = envs.make_env("pointmass", episode_length=100)
+  train_env = envs.TrainingEnv(info, 3)
+  state = train_env.reset(jax.random.key(3))
+  state = train_env.refresh_resets(state, jax.random.key(4))
+  assert not np.allclose(state.info["first_obs"], state.obs)
+  step = jax.jit(train_env.step)
+  total = np.zeros(3)
+  for _ in range(40):
+    prev = state
+    state = step(state, jnp.sign(state.obs[:, :2]) + (state.obs[:, :2] == 0))
+    total += np.asarray(state.reward) * (prev.info["episodes_done"] == 0)
+    if np.all(state.info["episodes_done"] >= 1):
+      break
+  ended = np.asarray(state.done) == 1.0
+  assert ended.any()
+  np.testing.assert_array_equal(state.info["termination"][ended], 1.0)
+  np.testing.assert_array_equal(state.info["truncation"][ended], 0.0)
+  final_pos = state.info["final_obs"][ended, :2]
+  assert np.all(np.linalg.norm(final_pos, axis=-1) > 2.0)
+  np.testing.assert_array_equal(state.obs[ended], state.info["first_obs"][ended])
+  np.testing.assert_allclose(state.info["last_episode_return"][ended], total[ended], rtol=1e-5)
+  np.testing.assert_array_equal(state.info["episode_return"][ended], 0.0)
+
+
+def test_evaluate_pointmass_separates_policies():
+  info = envs.make_env("pointmass")
+  evaluate = jax.jit(envs.evaluate, static_argnums=(0, 1, 3))
+
+  def zero(obs):
+    return jnp.zeros((obs.shape[0], 2))
+
+  def noisy(obs):  # deterministic in obs, but scrambled like a random policy
+    return jnp.sin(1e4 * obs[:, :2] + 1e3 * obs[:, 2:])
+
+  def stabilising(obs):
+    return jnp.clip(-obs[:, :2] - 1.5 * obs[:, 2:], -1.0, 1.0)
+
+  key = jax.random.key(5)
+  zero_out = evaluate(info, zero, key, 64)
+  noisy_out = evaluate(info, noisy, key, 64)
+  good_out = evaluate(info, stabilising, key, 64)
+  assert zero_out["returns"].shape == (64,)
+  assert float(zero_out["length"]) == 100.0  # holding still never terminates.
+  assert float(noisy_out["length"]) < 100.0
+  assert float(noisy_out["return"]) < float(zero_out["return"]) - 10.0
+  assert float(good_out["return"]) > float(zero_out["return"]) + 10.0
+  np.testing.assert_allclose(zero_out["return"], zero_out["returns"].mean(), rtol=1e-6)
+
+
+def test_evaluate_vmaps_over_keys():
+  info = envs.make_env("pointmass", episode_length=20)
+  act = lambda obs: jnp.clip(-obs[:, :2], -1.0, 1.0)  # noqa: E731
+  keys = jax.random.split(jax.random.key(6), 3)
+  out = jax.jit(jax.vmap(lambda k: envs.evaluate(info, act, k, 8)))(keys)
+  assert out["returns"].shape == (3, 8)
+  assert len(set(np.asarray(out["return"]).tolist())) == 3
+
+
+def test_hopper_termination_fn_matches_mjx_env():
+  info = envs.make_env("hopper", backend="mjx")
+  assert (info.obs_size, info.action_size, info.episode_length) == (11, 3, 1000)
+  _, (predicted, termination, _) = _random_rollout(info, 16, 100, jax.random.key(7))
+  np.testing.assert_array_equal(predicted, termination)
+  assert termination.sum() >= 5
