@@ -50,6 +50,7 @@ class Config:
   similarity: str = "cosine"        # cosine | inner | l2
   estimator: str = "score"          # score | pathwise
   mle_weight: float = 1.0           # λ_mle: NLL weight inside MG steps (0 = pure MG)
+  mg_max_grad_norm: float = 10.0    # clip the MG term's gradient to this norm (0 = off)
   # -- policy optimisation in the model (mg, mle)
   model_rollouts: int = 512         # branched rollouts per policy update, from buffer states
   model_horizon: int = 10           # their horizon
@@ -115,7 +116,7 @@ def validate(config: Config) -> Config:
   for name in ("discount", "gae_lambda"):
     if not 0.0 <= getattr(c, name) <= 1.0:
       _fail(name, getattr(c, name), "must lie in [0, 1]")
-  for name in ("mle_weight", "entropy_coef", "value_coef"):
+  for name in ("mle_weight", "entropy_coef", "value_coef", "mg_max_grad_norm"):
     if getattr(c, name) < 0:
       _fail(name, getattr(c, name), "must be non-negative")
   if any(h <= 0 for h in c.policy_hidden + c.value_hidden + c.model_hidden):

@@ -24,14 +24,15 @@ class _Progress:
   """tqdm bar over iterations, advanced from inside jit by a host callback."""
 
   def __init__(self, total: int, enabled: bool, desc: str):
-    self.bar = None
+    self.bar, self.total = None, total
     if enabled:
       from tqdm.auto import tqdm
       self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
     self.done = 0
 
   def __call__(self, iteration):
-    it = int(np.max(np.asarray(iteration)))  # vmapped seeds report the same iteration.
+    # vmapped seeds report the same iteration, possibly out of order.
+    it = min(int(np.max(np.asarray(iteration))), self.total)
     if self.bar is not None and it > self.done:
       self.bar.update(it - self.done)
     self.done = max(self.done, it)

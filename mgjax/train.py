@@ -175,21 +175,33 @@ def _mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array
 
 
 def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad: Params):
-  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch)."""
+  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch).
+
+  The surrogate's gradient is clipped to a global norm of mg_max_grad_norm before the two
+  terms are added: score-function gradients scale with 1/σ of a sharp model and can be
+  orders of magnitude larger than the NLL gradient, which would let noise swamp the fit.
+  """
   c = comp.config
 
-  def loss_fn(params, k):
-    mkey, bkey = jax.random.split(k)
-    mg, metrics = _mg_loss(comp, state, params, mkey, real_grad)
-    nll = _nll_loss(comp, state, params, buffer_sample(state.buffer, bkey, c.mle_batch))
-    return mg + c.mle_weight * nll, metrics["cosine"]
-
   def step(s, k):
-    s, (loss, cos) = _model_step(comp, loss_fn, s, k)
-    return s, (loss, cos)
+    mkey, bkey = jax.random.split(k)
+    (mg, metrics), g_mg = jax.value_and_grad(_mg_loss, argnums=2, has_aux=True)(
+        comp, s, s.model_params, mkey, real_grad)
+    nll, g_nll = jax.value_and_grad(_nll_loss, argnums=2)(
+        comp, s, s.model_params, buffer_sample(s.buffer, bkey, c.mle_batch))
+    mg_norm = optax.global_norm(g_mg)
+    if c.mg_max_grad_norm > 0:
+      g_mg = jax.tree.map(lambda g: g * jnp.minimum(1.0, c.mg_max_grad_norm / (mg_norm + 1e-8)),
+                          g_mg)
+    grads = jax.tree.map(lambda a, b: a + c.mle_weight * b, g_mg, g_nll)
+    updates, opt = comp.model_optimizer.update(grads, s.model_opt, s.model_params)
+    s = s.replace(model_params=optax.apply_updates(s.model_params, updates), model_opt=opt)
+    return s, (mg + c.mle_weight * nll, mg_norm)
 
-  state, (loss, _) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
-  return state, (jnp.mean(loss) if c.mg_steps else _NAN)
+  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
+  if not c.mg_steps:
+    return state, (_NAN, _NAN)
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))
 
 
 def model_alignment(comp: Components, state: TrainState, key: jax.Array,
@@ -318,7 +330,8 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
     k1, k2, k3 = jax.random.split(mkey, 3)
     state, metrics["mle_loss"] = fit_model_mle(comp, state, k1)
     if c.algo == "mg":
-      state, metrics["mg_loss"] = fit_model_mg(comp, state, k2, real_grad)
+      state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
+          comp, state, k2, real_grad)
     metrics["model_grad_cosine"] = model_alignment(comp, state, k3, real_grad)
 
     def policy_round(s, k):
@@ -331,7 +344,7 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
   else:
     state, (pl, vl, ent) = ppo_update(comp, state, real_ppo_batch(batch, adv, targets), pkey)
   metrics.update(policy_loss=pl, value_loss=vl, entropy=ent, env_steps=state.env_steps)
-  for name in ("model_nll", "mle_loss", "mg_loss", "model_grad_cosine"):
+  for name in ("model_nll", "mle_loss", "mg_loss", "mg_grad_norm", "model_grad_cosine"):
     metrics.setdefault(name, _NAN)
   if progress is not None:
     jax.debug.callback(progress, state.iteration)
