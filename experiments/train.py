@@ -12,9 +12,13 @@ import os
 import sys
 import time
 import typing
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# brax's notice that its own pipelines are unmaintained: we use its MJX backend.
+warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 from mgjax.config import Config, ConfigError, validate  # noqa: E402
 

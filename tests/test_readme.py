@@ -1,0 +1,15 @@
+"""The README's library example runs as written."""
+import pathlib
+import re
+
+
+def test_readme_example_runs(capsys):
+  text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+  blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+  assert blocks, "README has no python example"
+  exec(compile(blocks[0], "README.md", "exec"), {})
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 3
+  for line in lines:
+    cosine = float(line.split()[1])
+    assert -1.0 <= cosine <= 1.0
