@@ -129,8 +129,8 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
       final_eval_return_mean=float(np.mean(final)),
       env_steps_per_s=total_env_steps * len(seeds) / train_s,
       compile_time_s=compile_s, train_time_s=train_s, wall_time_s=time.time() - start)
-  outputs.save_checkpoint(out / "checkpoint", state)
   outputs.write_json(out / "summary.json", summary)
+  outputs.save_checkpoint(out / "checkpoint", state)
   return summary
 
 

@@ -96,14 +96,23 @@ class MetricsWriter:
 
 
 def checkpointable(state: Any) -> Any:
-  """Typed PRNG keys become their uint32 data so that orbax can store them."""
-  return jax.tree.map(
-      lambda x: jax.random.key_data(x)
-      if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key) else x, state)
+  """What a checkpoint stores: the learner's state without the simulator state (MJX data
+  holds zero-size arrays orbax cannot store, and envs are re-created by `reset`); typed
+  PRNG keys become their uint32 data."""
+  if hasattr(state, "env_state"):
+    state = state.replace(env_state=None)
+  def plain(x):
+    if not jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+      return x
+    if isinstance(x, jax.ShapeDtypeStruct):  # an abstract `like` tree for restore
+      return jax.eval_shape(jax.random.key_data, x)
+    return jax.random.key_data(x)
+
+  return jax.tree.map(plain, state)
 
 
 def save_checkpoint(path: Path, state: Any) -> None:
-  """Saves a pytree (e.g. the vmapped final TrainState) with orbax to `path`."""
+  """Saves a TrainState (vmapped or not; see `checkpointable`) with orbax to `path`."""
   import orbax.checkpoint as ocp
   ckpt = ocp.StandardCheckpointer()
   ckpt.save(path.absolute(), checkpointable(state), force=True)
