@@ -50,7 +50,9 @@ def std(stats: RunningStats) -> jax.Array:
 
 
 def normalize(stats: RunningStats, obs: jax.Array, clip: float = 10.0) -> jax.Array:
-  return jnp.clip((obs - stats.mean) / std(stats), -clip, clip)
+  """(obs − mean)/std, clipped; obs [..., D]."""
+  mean, scale = jnp.broadcast_to(stats.mean, obs.shape), jnp.broadcast_to(std(stats), obs.shape)
+  return jnp.clip((obs - mean) / scale, -clip, clip)
 
 
 # --------------------------------------------------------------------------- networks
@@ -212,7 +214,8 @@ def model_nll(net: Network, stats: RunningStats, params: Params, obs: jax.Array,
   """
   mean, log_std = jax.vmap(net.apply, in_axes=(None, 0, 0))(
       params, normalize(stats, obs), env_action(action, action_mode))  # [B, E, D]
-  target = jnp.concatenate([(next_obs - obs) / std(stats), reward[:, None]], axis=-1)
+  delta = (next_obs - obs) / jnp.broadcast_to(std(stats), obs.shape)
+  target = jnp.concatenate([delta, reward[:, None]], axis=-1)
   nll = gaussian_nll(mean, log_std, jnp.broadcast_to(target[:, None], mean.shape))
   return jnp.mean(nll) / mean.shape[-1]
 

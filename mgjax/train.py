@@ -190,7 +190,7 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
         comp, s, s.model_params, mkey, real_grad)
     nll, g_nll = jax.value_and_grad(_nll_loss, argnums=2)(
         comp, s, s.model_params, buffer_sample(s.buffer, bkey, c.mle_batch))
-    mg_norm = optax.global_norm(g_mg)
+    mg_norm = optax.tree.norm(g_mg)
     if c.mg_max_grad_norm > 0:
       g_mg = jax.tree.map(lambda g: g * jnp.minimum(1.0, c.mg_max_grad_norm / (mg_norm + 1e-8)),
                           g_mg)

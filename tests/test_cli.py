@@ -1,0 +1,314 @@
+"""End-to-end tests of experiments/train.py (DESIGN.md §5), each run in a subprocess.
+
+- bad input: exit status 2, one line on stderr naming the field and the value, nothing run;
+- short pointmass runs (mg, ppo; two seeds): config.json, metrics.csv, summary.json and a
+  restorable checkpoint/;
+- a numerical blow-up: exit status 1, one line naming seed and iteration, metrics so far kept,
+  summary.json with status "diverged";
+- one tiny MJX (hopper) run.
+"""
+import csv
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = str(ROOT / "experiments" / "train.py")
+
+REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return",
+                    "model_grad_cosine", "model_nll", "wall_time_s")
+MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
+
+# Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed.
+POINTMASS = ("--env", "pointmass", "--total-steps", "5120", "--num-envs", "16",
+             "--rollout-length", "32", "--eval-every", "5", "--model-hidden", "32,32",
+             "--mle-steps", "5", "--mg-steps", "1", "--mg-rollouts", "32",
+             "--model-rollouts", "64", "--model-updates", "1", "--no-progress")
+
+HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1024",
+          "--num-envs", "8", "--rollout-length", "16", "--eval-every", "8",
+          "--num-eval-envs", "2", "--episode-length", "50", "--model-hidden", "32,32",
+          "--policy-hidden", "16,16", "--value-hidden", "16,16", "--mle-steps", "2",
+          "--mg-steps", "1", "--mg-rollouts", "16", "--mg-horizon", "3",
+          "--model-rollouts", "32", "--model-horizon", "3", "--model-updates", "1",
+          "--num-minibatches", "2", "--no-progress")
+
+
+def train(*args, timeout=900) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, TRAIN, *map(str, args)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def stderr_lines(proc) -> list[str]:
+  return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def read_metrics(out: Path) -> tuple[list[str], list[dict[str, str]]]:
+  with open(out / "metrics.csv", newline="") as f:
+    reader = csv.DictReader(f)
+    return list(reader.fieldnames or []), list(reader)
+
+
+def load_config(out: Path):
+  """The Config that config.json describes (every field present, tuples restored)."""
+  from mgjax.config import Config
+  data = json.loads((out / "config.json").read_text())
+  hints = typing.get_type_hints(Config)
+  fields = {}
+  for f in dataclasses.fields(Config):
+    assert f.name in data, f"config.json lacks {f.name}"
+    value = data[f.name]
+    fields[f.name] = tuple(value) if typing.get_origin(hints[f.name]) is tuple else value
+  return Config(**fields), data
+
+
+# ------------------------------------------------------------------------ bad input
+def _nonempty_dir(tmp: Path) -> Path:
+  d = tmp / "used"
+  d.mkdir()
+  (d / "keep.txt").write_text("an earlier run")
+  return d
+
+
+def _under_regular_file(tmp: Path) -> Path:
+  f = tmp / "plainfile"
+  f.write_text("")
+  return f / "sub"
+
+
+def _regular_file(tmp: Path) -> Path:
+  f = tmp / "plainfile"
+  f.write_text("")
+  return f
+
+
+def _readonly_dir(tmp: Path) -> Path:
+  d = tmp / "readonly"
+  d.mkdir()
+  d.chmod(0o500)
+  return d
+
+
+_is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+
+# (id, extra args, make --out from tmp_path or None, names of the field, the bad value)
+BAD_INPUT = [
+    ("env", ["--env", "nope"], None, ("env",), "nope"),
+    ("algo", ["--algo", "foo"], None, ("algo",), "foo"),
+    ("total_steps_zero", ["--total-steps", "0"], None, ("total_steps", "total-steps"), "0"),
+    ("total_steps_negative", ["--total-steps", "-5"], None, ("total_steps", "total-steps"),
+     "-5"),
+    ("seeds_zero", ["--seeds", "0"], None, ("seeds",), "0"),
+    ("seeds_not_int", ["--seeds", "abc"], None, ("seeds",), "abc"),
+    ("seed_negative", ["--seed", "-1"], None, ("seed",), "-1"),
+    ("num_envs_zero", ["--num-envs", "0"], None, ("num_envs", "num-envs"), "0"),
+    ("num_minibatches", ["--num-minibatches", "7"], None,
+     ("num_minibatches", "num-minibatches"), "7"),
+    ("hidden_not_ints", ["--model-hidden", "3,x"], None, ("model_hidden", "model-hidden"),
+     "3,x"),
+    ("out_not_empty", [], _nonempty_dir, ("out",), None),
+    ("out_under_file", [], _under_regular_file, ("out",), None),
+    ("out_is_file", [], _regular_file, ("out",), None),
+    pytest.param("out_readonly", [], _readonly_dir, ("out",), None,
+                 marks=pytest.mark.skipif(_is_root, reason="root ignores directory modes")),
+]
+
+
+def _case_id(case):
+  return case.values[0] if hasattr(case, "values") else case[0]
+
+
+@pytest.mark.parametrize("name,args,make_out,field,value", BAD_INPUT,
+                         ids=[_case_id(c) for c in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, value):
+  out = make_out(tmp_path) if make_out else tmp_path / "run"
+  before = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
+  value = str(out) if value is None else value
+  try:
+    proc = train(*args, "--out", out, "--no-progress", timeout=120)
+  finally:
+    if make_out is _readonly_dir:
+      out.chmod(0o700)
+  assert proc.returncode == 2, proc.stderr
+  assert "Traceback" not in proc.stderr
+  lines = stderr_lines(proc)
+  assert len(lines) == 1, proc.stderr
+  line = lines[0]
+  assert any(re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", line) for f in field), line
+  assert re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", line), line
+  # Rejected before anything ran: no compile, nothing written into --out.
+  assert "compiled" not in proc.stdout
+  if make_out is None:
+    assert not out.exists()
+  elif before is not None:
+    assert sorted(p.name for p in out.iterdir()) == before
+    if name == "out_not_empty":
+      assert (out / "keep.txt").read_text() == "an earlier run"
+
+
+# ------------------------------------------------------------------ successful runs
+def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: dict):
+  """Checks config.json, metrics.csv, summary.json and checkpoint/ of a finished run."""
+  import jax
+  import numpy as np
+
+  # config.json: every Config field, the flags given, algo/env/seeds.
+  config, data = load_config(out)
+  assert data["algo"] == algo and data["env"] == env and data["seeds"] == seeds
+  for name, value in flags.items():
+    assert getattr(config, name) == value, name
+  resolved = data["resolved"]
+  assert resolved["batch_steps"] == config.num_envs * config.rollout_length
+  assert resolved["num_iterations"] == config.num_iterations
+  assert resolved["env_steps"] == config.num_iterations * config.batch_steps
+  num_evals = config.num_iterations // config.eval_every
+
+  # metrics.csv: one row per (seed, evaluation).
+  header, rows = read_metrics(out)
+  assert set(REQUIRED_COLUMNS) <= set(header), header
+  assert len(rows) == len(seeds) * num_evals
+  assert all(r["algo"] == algo and r["env"] == env for r in rows)
+  assert sorted({int(r["seed"]) for r in rows}) == seeds
+  last = {}
+  for seed in seeds:
+    mine = [r for r in rows if int(r["seed"]) == seed]
+    assert len(mine) == num_evals
+    iterations = [int(r["iteration"]) for r in mine]
+    steps = [int(r["env_steps"]) for r in mine]
+    assert iterations == [config.eval_every * (k + 1) for k in range(num_evals)]
+    assert steps == [it * config.batch_steps for it in iterations]
+    assert all(b > a for a, b in zip(steps, steps[1:]))
+    assert steps[-1] == resolved["env_steps"]
+    for r in mine:
+      assert math.isfinite(float(r["eval_return"])), r
+      assert float(r["wall_time_s"]) >= 0
+      if algo == "mg":
+        cosine = float(r["model_grad_cosine"])  # non-empty
+        assert -1.0 - 1e-5 <= cosine <= 1.0 + 1e-5, r
+      if algo in ("mg", "mle"):
+        assert math.isfinite(float(r["model_nll"])), r
+      else:
+        assert all(r[c] == "" for c in MODEL_COLUMNS if c in r), r
+    last[seed] = float(mine[-1]["eval_return"])
+
+  # summary.json
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["status"] == "finished"
+  assert summary["algo"] == algo and summary["env"] == env and summary["seeds"] == seeds
+  assert summary["total_env_steps"] == resolved["env_steps"]
+  assert set(summary["final_eval_return"]) == {str(s) for s in seeds}
+  for seed in seeds:
+    assert summary["final_eval_return"][str(seed)] == pytest.approx(last[seed], rel=1e-6)
+  assert summary["final_eval_return_mean"] == pytest.approx(
+      sum(last.values()) / len(seeds), rel=1e-6)
+  assert summary["env_steps_per_s"] > 0
+  assert summary["compile_time_s"] > 0
+  assert summary["wall_time_s"] >= summary["compile_time_s"]
+  assert summary["versions"]["jax"] == jax.__version__
+
+  # checkpoint/: restorable into the shape of the vmapped initial state.
+  from mgjax import outputs
+  from mgjax.train import make_trainer
+  assert (out / "checkpoint").is_dir()
+  trainer = make_trainer(config)
+  keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
+  like = jax.eval_shape(jax.vmap(trainer.init), keys)
+  state = outputs.restore_checkpoint(out / "checkpoint", like)
+  policy = jax.tree.leaves(state.agent_params["policy"])
+  assert policy
+  for leaf in policy:
+    leaf = np.asarray(leaf)
+    assert leaf.shape[0] == len(seeds)
+    assert np.all(np.isfinite(leaf))
+  assert np.asarray(state.env_steps).tolist() == [resolved["env_steps"]] * len(seeds)
+  assert np.asarray(state.iteration).tolist() == [config.num_iterations] * len(seeds)
+  return summary
+
+
+@pytest.fixture(scope="module", params=["mg", "ppo"])
+def pointmass_run(request, tmp_path_factory):
+  algo = request.param
+  out = tmp_path_factory.mktemp(f"pointmass-{algo}") / "run"
+  extra = []
+  if algo == "ppo":
+    # Reuse an output directory that holds an earlier run: accepted with --overwrite.
+    out.mkdir()
+    (out / "metrics.csv").write_text("stale\n")
+    (out / "summary.json").write_text('{"status": "stale"}')
+    extra = ["--overwrite"]
+  proc = train("--algo", algo, "--seeds", "2", *POINTMASS, "--out", out, *extra)
+  return algo, out, proc
+
+
+def test_pointmass_run_succeeds(pointmass_run):
+  algo, out, proc = pointmass_run
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  for name in ("config.json", "metrics.csv", "summary.json", "checkpoint"):
+    assert (out / name).exists(), name
+
+
+def test_pointmass_outputs(pointmass_run):
+  algo, out, proc = pointmass_run
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
+                flags={"num_envs": 16, "rollout_length": 32, "eval_every": 5,
+                       "total_steps": 5120, "model_hidden": (32, 32), "mle_steps": 5,
+                       "mg_steps": 1, "mg_rollouts": 32, "model_rollouts": 64,
+                       "model_updates": 1})
+
+
+def test_overwrite_replaces_earlier_run(pointmass_run):
+  algo, out, proc = pointmass_run
+  if algo != "ppo":
+    pytest.skip("the ppo run reuses a used --out")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "stale" not in (out / "metrics.csv").read_text()
+  assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
+# ------------------------------------------------------------------------- blow-up
+def test_blow_up_stops_with_diverged_summary(tmp_path):
+  # A learning rate of 1e30 makes the first Adam step overflow the policy parameters.
+  out = tmp_path / "run"
+  proc = train("--algo", "ppo", "--learning-rate", "1e30", "--seeds", "2", "--seed", "3",
+               *POINTMASS, "--out", out)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  lines = stderr_lines(proc)
+  assert len(lines) == 1, proc.stderr
+  match = re.search(r"\bseed (\d+)\b.*\biteration (\d+)\b", lines[0])
+  assert match, lines[0]
+  assert int(match.group(1)) in (3, 4)
+  iteration = int(match.group(2))
+  assert 1 <= iteration <= 10
+
+  header, rows = read_metrics(out)
+  assert set(REQUIRED_COLUMNS) <= set(header)
+  assert len(rows) >= 1
+  assert {int(r["seed"]) for r in rows} == {3, 4}
+  assert max(int(r["iteration"]) for r in rows) >= iteration  # the diverged chunk is kept
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["status"] == "diverged"
+  assert summary["algo"] == "ppo" and summary["env"] == "pointmass"
+  assert summary["seeds"] == [3, 4]
+
+
+# ----------------------------------------------------------------------------- MJX
+def test_hopper_mjx_run(tmp_path):
+  out = tmp_path / "run"
+  proc = train(*HOPPER, "--out", out, timeout=1500)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  check_outputs(out, algo="mg", env="hopper", seeds=[0],
+                flags={"episode_length": 50, "num_envs": 8, "rollout_length": 16,
+                       "eval_every": 8, "total_steps": 1024, "policy_hidden": (16, 16)})
