@@ -1,0 +1,157 @@
+"""Benchmark suites: algorithms × environments × seeds, the seeds of a cell vmapped.
+
+  python experiments/benchmark.py --suite cpu              # resumable; run again to continue
+  python experiments/benchmark.py --suite smoke --results /tmp/smoke --runs /tmp/smoke-runs
+  python experiments/benchmark.py --suite cpu --env hopper --algo mg   # one cell
+
+Each finished cell's small files (metrics.csv, summary.json, config.json) are copied to
+RESULTS/SUITE/ALGO-ENV/ at once and the cell is skipped on the next call; checkpoints stay
+in RUNS/ (not committed). RESULTS/SUITE/metrics.csv gathers all finished cells for plot.py.
+"""
+import argparse
+import csv
+import dataclasses
+import json
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
+
+from mgjax.config import Config, ConfigError, validate  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  envs: tuple[str, ...]
+  algos: tuple[str, ...]
+  seeds: int
+  total_steps: int
+  overrides: tuple[tuple[str, object], ...] = ()  # Config fields shared by every cell
+
+  def config(self, algo: str, env: str, extra: dict) -> Config:
+    return validate(Config(**{**dict(self.overrides), "algo": algo, "env": env,
+                              "total_steps": self.total_steps, **extra}))
+
+
+# Evaluations every 5 iterations of 1024 steps (5120 env steps) so that the 25k/50k/100k
+# milestones of the results table fall within half a chunk of an evaluation.
+_EVAL = (("eval_every", 5),)
+SUITES = {
+    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"), ("mg", "mle", "ppo"), 5,
+                 100_000, _EVAL),
+    "gpu": Suite(("hopper", "walker2d", "halfcheetah", "ant", "humanoid"), ("mg", "mle", "ppo"),
+                 10, 300_000, _EVAL),
+    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo"), 2, 5120, (
+        ("num_envs", 16), ("rollout_length", 32), ("eval_every", 5), ("num_eval_envs", 4),
+        ("model_hidden", (32, 32)), ("mle_steps", 5), ("mg_steps", 1), ("mg_rollouts", 32),
+        ("model_rollouts", 64), ("model_updates", 1))),
+}
+_KEEP = ("metrics.csv", "summary.json", "config.json")
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _finished(cell_dir: Path) -> bool:
+  try:
+    return json.loads((cell_dir / "summary.json").read_text())["status"] in ("finished",
+                                                                             "diverged")
+  except (OSError, ValueError, KeyError):
+    return False
+
+
+def gather(suite_dir: Path) -> Path:
+  """Concatenates every cell's metrics.csv into SUITE/metrics.csv; returns its path."""
+  rows, header = [], None
+  for path in sorted(suite_dir.glob("*/metrics.csv")):
+    with open(path, newline="") as f:
+      reader = csv.reader(f)
+      header = next(reader)
+      rows.extend(reader)
+  out = suite_dir / "metrics.csv"
+  if header is not None:
+    with open(out, "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(header)
+      w.writerows(rows)
+  return out
+
+
+def parse_set(items: list[str]) -> dict:
+  """--set field=value pairs, typed like the Config field."""
+  types = {f.name: type(f.default) for f in dataclasses.fields(Config)}
+  out = {}
+  for item in items:
+    name, _, text = item.partition("=")
+    if name not in types:
+      raise ConfigError(f"set={item!r}: unknown Config field {name!r}")
+    kind = types[name]
+    try:
+      out[name] = tuple(int(x) for x in text.split(",")) if kind is tuple else kind(text)
+    except ValueError:
+      raise ConfigError(f"{name}={text!r}: not a valid {kind.__name__}") from None
+  return out
+
+
+def main(argv=None) -> int:
+  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--suite", default="cpu", help=f"one of {', '.join(SUITES)}")
+  p.add_argument("--results", default="results", help="where the small per-cell files go")
+  p.add_argument("--runs", default="runs/bench", help="where full run folders go")
+  p.add_argument("--env", action="append", help="only these envs (repeatable)")
+  p.add_argument("--algo", action="append", help="only these algorithms (repeatable)")
+  p.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
+  p.add_argument("--tag", default="", help="suffix of the suite folder (for ablations)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a Config field in every cell")
+  args = p.parse_args(argv)
+  if args.suite not in SUITES:
+    p.error(f"suite={args.suite!r}: unknown; choose one of {', '.join(SUITES)}")
+  suite = SUITES[args.suite]
+  envs = tuple(args.env or suite.envs)
+  algos = tuple(args.algo or suite.algos)
+  seeds = args.seeds if args.seeds is not None else suite.seeds
+  if seeds <= 0:
+    p.error(f"seeds={seeds}: must be positive")
+  try:
+    extra = parse_set(args.set)
+    cells = [(a, e, suite.config(a, e, extra)) for e in envs for a in algos]
+  except ConfigError as e:
+    p.error(str(e))
+
+  from mgjax import experiment, outputs
+  name = args.suite + (f"-{args.tag}" if args.tag else "")
+  suite_dir = Path(args.results) / name
+  suite_dir.mkdir(parents=True, exist_ok=True)
+  for algo, env, config in cells:
+    cell = f"{algo}-{env}"
+    if _finished(suite_dir / cell):
+      print(f"[{name}] {cell}: done, skipped")
+      continue
+    run_dir = outputs.prepare_out_dir(Path(args.runs) / name / cell, overwrite=True)
+    print(f"[{name}] {cell}: {seeds} seeds x {config.num_iterations * config.batch_steps} "
+          f"env steps", flush=True)
+    start = time.time()
+    try:
+      summary = experiment.run(config, seeds=list(range(seeds)), out=run_dir, progress=False)
+      print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
+            f"{time.time() - start:.0f}s", flush=True)
+    except experiment.Divergence as e:
+      print(f"[{name}] {cell}: stopped: {e}", flush=True)
+    (suite_dir / cell).mkdir(exist_ok=True)
+    for f in _KEEP:
+      if (run_dir / f).exists():
+        shutil.copy(run_dir / f, suite_dir / cell / f)
+    gather(suite_dir)
+  print(f"[{name}] results in {gather(suite_dir)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

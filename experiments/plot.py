@@ -1,0 +1,181 @@
+"""Plots and tables from a benchmark suite's metrics.csv.
+
+  python experiments/plot.py results/cpu            # writes PNGs and table.{csv,md} there
+
+- learning_curves.png: eval return vs env steps per env, IQM over seeds with a 95%
+  bootstrap CI band;
+- alignment.png: model_grad_cosine vs env steps for mg and mle (IQM and CI);
+- aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
+  algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps;
+- table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
+  (and the suite's last), IQM [95% CI] per env and algorithm.
+"""
+import argparse
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mgjax.stats import iqm, stratified_bootstrap_ci  # noqa: E402
+
+COLORS = {"mg": "tab:red", "mle": "tab:blue", "ppo": "tab:gray"}
+MILESTONES = (25_000, 50_000, 100_000)
+
+
+def load(path: Path):
+  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E]}} over complete seeds."""
+  rows = defaultdict(lambda: defaultdict(dict))
+  with open(path, newline="") as f:
+    for r in csv.DictReader(f):
+      rows[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
+  data = {}
+  for cell, seeds in rows.items():
+    steps = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    num = lambda k: np.array([[_float(seeds[s][t][k]) for t in steps] for s in sorted(seeds)])
+    data[cell] = {"steps": np.array(steps), "return": num("eval_return"),
+                  "cosine": num("model_grad_cosine")}
+  return data
+
+
+def _float(x: str) -> float:
+  return float(x) if x not in ("", None) else float("nan")
+
+
+def curve(values: np.ndarray):
+  """values [S, E] -> IQM, CI low, CI high per evaluation (finite seeds only)."""
+  out = np.full((3, values.shape[1]), np.nan)
+  for e in range(values.shape[1]):
+    v = values[:, e][np.isfinite(values[:, e])]
+    if v.size:
+      out[:, e] = stratified_bootstrap_ci([v], reps=1000)
+  return out
+
+
+def _envs_algos(data):
+  envs = sorted({e for e, _ in data})
+  algos = [a for a in ("mg", "mle", "ppo", "mbpo") if any(a == b for _, b in data)]
+  return envs, algos + sorted({b for _, b in data} - set(algos))
+
+
+def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, name=None):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  envs, all_algos = _envs_algos(data)
+  algos = algos or all_algos
+  fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
+  for ax, env in zip(axes[0], envs):
+    for algo in algos:
+      if (env, algo) not in data:
+        continue
+      d = data[(env, algo)]
+      mid, lo, hi = curve(d[key])
+      ax.plot(d["steps"], mid, color=COLORS.get(algo), label=algo)
+      ax.fill_between(d["steps"], lo, hi, color=COLORS.get(algo), alpha=0.2)
+    ax.set_title(env)
+    ax.set_xlabel("env steps")
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel(ylabel)
+  axes[0][-1].legend()
+  fig.tight_layout()
+  fig.savefig(out / name, dpi=110)
+  plt.close(fig)
+
+
+def normalised_scores(data):
+  """{algo: (steps, [{env: per-seed normalised scores}] per evaluation)}, normalising each env
+  by the best algorithm's final IQM return on it."""
+  envs, algos = _envs_algos(data)
+  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data)
+          for e in envs}
+  out = {}
+  for algo in algos:
+    cells = [e for e in envs if (e, algo) in data]
+    if not cells:
+      continue
+    n = min(len(data[(e, algo)]["steps"]) for e in cells)
+    steps = data[(cells[0], algo)]["steps"][:n]
+    out[algo] = (steps, [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in cells]
+                         for i in range(n)])
+  return out
+
+
+def plot_aggregate(data, out: Path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for algo, (steps, per_eval) in normalised_scores(data).items():
+    ci = np.array([stratified_bootstrap_ci(s, reps=1000) for s in per_eval]).T
+    ax.plot(steps, ci[0], color=COLORS.get(algo), label=algo)
+    ax.fill_between(steps, ci[1], ci[2], color=COLORS.get(algo), alpha=0.2)
+  ax.set_xlabel("env steps")
+  ax.set_ylabel("IQM normalised return")
+  ax.set_title("aggregate over environments")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out / "aggregate.png", dpi=110)
+  plt.close(fig)
+
+
+def table(data, out: Path):
+  envs, algos = _envs_algos(data)
+  lines = []
+  for env in envs:
+    for algo in algos:
+      if (env, algo) not in data:
+        continue
+      d = data[(env, algo)]
+      marks = [m for m in MILESTONES if m <= d["steps"][-1] * 1.1] or [int(d["steps"][-1])]
+      for m in marks:
+        i = int(np.argmin(np.abs(d["steps"] - m)))
+        mid, lo, hi = stratified_bootstrap_ci([d["return"][:, i]])
+        lines.append({"env": env, "algo": algo, "milestone": m, "env_steps": int(d["steps"][i]),
+                      "seeds": d["return"].shape[0], "iqm": mid, "ci_low": lo, "ci_high": hi})
+  with open(out / "table.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, ["env", "algo", "milestone", "env_steps", "seeds", "iqm", "ci_low",
+                           "ci_high"])
+    w.writeheader()
+    w.writerows(lines)
+  marks = sorted({r["milestone"] for r in lines})
+  md = ["| env | algo | " + " | ".join(f"{m // 1000}k" for m in marks) + " |",
+        "|---|---|" + "---|" * len(marks)]
+  for env in envs:
+    for algo in algos:
+      cells = {r["milestone"]: r for r in lines if r["env"] == env and r["algo"] == algo}
+      if cells:
+        md.append(f"| {env} | {algo} | " + " | ".join(
+            f"{cells[m]['iqm']:.0f} [{cells[m]['ci_low']:.0f}, {cells[m]['ci_high']:.0f}]"
+            if m in cells else "" for m in marks) + " |")
+  (out / "table.md").write_text("\n".join(md) + "\n")
+  return lines
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("suite_dir", help="a benchmark suite folder holding metrics.csv")
+  args = p.parse_args(argv)
+  out = Path(args.suite_dir)
+  if not (out / "metrics.csv").is_file():
+    print(f"plot.py: error: suite_dir={args.suite_dir!r}: no metrics.csv there", file=sys.stderr)
+    return 2
+  data = load(out / "metrics.csv")
+  plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
+                       name="learning_curves.png")
+  if any(a in ("mg", "mle") for _, a in data):
+    plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
+                         algos=[a for a in ("mg", "mle")], name="alignment.png")
+  plot_aggregate(data, out)
+  table(data, out)
+  print(f"wrote learning_curves.png, alignment.png, aggregate.png, table.csv, table.md in {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

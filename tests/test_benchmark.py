@@ -1,0 +1,94 @@
+"""The smoke benchmark suite runs end to end, resumes, and the plotting code renders it."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mgjax.stats import iqm, stratified_bootstrap_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_iqm_by_hand():
+  # n = 4: the middle two of (1, 2, 3, 100) -> 2.5; n = 8 -> mean of the 3rd..6th values.
+  assert iqm(np.array([100.0, 1.0, 3.0, 2.0])) == 2.5
+  assert iqm(np.arange(8.0)) == pytest.approx(np.mean([2, 3, 4, 5]))
+  # n = 5: order statistics weighted 0.75, 1, 0.75 over the window [1.25, 3.75).
+  assert iqm(np.array([0.0, 1.0, 2.0, 3.0, 40.0])) == pytest.approx(
+      (0.75 * 1 + 2 + 0.75 * 3) / 2.5)
+
+
+def test_stratified_bootstrap_keeps_strata_and_covers_the_point():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(0.0, 1.0, 10), rng.normal(10.0, 1.0, 5)
+  point, lo, hi = stratified_bootstrap_ci([a, b], statistic=np.mean, reps=500)
+  assert point == pytest.approx(np.mean(np.concatenate([a, b])))
+  assert lo < point < hi
+  # Each replicate keeps 10 draws from a and 5 from b, so the mean stays near 10/3 + ...:
+  # a plain bootstrap over the pooled 15 values would be far wider than this.
+  assert hi - lo < 1.5
+  # Identical seeds: no spread.
+  assert stratified_bootstrap_ci([np.ones(4)], reps=50) == (1.0, 1.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+  base = tmp_path_factory.mktemp("smoke")
+  proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
+              "--runs", str(base / "runs"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return base, proc
+
+
+def test_smoke_suite_writes_every_cell(smoke):
+  base, _ = smoke
+  suite = base / "res" / "smoke"
+  for algo in ("mg", "mle", "ppo"):
+    summary = json.loads((suite / f"{algo}-pointmass" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["seeds"] == [0, 1]
+    assert not (suite / f"{algo}-pointmass" / "checkpoint").exists()  # checkpoints stay in runs/
+    assert (base / "runs" / "smoke" / f"{algo}-pointmass" / "checkpoint").is_dir()
+  with open(suite / "metrics.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  # 3 algorithms x 2 seeds x 1 evaluation (5120 steps = one chunk of 5 x 512).
+  assert sorted((r["algo"], r["seed"]) for r in rows) == sorted(
+      (a, s) for a in ("mg", "mle", "ppo") for s in ("0", "1"))
+
+
+def test_smoke_suite_resumes_without_rerunning(smoke):
+  base, _ = smoke
+  proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
+              "--runs", str(base / "runs"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.count("done, skipped") == 3
+  assert "compiled" not in proc.stdout
+
+
+def test_plot_renders_the_smoke_suite(smoke):
+  base, _ = smoke
+  suite = base / "res" / "smoke"
+  proc = _run("experiments/plot.py", str(suite))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  for name in ("learning_curves.png", "alignment.png", "aggregate.png", "table.csv",
+               "table.md"):
+    assert (suite / name).stat().st_size > 0, name
+  with open(suite / "table.csv", newline="") as f:
+    table = list(csv.DictReader(f))
+  assert {r["algo"] for r in table} == {"mg", "mle", "ppo"}
+  for r in table:
+    assert float(r["ci_low"]) <= float(r["iqm"]) <= float(r["ci_high"])
+
+
+def test_benchmark_rejects_unknown_suite():
+  proc = _run("experiments/benchmark.py", "--suite", "nope")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count("\n") == 0 and "suite='nope'" in proc.stderr
