@@ -59,9 +59,9 @@ def test_smoke_suite_writes_every_cell(smoke):
     assert (base / "runs" / "smoke" / f"{algo}-pointmass" / "checkpoint").is_dir()
   with open(suite / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
-  # 3 algorithms x 2 seeds x 1 evaluation (5120 steps = one chunk of 5 x 512).
-  assert sorted((r["algo"], r["seed"]) for r in rows) == sorted(
-      (a, s) for a in ("mg", "mle", "ppo") for s in ("0", "1"))
+  # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512).
+  assert sorted((r["algo"], r["seed"], r["env_steps"]) for r in rows) == sorted(
+      (a, s, t) for a in ("mg", "mle", "ppo") for s in ("0", "1") for t in ("2560", "5120"))
 
 
 def test_smoke_suite_resumes_without_rerunning(smoke):
