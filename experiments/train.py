@@ -37,6 +37,17 @@ def _tuple_of_ints(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def _field_comments() -> dict[str, str]:
+  """The `# comment` after each Config field in mgjax/config.py, for --help."""
+  import inspect
+  out = {}
+  for line in inspect.getsource(Config).splitlines():
+    name, _, rest = line.strip().partition(":")
+    if "#" in rest and name.isidentifier():
+      out[name] = rest.split("#", 1)[1].strip()
+  return out
+
+
 def build_parser() -> argparse.ArgumentParser:
   p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped (default 1)")
@@ -46,11 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   hints = typing.get_type_hints(Config)
+  docs = _field_comments()
   for f in dataclasses.fields(Config):
     kind = hints[f.name]
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
+    default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
     p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=f.default,
-                   help=f"(default {f.default})")
+                   help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"))
   return p
 
 

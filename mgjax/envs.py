@@ -9,14 +9,20 @@ observation, which model rollouts use to stop where the real environment would h
 model-based learner needs: the observation a step led to *before* the reset
 (`info['final_obs']`) and terminations apart from truncations.
 """
+import contextlib
 import dataclasses
 import functools
+import io
 import numbers
 from typing import Callable
 
-from brax import envs as brax_envs
-from brax.envs.base import Env, State
 import jax
+
+# MJX prints a notice on import when its optional Warp (GPU kernel) backend is absent; the
+# MJX backend does not need it, and the notice would mix into the CLIs' output.
+with contextlib.redirect_stdout(io.StringIO()):
+  from brax import envs as brax_envs
+  from brax.envs.base import Env, State
 import jax.numpy as jnp
 
 ENV_NAMES = ("hopper", "walker2d", "halfcheetah", "ant", "humanoid", "inverted_pendulum",
