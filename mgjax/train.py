@@ -140,23 +140,20 @@ def _nll_loss(comp: Components, state: TrainState, params: Params, rows) -> jax.
   return nll + 0.01 * networks.log_std_bound_penalty(params) / rows["obs"].shape[0]
 
 
-def _model_step(comp: Components, loss_fn: Callable, state: TrainState, key: jax.Array):
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.model_params, key)
+def _apply_model_grads(comp: Components, state: TrainState, grads: Params) -> TrainState:
   updates, opt = comp.model_optimizer.update(grads, state.model_opt, state.model_params)
   return state.replace(model_params=optax.apply_updates(state.model_params, updates),
-                       model_opt=opt), (loss, aux)
+                       model_opt=opt)
 
 
 def fit_model_mle(comp: Components, state: TrainState, key: jax.Array):
   """K_mle steps of Gaussian NLL on minibatches of the replay buffer."""
   c = comp.config
 
-  def loss_fn(params, k):
-    return _nll_loss(comp, state, params, buffer_sample(state.buffer, k, c.mle_batch)), ()
-
   def step(s, k):
-    s, (loss, _) = _model_step(comp, loss_fn, s, k)
-    return s, loss
+    rows = buffer_sample(s.buffer, k, c.mle_batch)
+    nll, grads = jax.value_and_grad(_nll_loss, argnums=2)(comp, s, s.model_params, rows)
+    return _apply_model_grads(comp, s, grads), nll
 
   state, nll = jax.lax.scan(step, state, jax.random.split(key, c.mle_steps))
   return state, (jnp.mean(nll) if c.mle_steps else _NAN)
@@ -165,7 +162,7 @@ def fit_model_mle(comp: Components, state: TrainState, key: jax.Array):
 def _mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
              real_grad: Params):
   c = comp.config
-  skey, rkey, bkey = jax.random.split(key, 3)
+  skey, rkey = jax.random.split(key)
   start = buffer_sample(state.buffer, skey, c.mg_rollouts)["obs"]
   return model_gradient_loss(
       params, policy_params=state.agent_params["policy"],
@@ -195,9 +192,7 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
       g_mg = jax.tree.map(lambda g: g * jnp.minimum(1.0, c.mg_max_grad_norm / (mg_norm + 1e-8)),
                           g_mg)
     grads = jax.tree.map(lambda a, b: a + c.mle_weight * b, g_mg, g_nll)
-    updates, opt = comp.model_optimizer.update(grads, s.model_opt, s.model_params)
-    s = s.replace(model_params=optax.apply_updates(s.model_params, updates), model_opt=opt)
-    return s, (mg + c.mle_weight * nll, mg_norm)
+    return _apply_model_grads(comp, s, grads), (mg + c.mle_weight * nll, mg_norm)
 
   state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
   if not c.mg_steps:
