@@ -4,7 +4,6 @@ The seeds run as one jitted program per evaluation chunk (`jit(vmap(trainer.chun
 between chunks the host writes metrics rows, checks for numerical blow-up and updates the
 progress bar. `experiments/train.py` and `experiments/benchmark.py` are thin CLIs over this.
 """
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -133,7 +132,3 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   outputs.save_checkpoint(out / "checkpoint", state)
   return summary
 
-
-def config_from_overrides(overrides: dict[str, Any]) -> Config:
-  """Config with the given fields replaced (field names as in Config)."""
-  return dataclasses.replace(Config(), **overrides)

@@ -150,7 +150,6 @@ def model_gradient_loss(
   advantages, _ = gae(rewards, values[:-1], values[-1], dones, discount=discount,
                       gae_lambda=gae_lambda, differentiable=pathwise)
   n = start_obs.shape[0]
-  scale = 1.0 / (n * horizon)
 
   flat_obs = obs[:-1].reshape((horizon * n,) + obs.shape[2:])
   flat_actions = actions.reshape((horizon * n,) + actions.shape[2:])
