@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from mgjax import train as T  # noqa: E402
 from mgjax.config import Config  # noqa: E402
-from mgjax.outputs import package_versions  # noqa: E402
+from mgjax import outputs  # noqa: E402
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
   config = Config(env=args.env, **parse_set(args.set))
   report = {"machine": {"platform": platform.platform(), "device": jax.devices()[0].device_kind,
                         "cpu_count": __import__("os").cpu_count()},
-            "versions": package_versions(), "config": dataclasses.asdict(config)}
+            "versions": outputs.package_versions(), "config": dataclasses.asdict(config)}
   report["collection"] = collection(config, args.repeats)
   print(json.dumps(report["collection"], indent=1), flush=True)
   report["iterations"] = iterations(config, args.repeats)
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
   print(json.dumps(report["compile_s"], indent=1), flush=True)
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=2) + "\n")
+  outputs.write_json(out, report)
   print(f"wrote {out}")
   return 0
 

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
           f"({len(finals)} seeds); {np.mean(rate):.0f} env steps/s incl. compile")
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=2) + "\n")
+  outputs.write_json(out, report)
   print(f"wrote {out}")
   return 0
 
