@@ -7,8 +7,13 @@
     same env and batch (zero actions, same auto-reset wrapper) in a lax.scan;
 (b) one mg iteration vs one mle iteration, and one model-gradient step vs one NLL step;
 (c) one evaluation chunk with 1, 2, 4, 8 vmapped seeds vs 1 seed;
-(d) compile time of the jitted evaluation chunk per env (mg).
+(d) compile time of the jitted evaluation chunk per env (mg);
+(e) mbpo at its published settings for --env: one SAC update, one ensemble training step,
+    one branched-rollout step of all rollout_batch rollouts and one env step, and from them
+    the cost of 100k env steps (a lower bound: model rounds counted at the minimum of
+    model_patience + 1 epochs), against one mg iteration's cost scaled to 100k env steps.
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
+`--sections` runs some of them and merges them into an existing --out file.
 """
 import argparse
 import dataclasses
@@ -112,6 +117,69 @@ def compile_times(config: Config, envs) -> dict:
   return out
 
 
+def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
+  """Per-piece timings of mbpo at its preset for `env` and the implied cost of 100k steps."""
+  from mgjax import mbpo
+  from mgjax.config import make_config
+  c = make_config(algo="mbpo", env=env, model_epoch_steps=20, model_max_epochs=1)
+  comp = mbpo.make_components(c)
+  state = jax.jit(lambda k: mbpo.init_state(comp, k))(jax.random.key(0))
+  state = jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(1)))(
+      state, jax.random.key(1))
+  window = jnp.int32(c.rollout_batch)
+
+  def sac_updates(s, k):  # 20 updates, as between two env steps
+    def one(s, k):
+      b, u = jax.random.split(k)
+      p, o, m = mbpo.sac.sac_update(
+          s.sac, s.sac_opt, mbpo.sac_batch(comp, s, b, window), u, q_fn=comp.q_net.apply,
+          actor_fn=comp.actor_net.apply, optimizers=comp.sac_optimizers, discount=c.discount,
+          tau=c.tau, target_entropy=comp.target_entropy)
+      return s.replace(sac=p, sac_opt=o), m["critic_loss"]
+    return jax.lax.scan(one, s, jax.random.split(k, 20))[1]
+
+  def env_steps(s, k):  # 250 single-env steps with random actions
+    def one(s, k):
+      a = jax.random.uniform(k, (c.num_envs, comp.env.action_size), minval=-1.0, maxval=1.0)
+      return mbpo._env_step(comp, s, a), ()
+    return jax.lax.scan(one, s, jax.random.split(k, 250))[0].env_steps
+
+  key = jax.random.key(2)
+  t_sac = timed(jax.jit(sac_updates), state, key, repeats=repeats) / 20
+  t_model = timed(jax.jit(lambda s, k: mbpo.fit_ensemble(comp, s, k)[1]), state, key,
+                  repeats=repeats) / 20
+  t_roll = timed(jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(1))
+                         .model_buffer.size), state, key, repeats=repeats)
+  t_env = timed(jax.jit(env_steps), state, key, repeats=repeats) / 250
+
+  # Rounds after exploration: real buffer size N_r, schedule length k_r.
+  total = 100_000
+  rounds = (total - c.exploration_steps) // c.batch_steps
+  sizes = [c.exploration_steps + r * c.batch_steps for r in range(rounds)]
+  lengths = [int(mbpo.rollout_length(r * c.batch_steps // mbpo.EPOCH_LENGTH, c.rollout_schedule))
+             for r in range(rounds)]
+  epochs = c.model_patience + 1
+  model_steps = sum(epochs * -(-int(0.8 * n) // c.mle_batch) for n in sizes)
+  cost = {"sac_updates_s": (total - c.exploration_steps) * c.updates_per_step * t_sac,
+          "model_training_s": model_steps * t_model, "rollouts_s": sum(lengths) * t_roll,
+          "env_steps_s": total * t_env}
+  mg = T.make_components(dataclasses.replace(mg_config, algo="mg", env=env))
+  mg_state = _filled_state(mg, jax.random.key(0))
+  t_mg = timed(jax.jit(lambda s: T.iteration(mg, s)), mg_state, repeats=repeats)
+  mg_100k = t_mg * total / mg_config.batch_steps
+  return {"env": env, "config": {k: getattr(c, k) for k in (
+              "updates_per_step", "sac_batch", "sac_hidden", "ensemble_size", "model_hidden",
+              "rollout_batch", "rollout_schedule", "model_patience")},
+          "sac_update_s": t_sac, "model_train_step_s": t_model,
+          "rollout_step_s": t_roll, "env_step_s": t_env,
+          "mbpo_100k_lower_bound_s": cost, "mbpo_100k_lower_bound_total_s": sum(cost.values()),
+          "mg_iteration_s": t_mg, "mg_100k_s": mg_100k,
+          "mbpo_over_mg_per_env_step": sum(cost.values()) / mg_100k}
+
+
+SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "mbpo")
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,21 +191,28 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="results/speed.json")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a Config field (as in benchmark.py)")
+  p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS,
+                  help="figures to measure (default all); others are kept from --out")
   args = p.parse_args(argv)
   from benchmark import parse_set  # same directory
   config = Config(env=args.env, **parse_set(args.set))
-  report = {"machine": {"platform": platform.platform(), "device": jax.devices()[0].device_kind,
-                        "cpu_count": __import__("os").cpu_count()},
-            "versions": outputs.package_versions(), "config": dataclasses.asdict(config)}
-  report["collection"] = collection(config, args.repeats)
-  print(json.dumps(report["collection"], indent=1), flush=True)
-  report["iterations"] = iterations(config, args.repeats)
-  print(json.dumps(report["iterations"], indent=1), flush=True)
-  report["seed_scaling"] = seed_scaling(config, max(1, args.repeats // 2), args.seed_counts)
-  print(json.dumps(report["seed_scaling"], indent=1), flush=True)
-  report["compile_s"] = compile_times(config, args.compile_envs or [args.env])
-  print(json.dumps(report["compile_s"], indent=1), flush=True)
   out = Path(args.out)
+  report = json.loads(out.read_text()) if out.is_file() else {}
+  report.update({"machine": {"platform": platform.platform(),
+                             "device": jax.devices()[0].device_kind,
+                             "cpu_count": __import__("os").cpu_count()},
+                 "versions": outputs.package_versions(), "config": dataclasses.asdict(config)})
+  runs = {
+      "collection": lambda: collection(config, args.repeats),
+      "iterations": lambda: iterations(config, args.repeats),
+      "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts),
+      "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
+      "mbpo": lambda: mbpo_cost(args.env, args.repeats, config),
+  }
+  for name in SECTIONS:
+    if name in args.sections:
+      report[name] = runs[name]()
+      print(json.dumps(report[name], indent=1), flush=True)
   out.parent.mkdir(parents=True, exist_ok=True)
   outputs.write_json(out, report)
   print(f"wrote {out}")

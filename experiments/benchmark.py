@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
-from mgjax.config import Config, ConfigError, validate  # noqa: E402
+from mgjax.config import Config, ConfigError, make_config  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,24 +31,35 @@ class Suite:
   seeds: int
   total_steps: int
   overrides: tuple[tuple[str, object], ...] = ()  # Config fields shared by every cell
+  algo_overrides: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # per algo
 
   def config(self, algo: str, env: str, extra: dict) -> Config:
-    return validate(Config(**{**dict(self.overrides), "algo": algo, "env": env,
-                              "total_steps": self.total_steps, **extra}))
+    """The algorithm's preset, then the suite's overrides, then --set fields."""
+    own = dict(dict(self.algo_overrides).get(algo, ()))
+    return make_config(**{**dict(self.overrides), **own, "algo": algo, "env": env,
+                          "total_steps": self.total_steps, **extra})
 
 
 # Evaluations every 5 iterations of 1024 steps (5120 env steps) so that the 25k/50k/100k
 # milestones of the results table fall within half a chunk of an evaluation.
 _EVAL = (("eval_every", 5),)
+# mbpo keeps its own iteration of 250 env steps (MBPO's model round); evaluations every 5
+# of them, after the 5000 exploration steps, also land on the milestones.
 SUITES = {
-    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"), ("mg", "mle", "ppo"), 5,
-                 100_000, _EVAL),
-    "gpu": Suite(("hopper", "walker2d", "halfcheetah", "ant", "humanoid"), ("mg", "mle", "ppo"),
-                 10, 300_000, _EVAL),
-    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo"), 2, 5120, (
+    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"), ("mg", "mle", "ppo", "mbpo"),
+                 5, 100_000, _EVAL),
+    "gpu": Suite(("hopper", "walker2d", "halfcheetah", "ant", "humanoid"),
+                 ("mg", "mle", "ppo", "mbpo"), 10, 300_000, _EVAL),
+    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo", "mbpo"), 2, 5120, (
         ("num_envs", 16), ("rollout_length", 32), ("eval_every", 5), ("num_eval_envs", 4),
         ("model_hidden", (32, 32)), ("mle_steps", 5), ("mg_steps", 1), ("mg_rollouts", 32),
-        ("model_rollouts", 64), ("model_updates", 1))),
+        ("model_rollouts", 64), ("model_updates", 1)), algo_overrides=(
+        ("mbpo", (("num_envs", 1), ("rollout_length", 128), ("eval_every", 4),
+                  ("exploration_steps", 1024),
+                  ("ensemble_size", 3), ("elites", 2), ("sac_hidden", (32, 32)),
+                  ("sac_batch", 64), ("updates_per_step", 1), ("rollout_batch", 64),
+                  ("model_max_epochs", 2), ("model_epoch_steps", 5),
+                  ("rollout_schedule", (0, 2, 1, 3)))),)),
 }
 _KEEP = ("metrics.csv", "summary.json", "config.json")
 
@@ -135,7 +146,7 @@ def main(argv=None) -> int:
       print(f"[{name}] {cell}: done, skipped")
       continue
     run_dir = outputs.prepare_out_dir(Path(args.runs) / name / cell, overwrite=True)
-    print(f"[{name}] {cell}: {seeds} seeds x {config.num_iterations * config.batch_steps} "
+    print(f"[{name}] {cell}: {seeds} seeds x {config.env_steps} "
           f"env steps", flush=True)
     start = time.time()
     try:

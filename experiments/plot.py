@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mgjax.stats import iqm, stratified_bootstrap_ci  # noqa: E402
 
-COLORS = {"mg": "tab:red", "mle": "tab:blue", "ppo": "tab:gray"}
+COLORS = {"mg": "tab:red", "mle": "tab:blue", "ppo": "tab:gray", "mbpo": "tab:green"}
 MILESTONES = (25_000, 50_000, 100_000)
 
 

@@ -4,6 +4,8 @@
   python experiments/train.py --algo ppo --env halfcheetah --seeds 5 --total-steps 200000
 
 Every field of `mgjax.Config` is a flag (`--mg-horizon 5`, `--similarity inner`, ...).
+`--algo mbpo` starts from MBPO's published settings for the env (`mgjax.config.preset`);
+flags given override them.
 Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5).
 """
 import argparse
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # brax's notice that its own pipelines are unmaintained: we use its MJX backend.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
-from mgjax.config import Config, ConfigError, validate  # noqa: E402
+from mgjax.config import Config, ConfigError, make_config  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     kind = hints[f.name]
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=f.default,
+    # default None: unset flags take the algorithm's per-env preset, then Config's default.
+    p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=None,
                    help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"))
   return p
 
@@ -74,9 +77,10 @@ def _fail(message: str) -> None:
 
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
-  fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
+  fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+            if getattr(args, f.name) is not None}
   try:
-    config = validate(Config(**fields))
+    config = make_config(**fields)
   except ConfigError as e:
     _fail(str(e))
   if args.seeds <= 0:
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
     _fail(str(e))
   seeds = list(range(args.seed, args.seed + args.seeds))
   print(f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
-        f"{config.num_iterations * config.batch_steps} env steps each -> {out}")
+        f"{config.env_steps} env steps each -> {out}")
   try:
     summary = experiment.run(config, seeds=seeds, out=out, progress=not args.no_progress)
   except experiment.Divergence as e:

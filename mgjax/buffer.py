@@ -41,3 +41,29 @@ def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
   """Uniform sample (with replacement) of batch_size valid rows."""
   idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
   return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def buffer_add_masked(buffer: ReplayBuffer, batch: Any, valid: jax.Array) -> ReplayBuffer:
+  """Appends the rows of batch [B, ...] where valid [B] is true (a traced count), in order,
+  overwriting the oldest rows; B <= capacity."""
+  capacity = buffer.capacity
+  b = jax.tree.leaves(batch)[0].shape[0]
+  if b > capacity:
+    raise ValueError(f"batch of {b} rows does not fit a buffer of capacity {capacity}")
+  order = jnp.argsort(~valid, stable=True)  # valid rows first, keeping their order
+  n = jnp.sum(valid.astype(jnp.int32))
+  slots = jnp.arange(b)
+  # Rows past the valid count get an out-of-range index, which mode="drop" ignores.
+  idx = jnp.where(slots < n, (buffer.position + slots) % capacity, capacity)
+  data = jax.tree.map(lambda d, x: d.at[idx].set(x[order], mode="drop"), buffer.data, batch)
+  return ReplayBuffer(data, (buffer.position + n) % capacity,
+                      jnp.minimum(buffer.size + n, capacity))
+
+
+def buffer_sample_recent(buffer: ReplayBuffer, key: jax.Array, batch_size: int,
+                         window: jax.Array) -> Any:
+  """Uniform sample (with replacement) among the `window` most recently added rows."""
+  n = jnp.maximum(jnp.minimum(buffer.size, window), 1)
+  age = jax.random.randint(key, (batch_size,), 0, n)
+  idx = (buffer.position - 1 - age) % buffer.capacity
+  return jax.tree.map(lambda d: d[idx], buffer.data)

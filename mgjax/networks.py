@@ -174,13 +174,14 @@ def make_value_fn(net: Network, stats: RunningStats) -> Callable[[Params, jax.Ar
 
 
 def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.Array], jax.Array],
-               action_mode: str) -> Model:
+               action_mode: str, members: jax.Array | None = None) -> Model:
   """Model over raw observations: s' = s + σ_obs · (μ + σ ε)[:-1], r = (μ + σ ε)[-1].
 
   With an ensemble, each transition uses a uniformly drawn member, so the model's transition
   density is the mixture (1/E) Σ_e N(·; μ_e, σ_e); `log_prob` returns its log, up to the
   constant −Σ log σ_obs of the change of variables (irrelevant to gradients).
-  Termination is the env's known function of the next observation.
+  Termination is the env's known function of the next observation. `members` (an int
+  array, e.g. MBPO's elites) restricts sampling to those members; log_prob still uses all.
   """
   obs_std = std(stats)
 
@@ -190,7 +191,10 @@ def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.
   def sample(params, obs, action, key):
     mkey, nkey = jax.random.split(key)
     mean, log_std = predict(params, obs, action)
-    member = jax.random.randint(mkey, (), 0, mean.shape[0])
+    if members is None:
+      member = jax.random.randint(mkey, (), 0, mean.shape[0])
+    else:
+      member = members[jax.random.randint(mkey, (), 0, members.shape[0])]
     z = mean[member] + jnp.exp(log_std[member]) * jax.random.normal(nkey, mean.shape[1:])
     next_obs = obs + obs_std * z[:-1]
     return next_obs, z[-1], termination_fn(next_obs)
@@ -212,12 +216,19 @@ def model_nll(net: Network, stats: RunningStats, params: Params, obs: jax.Array,
 
   obs, next_obs: [B, obs_size]; action: [B, A]; reward: [B]. Per-dimension mean NLL.
   """
+  return jnp.mean(member_nll(net, stats, params, obs, action, next_obs, reward, action_mode))
+
+
+def member_nll(net: Network, stats: RunningStats, params: Params, obs: jax.Array,
+               action: jax.Array, next_obs: jax.Array, reward: jax.Array,
+               action_mode: str) -> jax.Array:
+  """`model_nll` of each ensemble member on the same batch -> [E]."""
   mean, log_std = jax.vmap(net.apply, in_axes=(None, 0, 0))(
       params, normalize(stats, obs), env_action(action, action_mode))  # [B, E, D]
   delta = (next_obs - obs) / jnp.broadcast_to(std(stats), obs.shape)
   target = jnp.concatenate([delta, reward[:, None]], axis=-1)
-  nll = gaussian_nll(mean, log_std, jnp.broadcast_to(target[:, None], mean.shape))
-  return jnp.mean(nll) / mean.shape[-1]
+  nll = gaussian_nll(mean, log_std, jnp.broadcast_to(target[:, None], mean.shape))  # [B, E]
+  return jnp.mean(nll, axis=0) / mean.shape[-1]
 
 
 def log_std_bound_penalty(params: Params) -> jax.Array:

@@ -17,8 +17,9 @@ import numpy as np
 
 METRIC_COLUMNS = (
     "algo", "env", "seed", "iteration", "env_steps", "eval_return", "eval_length",
-    "train_return", "model_grad_cosine", "model_nll", "mle_loss", "mg_loss", "mg_grad_norm", "policy_loss",
-    "value_loss", "entropy", "wall_time_s")
+    "train_return", "model_grad_cosine", "model_nll", "mle_loss", "mg_loss", "mg_grad_norm",
+    "policy_loss", "value_loss", "entropy", "critic_loss", "actor_loss", "alpha", "q_mean",
+    "model_epochs", "rollout_length", "wall_time_s")
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx",
              "orbax-checkpoint", "numpy")
 

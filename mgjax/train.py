@@ -62,10 +62,14 @@ class Components:
                                self.config.action_mode)
 
 
+def make_env(c: Config) -> envs.EnvInfo:
+  """The config's environment (backend and time limit included)."""
+  return envs.make_env(c.env, backend=c.backend, episode_length=c.episode_length or None)
+
+
 def make_components(config: Config, env_info: envs.EnvInfo | None = None) -> Components:
   c = validate(config)
-  info = env_info or envs.make_env(c.env, backend=c.backend,
-                                   episode_length=c.episode_length or None)
+  info = env_info or make_env(c)
   return Components(
       config=c, env=info, train_env=envs.TrainingEnv(info, c.num_envs),
       policy_net=networks.make_policy_network(info.obs_size, info.action_size,
@@ -311,7 +315,7 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
                         iteration=state.iteration + 1,
                         env_steps=state.env_steps + c.batch_steps)
   adv, targets = real_advantages(comp, state, batch)
-  metrics = {"train_return": _train_return(env_state)}
+  metrics = {"train_return": mean_episode_return(env_state)}
 
   if c.uses_model:
     real_grad = real_policy_gradient(comp, state, batch, adv)
@@ -347,7 +351,8 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
   return state, metrics
 
 
-def _train_return(env_state) -> jax.Array:
+def mean_episode_return(env_state) -> jax.Array:
+  """Mean over envs of the last finished episode's return (NaN before any finished)."""
   done = env_state.info["episodes_done"] > 0
   total = jnp.sum(jnp.where(done, env_state.info["last_episode_return"], 0.0))
   return jnp.where(jnp.any(done), total / jnp.maximum(jnp.sum(done), 1), _NAN)
@@ -374,6 +379,9 @@ class Trainer(NamedTuple):
 
 def make_trainer(config: Config, progress: Callable | None = None,
                  env_info: envs.EnvInfo | None = None) -> Trainer:
+  if config.algo == "mbpo":
+    from mgjax import mbpo  # imports this module
+    return mbpo.make_trainer(config, progress, env_info)
   comp = make_components(config, env_info)
   return Trainer(comp, functools.partial(init_state, comp),
                  functools.partial(run_chunk, comp, progress=progress), comp.config.num_chunks)

@@ -1,6 +1,7 @@
 """The smoke benchmark suite runs end to end, resumes, and the plotting code renders it."""
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,16 +53,19 @@ def smoke(tmp_path_factory):
 def test_smoke_suite_writes_every_cell(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"
-  for algo in ("mg", "mle", "ppo"):
+  for algo in ("mg", "mle", "ppo", "mbpo"):
     summary = json.loads((suite / f"{algo}-pointmass" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["seeds"] == [0, 1]
     assert not (suite / f"{algo}-pointmass" / "checkpoint").exists()  # checkpoints stay in runs/
     assert (base / "runs" / "smoke" / f"{algo}-pointmass" / "checkpoint").is_dir()
   with open(suite / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
-  # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512).
+  # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512), and mbpo's
+  # 1024 exploration steps + 8 chunks of 4 x 128 steps.
+  mbpo_steps = [str(1024 + 512 * k) for k in range(1, 9)]
   assert sorted((r["algo"], r["seed"], r["env_steps"]) for r in rows) == sorted(
-      (a, s, t) for a in ("mg", "mle", "ppo") for s in ("0", "1") for t in ("2560", "5120"))
+      [(a, s, t) for a in ("mg", "mle", "ppo") for s in ("0", "1") for t in ("2560", "5120")]
+      + [("mbpo", s, t) for s in ("0", "1") for t in mbpo_steps])
 
 
 def test_smoke_suite_resumes_without_rerunning(smoke):
@@ -69,7 +73,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
               "--runs", str(base / "runs"))
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.count("done, skipped") == 3
+  assert proc.stdout.count("done, skipped") == 4
   assert "compiled" not in proc.stdout
 
 
@@ -83,9 +87,31 @@ def test_plot_renders_the_smoke_suite(smoke):
     assert (suite / name).stat().st_size > 0, name
   with open(suite / "table.csv", newline="") as f:
     table = list(csv.DictReader(f))
-  assert {r["algo"] for r in table} == {"mg", "mle", "ppo"}
+  assert {r["algo"] for r in table} == {"mg", "mle", "ppo", "mbpo"}
   for r in table:
     assert float(r["ci_low"]) <= float(r["iqm"]) <= float(r["ci_high"])
+
+
+def test_ablations_gathers_tagged_cells(smoke):
+  base, _ = smoke
+  res = base / "res"
+  # A tagged copy of the mg cell stands in for a `--tag NAME --set FIELD=VALUE` run.
+  (res / "smoke-lr").mkdir()
+  shutil.copytree(res / "smoke" / "mg-pointmass", res / "smoke-lr" / "mg-pointmass")
+  proc = _run("experiments/ablations.py", "--results", str(res), "--suite", "smoke",
+              "--env", "pointmass", "--algo", "mg")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  out = res / "smoke-ablations-pointmass"
+  for name in ("learning_curves.png", "alignment.png", "table.csv"):
+    assert (out / name).stat().st_size > 0, name
+  with open(out / "table.csv", newline="") as f:
+    table = list(csv.DictReader(f))
+  assert {r["algo"] for r in table} == {"mg:default", "mg:lr"}
+  by_algo = {(r["algo"], r["milestone"]): r["iqm"] for r in table}
+  assert by_algo[("mg:default", "5120")] == by_algo[("mg:lr", "5120")]  # the same data
+  proc = _run("experiments/ablations.py", "--results", str(res), "--suite", "smoke",
+              "--env", "hopper")
+  assert proc.returncode == 2 and "no mg-hopper cells" in proc.stderr
 
 
 def test_benchmark_rejects_unknown_suite():

@@ -26,12 +26,22 @@ TRAIN = str(ROOT / "experiments" / "train.py")
 REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return",
                     "model_grad_cosine", "model_nll", "wall_time_s")
 MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
+MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs",
+                "rollout_length")
 
 # Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed.
 POINTMASS = ("--env", "pointmass", "--total-steps", "5120", "--num-envs", "16",
              "--rollout-length", "32", "--eval-every", "5", "--model-hidden", "32,32",
              "--mle-steps", "5", "--mg-steps", "1", "--mg-rollouts", "32",
              "--model-rollouts", "64", "--model-updates", "1", "--no-progress")
+
+# mbpo: its hopper preset (1 env, 7 members, ...) made small: 200 random steps, then
+# 2 evaluation chunks of 4 iterations x 25 env steps.
+MBPO_SMALL = ("--exploration-steps", "200", "--rollout-length", "25", "--eval-every", "4",
+              "--num-eval-envs", "2", "--model-hidden", "32,32", "--sac-hidden", "32,32",
+              "--ensemble-size", "3", "--elites", "2", "--rollout-batch", "64",
+              "--updates-per-step", "2", "--sac-batch", "64", "--model-max-epochs", "2",
+              "--model-epoch-steps", "5", "--rollout-schedule", "0,1,1,3", "--no-progress")
 
 HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1024",
           "--num-envs", "8", "--rollout-length", "16", "--eval-every", "8",
@@ -169,7 +179,8 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   resolved = data["resolved"]
   assert resolved["batch_steps"] == config.num_envs * config.rollout_length
   assert resolved["num_iterations"] == config.num_iterations
-  assert resolved["env_steps"] == config.num_iterations * config.batch_steps
+  assert resolved["env_steps"] == (config.initial_steps
+                                   + config.num_iterations * config.batch_steps)
   num_evals = config.num_iterations // config.eval_every
 
   # metrics.csv: one row per (seed, evaluation).
@@ -185,7 +196,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
     iterations = [int(r["iteration"]) for r in mine]
     steps = [int(r["env_steps"]) for r in mine]
     assert iterations == [config.eval_every * (k + 1) for k in range(num_evals)]
-    assert steps == [it * config.batch_steps for it in iterations]
+    assert steps == [config.initial_steps + it * config.batch_steps for it in iterations]
     assert all(b > a for a, b in zip(steps, steps[1:]))
     assert steps[-1] == resolved["env_steps"]
     for r in mine:
@@ -194,9 +205,12 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
       if algo == "mg":
         cosine = float(r["model_grad_cosine"])  # non-empty
         assert -1.0 - 1e-5 <= cosine <= 1.0 + 1e-5, r
-      if algo in ("mg", "mle"):
+      if algo in ("mg", "mle", "mbpo"):
         assert math.isfinite(float(r["model_nll"])), r
-      else:
+      if algo == "mbpo":
+        assert all(math.isfinite(float(r[c])) for c in MBPO_COLUMNS), r
+        assert r["model_grad_cosine"] == r["mg_loss"] == r["policy_loss"] == "", r
+      elif algo == "ppo":
         assert all(r[c] == "" for c in MODEL_COLUMNS if c in r), r
     last[seed] = float(mine[-1]["eval_return"])
 
@@ -223,7 +237,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
   like = jax.eval_shape(jax.vmap(trainer.init), keys)
   state = outputs.restore_checkpoint(out / "checkpoint", like)
-  policy = jax.tree.leaves(state.agent_params["policy"])
+  policy = jax.tree.leaves(state.sac.actor if algo == "mbpo" else state.agent_params["policy"])
   assert policy
   for leaf in policy:
     leaf = np.asarray(leaf)
@@ -303,6 +317,17 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
   assert summary["seeds"] == [3, 4]
 
 
+def test_mbpo_pointmass_run(tmp_path):
+  out = tmp_path / "run"
+  proc = train("--algo", "mbpo", "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
+               *MBPO_SMALL, "--out", out)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  check_outputs(out, algo="mbpo", env="pointmass", seeds=[0, 1],
+                flags={"num_envs": 1, "rollout_length": 25, "exploration_steps": 200,
+                       "ensemble_size": 3, "rollout_schedule": (0, 1, 1, 3)})
+
+
 # ----------------------------------------------------------------------------- MJX
 def test_hopper_mjx_run(tmp_path):
   out = tmp_path / "run"
@@ -312,3 +337,16 @@ def test_hopper_mjx_run(tmp_path):
   check_outputs(out, algo="mg", env="hopper", seeds=[0],
                 flags={"episode_length": 50, "num_envs": 8, "rollout_length": 16,
                        "eval_every": 8, "total_steps": 1024, "policy_hidden": (16, 16)})
+
+
+def test_mbpo_hopper_mjx_run(tmp_path):
+  # The hopper preset with the small flags on top: what they do not set stays MBPO's
+  # (one env, target entropy -1, real_ratio 0.05).
+  out = tmp_path / "run"
+  proc = train("--algo", "mbpo", "--env", "hopper", "--seeds", "1", "--total-steps", "400",
+               "--episode-length", "50", *MBPO_SMALL, "--out", out, timeout=1500)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  check_outputs(out, algo="mbpo", env="hopper", seeds=[0],
+                flags={"num_envs": 1, "target_entropy": -1.0, "real_ratio": 0.05,
+                       "episode_length": 50})

@@ -1,0 +1,71 @@
+"""Gathers ablation cells next to their baseline and plots them as one comparison.
+
+  python experiments/ablations.py --env hopper --algo mg    # results/cpu + results/cpu-*/
+
+Each `benchmark.py --tag NAME --set FIELD=VALUE` run lives in RESULTS/SUITE-NAME/ALGO-ENV/.
+This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseline as
+"ALGO:default"), writes them to RESULTS/SUITE-ablations-ENV/metrics.csv and draws the
+learning curves, alignment curves and the milestone table there with plot.py's code.
+"""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import plot  # noqa: E402  (experiments/plot.py)
+
+
+def gather(results: Path, suite: str, algo: str, env: str) -> tuple[Path, list[str]]:
+  cells = [("default", results / suite / f"{algo}-{env}")]
+  for d in sorted(results.glob(f"{suite}-*/{algo}-{env}")):
+    tag = d.parent.name[len(suite) + 1:]
+    if not tag.startswith("ablations"):
+      cells.append((tag, d))
+  out = results / f"{suite}-ablations-{env}"
+  out.mkdir(parents=True, exist_ok=True)
+  header, rows, names = None, [], []
+  for tag, d in cells:
+    if not (d / "metrics.csv").is_file():
+      continue
+    with open(d / "metrics.csv", newline="") as f:
+      reader = csv.DictReader(f)
+      header = reader.fieldnames
+      for r in reader:
+        rows.append({**r, "algo": f"{algo}:{tag}"})
+    names.append(tag)
+  if header is None:
+    raise FileNotFoundError(f"no {algo}-{env} cells under {results}/{suite}*")
+  with open(out / "metrics.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, header)
+    w.writeheader()
+    w.writerows(rows)
+  return out, names
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--results", default="results")
+  p.add_argument("--suite", default="cpu")
+  p.add_argument("--env", default="hopper")
+  p.add_argument("--algo", default="mg")
+  args = p.parse_args(argv)
+  try:
+    out, names = gather(Path(args.results), args.suite, args.algo, args.env)
+  except FileNotFoundError as e:
+    print(f"ablations.py: error: {e}", file=sys.stderr)
+    return 2
+  data = plot.load(out / "metrics.csv")
+  plot.plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
+                            name="learning_curves.png")
+  plot.plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
+                            name="alignment.png")
+  plot.table(data, out)
+  print(f"{len(names)} cells ({', '.join(names)}) -> {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

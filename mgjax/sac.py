@@ -1,0 +1,256 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications",
+arXiv:1812.05905) as small pure functions: tanh-Gaussian policy, twin-critic, actor and
+temperature losses, Polyak averaging, and one composed jittable update step.
+
+Losses take plain unbatched functions, not `Network`s, so that callers can close over
+observation normalisation or anything else:
+  q_fn(q_params, obs, action) -> [num_q]          actor_fn(actor_params, obs) -> (mean, log_std)
+Batched inputs carry a leading axis [B]; the losses vmap inside.
+"""
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from mgjax.losses import gaussian_nll
+from mgjax.networks import MLP, Network
+from mgjax.types import Params, Transition
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_LOG_2 = math.log(2.0)
+
+QFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
+ActorFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+# --------------------------------------------------------------------------- networks
+class _TanhGaussianActor(nn.Module):
+  """Pre-tanh Gaussian with state-dependent log-std, smoothly bounded into
+  [LOG_STD_MIN, LOG_STD_MAX] by log σ = min + ½ (max − min)(tanh(x) + 1)."""
+  hidden: Sequence[int]
+  action_size: int
+
+  @nn.compact
+  def __call__(self, obs):
+    out = MLP(self.hidden, 2 * self.action_size, nn.relu)(obs)
+    mean, raw = jnp.split(out, 2, axis=-1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
+    return mean, log_std
+
+
+def make_actor_network(obs_size: int, action_size: int,
+                       hidden: Sequence[int] = (256, 256)) -> Network:
+  """Actor: apply(params, obs) -> (mean, log_std), both [action_size], of the pre-tanh u."""
+  module = _TanhGaussianActor(tuple(hidden), action_size)
+  return Network(lambda key: module.init(key, jnp.zeros((obs_size,))), module.apply)
+
+
+def make_q_network(obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256),
+                   num_q: int = 2) -> Network:
+  """num_q independent critics: apply(params, obs, action) -> [num_q].
+
+  Params carry a leading [num_q] axis (one init key per critic)."""
+  module = MLP(tuple(hidden), 1, nn.relu)
+  dummy = jnp.zeros((obs_size + action_size,))
+
+  def init(key):
+    return jax.vmap(lambda k: module.init(k, dummy))(jax.random.split(key, num_q))
+
+  def apply(params, obs, action):
+    x = jnp.concatenate([obs, action], axis=-1)
+    return jax.vmap(module.apply, in_axes=(0, None))(params, x)[..., 0]
+
+  return Network(init, apply)
+
+
+# --------------------------------------------------------------------------- tanh-Gaussian
+def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, u: jax.Array) -> jax.Array:
+  """log π(a) of a = tanh(u), u ~ N(mean, σ²), by the change of variables:
+
+    log π(a) = Σ_i [log N(u_i; μ_i, σ_i) − log(1 − tanh(u_i)²)],
+    log(1 − tanh(u)²) = 2 (log 2 − u − softplus(−2u))   (finite for any u).
+  Args: mean, log_std, u: [A]. Returns a scalar.
+  """
+  chex.assert_equal_shape([mean, log_std, u])
+  log_det = 2.0 * (_LOG_2 - u - jax.nn.softplus(-2.0 * u))
+  return -gaussian_nll(mean, log_std, u) - jnp.sum(log_det, axis=-1)
+
+
+def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array,
+                         key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Reparameterised a = tanh(μ + σ ε), ε ~ N(0, I); returns (a, log π(a)). Unbatched [A]."""
+  u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+  return jnp.tanh(u), tanh_gaussian_log_prob(mean, log_std, u)
+
+
+def deterministic_action(mean: jax.Array) -> jax.Array:
+  """The evaluation action tanh(μ)."""
+  return jnp.tanh(mean)
+
+
+def default_target_entropy(action_size: int) -> float:
+  """The usual heuristic target entropy H̄ = −dim(A) (Haarnoja et al. 2018)."""
+  return -float(action_size)
+
+
+def _sample_actions(actor_fn, actor_params, obs, key):
+  """a_b ~ π(·|obs_b) with keys jax.random.split(key, B); returns ([B, A], [B])."""
+  mean, log_std = jax.vmap(actor_fn, in_axes=(None, 0))(actor_params, obs)
+  return jax.vmap(tanh_gaussian_sample)(mean, log_std, jax.random.split(key, obs.shape[0]))
+
+
+# --------------------------------------------------------------------------- losses
+def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Params,
+                log_alpha: jax.Array, batch: Transition, key: jax.Array, q_fn: QFn,
+                actor_fn: ActorFn, discount: float) -> tuple[jax.Array, dict]:
+  """Soft Bellman residual of num_q critics against a clipped double-Q target:
+
+    a' ~ π(·|s'),  α = exp(log_alpha)
+    y = r + γ (1 − d) (min_j Q̄_j(s', a') − α log π(a'|s'))
+    L = ½ mean_b Σ_j (Q_j(s, a) − y)²
+  with d the termination flag. Truncated steps bootstrap normally: next_obs is the true
+  final observation, only termination stops the bootstrap. Next actions use keys
+  jax.random.split(key, B).
+
+  Args: batch fields obs, next_obs [B, D]; action [B, A]; reward, termination [B].
+  Returns (loss, {"q_mean", "target_q_mean"}).
+  """
+  chex.assert_rank([batch.reward, batch.termination], 1)
+  chex.assert_equal_shape([batch.reward, batch.termination])
+  next_action, next_log_prob = _sample_actions(actor_fn, actor_params, batch.next_obs, key)
+  next_q = jax.vmap(q_fn, in_axes=(None, 0, 0))(target_q_params, batch.next_obs, next_action)
+  alpha = jnp.exp(log_alpha)
+  soft_value = jnp.min(next_q, axis=-1) - alpha * next_log_prob
+  target = batch.reward + discount * (1.0 - batch.termination) * soft_value
+  # The target is a fixed regression label: no gradient into target critics, actor or α.
+  target = jax.lax.stop_gradient(target)
+  q = jax.vmap(q_fn, in_axes=(None, 0, 0))(q_params, batch.obs, batch.action)  # [B, num_q]
+  loss = 0.5 * jnp.mean(jnp.sum(jnp.square(q - target[:, None]), axis=-1))
+  return loss, {"q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
+
+
+def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
+               obs: jax.Array, key: jax.Array, q_fn: QFn,
+               actor_fn: ActorFn) -> tuple[jax.Array, dict]:
+  """Reparameterised policy loss  L = mean_b [α log π(a_b|s_b) − min_j Q_j(s_b, a_b)],
+  a_b = tanh(μ(s_b) + σ(s_b) ε_b) with keys jax.random.split(key, B), α = exp(log_alpha).
+
+  Args: obs [B, D]. Returns (loss, {"entropy": −mean log π, "log_prob": mean log π}).
+  Gradients reach Q's parameters only if a caller differentiates w.r.t. q_params.
+  """
+  chex.assert_rank(obs, 2)
+  action, log_prob = _sample_actions(actor_fn, actor_params, obs, key)
+  q = jax.vmap(q_fn, in_axes=(None, 0, 0))(q_params, obs, action)
+  # α is the temperature's own business (alpha_loss); here it is a constant.
+  alpha = jax.lax.stop_gradient(jnp.exp(log_alpha))
+  loss = jnp.mean(alpha * log_prob - jnp.min(q, axis=-1))
+  mean_log_prob = jnp.mean(log_prob)
+  return loss, {"entropy": -mean_log_prob, "log_prob": mean_log_prob}
+
+
+def alpha_loss(log_alpha: jax.Array, *, log_prob: jax.Array,
+               target_entropy: float) -> tuple[jax.Array, dict]:
+  """Temperature loss  L = −α · mean(log π + H̄),  α = exp(log_alpha).
+
+  ∂L/∂log α = −α mean(log π + H̄) < 0 when the entropy −mean log π is below the target H̄,
+  so gradient descent raises α (and lowers it when the entropy exceeds H̄).
+  Args: log_prob: log π of policy samples, any shape (a scalar mean will do).
+  """
+  # The policy's log-probs are data here: no gradient into the actor.
+  gap = jnp.mean(jax.lax.stop_gradient(log_prob + target_entropy))
+  alpha = jnp.exp(log_alpha)
+  return -alpha * gap, {"alpha": alpha}
+
+
+def polyak_update(target: Params, online: Params, tau: float) -> Params:
+  """θ̄ ← τ θ + (1 − τ) θ̄, leaf by leaf."""
+  return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+# --------------------------------------------------------------------------- composed step
+@struct.dataclass
+class SACParams:
+  actor: Params
+  q: Params
+  target_q: Params
+  log_alpha: jax.Array
+
+
+@struct.dataclass
+class SACOptState:
+  actor: optax.OptState
+  q: optax.OptState
+  alpha: optax.OptState
+
+
+class SACOptimizers(NamedTuple):
+  actor: optax.GradientTransformation
+  q: optax.GradientTransformation
+  alpha: optax.GradientTransformation
+
+
+def make_optimizers(learning_rate: float = 3e-4) -> SACOptimizers:
+  return SACOptimizers(optax.adam(learning_rate), optax.adam(learning_rate),
+                       optax.adam(learning_rate))
+
+
+def init_params(actor_net: Network, q_net: Network, key: jax.Array,
+                init_alpha: float = 1.0) -> SACParams:
+  """Fresh parameters; the target critics start as a copy of the critics."""
+  actor_key, q_key = jax.random.split(key)
+  q = q_net.init(q_key)
+  return SACParams(actor=actor_net.init(actor_key), q=q, target_q=jax.tree.map(jnp.copy, q),
+                   log_alpha=jnp.log(jnp.asarray(init_alpha, jnp.float32)))
+
+
+def init_opt_state(opts: SACOptimizers, params: SACParams) -> SACOptState:
+  return SACOptState(actor=opts.actor.init(params.actor), q=opts.q.init(params.q),
+                     alpha=opts.alpha.init(params.log_alpha))
+
+
+def _step(opt, grads, state, params):
+  updates, state = opt.update(grads, state, params)
+  return optax.apply_updates(params, updates), state
+
+
+def sac_update(params: SACParams, opt_state: SACOptState, batch: Transition, key: jax.Array, *,
+               q_fn: QFn, actor_fn: ActorFn, optimizers: SACOptimizers,
+               discount: float = 0.99, tau: float = 0.005,
+               target_entropy: float) -> tuple[SACParams, SACOptState, dict]:
+  """One SAC step on a batch [B]:
+    1. critic: one gradient step on critic_loss (current actor, α and target critics);
+    2. actor: one gradient step on actor_loss against the *updated* critics;
+    3. α: one gradient step on alpha_loss with the mean log π of the actor step's samples
+       (drawn from the actor before its update);
+    4. target critics: Polyak averaging towards the updated critics with rate τ.
+  Pure and free of Python control flow on traced values (jit/vmap/scan friendly).
+  Metrics: critic_loss, actor_loss, alpha_loss, alpha (after the step), entropy, q_mean.
+  """
+  critic_key, actor_key = jax.random.split(key)
+  (c_loss, c_metrics), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+      params.q, target_q_params=params.target_q, actor_params=params.actor,
+      log_alpha=params.log_alpha, batch=batch, key=critic_key, q_fn=q_fn, actor_fn=actor_fn,
+      discount=discount)
+  q, q_state = _step(optimizers.q, q_grads, opt_state.q, params.q)
+
+  (a_loss, a_metrics), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+      params.actor, q_params=q, log_alpha=params.log_alpha, obs=batch.obs, key=actor_key,
+      q_fn=q_fn, actor_fn=actor_fn)
+  actor, actor_state = _step(optimizers.actor, actor_grads, opt_state.actor, params.actor)
+
+  (t_loss, _), alpha_grad = jax.value_and_grad(alpha_loss, has_aux=True)(
+      params.log_alpha, log_prob=a_metrics["log_prob"], target_entropy=target_entropy)
+  log_alpha, alpha_state = _step(optimizers.alpha, alpha_grad, opt_state.alpha,
+                                 params.log_alpha)
+
+  new_params = SACParams(actor=actor, q=q, target_q=polyak_update(params.target_q, q, tau),
+                         log_alpha=log_alpha)
+  metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha_loss": t_loss,
+             "alpha": jnp.exp(log_alpha), "entropy": a_metrics["entropy"],
+             "q_mean": c_metrics["q_mean"]}
+  return new_params, SACOptState(actor=actor_state, q=q_state, alpha=alpha_state), metrics

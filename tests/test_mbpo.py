@@ -1,0 +1,217 @@
+"""Tests for mgjax.mbpo (MBPO in the framework), its buffer helpers and its presets.
+
+One vmapped end-to-end run on the fast point-mass env is shared by the module (compiling it
+takes ~20 s on a 2-core CPU); the stages are checked alone on a small explored state.
+"""
+import dataclasses
+
+import jax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import chex  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mgjax import envs, mbpo, train  # noqa: E402
+from mgjax.buffer import (buffer_add_masked, buffer_init, buffer_sample,  # noqa: E402
+                          buffer_sample_recent)
+from mgjax.config import Config, ConfigError, make_config, preset  # noqa: E402
+
+# Sized for seconds on CPU: 50-step iterations after 500 random steps.
+_SMALL = dict(algo="mbpo", env="pointmass", exploration_steps=500, rollout_length=50, eval_every=10,
+              ensemble_size=3, elites=2, model_hidden=(64, 64), sac_hidden=(64, 64),
+              rollout_batch=256, updates_per_step=5, sac_batch=128, model_max_epochs=5,
+              model_epoch_steps=20, rollout_schedule=(0, 2, 1, 5), num_eval_envs=8,
+              sac_learning_rate=1e-3)
+_E2E_STEPS = 5000  # 500 random + 9 chunks of 10 iterations x 50 steps
+_SEEDS = 2
+
+
+# ------------------------------------------------------------------------- pure pieces
+@pytest.mark.parametrize("epoch, expected", [
+    # hopper: 1 -> 15 over epochs 20 -> 100; epoch 60: 1 + 0.5 * 14 = 8; floor of 1 + 14·41/80
+    # = 8.175 at 61.
+    (0, 1), (20, 1), (21, 1), (60, 8), (61, 8), (99, 14), (100, 15), (250, 15)])
+def test_rollout_length_schedule(epoch, expected):
+  assert int(jax.jit(mbpo.rollout_length, static_argnums=1)(epoch, (20, 100, 1, 15))) == expected
+
+
+def test_holdout_split_partitions_the_buffer():
+  n = 5 * 40
+  train_idx = np.asarray(mbpo._split_index(jnp.arange(n - n // 5), held_out=False))
+  hold_idx = np.asarray(mbpo._split_index(jnp.arange(n // 5), held_out=True))
+  assert sorted(np.concatenate([train_idx, hold_idx]).tolist()) == list(range(n))
+  assert np.all(hold_idx % 5 == 0) and np.all(train_idx % 5 != 0)
+
+
+def test_buffer_add_masked_appends_valid_rows_in_order_and_wraps():
+  buf = buffer_init({"x": jnp.zeros(())}, 5)
+  add = jax.jit(buffer_add_masked)
+  buf = add(buf, {"x": jnp.array([1.0, 2.0, 3.0, 4.0])}, jnp.array([True, False, True, True]))
+  assert np.asarray(buf.data["x"]).tolist() == [1, 3, 4, 0, 0]
+  assert int(buf.size) == 3 and int(buf.position) == 3
+  # 3 valid rows more: slots 3, 4, then 0 (the oldest) is overwritten.
+  buf = add(buf, {"x": jnp.array([5.0, 6.0, 7.0, 8.0])}, jnp.array([False, True, True, True]))
+  assert np.asarray(buf.data["x"]).tolist() == [8, 3, 4, 6, 7]
+  assert int(buf.size) == 5 and int(buf.position) == 1
+  buf = add(buf, {"x": jnp.array([9.0, 9.0, 9.0, 9.0])}, jnp.zeros(4, bool))
+  assert np.asarray(buf.data["x"]).tolist() == [8, 3, 4, 6, 7] and int(buf.position) == 1
+
+
+def test_buffer_sample_recent_draws_only_the_newest_rows():
+  buf = buffer_init({"x": jnp.zeros(())}, 8)
+  buf = buffer_add_masked(buf, {"x": jnp.arange(1.0, 11.0)[:8]}, jnp.ones(8, bool))
+  buf = buffer_add_masked(buf, {"x": jnp.array([9.0, 10.0, 0.0])}, jnp.array([True, True, False]))
+  # Rows added last: 10, 9, 8 (the window of 3).
+  x = np.asarray(buffer_sample_recent(buf, jax.random.key(0), 500, jnp.array(3))["x"])
+  assert set(x.tolist()) == {8.0, 9.0, 10.0}
+  x = np.asarray(buffer_sample_recent(buf, jax.random.key(0), 2000, jnp.array(100))["x"])
+  assert set(x.tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0}  # window > size
+
+
+# ------------------------------------------------------------------------- presets
+def test_mbpo_presets_follow_the_published_settings():
+  c = make_config(algo="mbpo", env="hopper")
+  assert (c.num_envs, c.rollout_length, c.ensemble_size, c.elites) == (1, 250, 7, 5)
+  assert c.model_hidden == (200, 200, 200, 200) and c.sac_hidden == (256, 256)
+  assert (c.updates_per_step, c.real_ratio, c.target_entropy) == (20, 0.05, -1.0)
+  assert c.rollout_schedule == (20, 100, 1, 15) and c.rollout_batch == 100_000
+  assert make_config(algo="mbpo", env="halfcheetah").updates_per_step == 40
+  assert make_config(algo="mbpo", env="ant").rollout_schedule == (20, 100, 1, 25)
+  # Explicit fields win over the preset; other algorithms have none.
+  assert make_config(algo="mbpo", env="hopper", rollout_batch=1000).rollout_batch == 1000
+  assert preset("mg", "hopper") == {} and make_config(algo="mg") == Config(algo="mg")
+  # 5000 random steps, then (100000 - 5000) / (250 · 4) = 95 chunks.
+  assert c.num_chunks == 95 and c.env_steps == 100_000
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"elites": 8}, "elites=8"), ({"rollout_schedule": (20, 10, 1, 15)}, "rollout_schedule="),
+    ({"rollout_schedule": (1, 2, 3)}, "rollout_schedule="), ({"real_ratio": 1.5}, "real_ratio="),
+    ({"tau": -0.1}, "tau="), ({"updates_per_step": 0}, "updates_per_step=0"),
+    ({"total_steps": 900}, "total_steps=900"), ({"bogus": 1}, "bogus")])
+def test_mbpo_config_errors_name_the_field(changes, field):
+  with pytest.raises(ConfigError, match=field):
+    make_config(**{**_SMALL, "total_steps": _E2E_STEPS, **changes})
+
+
+# ------------------------------------------------------------------------- stages
+@pytest.fixture(scope="module")
+def explored():
+  comp = mbpo.make_components(make_config(**_SMALL, total_steps=_E2E_STEPS))
+  return comp, jax.jit(lambda k: mbpo.init_state(comp, k))(jax.random.key(1))
+
+
+def test_exploration_fills_the_real_buffer(explored):
+  comp, state = explored
+  assert int(state.buffer.size) == 500 and int(state.env_steps) == 500
+  actions = np.asarray(state.buffer.data["action"][:500])
+  assert actions.min() >= -1 and actions.max() <= 1 and actions.std() > 0.5  # uniform: 0.577
+  assert int(state.model_buffer.size) == 0
+  assert comp.model_buffer_capacity == 256 * 5 * 20 * 1  # batch · max length · rounds/epoch
+
+
+def test_fit_ensemble_improves_held_out_nll_and_picks_elites(explored):
+  comp, state = explored
+  hold_idx = 5 * jnp.arange(100)  # every held-out slot of the 500 rows
+  hold = jax.tree.map(lambda d: d[hold_idx], state.buffer.data)
+  nll = jax.jit(lambda p: mbpo.networks.member_nll(
+      comp.model_net, state.obs_stats, p, hold["obs"], hold["action"], hold["next_obs"],
+      hold["reward"], "clip"))
+  before = np.asarray(nll(state.model_params))
+  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_ensemble(comp, s, k))(state, jax.random.key(2))
+  after = np.asarray(nll(fitted.model_params))
+  assert np.all(after < before - 0.5), (before, after)  # every member fits the dynamics
+  elites = np.asarray(fitted.elites)
+  assert len(set(elites.tolist())) == 2
+  # The elites are the members of lowest held-out NLL (up to the 5000-row resample).
+  assert set(elites.tolist()) == set(np.argsort(after)[:2].tolist()), (after, elites)
+  assert 1 <= int(metrics["model_epochs"]) <= 5
+  assert abs(float(metrics["model_nll"]) - after[elites].mean()) < 0.2
+
+
+def test_fit_ensemble_stops_early_without_improvement(explored):
+  comp, state = explored
+  # A learning rate of 0 never improves: patience 2 stops after 2 epochs, params unchanged.
+  comp0 = dataclasses.replace(comp, config=dataclasses.replace(comp.config, model_patience=2),
+                              model_optimizer=mbpo.optax.sgd(0.0))
+  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_ensemble(comp0, s, k))(state, jax.random.key(3))
+  assert int(metrics["model_epochs"]) == 2
+  chex.assert_trees_all_close(fitted.model_params, state.model_params)
+
+
+def test_branched_rollouts_add_length_steps_and_stop_at_termination(explored):
+  comp, state = explored
+  run = jax.jit(lambda s, k, n: mbpo.branched_rollouts(comp, s, k, n))
+  out = run(state, jax.random.key(4), jnp.int32(3))
+  # Point-mass rollouts of 3 steps from 256 states: at most 768 rows, fewer where a rollout
+  # left the arena (predicted termination) before its last step.
+  assert 256 <= int(out.model_buffer.size) <= 768
+  # With an env that always terminates, only each rollout's first step is kept.
+  info = dataclasses.replace(comp.env, termination_fn=lambda obs: jnp.float32(1.0))
+  comp_t = dataclasses.replace(comp, env=info)
+  out = jax.jit(lambda s, k: mbpo.branched_rollouts(comp_t, s, k, jnp.int32(3)))(
+      state, jax.random.key(4))
+  assert int(out.model_buffer.size) == 256
+  assert np.all(np.asarray(out.model_buffer.data["termination"][:256]) == 1.0)
+
+
+def test_sac_batch_mixes_real_and_model_rows(explored):
+  comp, state = explored
+  # Mark the sources: real rewards +7, model rewards -7.
+  real = state.buffer.replace(data={**state.buffer.data,
+                                    "reward": jnp.full_like(state.buffer.data["reward"], 7.0)})
+  fake = buffer_add_masked(state.model_buffer, jax.tree.map(lambda d: d[:300], real.data),
+                           jnp.ones(300, bool))
+  fake = fake.replace(data={**fake.data, "reward": jnp.full_like(fake.data["reward"], -7.0)})
+  s = state.replace(buffer=real, model_buffer=fake)
+  batch = mbpo.sac_batch(comp, s, jax.random.key(5), jnp.int32(300))
+  rewards = np.asarray(batch.reward)
+  assert rewards.shape == (128,) and np.sum(rewards == 7.0) == int(128 * 0.05) == 6
+  assert np.sum(rewards == -7.0) == 122 and np.all(np.asarray(batch.truncation) == 0)
+
+
+# ------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def e2e():
+  trainer = train.make_trainer(make_config(**_SMALL, total_steps=_E2E_STEPS))
+  keys = jax.vmap(jax.random.key)(jnp.arange(_SEEDS, dtype=jnp.uint32))
+  state = jax.jit(jax.vmap(trainer.init))(keys)
+
+  @chex.assert_max_traces(n=1)
+  def traced_chunk(s):
+    return trainer.chunk(s)
+
+  chunk = jax.jit(jax.vmap(traced_chunk))
+  metrics = []
+  for _ in range(trainer.num_chunks):
+    state, m = chunk(state)
+    metrics.append(jax.tree.map(np.asarray, m))
+  return trainer, state, jax.tree.map(lambda *x: np.stack(x, 1), *metrics)
+
+
+def test_mbpo_improves_return_on_pointmass(e2e):
+  trainer, state, metrics = e2e
+  assert trainer.num_chunks == 9 and np.asarray(state.env_steps).tolist() == [5000] * _SEEDS
+  returns = metrics["eval"]["eval_return"]  # [seeds, chunks]
+  assert np.all(np.isfinite(returns))
+  # The untrained actor drifts out of the arena (return ≈ 15–35, see test_train); a
+  # stabilising one collects ≈ 90–98 of at most 100.
+  first, final = returns[:, 0].mean(), returns[:, -1].mean()
+  assert final > 80.0, returns
+  assert final > first + 30.0, returns
+
+
+def test_mbpo_metrics_and_schedule(e2e):
+  _, state, metrics = e2e
+  it = metrics["iterations"]
+  for name in ("critic_loss", "actor_loss", "alpha", "q_mean", "model_nll", "entropy"):
+    assert np.all(np.isfinite(it[name])), name
+  # Schedule (0, 2, 1, 5): length 1 in epoch 0, 3 in epoch 1, 5 from epoch 2 on.
+  lengths = it["rollout_length"][0].reshape(-1)
+  assert lengths[0] == 1 and lengths[-1] == 5 and np.all(np.diff(lengths) >= 0)
+  assert np.all(it["alpha"][:, -1] < 1.0)  # the temperature adapts down from 1
+  seeds_differ = [not np.array_equal(x[0], x[1]) for x in jax.tree.leaves(state.sac)]
+  assert any(seeds_differ)
