@@ -142,14 +142,19 @@ def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
     def one(s, k):
       a = jax.random.uniform(k, (c.num_envs, comp.env.action_size), minval=-1.0, maxval=1.0)
       return mbpo._env_step(comp, s, a), ()
-    return jax.lax.scan(one, s, jax.random.split(k, 250))[0].env_steps
+    # Return the physics' output: a counter alone would let XLA drop the simulation.
+    return jax.lax.scan(one, s, jax.random.split(k, 250))[0].env_state.obs
 
   key = jax.random.key(2)
   t_sac = timed(jax.jit(sac_updates), state, key, repeats=repeats) / 20
   t_model = timed(jax.jit(lambda s, k: mbpo.fit_ensemble(comp, s, k)[1]), state, key,
                   repeats=repeats) / 20
-  t_roll = timed(jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(1))
-                         .model_buffer.size), state, key, repeats=repeats)
+  def rollouts(s, k):  # the predicted states, not just the row count (see env_steps)
+    buf = mbpo.branched_rollouts(comp, s, k, jnp.int32(1)).model_buffer
+    return jnp.sum(jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
+                                                c.rollout_batch))
+
+  t_roll = timed(jax.jit(rollouts), state, key, repeats=repeats)
   t_env = timed(jax.jit(env_steps), state, key, repeats=repeats) / 250
 
   # Rounds after exploration: real buffer size N_r, schedule length k_r.
