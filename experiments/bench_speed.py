@@ -11,13 +11,16 @@
 (e) mbpo at its published settings for --env: one SAC update, one ensemble training step,
     one branched-rollout step of all rollout_batch rollouts and one env step, and from them
     the cost of 100k env steps (a lower bound: model rounds counted at the minimum of
-    model_patience + 1 epochs), against one mg iteration's cost scaled to 100k env steps.
+    model_patience + 1 epochs), against one mg iteration's cost scaled to 100k env steps;
+(f) device_scaling: one evaluation chunk of --device-runs seeds sharded over 1, 2, 4 devices
+    (`--host-devices 4` splits a CPU into 4 XLA devices: a functional check, not a speed-up).
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
 `--sections` runs some of them and merges them into an existing --out file.
 """
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -27,6 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
+
+if "--host-devices" in sys.argv:  # must reach XLA before jax starts
+  _n = sys.argv[sys.argv.index("--host-devices") + 1]
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_force_host_platform_device_count={_n}")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -182,7 +190,25 @@ def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
           "mbpo_over_mg_per_env_step": sum(cost.values()) / mg_100k}
 
 
-SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "mbpo")
+def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) -> dict:
+  """One evaluation chunk of `runs` vmapped seeds sharded over 1, 2, 4, ... devices."""
+  from jax.sharding import NamedSharding, PartitionSpec
+  from mgjax import experiment
+  trainer = T.make_trainer(config)
+  counts = [n for n in counts if n <= len(jax.devices())]
+  out = {}
+  for n in counts:
+    sharding = NamedSharding(experiment.make_mesh(n), PartitionSpec("runs"))
+    keys = jax.device_put(jax.random.split(jax.random.key(0), runs), sharding)
+    state = jax.jit(jax.vmap(trainer.init), out_shardings=sharding)(keys)
+    chunk = jax.jit(jax.vmap(trainer.chunk), in_shardings=sharding, out_shardings=sharding)
+    out[n] = timed(lambda s: chunk(s)[1], state, repeats=repeats)
+  return {"runs": runs, "devices": [str(d) for d in jax.devices()][:max(counts)],
+          "chunk_s": {str(n): t for n, t in out.items()},
+          "speedup_over_1_device": {str(n): out[counts[0]] / t for n, t in out.items()}}
+
+
+SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "mbpo", "device_scaling")
 
 
 def main(argv=None) -> int:
@@ -198,6 +224,10 @@ def main(argv=None) -> int:
                  help="override a Config field (as in benchmark.py)")
   p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS,
                   help="figures to measure (default all); others are kept from --out")
+  p.add_argument("--host-devices", type=int, default=None,
+                 help="split the CPU into N XLA devices (the functional check of "
+                      "device_scaling on a machine without accelerators)")
+  p.add_argument("--device-runs", type=int, default=8, help="seeds in device_scaling")
   args = p.parse_args(argv)
   from benchmark import parse_set  # same directory
   config = Config(env=args.env, **parse_set(args.set))
@@ -213,6 +243,8 @@ def main(argv=None) -> int:
       "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts),
       "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
       "mbpo": lambda: mbpo_cost(args.env, args.repeats, config),
+      "device_scaling": lambda: device_scaling(config, max(1, args.repeats // 2),
+                                               args.device_runs),
   }
   for name in SECTIONS:
     if name in args.sections:

@@ -121,6 +121,8 @@ def main(argv=None) -> int:
   p.add_argument("--tag", default="", help="suffix of the suite folder (for ablations)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a Config field in every cell")
+  p.add_argument("--devices", type=int, default=None,
+                 help="shard each cell's seeds over the first N devices (default all)")
   args = p.parse_args(argv)
   if args.suite not in SUITES:
     p.error(f"suite={args.suite!r}: unknown; choose one of {', '.join(SUITES)}")
@@ -133,10 +135,16 @@ def main(argv=None) -> int:
   try:
     extra = parse_set(args.set)
     cells = [(a, e, suite.config(a, e, extra)) for e in envs for a in algos]
+    # mbpo's cells cost hundreds of times more per env step (RESULTS.md): run them last.
+    cells.sort(key=lambda cell: cell[0] == "mbpo")
   except ConfigError as e:
     p.error(str(e))
 
   from mgjax import experiment, outputs
+  try:
+    experiment.check_layout(seeds, 1, experiment.make_mesh(args.devices))
+  except experiment.LayoutError as e:
+    p.error(str(e))
   name = args.suite + (f"-{args.tag}" if args.tag else "")
   suite_dir = Path(args.results) / name
   suite_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +158,8 @@ def main(argv=None) -> int:
           f"env steps", flush=True)
     start = time.time()
     try:
-      summary = experiment.run(config, seeds=list(range(seeds)), out=run_dir, progress=False)
+      summary = experiment.run(config, seeds=list(range(seeds)), out=run_dir, progress=False,
+                               devices=args.devices)
       print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
             f"{time.time() - start:.0f}s", flush=True)
     except experiment.Divergence as e:

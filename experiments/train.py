@@ -10,6 +10,7 @@ Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5
 """
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -58,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                  help="output directory (default runs/ALGO-ENV-TIMESTAMP)")
   p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.add_argument("--devices", type=int, default=None,
+                 help="shard the runs over the first N devices (default: all devices of all "
+                      "processes); seeds x sweep settings must be a multiple of N")
+  p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
+                 help="run every combination of these values of sweepable numeric fields as "
+                      "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
+  p.add_argument("--distributed", action="store_true",
+                 help="multi-host: call jax.distributed.initialize first (one process per "
+                      "host; the coordinator is auto-detected or given by the next flags)")
+  p.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
+  p.add_argument("--num-processes", type=int, default=None, help="number of processes")
+  p.add_argument("--process-id", type=int, default=None, help="this process's index")
   hints = typing.get_type_hints(Config)
   docs = _field_comments()
   for f in dataclasses.fields(Config):
@@ -75,8 +88,26 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _parse_sweep(items: list[str]) -> dict[str, list[float]]:
+  sweep = {}
+  for item in items:
+    name, sep, text = item.partition("=")
+    try:
+      values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+      _fail(f"sweep={item!r}: values must be comma-separated numbers")
+    if not sep or not values:
+      _fail(f"sweep={item!r}: expected FIELD=V1,V2,...")
+    sweep[name] = values
+  return sweep
+
+
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
+  if args.distributed:
+    import jax
+    jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                               num_processes=args.num_processes, process_id=args.process_id)
   fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
             if getattr(args, f.name) is not None}
   try:
@@ -88,25 +119,40 @@ def main(argv=None) -> int:
   if args.seed < 0:
     _fail(f"seed={args.seed}: must be non-negative")
 
+  seeds = list(range(args.seed, args.seed + args.seeds))
+  sweep = _parse_sweep(args.sweep)
+
   from mgjax import experiment, outputs
+  try:
+    experiment.check_sweep(config, sweep)
+    experiment.check_layout(len(seeds), len(experiment.sweep_settings(sweep)),
+                            experiment.make_mesh(args.devices))
+  except (ConfigError, experiment.LayoutError) as e:
+    _fail(str(e))
   out = args.out or os.path.join(
       "runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-  try:
-    out = outputs.prepare_out_dir(out, args.overwrite)
+  import jax
+  try:  # with several processes, process 0 owns the folder
+    out = outputs.prepare_out_dir(out, args.overwrite) if jax.process_index() == 0 else Path(out)
   except outputs.OutputError as e:
     _fail(str(e))
-  seeds = list(range(args.seed, args.seed + args.seeds))
   print(f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
         f"{config.env_steps} env steps each -> {out}")
   try:
-    summary = experiment.run(config, seeds=seeds, out=out, progress=not args.no_progress)
+    summary = experiment.run(config, seeds=seeds, out=out, progress=not args.no_progress,
+                             devices=args.devices, sweep=sweep)
   except experiment.Divergence as e:
     print(f"train.py: stopped: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print(f"train.py: interrupted; metrics so far are in {out / 'metrics.csv'}", file=sys.stderr)
     return 130
-  print(f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds); "
+  for setting in (experiment.sweep_settings(sweep) if sweep else []):
+    name = experiment.setting_name(setting)
+    mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]
+    print(f"{name}: final eval return {mean:.1f} (mean over seeds)")
+  print(f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"
+        f"{' of the first setting' if sweep else ''}); "
         f"{summary['env_steps_per_s']:.0f} env steps/s; compile {summary['compile_time_s']:.0f}s;"
         f" wall {summary['wall_time_s']:.0f}s")
   return 0

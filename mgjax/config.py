@@ -111,6 +111,17 @@ class Config:
     return d
 
 
+# Numeric settings that live in the train state as data (`TrainState.hparams`), so one
+# program can vmap a sweep over them like seeds (`experiment.run(..., sweep=...)`).
+SWEEPABLE: dict[str, tuple[str, ...]] = {
+    "mg": ("learning_rate", "model_learning_rate", "mle_weight", "mg_max_grad_norm",
+           "clip_eps", "value_coef", "entropy_coef"),
+    "mle": ("learning_rate", "model_learning_rate", "clip_eps", "value_coef", "entropy_coef"),
+    "ppo": ("learning_rate", "clip_eps", "value_coef", "entropy_coef"),
+    "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
+}
+
+
 # MBPO's published settings (Janner et al. 2019, appendix C and the authors' configs):
 # one env, a model round every 250 steps, epochs of 1000 steps, a 7-member ensemble of
 # 4x200 swish layers with 5 elites, 400 model rollouts per env step (100k per round),

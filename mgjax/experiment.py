@@ -1,22 +1,91 @@
-"""Runs a config for several vmapped seeds and writes the outputs of DESIGN.md §5.
+"""Runs a config for several vmapped seeds (and sweep settings) and writes the outputs of
+DESIGN.md §5.
 
-The seeds run as one jitted program per evaluation chunk (`jit(vmap(trainer.chunk))`);
-between chunks the host writes metrics rows, checks for numerical blow-up and updates the
+All runs of a call, seeds × sweep settings, form one batch axis: one jitted program per
+evaluation chunk (`jit(vmap(trainer.chunk))`) whose batch axis is sharded over a device
+mesh (`jax.sharding.Mesh` + `NamedSharding`), all devices of all processes by default.
+Between chunks the host writes metrics rows, checks for numerical blow-up and updates the
 progress bar. `experiments/train.py` and `experiments/benchmark.py` are thin CLIs over this.
 """
+import dataclasses
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mgjax import outputs
-from mgjax.config import Config
+from mgjax.config import SWEEPABLE, Config, ConfigError, validate
 from mgjax.train import make_trainer
 
 class Divergence(RuntimeError):
   """A loss became NaN/inf; the message names the seed and the iteration."""
+
+
+class LayoutError(ValueError):
+  """The runs cannot be placed on the devices; the message names the field and value."""
+
+
+# ------------------------------------------------------------------------------ placement
+def make_mesh(devices: int | None = None) -> Mesh:
+  """A 1-D mesh ("runs",) over the first `devices` of jax.devices() (all by default; with
+  several processes, the devices of all of them)."""
+  available = jax.devices()
+  if devices is not None and not 1 <= devices <= len(available):
+    raise LayoutError(f"devices={devices}: choose 1..{len(available)} "
+                      f"({len(available)} {available[0].platform} device(s) available)")
+  return Mesh(np.asarray(available[:devices or len(available)]), ("runs",))
+
+
+def check_layout(num_seeds: int, num_settings: int, mesh: Mesh) -> None:
+  """Runs are split evenly over the mesh; an uneven count is an error (never padded)."""
+  runs = num_seeds * num_settings
+  if runs % mesh.size:
+    what = f"{num_seeds} seeds" + (f" x {num_settings} sweep settings" if num_settings > 1
+                                   else "")
+    raise LayoutError(f"seeds={num_seeds}: {what} = {runs} runs do not split evenly over "
+                      f"{mesh.size} devices; use a multiple of {mesh.size} runs or --devices")
+
+
+def sweep_settings(sweep: dict[str, Sequence[float]] | None) -> list[dict[str, float]]:
+  """Every combination of the swept values, in order; [{}] without a sweep."""
+  if not sweep:
+    return [{}]
+  names = list(sweep)
+  return [dict(zip(names, values)) for values in itertools.product(*sweep.values())]
+
+
+def setting_name(setting: dict[str, float]) -> str:
+  """The folder name of a sweep setting, e.g. "mle_weight=0.1,learning_rate=0.001"."""
+  return ",".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def check_sweep(config: Config, sweep: dict[str, Sequence[float]] | None) -> list[Config]:
+  """The config of each sweep setting, validated; ConfigError names a bad field or value."""
+  for name, values in (sweep or {}).items():
+    if name not in SWEEPABLE[config.algo]:
+      raise ConfigError(f"sweep={name!r}: not sweepable for algo={config.algo!r}; choose from "
+                        + ", ".join(SWEEPABLE[config.algo]))
+    if not values:
+      raise ConfigError(f"sweep={name!r}: no values")
+  return [validate(dataclasses.replace(config, **s)) for s in sweep_settings(sweep)]
+
+
+def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A host array (the same on every process) as a global array laid out by `sharding`."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _fetch(tree):
+  """Device arrays -> numpy on this host; with several processes, gathered from all."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.tree.map(np.asarray, tree)
 
 
 class _Progress:
@@ -68,69 +137,102 @@ def _first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
 
 
 def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = True,
-        log=print) -> dict[str, Any]:
-  """Trains `config` for each seed (vmapped) and writes config.json, metrics.csv,
-  summary.json and checkpoint/ into `out` (which the caller has prepared)."""
+        log=print, devices: int | None = None,
+        sweep: dict[str, Sequence[float]] | None = None) -> dict[str, Any]:
+  """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
+  writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
+  folder per setting `out/NAME=VALUE,...`) and the checkpoint/ of all runs into `out`.
+  Only process 0 writes files other than the checkpoint. Returns the (first) summary."""
   start = time.time()
+  configs = check_sweep(config, sweep)
+  settings = sweep_settings(sweep)
+  mesh = make_mesh(devices)
+  check_layout(len(seeds), len(settings), mesh)
+  sharding = NamedSharding(mesh, PartitionSpec("runs"))
+  writes = jax.process_index() == 0
+  dirs = [out / setting_name(s) for s in settings] if sweep else [out]
   versions = outputs.package_versions()
-  outputs.write_json(out / "config.json", {**config.to_dict(), "seeds": list(seeds)})
-  writer = outputs.MetricsWriter(out / "metrics.csv")
-  bar = _Progress(config.num_iterations, progress, f"{config.algo}/{config.env}")
+  writers = []
+  if writes:
+    if sweep:
+      outputs.write_json(out / "config.json", {**config.to_dict(), "seeds": list(seeds),
+                                               "sweep": {k: list(v) for k, v in sweep.items()}})
+    for d, c, s in zip(dirs, configs, settings):
+      d.mkdir(parents=True, exist_ok=True)
+      outputs.write_json(d / "config.json", {**c.to_dict(), "seeds": list(seeds),
+                                             **({"sweep": s} if sweep else {})})
+      writers.append(outputs.MetricsWriter(d / "metrics.csv"))
+  bar = _Progress(config.num_iterations, progress and writes, f"{config.algo}/{config.env}")
   trainer = make_trainer(config, progress=bar)
   c = trainer.components.config
-  keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
+  n = len(seeds)
+  runs = [(i, seed) for i in range(len(settings)) for seed in seeds]  # setting-major
+  run_seeds = _global(np.asarray([seed for _, seed in runs], np.uint32), sharding)
+  hparams = {k: _global(np.asarray([settings[i][k] for i, _ in runs], np.float32), sharding)
+             for k in (sweep or {})}
 
   t0 = time.time()
-  init = jax.jit(jax.vmap(trainer.init))
-  state = init(keys)
-  chunk = jax.jit(jax.vmap(trainer.chunk)).lower(state).compile()
+  init = jax.jit(jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)),
+                 out_shardings=sharding)
+  state = init(run_seeds, hparams)
+  chunk = jax.jit(jax.vmap(trainer.chunk), in_shardings=sharding,
+                  out_shardings=sharding).lower(state).compile()
   compile_s = time.time() - t0
-  log(f"compiled in {compile_s:.1f}s ({len(seeds)} seed(s), {c.num_iterations} iterations "
-      f"of {c.batch_steps} env steps each)")
+  log(f"compiled in {compile_s:.1f}s ({len(runs)} run(s) on {mesh.size} device(s), "
+      f"{c.num_iterations} iterations of {c.batch_steps} env steps each)")
 
-  summary = {"algo": c.algo, "env": c.env, "seeds": list(seeds), "status": "running",
-             "versions": versions, "device": str(jax.devices()[0].platform)}
-  final = np.full(len(seeds), np.nan)
+  summaries = [{"algo": c.algo, "env": c.env, "seeds": list(seeds), "status": "running",
+                **({"sweep": s} if sweep else {}), "versions": versions,
+                "device": str(mesh.devices.flat[0].platform), "devices": mesh.size,
+                "processes": jax.process_count()} for s in settings]
+  final = np.full(len(runs), np.nan)
   run_start = time.time()
   try:
     for i in range(trainer.num_chunks):
       state, metrics = chunk(state)
-      metrics = jax.tree.map(np.asarray, metrics)
+      metrics = _fetch(metrics)
       iters, evals = metrics["iterations"], metrics["eval"]
       now = time.time() - start
-      rows = []
-      for s, seed in enumerate(seeds):
-        row = {name: float(np.nanmean(v[s])) if np.any(np.isfinite(v[s])) else float("nan")
+      rows = [[] for _ in settings]
+      for r, (k, seed) in enumerate(runs):
+        row = {name: float(np.nanmean(v[r])) if np.any(np.isfinite(v[r])) else float("nan")
                for name, v in iters.items() if name != "env_steps"}
-        row.update(algo=c.algo, env=c.env, seed=seed, iteration=int(evals["iteration"][s]),
-                   env_steps=int(evals["env_steps"][s]),
-                   eval_return=float(evals["eval_return"][s]),
-                   eval_length=float(evals["eval_length"][s]), wall_time_s=round(now, 2))
-        rows.append(row)
-      writer.write(rows)
+        row.update(algo=c.algo, env=c.env, seed=seed, iteration=int(evals["iteration"][r]),
+                   env_steps=int(evals["env_steps"][r]),
+                   eval_return=float(evals["eval_return"][r]),
+                   eval_length=float(evals["eval_length"][r]), wall_time_s=round(now, 2))
+        rows[k].append(row)
+      for writer, setting_rows in zip(writers, rows):
+        writer.write(setting_rows)
       final = evals["eval_return"]
       bar.postfix(eval_return=float(np.mean(final)))
       bad = _first_nonfinite(iters, _watched(c))
       if bad is not None:
-        s, t, name = bad
-        iteration = i * c.eval_every + t + 1
-        raise Divergence(f"non-finite {name} at seed {seeds[s]}, iteration {iteration}; "
-                         f"metrics so far are in {out / 'metrics.csv'}")
+        r, t, name = bad
+        k, seed = runs[r]
+        where = f"seed {seed}" + (f" ({setting_name(settings[k])})" if sweep else "")
+        raise Divergence(f"non-finite {name} at {where}, iteration {i * c.eval_every + t + 1}; "
+                         f"metrics so far are in {dirs[k] / 'metrics.csv'}")
   except Divergence:
-    summary.update(status="diverged", wall_time_s=time.time() - start)
-    outputs.write_json(out / "summary.json", summary)
+    if writes:
+      for d, summary in zip(dirs, summaries):
+        summary.update(status="diverged", wall_time_s=time.time() - start)
+        outputs.write_json(d / "summary.json", summary)
     raise
   finally:
     bar.close()
   train_s = time.time() - run_start
-  total_env_steps = int(np.asarray(state.env_steps)[0])
-  summary.update(
-      status="finished", total_env_steps=total_env_steps,
-      final_eval_return={str(seed): float(r) for seed, r in zip(seeds, final)},
-      final_eval_return_mean=float(np.mean(final)),
-      env_steps_per_s=total_env_steps * len(seeds) / train_s,
-      compile_time_s=compile_s, train_time_s=train_s, wall_time_s=time.time() - start)
-  outputs.write_json(out / "summary.json", summary)
+  total_env_steps = int(_fetch(state.env_steps)[0])
+  for k, (d, summary) in enumerate(zip(dirs, summaries)):
+    mine = final[k * n:(k + 1) * n]
+    summary.update(
+        status="finished", total_env_steps=total_env_steps,
+        final_eval_return={str(seed): float(r) for seed, r in zip(seeds, mine)},
+        final_eval_return_mean=float(np.mean(mine)),
+        # Throughput of the whole program (every seed and setting), after compilation.
+        env_steps_per_s=total_env_steps * len(runs) / train_s,
+        compile_time_s=compile_s, train_time_s=train_s, wall_time_s=time.time() - start)
+    if writes:
+      outputs.write_json(d / "summary.json", summary)
   outputs.save_checkpoint(out / "checkpoint", state)
-  return summary
-
+  return summaries[0]

@@ -31,7 +31,8 @@ from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_add_masked, buffer_in
                           buffer_sample, buffer_sample_recent)
 from mgjax.config import Config, validate
 from mgjax.networks import RunningStats
-from mgjax.train import Trainer, make_env, mean_episode_return
+from mgjax.train import (Trainer, adam, init_hparams, make_env, mean_episode_return,
+                         set_learning_rate)
 from mgjax.types import Params, Transition
 
 HOLDOUT_EVERY = 5      # every 5th buffer slot is held out: MBPO's 20% split
@@ -55,6 +56,7 @@ class MBPOState:
   key: jax.Array
   iteration: jax.Array
   env_steps: jax.Array
+  hparams: dict[str, jax.Array]  # the config's SWEEPABLE settings, as data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +97,8 @@ def make_components(config: Config, env_info: envs.EnvInfo | None = None) -> MBP
       q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
       model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
                                             c.ensemble_size),
-      sac_optimizers=sac.make_optimizers(c.sac_learning_rate),
-      model_optimizer=optax.adam(c.model_learning_rate))
+      sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
+      model_optimizer=adam(c.model_learning_rate))
 
 
 def rollout_length(epoch: jax.Array, schedule: tuple[int, ...]) -> jax.Array:
@@ -111,21 +113,27 @@ def _rows(obs, action, reward, next_obs, termination) -> dict[str, jax.Array]:
 
 
 # ------------------------------------------------------------------------------ stages
-def init_state(comp: MBPOComponents, key: jax.Array) -> MBPOState:
-  """Fresh parameters and buffers, then `exploration_steps` uniform-random env steps."""
+def init_state(comp: MBPOComponents, key: jax.Array, hparams: dict | None = None) -> MBPOState:
+  """Fresh parameters and buffers, then `exploration_steps` uniform-random env steps;
+  `hparams` overrides some of the config's SWEEPABLE settings."""
   c, info = comp.config, comp.env
+  hp = init_hparams(c, hparams)
   ks, km, ke, kx, key = jax.random.split(key, 5)
   params = sac.init_params(comp.actor_net, comp.q_net, ks)
   model_params = comp.model_net.init(km)
   zo, za, z = jnp.zeros(info.obs_size), jnp.zeros(info.action_size), jnp.zeros(())
   example = _rows(zo, za, z, zo, z)
+  sac_opt = jax.tree.map(lambda o: set_learning_rate(o, hp["sac_learning_rate"]),
+                         sac.init_opt_state(comp.sac_optimizers, params),
+                         is_leaf=lambda x: hasattr(x, "hyperparams"))
+  model_opt = set_learning_rate(comp.model_optimizer.init(model_params),
+                                hp["model_learning_rate"])
   state = MBPOState(
-      sac=params, sac_opt=sac.init_opt_state(comp.sac_optimizers, params),
-      model_params=model_params, model_opt=comp.model_optimizer.init(model_params),
+      sac=params, sac_opt=sac_opt, model_params=model_params, model_opt=model_opt,
       elites=jnp.arange(c.elites), obs_stats=networks.init_stats(info.obs_size),
       env_state=comp.train_env.reset(ke), buffer=buffer_init(example, c.buffer_size),
       model_buffer=buffer_init(example, comp.model_buffer_capacity), key=key,
-      iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32))
+      iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32), hparams=hp)
 
   def explore(s, k):
     action = jax.random.uniform(k, (c.num_envs, info.action_size), minval=-1.0, maxval=1.0)
@@ -271,8 +279,8 @@ def collect_and_update(comp: MBPOComponents, state: MBPOState, key: jax.Array,
   updates_per_step·num_envs SAC updates -> (state, mean SAC metrics, observed obs)."""
   c = comp.config
   update = functools.partial(sac.sac_update, q_fn=comp.q_net.apply, actor_fn=comp.actor_net.apply,
-                             optimizers=comp.sac_optimizers, discount=c.discount, tau=c.tau,
-                             target_entropy=comp.target_entropy)
+                             optimizers=comp.sac_optimizers, discount=c.discount,
+                             tau=state.hparams["tau"], target_entropy=comp.target_entropy)
 
   def sac_step(s, k):
     bkey, ukey = jax.random.split(k)

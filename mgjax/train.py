@@ -16,7 +16,7 @@ from jax.experimental import io_callback
 
 from mgjax import envs, losses, networks
 from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample
-from mgjax.config import Config, validate
+from mgjax.config import SWEEPABLE, Config, validate
 from mgjax.model_gradient import model_gradient_loss, policy_gradient, rollout
 from mgjax.networks import RunningStats
 from mgjax.types import Params, Transition
@@ -37,6 +37,7 @@ class TrainState:
   key: jax.Array
   iteration: jax.Array
   env_steps: jax.Array
+  hparams: dict[str, jax.Array]  # the config's SWEEPABLE settings, as data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,26 +78,55 @@ def make_components(config: Config, env_info: envs.EnvInfo | None = None) -> Com
       value_net=networks.make_value_network(info.obs_size, c.value_hidden),
       model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
                                             c.ensemble_size),
-      agent_optimizer=optax.chain(optax.clip_by_global_norm(c.max_grad_norm),
-                                  optax.adam(c.learning_rate)),
-      model_optimizer=optax.adam(c.model_learning_rate))
+      agent_optimizer=adam(c.learning_rate, c.max_grad_norm),
+      model_optimizer=adam(c.model_learning_rate))
+
+
+def adam(learning_rate: float, max_grad_norm: float = 0.0) -> optax.GradientTransformation:
+  """Adam (after global-norm clipping if max_grad_norm > 0) whose learning rate is a
+  hyperparameter in its state, so that it can differ per vmapped run (`set_learning_rate`)."""
+  def make(learning_rate):
+    opt = optax.adam(learning_rate)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), opt) if max_grad_norm else opt
+  return optax.inject_hyperparams(make)(learning_rate=learning_rate)
+
+
+def set_learning_rate(opt_state, learning_rate: jax.Array):
+  """The state of an `adam` optimizer with its learning rate replaced."""
+  lr = jnp.asarray(learning_rate, opt_state.hyperparams["learning_rate"].dtype)
+  return opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
+
+
+def init_hparams(c: Config, overrides: dict | None = None) -> dict[str, jax.Array]:
+  """The config's sweepable settings as float32 scalars, with `overrides` (possibly traced)
+  in place of the config's values."""
+  names = SWEEPABLE[c.algo]
+  unknown = set(overrides or {}) - set(names)
+  if unknown:
+    raise ValueError(f"{sorted(unknown)}: not sweepable for algo={c.algo!r} "
+                     f"(sweepable: {', '.join(names)})")
+  return {n: jnp.asarray((overrides or {}).get(n, getattr(c, n)), jnp.float32) for n in names}
 
 
 # ------------------------------------------------------------------------------ stages
-def init_state(comp: Components, key: jax.Array) -> TrainState:
+def init_state(comp: Components, key: jax.Array, hparams: dict | None = None) -> TrainState:
+  """A fresh state; `hparams` overrides some of the config's SWEEPABLE settings."""
   c, info = comp.config, comp.env
+  hp = init_hparams(c, hparams)
   kp, kv, km, ke, key = jax.random.split(key, 5)
   agent = {"policy": comp.policy_net.init(kp), "value": comp.value_net.init(kv)}
   model_params = model_opt = buffer = None
   if c.uses_model:
     model_params = comp.model_net.init(km)
-    model_opt = comp.model_optimizer.init(model_params)
+    model_opt = set_learning_rate(comp.model_optimizer.init(model_params),
+                                  hp["model_learning_rate"])
     example = {"obs": jnp.zeros(info.obs_size), "action": jnp.zeros(info.action_size),
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(info.obs_size)}
     buffer = buffer_init(example, c.buffer_size)
-  return TrainState(agent, comp.agent_optimizer.init(agent), model_params, model_opt,
+  agent_opt = set_learning_rate(comp.agent_optimizer.init(agent), hp["learning_rate"])
+  return TrainState(agent, agent_opt, model_params, model_opt,
                     networks.init_stats(info.obs_size), comp.train_env.reset(ke), buffer, key,
-                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), hp)
 
 
 def collect(comp: Components, state: TrainState, key: jax.Array):
@@ -192,11 +222,10 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
     nll, g_nll = jax.value_and_grad(_nll_loss, argnums=2)(
         comp, s, s.model_params, buffer_sample(s.buffer, bkey, c.mle_batch))
     mg_norm = optax.tree.norm(g_mg)
-    if c.mg_max_grad_norm > 0:
-      g_mg = jax.tree.map(lambda g: g * jnp.minimum(1.0, c.mg_max_grad_norm / (mg_norm + 1e-8)),
-                          g_mg)
-    grads = jax.tree.map(lambda a, b: a + c.mle_weight * b, g_mg, g_nll)
-    return _apply_model_grads(comp, s, grads), (mg + c.mle_weight * nll, mg_norm)
+    max_norm, mle_weight = s.hparams["mg_max_grad_norm"], s.hparams["mle_weight"]
+    scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (mg_norm + 1e-8)), 1.0)
+    grads = jax.tree.map(lambda a, b: scale * a + mle_weight * b, g_mg, g_nll)
+    return _apply_model_grads(comp, s, grads), (mg + mle_weight * nll, mg_norm)
 
   state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
   if not c.mg_steps:
@@ -246,22 +275,22 @@ def real_ppo_batch(batch: Transition, advantages: jax.Array, targets: jax.Array)
                   jnp.ones_like(flat(advantages)))
 
 
-def ppo_loss(comp: Components, stats: RunningStats, params: Params, mb: PPOBatch,
-             old_log_prob: jax.Array):
+def ppo_loss(comp: Components, stats: RunningStats, hparams: dict, params: Params,
+             mb: PPOBatch, old_log_prob: jax.Array):
   """Clipped surrogate + value_coef · value loss − entropy_coef · entropy, with advantages
-  normalised over the (weighted) minibatch."""
-  c = comp.config
+  normalised over the (weighted) minibatch; coefficients from `hparams`."""
   policy, value_fn = comp.policy(stats), comp.value_fn(stats)
   log_prob = jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(params["policy"], mb.obs, mb.action)
   mean = losses.weighted_mean(mb.advantage, mb.weight)
   var = losses.weighted_mean(jnp.square(mb.advantage - mean), mb.weight)
   adv = (mb.advantage - mean) / (jnp.sqrt(var) + 1e-8)
-  pl = losses.ppo_policy_loss(log_prob, old_log_prob, adv, c.clip_eps, mb.weight)
+  pl = losses.ppo_policy_loss(log_prob, old_log_prob, adv, hparams["clip_eps"], mb.weight)
   values = jax.vmap(value_fn, in_axes=(None, 0))(params["value"], mb.obs)
   vl = losses.value_loss(values, mb.target, mb.weight)
   _, log_std = comp.policy_net.apply(params["policy"], jnp.zeros(comp.env.obs_size))
   entropy = losses.gaussian_entropy(log_std)  # state-independent log-std
-  return pl + c.value_coef * vl - c.entropy_coef * entropy, (pl, vl, entropy)
+  total = pl + hparams["value_coef"] * vl - hparams["entropy_coef"] * entropy
+  return total, (pl, vl, entropy)
 
 
 def ppo_update(comp: Components, state: TrainState, batch: PPOBatch, key: jax.Array):
@@ -272,7 +301,7 @@ def ppo_update(comp: Components, state: TrainState, batch: PPOBatch, key: jax.Ar
   old_log_prob = jax.lax.stop_gradient(jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(
       state.agent_params["policy"], batch.obs, batch.action))
   n = batch.advantage.shape[0]
-  loss_fn = functools.partial(ppo_loss, comp, state.obs_stats)
+  loss_fn = functools.partial(ppo_loss, comp, state.obs_stats, state.hparams)
 
   def minibatch_step(carry, idx):
     params, opt = carry

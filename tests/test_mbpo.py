@@ -135,8 +135,8 @@ def test_fit_ensemble_improves_held_out_nll_and_picks_elites(explored):
 def test_fit_ensemble_stops_early_without_improvement(explored):
   comp, state = explored
   # A learning rate of 0 never improves: patience 2 stops after 2 epochs, params unchanged.
-  comp0 = dataclasses.replace(comp, config=dataclasses.replace(comp.config, model_patience=2),
-                              model_optimizer=mbpo.optax.sgd(0.0))
+  comp0 = dataclasses.replace(comp, config=dataclasses.replace(comp.config, model_patience=2))
+  state = state.replace(model_opt=train.set_learning_rate(state.model_opt, 0.0))
   fitted, metrics = jax.jit(lambda s, k: mbpo.fit_ensemble(comp0, s, k))(state, jax.random.key(3))
   assert int(metrics["model_epochs"]) == 2
   chex.assert_trees_all_close(fitted.model_params, state.model_params)
