@@ -1,6 +1,6 @@
 """Gathers ablation cells next to their baseline and plots them as one comparison.
 
-  python experiments/ablations.py --env hopper --algo mg    # results/cpu + results/cpu-*/
+  python experiments/ablations.py --env hopper --algo mg --reference mle --reference ppo
 
 Each `benchmark.py --tag NAME --set FIELD=VALUE` run lives in RESULTS/SUITE-NAME/ALGO-ENV/.
 This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseline as
@@ -17,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import plot  # noqa: E402  (experiments/plot.py)
 
 
-def gather(results: Path, suite: str, algo: str, env: str) -> tuple[Path, list[str]]:
+def gather(results: Path, suite: str, algo: str, env: str,
+           references: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
   cells = [("default", results / suite / f"{algo}-{env}")]
+  refs = {f"{ref}-{env}": ref for ref in references}
   for d in sorted(results.glob(f"{suite}-*/{algo}-{env}")):
     tag = d.parent.name[len(suite) + 1:]
     if not tag.startswith("ablations"):
@@ -26,15 +28,17 @@ def gather(results: Path, suite: str, algo: str, env: str) -> tuple[Path, list[s
   out = results / f"{suite}-ablations-{env}"
   out.mkdir(parents=True, exist_ok=True)
   header, rows, names = None, [], []
+  cells += [(None, results / suite / cell) for cell in refs]
   for tag, d in cells:
     if not (d / "metrics.csv").is_file():
       continue
+    label = f"{algo}:{tag}" if tag else refs[d.name]  # references keep their own name
     with open(d / "metrics.csv", newline="") as f:
       reader = csv.DictReader(f)
       header = reader.fieldnames
       for r in reader:
-        rows.append({**r, "algo": f"{algo}:{tag}"})
-    names.append(tag)
+        rows.append({**r, "algo": label})
+    names.append(label)
   if header is None:
     raise FileNotFoundError(f"no {algo}-{env} cells under {results}/{suite}*")
   with open(out / "metrics.csv", "w", newline="") as f:
@@ -51,9 +55,12 @@ def main(argv=None) -> int:
   p.add_argument("--suite", default="cpu")
   p.add_argument("--env", default="hopper")
   p.add_argument("--algo", default="mg")
+  p.add_argument("--reference", action="append", default=[],
+                 help="also draw this algorithm's cell of the suite (e.g. mle)")
   args = p.parse_args(argv)
   try:
-    out, names = gather(Path(args.results), args.suite, args.algo, args.env)
+    out, names = gather(Path(args.results), args.suite, args.algo, args.env,
+                        tuple(args.reference))
   except FileNotFoundError as e:
     print(f"ablations.py: error: {e}", file=sys.stderr)
     return 2

@@ -45,6 +45,11 @@ def _float(x: str) -> float:
   return float(x) if x not in ("", None) else float("nan")
 
 
+def color(algo: str, algos) -> str:
+  """The algorithm's colour, or a cycle colour (line and band alike) for other labels."""
+  return COLORS.get(algo) or f"C{list(algos).index(algo) % 10}"
+
+
 def curve(values: np.ndarray):
   """values [S, E] -> IQM, CI low, CI high per evaluation (finite seeds only)."""
   out = np.full((3, values.shape[1]), np.nan)
@@ -74,8 +79,8 @@ def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, nam
         continue
       d = data[(env, algo)]
       mid, lo, hi = curve(d[key])
-      ax.plot(d["steps"], mid, color=COLORS.get(algo), label=algo)
-      ax.fill_between(d["steps"], lo, hi, color=COLORS.get(algo), alpha=0.2)
+      ax.plot(d["steps"], mid, color=color(algo, algos), label=algo)
+      ax.fill_between(d["steps"], lo, hi, color=color(algo, algos), alpha=0.2)
     ax.set_title(env)
     ax.set_xlabel("env steps")
     ax.grid(alpha=0.3)
@@ -109,10 +114,11 @@ def plot_aggregate(data, out: Path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  for algo, (steps, per_eval) in normalised_scores(data).items():
+  scores = normalised_scores(data)
+  for algo, (steps, per_eval) in scores.items():
     ci = np.array([stratified_bootstrap_ci(s, reps=1000) for s in per_eval]).T
-    ax.plot(steps, ci[0], color=COLORS.get(algo), label=algo)
-    ax.fill_between(steps, ci[1], ci[2], color=COLORS.get(algo), alpha=0.2)
+    ax.plot(steps, ci[0], color=color(algo, scores), label=algo)
+    ax.fill_between(steps, ci[1], ci[2], color=color(algo, scores), alpha=0.2)
   ax.set_xlabel("env steps")
   ax.set_ylabel("IQM normalised return")
   ax.set_title("aggregate over environments")
