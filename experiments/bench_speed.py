@@ -137,14 +137,8 @@ def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
   window = jnp.int32(c.rollout_batch)
 
   def sac_updates(s, k):  # 20 updates, as between two env steps
-    def one(s, k):
-      b, u = jax.random.split(k)
-      p, o, m = mbpo.sac.sac_update(
-          s.sac, s.sac_opt, mbpo.sac_batch(comp, s, b, window), u, q_fn=comp.q_net.apply,
-          actor_fn=comp.actor_net.apply, optimizers=comp.sac_optimizers, discount=c.discount,
-          tau=c.tau, target_entropy=comp.target_entropy)
-      return s.replace(sac=p, sac_opt=o), m["critic_loss"]
-    return jax.lax.scan(one, s, jax.random.split(k, 20))[1]
+    step = lambda s, k: mbpo.sac_step(comp, s, k, window)
+    return jax.lax.scan(step, s, jax.random.split(k, 20))[1]["critic_loss"]
 
   def env_steps(s, k):  # 250 single-env steps with random actions
     def one(s, k):

@@ -273,26 +273,30 @@ def sac_batch(comp: MBPOComponents, state: MBPOState, key: jax.Array,
                     rows["termination"], jnp.zeros_like(rows["reward"]), {})
 
 
+def sac_step(comp: MBPOComponents, state: MBPOState, key: jax.Array,
+             window: jax.Array) -> tuple[MBPOState, dict]:
+  """One SAC update on a mixed real/model minibatch (`sac_batch`)."""
+  c = comp.config
+  bkey, ukey = jax.random.split(key)
+  params, opt, metrics = sac.sac_update(
+      state.sac, state.sac_opt, sac_batch(comp, state, bkey, window), ukey,
+      q_fn=comp.q_net.apply, actor_fn=comp.actor_net.apply, optimizers=comp.sac_optimizers,
+      discount=c.discount, tau=state.hparams["tau"], target_entropy=comp.target_entropy)
+  return state.replace(sac=params, sac_opt=opt), metrics
+
+
 def collect_and_update(comp: MBPOComponents, state: MBPOState, key: jax.Array,
                        window: jax.Array):
   """rollout_length steps of the training envs, each followed by
   updates_per_step·num_envs SAC updates -> (state, mean SAC metrics, observed obs)."""
   c = comp.config
-  update = functools.partial(sac.sac_update, q_fn=comp.q_net.apply, actor_fn=comp.actor_net.apply,
-                             optimizers=comp.sac_optimizers, discount=c.discount,
-                             tau=state.hparams["tau"], target_entropy=comp.target_entropy)
-
-  def sac_step(s, k):
-    bkey, ukey = jax.random.split(k)
-    params, opt, metrics = update(s.sac, s.sac_opt, sac_batch(comp, s, bkey, window), ukey)
-    return s.replace(sac=params, sac_opt=opt), metrics
+  update = functools.partial(sac_step, comp, window=window)
 
   def env_step(s, k):
     akey, ukey = jax.random.split(k)
     obs = s.env_state.obs
     s = _env_step(comp, s, _sample_action(comp, s.sac.actor, obs, akey))
-    s, metrics = jax.lax.scan(sac_step, s,
-                              jax.random.split(ukey, c.updates_per_step * c.num_envs))
+    s, metrics = jax.lax.scan(update, s, jax.random.split(ukey, c.updates_per_step * c.num_envs))
     return s, (jax.tree.map(jnp.mean, metrics), obs)
 
   state, (metrics, obs) = jax.lax.scan(env_step, state, jax.random.split(key, c.rollout_length))
