@@ -35,14 +35,15 @@ def gather(results: Path, suite: str, algo: str, env: str,
     label = f"{algo}:{tag}" if tag else refs[d.name]  # references keep their own name
     with open(d / "metrics.csv", newline="") as f:
       reader = csv.DictReader(f)
-      header = reader.fieldnames
+      # Cells written by different versions may have different columns: keep them all.
+      header = (header or []) + [k for k in reader.fieldnames if k not in (header or [])]
       for r in reader:
         rows.append({**r, "algo": label})
     names.append(label)
   if header is None:
     raise FileNotFoundError(f"no {algo}-{env} cells under {results}/{suite}*")
   with open(out / "metrics.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, header)
+    w = csv.DictWriter(f, header, restval="")
     w.writeheader()
     w.writerows(rows)
   return out, names

@@ -3,6 +3,7 @@ import dataclasses
 from typing import Any
 
 ALGOS = ("mg", "mle", "ppo", "mbpo")
+MG_STARTS = ("buffer", "batch")
 
 
 class ConfigError(ValueError):
@@ -51,6 +52,8 @@ class Config:
   estimator: str = "score"          # score | pathwise
   mle_weight: float = 1.0           # λ_mle: NLL weight inside MG steps (0 = pure MG)
   mg_max_grad_norm: float = 10.0    # clip the MG term's gradient to this norm (0 = off)
+  mg_start: str = "buffer"          # MG rollout start states: buffer (all real data) |
+                                    # batch (the latest real batch, g_R's own states)
   # -- policy optimisation in the model (mg, mle)
   model_rollouts: int = 512         # branched rollouts per policy update, from buffer states
   model_horizon: int = 10           # their horizon
@@ -207,6 +210,8 @@ def validate(config: Config) -> Config:
     _fail("similarity", c.similarity, f"choose one of {', '.join(SIMILARITIES)}")
   if c.estimator not in ESTIMATORS:
     _fail("estimator", c.estimator, f"choose one of {', '.join(ESTIMATORS)}")
+  if c.mg_start not in MG_STARTS:
+    _fail("mg_start", c.mg_start, f"choose one of {', '.join(MG_STARTS)}")
   if c.action_mode not in ACTION_MODES:
     _fail("action_mode", c.action_mode, f"choose one of {', '.join(ACTION_MODES)}")
   if c.total_steps < c.initial_steps + c.batch_steps * c.eval_every:

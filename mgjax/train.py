@@ -15,7 +15,8 @@ from flax import struct
 from jax.experimental import io_callback
 
 from mgjax import envs, losses, networks
-from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample
+from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_init, buffer_sample,
+                          buffer_sample_recent)
 from mgjax.config import SWEEPABLE, Config, validate
 from mgjax.model_gradient import model_gradient_loss, policy_gradient, rollout
 from mgjax.networks import RunningStats
@@ -193,11 +194,20 @@ def fit_model_mle(comp: Components, state: TrainState, key: jax.Array):
   return state, (jnp.mean(nll) if c.mle_steps else _NAN)
 
 
+def mg_start_obs(c: Config, buffer, key: jax.Array) -> jax.Array:
+  """mg_rollouts start states for the MG rollouts: uniform over the whole buffer, or
+  (`mg_start="batch"`) over the latest real batch, the on-policy states g_R is computed on.
+  Called after that batch was appended, so it is the buffer's newest batch_steps rows."""
+  if c.mg_start == "batch":
+    return buffer_sample_recent(buffer, key, c.mg_rollouts, c.batch_steps)["obs"]
+  return buffer_sample(buffer, key, c.mg_rollouts)["obs"]
+
+
 def _mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
              real_grad: Params):
   c = comp.config
   skey, rkey = jax.random.split(key)
-  start = buffer_sample(state.buffer, skey, c.mg_rollouts)["obs"]
+  start = mg_start_obs(c, state.buffer, skey)
   return model_gradient_loss(
       params, policy_params=state.agent_params["policy"],
       value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,

@@ -118,3 +118,29 @@ def test_benchmark_rejects_unknown_suite():
   proc = _run("experiments/benchmark.py", "--suite", "nope")
   assert proc.returncode == 2
   assert proc.stderr.strip().count("\n") == 0 and "suite='nope'" in proc.stderr
+
+
+def test_gradient_noise_measures_the_ceiling(tmp_path):
+  out = tmp_path / "noise.json"
+  proc = _run("experiments/gradient_noise.py", "--env", "pointmass", "--at", "0,1",
+              "--batches", "6", "--set", "num_envs=16", "--set", "eval_every=2",
+              "--set", "mle_steps=20", "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  points = json.loads(out.read_text())
+  assert [p["env_steps"] for p in points] == [0, 2 * 16 * 32]
+  for r in points:
+    assert r["batches"] == 6 and r["batch_steps"] == 16 * 32
+    for name in ("real_pairwise", "real_vs_rest", "model_buffer", "model_batch",
+                 "model_batch_pooled", "model_vs_real_all_pooled"):
+      assert -1.0 <= r[name] <= 1.0, (name, r[name])
+    # The mean of five batches' g_R is less noisy than one batch's, so each g_R agrees more
+    # with it than with another single batch (in expectation sqrt(rho * 5rho / (1 + 4rho))
+    # against rho for a pairwise cosine 0 < rho < 1).
+    assert r["real_vs_rest"] > r["real_pairwise"], r
+  bad = _run("experiments/gradient_noise.py", "--batches", "1")
+  assert bad.returncode == 2 and "batches=1" in bad.stderr
+  bad = _run("experiments/gradient_noise.py", "--at", "3,1")
+  assert bad.returncode == 2 and "--at='3,1'" in bad.stderr
+  bad = _run("experiments/gradient_noise.py", "--set", "mg_start=nowhere")
+  assert bad.returncode == 2 and "mg_start='nowhere'" in bad.stderr
+  assert "Traceback" not in bad.stderr

@@ -156,6 +156,26 @@ def test_fit_model_mle_lowers_nll_on_a_fixed_buffer(stage_setup):
   assert after < 0.0, (before, after)
 
 
+def test_mg_start_batch_draws_only_the_latest_batch(stage_setup):
+  """mg_start="batch" starts MG rollouts on the newest batch_steps rows (the states g_R is
+  computed on); "buffer" draws from all real data."""
+  comp, state, _, _ = stage_setup
+  steps = _SMALL.batch_steps  # 32 rows per iteration; the buffer holds 128
+  buf = state.buffer
+  for i in range(3):  # three batches whose obs are their index: 0, 1, 2
+    rows = {k: jnp.full((steps,) + v.shape[1:], float(i), v.dtype)
+            for k, v in buf.data.items()}
+    buf = buffer_add(buf, rows)
+  key = jax.random.key(5)
+  config = dataclasses.replace(_SMALL, mg_rollouts=256)
+  recent = np.asarray(train.mg_start_obs(dataclasses.replace(config, mg_start="batch"),
+                                         buf, key))
+  everything = np.asarray(train.mg_start_obs(config, buf, key))
+  assert recent.shape == everything.shape == (256,) + buf.data["obs"].shape[1:]
+  np.testing.assert_array_equal(recent, 2.0)
+  assert set(np.unique(everything)) == {0.0, 1.0, 2.0}
+
+
 # --------------------------------------------------------------------- end to end, make_train
 _E2E_KEYS = (42, 43)
 
@@ -251,6 +271,7 @@ def test_validate_accepts_defaults_and_the_test_configs():
      "num_minibatches=3: does not divide model_rollouts*model_horizon = 5120"),
     # One iteration adds num_envs × rollout_length = 32 × 32 = 1024 rows to the buffer.
     (dict(buffer_size=1000), "buffer_size=1000: smaller than one iteration's batch"),
+    (dict(mg_start="recent"), "mg_start='recent': choose one of buffer, batch"),
 ])
 def test_validate_names_field_and_value(changes, expected):
   with pytest.raises(ConfigError, match=re.escape(expected)):

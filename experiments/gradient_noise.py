@@ -1,0 +1,176 @@
+"""How much alignment can the estimates show? The noise ceiling of cos(ĝ_M, g_R).
+
+  python experiments/gradient_noise.py --env hopper --at 0,2,5,9 --batches 32 \
+      --out results/gradient_noise/hopper.json
+
+Trains one seed of --algo (default mle) and, after each number of evaluation chunks in --at,
+freezes its policy, value function and model and collects --batches consecutive real
+batches of the training loop's size (num_envs x rollout_length), computing g_R on each
+exactly as an iteration does (training then goes on from the unfrozen state). With one
+policy for all batches the g_R^i are independent estimates of one true gradient g, so (for
+g_R^i = g + noise) their mean pairwise cosine is rho = |g|^2 / (|g|^2 + |noise|^2): the
+alignment a perfect model would score if its ĝ_M were as noisy as g_R, and cos(g_R, g) is
+about sqrt(rho). Per point, printed as one JSON line and written to --out as a list:
+
+  real_pairwise             mean cos(g_R^i, g_R^j), i != j (rho, the noise ceiling)
+  real_vs_rest              mean cos(g_R^i, mean of the other batches' g_R)
+  model_buffer              mean cos(ĝ_M, g_R^i), MG rollouts from the whole buffer
+  model_batch               the same with start states from batch i (mg_start="batch")
+  model_batch_pooled        mean cos(ĝ_M, g_R^i), ĝ_M averaged over --batches draws from
+                            batch i's states (ĝ_M's own noise averaged away)
+  model_vs_real_all_pooled  cos(mean of all pooled ĝ_M, mean of all g_R): the model's
+                            gradient against the real one with both sides' noise reduced
+
+Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iteration.
+Other Config fields can be set with --set FIELD=VALUE.
+"""
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mgjax import config as config_lib, train  # noqa: E402
+from mgjax.buffer import buffer_add  # noqa: E402
+from mgjax.config import ConfigError, make_config  # noqa: E402
+from benchmark import parse_set  # noqa: E402  (experiments/benchmark.py)
+
+
+def _flat(tree) -> jax.Array:
+  return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+  return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
+  """Trains one seed and measures after each number of chunks in `at` (ascending)."""
+  trainer = train.make_trainer(config)
+  comp = trainer.components
+  comps = {s: dataclasses.replace(comp, config=dataclasses.replace(comp.config, mg_start=s))
+           for s in config_lib.MG_STARTS}
+
+  @jax.jit
+  def one_batch(state, key):
+    """Collect one real batch with the frozen policy; g_R; ĝ_M draws on the grown buffer."""
+    ckey, bkey, pkey = jax.random.split(key, 3)
+    env_state, batch = train.collect(comp, state, ckey)
+    state = state.replace(env_state=env_state)
+    adv, _ = train.real_advantages(comp, state, batch)
+    g_r = train.real_policy_gradient(comp, state, batch, adv)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    rows = {"obs": flat(batch.obs), "action": flat(batch.action),
+            "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
+    grown = state.replace(buffer=buffer_add(state.buffer, rows))
+    out = {"g_r": _flat(g_r)}
+    for name, c in comps.items():
+      out[f"cos_{name}"] = train._mg_loss(c, grown, grown.model_params, bkey, g_r)[1]["cosine"]
+    # ĝ_M averaged over `batches` independent draws from batch i's states.
+    out["g_m_pooled"] = jax.vmap(lambda k: _flat(_model_grad(comps["batch"], grown, k)))(
+        jax.random.split(pkey, batches)).mean(0)
+    return state, out
+
+  t0 = time.time()
+  state = jax.jit(trainer.init)(jax.random.key(seed))
+  chunk = jax.jit(trainer.chunk)
+  eval_return, done, points = float("nan"), 0, []
+  for target in at:
+    for _ in range(target - done):
+      state, metrics = chunk(state)
+      eval_return = float(metrics["eval"]["eval_return"])
+    done = target
+    t1 = time.time()
+    rows, probe = [], state  # measuring advances a copy's envs; training goes on from `state`
+    for k in jax.random.split(jax.random.fold_in(jax.random.key(seed + 1000), target),
+                              batches):
+      probe, out = one_batch(probe, k)
+      rows.append(jax.tree.map(np.asarray, out))
+    g = np.stack([r["g_r"] for r in rows])
+    g_m = np.stack([r["g_m_pooled"] for r in rows])
+    pair = [_cos(g[i], g[j]) for i in range(batches) for j in range(batches) if i < j]
+    rest = [_cos(g[i], (g.sum(0) - g[i]) / (batches - 1)) for i in range(batches)]
+    points.append({
+        "env": config.env, "algo": config.algo, "chunks": target, "batches": batches,
+        "env_steps": target * config.eval_every * config.batch_steps,
+        "batch_steps": config.batch_steps, "mg_rollouts": config.mg_rollouts,
+        "mg_horizon": config.mg_horizon, "eval_return": eval_return,
+        "policy_params": int(g.shape[1]),
+        "real_pairwise": float(np.mean(pair)),
+        "real_vs_rest": float(np.mean(rest)),
+        "model_buffer": float(np.mean([r["cos_buffer"] for r in rows])),
+        "model_batch": float(np.mean([r["cos_batch"] for r in rows])),
+        "model_batch_pooled": float(np.mean([_cos(g_m[i], g[i]) for i in range(batches)])),
+        "model_vs_real_all_pooled": _cos(g_m.mean(0), g.mean(0)),
+        "measure_s": round(time.time() - t1, 1), "elapsed_s": round(time.time() - t0, 1),
+    })
+    print(json.dumps(points[-1]), flush=True)
+  return points
+
+
+def _model_grad(comp, state, key):
+  """ĝ_M of the current model from comp's start states (the value of the MG loss's ĝ_M)."""
+  from mgjax.model_gradient import policy_gradient, rollout
+  from mgjax.losses import gae
+  c = comp.config
+  skey, rkey = jax.random.split(key)
+  start = train.mg_start_obs(c, state.buffer, skey)
+  policy, model = comp.policy(state.obs_stats), comp.model(state.obs_stats)
+  value_fn = comp.value_fn(state.obs_stats)
+  obs, actions, rewards, dones, alive = rollout(
+      state.model_params, state.agent_params["policy"], start, rkey, policy=policy,
+      model=model, horizon=c.mg_horizon)
+  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
+      state.agent_params["value"], obs)
+  adv, _ = gae(rewards, values[:-1], values[-1], dones, discount=c.discount,
+               gae_lambda=c.gae_lambda)
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  return policy_gradient(state.agent_params["policy"], policy=policy, obs=flat(obs[:-1]),
+                         actions=flat(actions), advantages=(alive * adv).reshape(-1))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--env", default="hopper")
+  p.add_argument("--algo", default="mle", choices=("mg", "mle"))
+  p.add_argument("--at", default="0,2,5,9",
+                 help="measure after these numbers of evaluation chunks (ascending)")
+  p.add_argument("--batches", type=int, default=16, help="real batches with the frozen policy")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+  p.add_argument("--out", default=None, help="JSON file to write (default: print only)")
+  args = p.parse_args(argv)
+  try:
+    at = [int(x) for x in args.at.split(",")]
+  except ValueError:
+    at = []
+  if not at or at != sorted(at) or at[0] < 0:
+    print(f"error: --at={args.at!r}: expected ascending non-negative chunk counts, e.g. 0,2,5",
+          file=sys.stderr)
+    return 2
+  if args.batches < 2:
+    print(f"error: --batches={args.batches}: need at least 2", file=sys.stderr)
+    return 2
+  try:
+    config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  result = measure(config, at, args.batches, args.seed)
+  if args.out:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
