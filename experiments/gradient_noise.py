@@ -82,7 +82,7 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
   t0 = time.time()
   state = jax.jit(trainer.init)(jax.random.key(seed))
   chunk = jax.jit(trainer.chunk)
-  eval_return, done, points = float("nan"), 0, []
+  eval_return, done, points = None, 0, []  # no evaluation before the first chunk
   for target in at:
     for _ in range(target - done):
       state, metrics = chunk(state)

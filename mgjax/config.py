@@ -52,6 +52,8 @@ class Config:
   estimator: str = "score"          # score | pathwise
   mle_weight: float = 1.0           # λ_mle: NLL weight inside MG steps (0 = pure MG)
   mg_max_grad_norm: float = 10.0    # clip the MG term's gradient to this norm (0 = off)
+  real_grad_ema: float = 0.0        # MG target: running average of g_R over iterations with
+                                    # this decay (0 = the latest batch's g_R alone)
   mg_start: str = "buffer"          # MG rollout start states: buffer (all real data) |
                                     # batch (the latest real batch, g_R's own states)
   # -- policy optimisation in the model (mg, mle)
@@ -118,7 +120,7 @@ class Config:
 # program can vmap a sweep over them like seeds (`experiment.run(..., sweep=...)`).
 SWEEPABLE: dict[str, tuple[str, ...]] = {
     "mg": ("learning_rate", "model_learning_rate", "mle_weight", "mg_max_grad_norm",
-           "clip_eps", "value_coef", "entropy_coef"),
+           "real_grad_ema", "clip_eps", "value_coef", "entropy_coef"),
     "mle": ("learning_rate", "model_learning_rate", "clip_eps", "value_coef", "entropy_coef"),
     "ppo": ("learning_rate", "clip_eps", "value_coef", "entropy_coef"),
     "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
@@ -200,6 +202,8 @@ def validate(config: Config) -> Config:
   for name in ("discount", "gae_lambda", "tau", "real_ratio"):
     if not 0.0 <= getattr(c, name) <= 1.0:
       _fail(name, getattr(c, name), "must lie in [0, 1]")
+  if not 0.0 <= c.real_grad_ema < 1.0:
+    _fail("real_grad_ema", c.real_grad_ema, "must lie in [0, 1)")
   for name in ("mle_weight", "entropy_coef", "value_coef", "mg_max_grad_norm"):
     if getattr(c, name) < 0:
       _fail(name, getattr(c, name), "must be non-negative")

@@ -39,6 +39,7 @@ class TrainState:
   iteration: jax.Array
   env_steps: jax.Array
   hparams: dict[str, jax.Array]  # the config's SWEEPABLE settings, as data
+  real_grad_avg: Params | None = None  # mg: running average of g_R (real_grad_ema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +126,11 @@ def init_state(comp: Components, key: jax.Array, hparams: dict | None = None) ->
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(info.obs_size)}
     buffer = buffer_init(example, c.buffer_size)
   agent_opt = set_learning_rate(comp.agent_optimizer.init(agent), hp["learning_rate"])
+  real_grad_avg = (jax.tree.map(jnp.zeros_like, agent["policy"]) if c.algo == "mg"
+                   else None)
   return TrainState(agent, agent_opt, model_params, model_opt,
                     networks.init_stats(info.obs_size), comp.train_env.reset(ke), buffer, key,
-                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), hp)
+                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), hp, real_grad_avg)
 
 
 def collect(comp: Components, state: TrainState, key: jax.Array):
@@ -166,6 +169,16 @@ def real_policy_gradient(comp: Components, state: TrainState, batch: Transition,
   return policy_gradient(state.agent_params["policy"], policy=comp.policy(state.obs_stats),
                          obs=flat(batch.obs), actions=flat(batch.action),
                          advantages=flat(advantages))
+
+
+def average_real_grad(state: TrainState, real_grad: Params) -> tuple[TrainState, Params]:
+  """The MG target: g_R, or with real_grad_ema = β > 0 the bias-corrected running average
+  (1 − β) Σ_k β^(t−k) g_R^k / (1 − β^t) over iterations k ≤ t, which trades lag for less
+  noise. Called after the iteration counter t (≥ 1) was advanced; β = 0 gives g_R."""
+  beta = state.hparams["real_grad_ema"]
+  avg = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, state.real_grad_avg, real_grad)
+  correction = 1.0 - beta ** state.iteration.astype(jnp.float32)
+  return state.replace(real_grad_avg=avg), jax.tree.map(lambda m: m / correction, avg)
 
 
 def _nll_loss(comp: Components, state: TrainState, params: Params, rows) -> jax.Array:
@@ -369,8 +382,9 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
     k1, k2, k3 = jax.random.split(mkey, 3)
     state, metrics["mle_loss"] = fit_model_mle(comp, state, k1)
     if c.algo == "mg":
+      state, target = average_real_grad(state, real_grad)
       state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
-          comp, state, k2, real_grad)
+          comp, state, k2, target)
     metrics["model_grad_cosine"] = model_alignment(comp, state, k3, real_grad)
 
     def policy_round(s, k):

@@ -176,6 +176,21 @@ def test_mg_start_batch_draws_only_the_latest_batch(stage_setup):
   assert set(np.unique(everything)) == {0.0, 1.0, 2.0}
 
 
+def test_average_real_grad_is_the_bias_corrected_running_mean(stage_setup):
+  """real_grad_ema = β: the MG target after g_R^1, g_R^2 is (β g^1 + g^2) / (1 + β);
+  β = 0 returns the latest g_R."""
+  comp, state, _, _ = stage_setup
+  g = lambda v: jax.tree.map(lambda p: jnp.full_like(p, v), state.agent_params["policy"])
+  for beta, expect in ((0.5, [1.0, (0.5 * 1.0 + 3.0) / 1.5]), (0.0, [1.0, 3.0])):
+    s = state.replace(hparams={**state.hparams, "real_grad_ema": jnp.float32(beta)},
+                      real_grad_avg=g(0.0))
+    for value, want in zip((1.0, 3.0), expect):
+      s = s.replace(iteration=s.iteration + 1)
+      s, target = train.average_real_grad(s, g(value))
+      for leaf in jax.tree.leaves(target):
+        np.testing.assert_allclose(leaf, want, rtol=1e-6)
+
+
 # --------------------------------------------------------------------- end to end, make_train
 _E2E_KEYS = (42, 43)
 
@@ -272,6 +287,7 @@ def test_validate_accepts_defaults_and_the_test_configs():
     # One iteration adds num_envs × rollout_length = 32 × 32 = 1024 rows to the buffer.
     (dict(buffer_size=1000), "buffer_size=1000: smaller than one iteration's batch"),
     (dict(mg_start="recent"), "mg_start='recent': choose one of buffer, batch"),
+    (dict(real_grad_ema=1.0), "real_grad_ema=1.0: must lie in [0, 1)"),
 ])
 def test_validate_names_field_and_value(changes, expected):
   with pytest.raises(ConfigError, match=re.escape(expected)):
