@@ -8,13 +8,13 @@ This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseli
 learning curves, alignment curves and the milestone table there with plot.py's code.
 """
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import plot  # noqa: E402  (experiments/plot.py)
+from mgjax import outputs  # noqa: E402
 
 
 def gather(results: Path, suite: str, algo: str, env: str,
@@ -27,25 +27,13 @@ def gather(results: Path, suite: str, algo: str, env: str,
       cells.append((tag, d))
   out = results / f"{suite}-ablations-{env}"
   out.mkdir(parents=True, exist_ok=True)
-  header, rows, names = None, [], []
   cells += [(None, results / suite / cell) for cell in refs]
-  for tag, d in cells:
-    if not (d / "metrics.csv").is_file():
-      continue
-    label = f"{algo}:{tag}" if tag else refs[d.name]  # references keep their own name
-    with open(d / "metrics.csv", newline="") as f:
-      reader = csv.DictReader(f)
-      # Cells written by different versions may have different columns: keep them all.
-      header = (header or []) + [k for k in reader.fieldnames if k not in (header or [])]
-      for r in reader:
-        rows.append({**r, "algo": label})
-    names.append(label)
-  if header is None:
+  found = [(tag, d) for tag, d in cells if (d / "metrics.csv").is_file()]
+  # References keep their own name; tagged cells become ALGO:TAG.
+  names = [f"{algo}:{tag}" if tag else refs[d.name] for tag, d in found]
+  if not outputs.concat_metrics(((d / "metrics.csv", {"algo": name})
+                                 for (_, d), name in zip(found, names)), out / "metrics.csv"):
     raise FileNotFoundError(f"no {algo}-{env} cells under {results}/{suite}*")
-  with open(out / "metrics.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, header, restval="")
-    w.writeheader()
-    w.writerows(rows)
   return out, names
 
 

@@ -9,7 +9,6 @@ RESULTS/SUITE/ALGO-ENV/ at once and the cell is skipped on the next call; checkp
 in RUNS/ (not committed). RESULTS/SUITE/metrics.csv gathers all finished cells for plot.py.
 """
 import argparse
-import csv
 import dataclasses
 import json
 import shutil
@@ -79,18 +78,9 @@ def _finished(cell_dir: Path) -> bool:
 
 def gather(suite_dir: Path) -> Path:
   """Concatenates every cell's metrics.csv into SUITE/metrics.csv; returns its path."""
-  rows, header = [], None
-  for path in sorted(suite_dir.glob("*/metrics.csv")):
-    with open(path, newline="") as f:
-      reader = csv.reader(f)
-      header = next(reader)
-      rows.extend(reader)
+  from mgjax import outputs
   out = suite_dir / "metrics.csv"
-  if header is not None:
-    with open(out, "w", newline="") as f:
-      w = csv.writer(f)
-      w.writerow(header)
-      w.writerows(rows)
+  outputs.concat_metrics(((p, {}) for p in sorted(suite_dir.glob("*/metrics.csv"))), out)
   return out
 
 

@@ -20,9 +20,12 @@ about sqrt(rho). Per point, printed as one JSON line and written to --out as a l
                             batch i's states (ĝ_M's own noise averaged away)
   model_vs_real_all_pooled  cos(mean of all pooled ĝ_M, mean of all g_R): the model's
                             gradient against the real one with both sides' noise reduced
+  real_pairwise_by_array    per policy parameter array: its size, its own real_pairwise
+                            and its mean share of |g_R|^2
 
 Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iteration.
-Other Config fields can be set with --set FIELD=VALUE.
+Other Config fields can be set with --set FIELD=VALUE. `--plot DIR` draws every JSON file
+in DIR as one panel of DIR/gradient_noise.png.
 """
 import argparse
 import dataclasses
@@ -71,7 +74,7 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     rows = {"obs": flat(batch.obs), "action": flat(batch.action),
             "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
     grown = state.replace(buffer=buffer_add(state.buffer, rows))
-    out = {"g_r": _flat(g_r)}
+    out = {"g_r": _flat(g_r), "g_r_leaves": g_r}
     for name, c in comps.items():
       out[f"cos_{name}"] = train._mg_loss(c, grown, grown.model_params, bkey, g_r)[1]["cosine"]
     # ĝ_M averaged over `batches` independent draws from batch i's states.
@@ -98,6 +101,19 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     g_m = np.stack([r["g_m_pooled"] for r in rows])
     pair = [_cos(g[i], g[j]) for i in range(batches) for j in range(batches) if i < j]
     rest = [_cos(g[i], (g.sum(0) - g[i]) / (batches - 1)) for i in range(batches)]
+    # The ceiling per parameter array: where in θ the consistent part of g_R lives, and
+    # each array's share of |g_R|^2 (its weight in the overall cosine).
+    paths = [jax.tree_util.keystr(k) for k, _ in
+             jax.tree_util.tree_flatten_with_path(rows[0]["g_r_leaves"])[0]]
+    per_leaf = [jax.tree.leaves(r["g_r_leaves"]) for r in rows]
+    by_leaf = {}
+    for j, name in enumerate(paths):
+      x = np.stack([np.ravel(leaves[j]) for leaves in per_leaf])
+      by_leaf[name] = {
+          "size": int(x.shape[1]),
+          "pairwise": float(np.mean([_cos(x[i], x[k]) for i in range(batches)
+                                     for k in range(i + 1, batches)])),
+          "norm_share": float(np.mean(np.sum(x ** 2, 1) / np.sum(g ** 2, 1)))}
     points.append({
         "env": config.env, "algo": config.algo, "chunks": target, "batches": batches,
         "env_steps": target * config.eval_every * config.batch_steps,
@@ -110,10 +126,43 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
         "model_batch": float(np.mean([r["cos_batch"] for r in rows])),
         "model_batch_pooled": float(np.mean([_cos(g_m[i], g[i]) for i in range(batches)])),
         "model_vs_real_all_pooled": _cos(g_m.mean(0), g.mean(0)),
+        "real_pairwise_by_array": by_leaf,
         "measure_s": round(time.time() - t1, 1), "elapsed_s": round(time.time() - t0, 1),
     })
     print(json.dumps(points[-1]), flush=True)
   return points
+
+
+_CURVES = (("real_pairwise", "g_R vs g_R (ceiling)"),
+           ("model_buffer", "ĝ_M vs g_R, buffer starts"),
+           ("model_batch", "ĝ_M vs g_R, batch starts"),
+           ("model_vs_real_all_pooled", "pooled ĝ_M vs pooled g_R"))
+
+
+def plot(folder: Path) -> Path:
+  """One panel per env (each *.json in folder) of the cosines against env steps."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  files = sorted(folder.glob("*.json"))
+  if not files:
+    raise FileNotFoundError(f"no *.json files in {folder}")
+  fig, axes = plt.subplots(1, len(files), figsize=(4.5 * len(files), 3.5), squeeze=False)
+  for ax, f in zip(axes[0], files):
+    points = json.loads(f.read_text())
+    x = [p["env_steps"] for p in points]
+    for key, label in _CURVES:
+      ax.plot(x, [p[key] for p in points], marker="o", label=label)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set(title=f"{points[0]['env']} ({points[0]['algo']}, {points[0]['batches']} batches "
+                 f"of {points[0]['batch_steps']})", xlabel="env steps", ylabel="cosine",
+           ylim=(-1, 1))
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  out = folder / "gradient_noise.png"
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+  return out
 
 
 def _model_grad(comp, state, key):
@@ -148,7 +197,16 @@ def main(argv=None) -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   p.add_argument("--out", default=None, help="JSON file to write (default: print only)")
+  p.add_argument("--plot", default=None, metavar="DIR",
+                 help="measure nothing: draw DIR/*.json into DIR/gradient_noise.png")
   args = p.parse_args(argv)
+  if args.plot:
+    try:
+      print(plot(Path(args.plot)))
+    except FileNotFoundError as e:
+      print(f"error: --plot={args.plot!r}: {e}", file=sys.stderr)
+      return 2
+    return 0
   try:
     at = [int(x) for x in args.at.split(",")]
   except ValueError:

@@ -54,8 +54,8 @@ class Config:
   mg_max_grad_norm: float = 10.0    # clip the MG term's gradient to this norm (0 = off)
   real_grad_ema: float = 0.0        # MG target: running average of g_R over iterations with
                                     # this decay (0 = the latest batch's g_R alone)
-  mg_start: str = "buffer"          # MG rollout start states: buffer (all real data) |
-                                    # batch (the latest real batch, g_R's own states)
+  mg_start: str = "batch"           # MG rollout start states: batch (the latest real batch,
+                                    # g_R's own states) | buffer (all real data)
   # -- policy optimisation in the model (mg, mle)
   model_rollouts: int = 512         # branched rollouts per policy update, from buffer states
   model_horizon: int = 10           # their horizon

@@ -28,6 +28,28 @@ class OutputError(ValueError):
   """The output directory cannot be used; the message names the path."""
 
 
+def concat_metrics(cells: Iterable[tuple[Path, dict[str, str]]], out: Path) -> bool:
+  """Writes the rows of each (metrics.csv path, column overrides) to one CSV at `out`.
+
+  Files written by different versions may have different columns; the output has all of
+  them (in first-seen order) and leaves a row's missing ones empty. Returns whether any
+  file was read (nothing is written otherwise)."""
+  header: list[str] = []
+  rows: list[dict[str, str]] = []
+  for path, overrides in cells:
+    with open(path, newline="") as f:
+      reader = csv.DictReader(f)
+      header += [k for k in reader.fieldnames or () if k not in header]
+      rows.extend({**r, **overrides} for r in reader)
+  if not header:
+    return False
+  with open(out, "w", newline="") as f:
+    w = csv.DictWriter(f, header, restval="")
+    w.writeheader()
+    w.writerows(rows)
+  return True
+
+
 def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
   """Creates `path` (refusing a directory that already holds a run unless overwrite)."""
   out = Path(path)

@@ -208,9 +208,10 @@ def fit_model_mle(comp: Components, state: TrainState, key: jax.Array):
 
 
 def mg_start_obs(c: Config, buffer, key: jax.Array) -> jax.Array:
-  """mg_rollouts start states for the MG rollouts: uniform over the whole buffer, or
-  (`mg_start="batch"`) over the latest real batch, the on-policy states g_R is computed on.
-  Called after that batch was appended, so it is the buffer's newest batch_steps rows."""
+  """mg_rollouts start states for the MG rollouts: uniform over the latest real batch, the
+  on-policy states g_R is computed on (`mg_start="batch"`, the default), or over the whole
+  buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
+  batch_steps rows."""
   if c.mg_start == "batch":
     return buffer_sample_recent(buffer, key, c.mg_rollouts, c.batch_steps)["obs"]
   return buffer_sample(buffer, key, c.mg_rollouts)["obs"]

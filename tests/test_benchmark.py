@@ -137,6 +137,11 @@ def test_gradient_noise_measures_the_ceiling(tmp_path):
     # with it than with another single batch (in expectation sqrt(rho * 5rho / (1 + 4rho))
     # against rho for a pairwise cosine 0 < rho < 1).
     assert r["real_vs_rest"] > r["real_pairwise"], r
+  proc = _run("experiments/gradient_noise.py", "--plot", str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (tmp_path / "gradient_noise.png").stat().st_size > 0
+  bad = _run("experiments/gradient_noise.py", "--plot", str(tmp_path / "empty"))
+  assert bad.returncode == 2 and "no *.json files" in bad.stderr
   bad = _run("experiments/gradient_noise.py", "--batches", "1")
   assert bad.returncode == 2 and "batches=1" in bad.stderr
   bad = _run("experiments/gradient_noise.py", "--at", "3,1")

@@ -170,7 +170,8 @@ def test_mg_start_batch_draws_only_the_latest_batch(stage_setup):
   config = dataclasses.replace(_SMALL, mg_rollouts=256)
   recent = np.asarray(train.mg_start_obs(dataclasses.replace(config, mg_start="batch"),
                                          buf, key))
-  everything = np.asarray(train.mg_start_obs(config, buf, key))
+  everything = np.asarray(train.mg_start_obs(dataclasses.replace(config, mg_start="buffer"),
+                                             buf, key))
   assert recent.shape == everything.shape == (256,) + buf.data["obs"].shape[1:]
   np.testing.assert_array_equal(recent, 2.0)
   assert set(np.unique(everything)) == {0.0, 1.0, 2.0}
