@@ -137,6 +137,11 @@ def test_gradient_noise_measures_the_ceiling(tmp_path):
     # with it than with another single batch (in expectation sqrt(rho * 5rho / (1 + 4rho))
     # against rho for a pairwise cosine 0 < rho < 1).
     assert r["real_vs_rest"] > r["real_pairwise"], r
+    # Per parameter array: the sizes add up to θ's and the norm shares to 1.
+    arrays = r["real_pairwise_by_array"].values()
+    assert sum(a["size"] for a in arrays) == r["policy_params"]
+    assert sum(a["norm_share"] for a in arrays) == pytest.approx(1.0, rel=1e-4)
+    assert all(-1.0 <= a["pairwise"] <= 1.0 for a in arrays)
   proc = _run("experiments/gradient_noise.py", "--plot", str(tmp_path))
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert (tmp_path / "gradient_noise.png").stat().st_size > 0
