@@ -70,15 +70,14 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     state = state.replace(env_state=env_state)
     adv, _ = train.real_advantages(comp, state, batch)
     g_r = train.real_policy_gradient(comp, state, batch, adv)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])
-    rows = {"obs": flat(batch.obs), "action": flat(batch.action),
-            "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
-    grown = state.replace(buffer=buffer_add(state.buffer, rows))
+    grown = state.replace(buffer=buffer_add(state.buffer, train.batch_rows(batch)))
     out = {"g_r": _flat(g_r), "g_r_leaves": g_r}
     for name, c in comps.items():
-      out[f"cos_{name}"] = train._mg_loss(c, grown, grown.model_params, bkey, g_r)[1]["cosine"]
+      out[f"cos_{name}"] = train.model_alignment(c, grown, bkey, g_r)
     # ĝ_M averaged over `batches` independent draws from batch i's states.
-    out["g_m_pooled"] = jax.vmap(lambda k: _flat(_model_grad(comps["batch"], grown, k)))(
+    g_model = lambda k: train.mg_loss(comps["batch"], grown, grown.model_params, k,
+                                      g_r)[1]["model_grad"]
+    out["g_m_pooled"] = jax.vmap(lambda k: _flat(g_model(k)))(
         jax.random.split(pkey, batches)).mean(0)
     return state, out
 
@@ -163,27 +162,6 @@ def plot(folder: Path) -> Path:
   fig.savefig(out, dpi=110)
   plt.close(fig)
   return out
-
-
-def _model_grad(comp, state, key):
-  """ĝ_M of the current model from comp's start states (the value of the MG loss's ĝ_M)."""
-  from mgjax.model_gradient import policy_gradient, rollout
-  from mgjax.losses import gae
-  c = comp.config
-  skey, rkey = jax.random.split(key)
-  start = train.mg_start_obs(c, state.buffer, skey)
-  policy, model = comp.policy(state.obs_stats), comp.model(state.obs_stats)
-  value_fn = comp.value_fn(state.obs_stats)
-  obs, actions, rewards, dones, alive = rollout(
-      state.model_params, state.agent_params["policy"], start, rkey, policy=policy,
-      model=model, horizon=c.mg_horizon)
-  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
-      state.agent_params["value"], obs)
-  adv, _ = gae(rewards, values[:-1], values[-1], dones, discount=c.discount,
-               gae_lambda=c.gae_lambda)
-  flat = lambda x: x.reshape((-1,) + x.shape[2:])
-  return policy_gradient(state.agent_params["policy"], policy=policy, obs=flat(obs[:-1]),
-                         actions=flat(actions), advantages=(alive * adv).reshape(-1))
 
 
 def main(argv=None) -> int:

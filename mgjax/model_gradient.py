@@ -128,7 +128,8 @@ def model_gradient_loss(
     similarity: "cosine" (default), "inner" or "l2". estimator: "score" or "pathwise".
   Returns:
     (loss, metrics) with metrics["cosine"] = cos(ĝ_M, g_R), metrics["similarity"] = S,
-    norms of ĝ_M and g_R, mean model reward and the fraction of steps alive.
+    metrics["model_grad"] = ĝ_M itself (shaped like policy_params), norms of ĝ_M and g_R,
+    mean model reward and the fraction of steps alive.
   """
   if similarity not in SIMILARITIES:
     raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
@@ -187,6 +188,7 @@ def model_gradient_loss(
       "cosine": _vdot(g_model, real_grad) / (g_norm * r_norm + _EPS),
       "similarity": sim,
       "model_grad_norm": g_norm,
+      "model_grad": g_model,
       "real_grad_norm": r_norm,
       "model_reward": jnp.sum(alive * rewards) / jnp.maximum(jnp.sum(alive), 1.0),
       "alive_fraction": jnp.mean(alive),

@@ -181,6 +181,14 @@ def average_real_grad(state: TrainState, real_grad: Params) -> tuple[TrainState,
   return state.replace(real_grad_avg=avg), jax.tree.map(lambda m: m / correction, avg)
 
 
+def batch_rows(batch: Transition) -> dict[str, jax.Array]:
+  """A real batch [T, N] as the replay buffer's flat rows [T·N] (obs, action, reward,
+  next_obs)."""
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  return {"obs": flat(batch.obs), "action": flat(batch.action),
+          "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
+
+
 def _nll_loss(comp: Components, state: TrainState, params: Params, rows) -> jax.Array:
   nll = networks.model_nll(comp.model_net, state.obs_stats, params, rows["obs"],
                            rows["action"], rows["next_obs"], rows["reward"],
@@ -217,8 +225,10 @@ def mg_start_obs(c: Config, buffer, key: jax.Array) -> jax.Array:
   return buffer_sample(buffer, key, c.mg_rollouts)["obs"]
 
 
-def _mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
-             real_grad: Params):
+def mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
+            real_grad: Params):
+  """`model_gradient_loss` of model params φ against g_R = real_grad, on MG rollouts from
+  `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
   c = comp.config
   skey, rkey = jax.random.split(key)
   start = mg_start_obs(c, state.buffer, skey)
@@ -241,7 +251,7 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
 
   def step(s, k):
     mkey, bkey = jax.random.split(k)
-    (mg, metrics), g_mg = jax.value_and_grad(_mg_loss, argnums=2, has_aux=True)(
+    (mg, metrics), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
         comp, s, s.model_params, mkey, real_grad)
     nll, g_nll = jax.value_and_grad(_nll_loss, argnums=2)(
         comp, s, s.model_params, buffer_sample(s.buffer, bkey, c.mle_batch))
@@ -260,7 +270,7 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
 def model_alignment(comp: Components, state: TrainState, key: jax.Array,
                     real_grad: Params) -> jax.Array:
   """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
-  _, metrics = _mg_loss(comp, state, state.model_params, key, real_grad)
+  _, metrics = mg_loss(comp, state, state.model_params, key, real_grad)
   return metrics["cosine"]
 
 
@@ -372,9 +382,7 @@ def iteration(comp: Components, state: TrainState, progress: Callable | None = N
 
   if c.uses_model:
     real_grad = real_policy_gradient(comp, state, batch, adv)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])
-    rows = {"obs": flat(batch.obs), "action": flat(batch.action),
-            "reward": flat(batch.reward), "next_obs": flat(batch.next_obs)}
+    rows = batch_rows(batch)
     # Held out: the model has not been fitted on this batch yet.
     metrics["model_nll"] = networks.model_nll(
         comp.model_net, stats, state.model_params, rows["obs"], rows["action"],

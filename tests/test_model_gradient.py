@@ -119,10 +119,11 @@ def _sample_model_grads(problem, similarity, estimator, keys):
 
 
 def _sample_policy_grads(problem, estimator, keys):
-  """Per key: the sampled ĝ_M [K, dim θ], ⟨ĝ_M, g_R⟩ [K] and metrics["cosine"] [K].
+  """Per key: the sampled ĝ_M [K, dim θ], ⟨ĝ_M, g_R⟩ [K], metrics["cosine"] [K] and
+  metrics["model_grad"] [K, dim θ].
 
   ĝ_M[i] is read off the "inner" loss at real_grad = e_i; one more call at real_grad = g_R
-  gives ⟨ĝ_M, g_R⟩ and the logged cosine for the same rollouts.
+  gives ⟨ĝ_M, g_R⟩ and the logged cosine and ĝ_M for the same rollouts.
   """
   loss_fn = _loss_fn(problem, "inner", estimator)
   g_real, unravel = ravel_pytree(problem.real_grad)
@@ -132,16 +133,20 @@ def _sample_policy_grads(problem, estimator, keys):
   def run(keys):
     def one(key, direction):
       loss, metrics = loss_fn(problem.model_params, real_grad=unravel(direction), key=key)
-      return -loss, metrics["cosine"]
+      return -loss, metrics["cosine"], _flat(metrics["model_grad"])
 
-    inner, cosines = jax.vmap(lambda key: jax.vmap(lambda d: one(key, d))(directions))(keys)
-    return inner[:, :-1], inner[:, -1], cosines[:, -1]
+    inner, cosines, logged = jax.vmap(lambda key: jax.vmap(lambda d: one(key, d))(directions))(
+        keys)
+    return inner[:, :-1], inner[:, -1], cosines[:, -1], logged[:, -1]
 
   return run(keys)
 
 
-def _check_policy_grads_and_cosine_metric(problem, policy_grads, inner, cosines):
-  """E[ĝ_M] = g_M, metrics["cosine"] = cos(ĝ_M, g_R) per sample and ≈ cos(g_M, g_R) on average."""
+def _check_policy_grads_and_cosine_metric(problem, policy_grads, inner, cosines, logged):
+  """E[ĝ_M] = g_M, metrics["model_grad"] = ĝ_M and metrics["cosine"] = cos(ĝ_M, g_R) per
+  sample, and ≈ cos(g_M, g_R) on average."""
+  np.testing.assert_allclose(logged, policy_grads, rtol=1e-4,
+                             atol=1e-5 * jnp.max(jnp.abs(policy_grads)))
   g_model = _exact_policy_grad(problem, problem.model_params)
   g_real = _flat(problem.real_grad)
   _, se = _assert_mean_close(policy_grads, g_model)
