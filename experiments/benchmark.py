@@ -7,6 +7,10 @@
 Each finished cell's small files (metrics.csv, summary.json, config.json) are copied to
 RESULTS/SUITE/ALGO-ENV/ at once and the cell is skipped on the next call; checkpoints stay
 in RUNS/ (not committed). RESULTS/SUITE/metrics.csv gathers all finished cells for plot.py.
+A cell saves a resume point in RUNS/ every --save-every minutes and the next call continues
+it from there; --time-limit pauses the call (its cell's metrics so far are copied too).
+
+  python experiments/benchmark.py --suite cpu --algo mbpo --env hopper --time-limit 150
 """
 import argparse
 import dataclasses
@@ -113,7 +117,17 @@ def main(argv=None) -> int:
                  help="override a Config field in every cell")
   p.add_argument("--devices", type=int, default=None,
                  help="shard each cell's seeds over the first N devices (default all)")
+  p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                 help="pause (resumably) after the first evaluation chunk past MIN minutes; "
+                      "later cells are not started (the first one always is)")
+  p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
+                 help="minutes between a cell's resume points (default 10)")
   args = p.parse_args(argv)
+  if args.time_limit is not None and not args.time_limit >= 0:
+    p.error(f"time-limit={args.time_limit}: must be non-negative (minutes)")
+  if not args.save_every > 0:
+    p.error(f"save-every={args.save_every}: must be positive (minutes)")
+  deadline = None if args.time_limit is None else time.time() + 60 * args.time_limit
   if args.suite not in SUITES:
     p.error(f"suite={args.suite!r}: unknown; choose one of {', '.join(SUITES)}")
   suite = SUITES[args.suite]
@@ -138,20 +152,36 @@ def main(argv=None) -> int:
   name = args.suite + (f"-{args.tag}" if args.tag else "")
   suite_dir = Path(args.results) / name
   suite_dir.mkdir(parents=True, exist_ok=True)
+  started = False
   for algo, env, config in cells:
     cell = f"{algo}-{env}"
     if _finished(suite_dir / cell):
       print(f"[{name}] {cell}: done, skipped")
       continue
-    run_dir = outputs.prepare_out_dir(Path(args.runs) / name / cell, overwrite=True)
-    print(f"[{name}] {cell}: {seeds} seeds x {config.env_steps} "
-          f"env steps", flush=True)
+    if deadline is not None and time.time() >= deadline and started:  # always run one
+      print(f"[{name}] time limit reached; {cell} and later cells not started")
+      break
+    started = True
+    run_dir = Path(args.runs) / name / cell
+    resume = outputs.load_resume_meta(run_dir) is not None
+    if not resume:
+      outputs.prepare_out_dir(run_dir, overwrite=True)
+    print(f"[{name}] {cell}: {seeds} seeds x {config.env_steps} env steps"
+          + (" (resumed)" if resume else ""), flush=True)
     start = time.time()
     try:
-      summary = experiment.run(config, seeds=list(range(seeds)), out=run_dir, progress=False,
-                               devices=args.devices)
-      print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
-            f"{time.time() - start:.0f}s", flush=True)
+      summary = experiment.run(
+          config, seeds=list(range(seeds)), out=run_dir, progress=False, devices=args.devices,
+          resume=resume, save_every_s=60 * args.save_every,
+          time_limit_s=None if deadline is None else max(0.0, deadline - time.time()))
+      if summary["status"] == "paused":
+        print(f"[{name}] {cell}: paused at {summary['total_env_steps']} env steps, "
+              f"{time.time() - start:.0f}s; the next call continues it", flush=True)
+      else:
+        print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
+              f"{time.time() - start:.0f}s", flush=True)
+    except experiment.ResumeError as e:
+      p.error(f"{e} (remove {run_dir} to start the cell afresh)")
     except experiment.Divergence as e:
       print(f"[{name}] {cell}: stopped: {e}", flush=True)
     (suite_dir / cell).mkdir(exist_ok=True)

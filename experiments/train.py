@@ -6,7 +6,11 @@
 Every field of `mgjax.Config` is a flag (`--mg-horizon 5`, `--similarity inner`, ...).
 `--algo mbpo` starts from MBPO's published settings for the env (`mgjax.config.preset`);
 flags given override them.
-Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5).
+Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5). Until it
+finishes, a run saves a resume point every --save-every minutes:
+
+  python experiments/train.py --algo mbpo --out runs/mbpo --time-limit 120   # pauses
+  python experiments/train.py --resume runs/mbpo                          # continues
 """
 import argparse
 import dataclasses
@@ -53,12 +57,21 @@ def _field_comments() -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
   p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped (default 1)")
-  p.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed..seed+N-1")
+  p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
+  p.add_argument("--seed", type=int, default=None,
+                 help="first seed; seeds are seed..seed+N-1 (default 0)")
   p.add_argument("--out", type=str, default=None,
                  help="output directory (default runs/ALGO-ENV-TIMESTAMP)")
   p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.add_argument("--resume", metavar="DIR", default=None,
+                 help="continue the unfinished run in DIR from its last resume point, with "
+                      "the config, seeds and sweep it was started with (give no others)")
+  p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                 help="pause after the first evaluation chunk that ends past MIN minutes, "
+                      "saving a resume point (continue with --resume)")
+  p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
+                 help="minutes between resume points (default 10)")
   p.add_argument("--devices", type=int, default=None,
                  help="shard the runs over the first N devices (default: all devices of all "
                       "processes); seeds x sweep settings must be a multiple of N")
@@ -102,6 +115,28 @@ def _parse_sweep(items: list[str]) -> dict[str, list[float]]:
   return sweep
 
 
+def _saved_run(args, fields: dict):
+  """(config, seeds, sweep) of the run that --resume continues."""
+  from mgjax import outputs
+  given = [f"--{f.replace('_', '-')}" for f in fields]
+  given += [flag for flag, v in (("--seeds", args.seeds), ("--seed", args.seed),
+                                 ("--out", args.out)) if v is not None]
+  given += ["--sweep"] * bool(args.sweep) + ["--overwrite"] * args.overwrite
+  if given:
+    _fail(f"resume={args.resume!r}: the run continues with its saved settings; drop "
+          + " ".join(given))
+  meta = outputs.load_resume_meta(Path(args.resume))
+  if meta is None:
+    _fail(f"resume={args.resume!r}: no resume point in this folder (a run saves one every "
+          "--save-every minutes until it finishes)")
+  saved = meta["identity"]
+  try:
+    config = Config.from_dict(saved["configs"][0])
+  except ConfigError as e:
+    _fail(f"resume={args.resume!r}: the saved config is not valid in this version: {e}")
+  return config, saved["seeds"], saved["sweep"] or None
+
+
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   if args.distributed:
@@ -110,43 +145,63 @@ def main(argv=None) -> int:
                                num_processes=args.num_processes, process_id=args.process_id)
   fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
             if getattr(args, f.name) is not None}
-  try:
-    config = make_config(**fields)
-  except ConfigError as e:
-    _fail(str(e))
-  if args.seeds <= 0:
-    _fail(f"seeds={args.seeds}: must be positive")
-  if args.seed < 0:
-    _fail(f"seed={args.seed}: must be non-negative")
-
-  seeds = list(range(args.seed, args.seed + args.seeds))
-  sweep = _parse_sweep(args.sweep)
-
+  if args.time_limit is not None and not args.time_limit >= 0:
+    _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
+  if not args.save_every > 0:
+    _fail(f"save-every={args.save_every}: must be positive (minutes)")
   from mgjax import experiment, outputs
+  if args.resume is not None:
+    config, seeds, sweep = _saved_run(args, fields)
+  else:
+    try:
+      config = make_config(**fields)
+    except ConfigError as e:
+      _fail(str(e))
+    n, first = (1 if args.seeds is None else args.seeds), (args.seed or 0)
+    if n <= 0:
+      _fail(f"seeds={n}: must be positive")
+    if first < 0:
+      _fail(f"seed={first}: must be non-negative")
+    seeds = list(range(first, first + n))
+    sweep = _parse_sweep(args.sweep)
+
   try:
     experiment.check_sweep(config, sweep)
     experiment.check_layout(len(seeds), len(experiment.sweep_settings(sweep)),
                             experiment.make_mesh(args.devices))
   except (ConfigError, experiment.LayoutError) as e:
     _fail(str(e))
-  out = args.out or os.path.join(
+  out = args.resume or args.out or os.path.join(
       "runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
   import jax
   try:  # with several processes, process 0 owns the folder
-    out = outputs.prepare_out_dir(out, args.overwrite) if jax.process_index() == 0 else Path(out)
+    if jax.process_index() == 0 and args.resume is None:
+      out = outputs.prepare_out_dir(out, args.overwrite)
   except outputs.OutputError as e:
     _fail(str(e))
+  out = Path(out)
   print(f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
         f"{config.env_steps} env steps each -> {out}")
+  again = f"python experiments/train.py --resume {out}"
   try:
-    summary = experiment.run(config, seeds=seeds, out=out, progress=not args.no_progress,
-                             devices=args.devices, sweep=sweep)
+    summary = experiment.run(
+        config, seeds=seeds, out=out, progress=not args.no_progress, devices=args.devices,
+        sweep=sweep, resume=args.resume is not None, save_every_s=60 * args.save_every,
+        time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+  except experiment.ResumeError as e:
+    _fail(str(e))
   except experiment.Divergence as e:
     print(f"train.py: stopped: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
-    print(f"train.py: interrupted; metrics so far are in {out / 'metrics.csv'}", file=sys.stderr)
+    saved = outputs.load_resume_meta(out)
+    print(f"train.py: interrupted; metrics so far are in {out / 'metrics.csv'}"
+          + (f"; continue from iteration {saved['iteration']} with: {again}" if saved else ""),
+          file=sys.stderr)
     return 130
+  if summary["status"] == "paused":
+    print(f"paused at {summary['total_env_steps']} env steps; continue with: {again}")
+    return 0
   for setting in (experiment.sweep_settings(sweep) if sweep else []):
     name = experiment.setting_name(setting)
     mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]

@@ -115,6 +115,13 @@ class Config:
                      "env_steps": self.env_steps}
     return d
 
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "Config":
+    """The Config of `to_dict` (or of config.json: lists become tuples again), validated."""
+    fields = {f.name: tuple(d[f.name]) if isinstance(f.default, tuple) else d[f.name]
+              for f in dataclasses.fields(cls) if f.name in d}
+    return validate(cls(**fields))
+
 
 # Numeric settings that live in the train state as data (`TrainState.hparams`), so one
 # program can vmap a sweep over them like seeds (`experiment.run(..., sweep=...)`).

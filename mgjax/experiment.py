@@ -4,11 +4,15 @@ DESIGN.md §5.
 All runs of a call, seeds × sweep settings, form one batch axis: one jitted program per
 evaluation chunk (`jit(vmap(trainer.chunk))`) whose batch axis is sharded over a device
 mesh (`jax.sharding.Mesh` + `NamedSharding`), all devices of all processes by default.
-Between chunks the host writes metrics rows, checks for numerical blow-up and updates the
-progress bar. `experiments/train.py` and `experiments/benchmark.py` are thin CLIs over this.
+Between chunks the host writes metrics rows, checks for numerical blow-up, updates the
+progress bar and, every `save_every_s`, saves a resume point: `run(..., resume=True)`
+continues from it with the numbers an uninterrupted run gives, and `time_limit_s` pauses a
+run (status "paused") so that it can be continued later. `experiments/train.py` and
+`experiments/benchmark.py` are thin CLIs over this.
 """
 import dataclasses
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +31,10 @@ class Divergence(RuntimeError):
 
 class LayoutError(ValueError):
   """The runs cannot be placed on the devices; the message names the field and value."""
+
+
+class ResumeError(ValueError):
+  """A run cannot be resumed from its folder; the message names the folder and the cause."""
 
 
 # ------------------------------------------------------------------------------ placement
@@ -136,13 +144,62 @@ def _first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
   return first
 
 
+def _identity(configs: Sequence[Config], seeds: Sequence[int], sweep) -> dict[str, Any]:
+  """What a resume point must match: every run's config, the seeds and the sweep."""
+  return json.loads(json.dumps({"configs": [c.to_dict() for c in configs],
+                                "seeds": list(seeds),
+                                "sweep": {k: list(v) for k, v in (sweep or {}).items()}},
+                               default=outputs._jsonable))
+
+
+def _check_resumable(out: Path, meta: dict[str, Any] | None, identity: dict[str, Any]) -> None:
+  if meta is None:
+    raise ResumeError(f"resume={str(out)!r}: no resume point in this folder (a run saves one "
+                      "every few minutes until it finishes)")
+  saved = meta["identity"]
+  for what in ("seeds", "sweep"):
+    if saved[what] != identity[what]:
+      raise ResumeError(f"resume={str(out)!r}: saved with {what}={saved[what]}, "
+                        f"not {identity[what]}")
+  for old, new in zip(saved["configs"], identity["configs"]):
+    for name in sorted(set(old) | set(new)):
+      if old.get(name) != new.get(name):
+        raise ResumeError(f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, "
+                          f"not {new.get(name)!r}")
+
+
+def _restore(leaves: list[np.ndarray], like: Any, sharding: NamedSharding) -> Any:
+  """A saved state (host leaves) laid out like `like`, the freshly initialised state."""
+  like_leaves, treedef = jax.tree.flatten(like)
+  if len(leaves) != len(like_leaves):
+    raise ResumeError(f"resume: the saved state has {len(leaves)} arrays, this version's "
+                      f"{len(like_leaves)}")
+  restored = []
+  for saved, ref in zip(leaves, like_leaves):
+    x = _global(saved, sharding)
+    if outputs._is_key(ref):
+      x = jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
+    if x.shape != ref.shape or x.dtype != ref.dtype:
+      raise ResumeError(f"resume: a saved array is {x.dtype}{list(x.shape)}, this version's "
+                        f"{ref.dtype}{list(ref.shape)}")
+    restored.append(x)
+  return jax.tree.unflatten(treedef, restored)
+
+
 def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = True,
         log=print, devices: int | None = None,
-        sweep: dict[str, Sequence[float]] | None = None) -> dict[str, Any]:
+        sweep: dict[str, Sequence[float]] | None = None, resume: bool = False,
+        save_every_s: float = 600.0, time_limit_s: float | None = None) -> dict[str, Any]:
   """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
   writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
   folder per setting `out/NAME=VALUE,...`) and the checkpoint/ of all runs into `out`.
-  Only process 0 writes files other than the checkpoint. Returns the (first) summary."""
+  Only process 0 writes files other than the checkpoint. Returns the (first) summary.
+
+  Until the run finishes, a resume point out/resume/ is saved after the first chunk that
+  ends `save_every_s` after the previous save. `resume=True` continues from it (ResumeError
+  if there is none or it was saved by another config, seeds or sweep); metrics rows written
+  after it are dropped and written again. With `time_limit_s`, the run saves and returns
+  with status "paused" after the first chunk that ends past that many seconds."""
   start = time.time()
   configs = check_sweep(config, sweep)
   settings = sweep_settings(sweep)
@@ -151,6 +208,10 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   sharding = NamedSharding(mesh, PartitionSpec("runs"))
   writes = jax.process_index() == 0
   dirs = [out / setting_name(s) for s in settings] if sweep else [out]
+  identity = _identity(configs, seeds, sweep)
+  meta = outputs.load_resume_meta(out) if resume else None
+  if resume:
+    _check_resumable(out, meta, identity)
   versions = outputs.package_versions()
   writers = []
   if writes:
@@ -161,7 +222,8 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
       d.mkdir(parents=True, exist_ok=True)
       outputs.write_json(d / "config.json", {**c.to_dict(), "seeds": list(seeds),
                                              **({"sweep": s} if sweep else {})})
-      writers.append(outputs.MetricsWriter(d / "metrics.csv"))
+      writers.append(outputs.MetricsWriter(d / "metrics.csv",
+                                           meta["iteration"] if meta else None))
   bar = _Progress(config.num_iterations, progress and writes, f"{config.algo}/{config.env}")
   trainer = make_trainer(config, progress=bar)
   c = trainer.components.config
@@ -180,15 +242,33 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   compile_s = time.time() - t0
   log(f"compiled in {compile_s:.1f}s ({len(runs)} run(s) on {mesh.size} device(s), "
       f"{c.num_iterations} iterations of {c.batch_steps} env steps each)")
+  # Times of the earlier sessions of a resumed run.
+  done_chunks, before = 0, {"wall_s": 0.0, "train_s": 0.0, "compile_s": 0.0}
+  if meta is not None:
+    state = _restore(outputs.load_resume_leaves(meta), state, sharding)
+    done_chunks, before = meta["chunks"], meta["times"]
+    log(f"resumed at iteration {meta['iteration']} (chunk {done_chunks} of "
+        f"{trainer.num_chunks}) from {meta['_dir']}")
+  sessions = 1 + (meta["sessions"] if meta else 0)
+  call_start, last_save = start, time.time()
+  start -= before["wall_s"]
+
+  def save(chunks: int, iteration: int, train_s: float) -> None:
+    leaves = _fetch(outputs.plain_leaves(state))
+    if writes:
+      outputs.save_resume_point(out, leaves, {
+          "identity": identity, "chunks": chunks, "iteration": iteration, "sessions": sessions,
+          "times": {"wall_s": time.time() - start, "train_s": train_s,
+                    "compile_s": before["compile_s"] + compile_s}})
 
   summaries = [{"algo": c.algo, "env": c.env, "seeds": list(seeds), "status": "running",
                 **({"sweep": s} if sweep else {}), "versions": versions,
                 "device": str(mesh.devices.flat[0].platform), "devices": mesh.size,
                 "processes": jax.process_count()} for s in settings]
   final = np.full(len(runs), np.nan)
-  run_start = time.time()
+  run_start = time.time() - before["train_s"]
   try:
-    for i in range(trainer.num_chunks):
+    for i in range(done_chunks, trainer.num_chunks):
       state, metrics = chunk(state)
       metrics = _fetch(metrics)
       iters, evals = metrics["iterations"], metrics["eval"]
@@ -213,6 +293,21 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
         where = f"seed {seed}" + (f" ({setting_name(settings[k])})" if sweep else "")
         raise Divergence(f"non-finite {name} at {where}, iteration {i * c.eval_every + t + 1}; "
                          f"metrics so far are in {dirs[k] / 'metrics.csv'}")
+      if i + 1 == trainer.num_chunks:
+        break
+      pause = time_limit_s is not None and time.time() - call_start >= time_limit_s
+      if pause or time.time() - last_save >= save_every_s:
+        save(i + 1, int(evals["iteration"][0]), time.time() - run_start)
+        last_save = time.time()
+      if pause:
+        for d, summary in zip(dirs, summaries):
+          summary.update(status="paused", total_env_steps=int(evals["env_steps"][0]),
+                         wall_time_s=time.time() - start)
+          if writes:
+            outputs.write_json(d / "summary.json", summary)
+        log(f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
+            f"{out / outputs.RESUME_DIR}")
+        return summaries[0]
   except Divergence:
     if writes:
       for d, summary in zip(dirs, summaries):
@@ -231,8 +326,11 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
         final_eval_return_mean=float(np.mean(mine)),
         # Throughput of the whole program (every seed and setting), after compilation.
         env_steps_per_s=total_env_steps * len(runs) / train_s,
-        compile_time_s=compile_s, train_time_s=train_s, wall_time_s=time.time() - start)
+        compile_time_s=before["compile_s"] + compile_s, train_time_s=train_s,
+        wall_time_s=time.time() - start, sessions=sessions)
     if writes:
       outputs.write_json(d / "summary.json", summary)
   outputs.save_checkpoint(out / "checkpoint", state)
+  if writes:
+    outputs.remove_resume_point(out)
   return summaries[0]

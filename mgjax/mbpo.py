@@ -79,9 +79,9 @@ class MBPOComponents:
     c = self.config
     return c.rollout_batch * c.rollout_schedule[3] * _rounds_per_epoch(c) * c.model_retain_epochs
 
-  def model(self, stats: RunningStats, elites: jax.Array):
+  def model(self, stats: RunningStats):
     # SAC actions are already in [-1, 1]: "clip" leaves them unchanged.
-    return networks.make_model(self.model_net, stats, self.env.termination_fn, "clip", elites)
+    return networks.make_model(self.model_net, stats, self.env.termination_fn, "clip")
 
 
 def _rounds_per_epoch(c: Config) -> int:
@@ -244,14 +244,16 @@ def branched_rollouts(comp: MBPOComponents, state: MBPOState, key: jax.Array,
   c = comp.config
   skey, key = jax.random.split(key)
   start = buffer_sample(state.buffer, skey, c.rollout_batch)["obs"]
-  model = comp.model(state.obs_stats, state.elites)
+  # Only the elites are evaluated: member i of `elite_params` is member elites[i].
+  elite_params = jax.tree.map(lambda p: p[state.elites], state.model_params)
+  model = comp.model(state.obs_stats)
 
   def step(t, carry):
     obs, alive, buf, k = carry
     k, akey, mkey = jax.random.split(k, 3)
     action = _sample_action(comp, state.sac.actor, obs, akey)
     next_obs, reward, done = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))(
-        state.model_params, obs, action, jax.random.split(mkey, obs.shape[0]))
+        elite_params, obs, action, jax.random.split(mkey, obs.shape[0]))
     buf = buffer_add_masked(buf, _rows(obs, action, reward, next_obs, done), alive)
     return next_obs, alive & (done == 0), buf, k
 

@@ -174,14 +174,14 @@ def make_value_fn(net: Network, stats: RunningStats) -> Callable[[Params, jax.Ar
 
 
 def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.Array], jax.Array],
-               action_mode: str, members: jax.Array | None = None) -> Model:
+               action_mode: str) -> Model:
   """Model over raw observations: s' = s + σ_obs · (μ + σ ε)[:-1], r = (μ + σ ε)[-1].
 
   With an ensemble, each transition uses a uniformly drawn member, so the model's transition
   density is the mixture (1/E) Σ_e N(·; μ_e, σ_e); `log_prob` returns its log, up to the
   constant −Σ log σ_obs of the change of variables (irrelevant to gradients).
-  Termination is the env's known function of the next observation. `members` (an int
-  array, e.g. MBPO's elites) restricts sampling to those members; log_prob still uses all.
+  Termination is the env's known function of the next observation. (MBPO samples from its
+  elites only by passing their parameters.)
   """
   obs_std = std(stats)
 
@@ -191,10 +191,7 @@ def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.
   def sample(params, obs, action, key):
     mkey, nkey = jax.random.split(key)
     mean, log_std = predict(params, obs, action)
-    if members is None:
-      member = jax.random.randint(mkey, (), 0, mean.shape[0])
-    else:
-      member = members[jax.random.randint(mkey, (), 0, members.shape[0])]
+    member = jax.random.randint(mkey, (), 0, mean.shape[0])
     z = mean[member] + jnp.exp(log_std[member]) * jax.random.normal(nkey, mean.shape[1:])
     next_obs = obs + obs_std * z[:-1]
     return next_obs, z[-1], termination_fn(next_obs)

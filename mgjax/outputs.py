@@ -1,7 +1,9 @@
-"""Run outputs (DESIGN.md §5): config.json, metrics.csv, summary.json, orbax checkpoint/.
+"""Run outputs (DESIGN.md §5): config.json, metrics.csv, summary.json, orbax checkpoint/,
+and the resume point resume/ of a run that has not finished.
 
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
-everything it had measured.
+everything it had measured; resume/ (the whole vmapped state, simulator included, saved
+every few minutes) lets it continue from there with the same numbers.
 """
 import csv
 import importlib.metadata
@@ -9,6 +11,7 @@ import json
 import math
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -67,6 +70,7 @@ def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     raise OutputError(f"out={str(path)!r}: not writable ({e.strerror})") from None
   for name in ("metrics.csv", "summary.json", "config.json"):
     (out / name).unlink(missing_ok=True)
+  remove_resume_point(out)
   return out
 
 
@@ -104,12 +108,21 @@ def _cell(value: Any) -> Any:
 
 
 class MetricsWriter:
-  """Appends rows to DIR/metrics.csv, flushing after every batch of rows."""
+  """Appends rows to DIR/metrics.csv, flushing after every batch of rows.
 
-  def __init__(self, path: Path):
+  A new writer starts the file afresh; with `keep_through` (a resumed run) it keeps the
+  rows of iterations up to that one and drops later ones, which the run will write again."""
+
+  def __init__(self, path: Path, keep_through: int | None = None):
     self.path = path
+    kept = []
+    if keep_through is not None and path.exists():
+      with open(path, newline="") as f:
+        kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= keep_through]
     with open(path, "w", newline="") as f:
-      csv.writer(f).writerow(METRIC_COLUMNS)
+      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore", restval="")
+      w.writeheader()
+      w.writerows(kept)
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
     with open(self.path, "a", newline="") as f:
@@ -147,3 +160,49 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
   (e.g. `jax.eval_shape` of the trainer's init); keys come back as uint32 key data."""
   import orbax.checkpoint as ocp
   return ocp.StandardCheckpointer().restore(Path(path).absolute(), checkpointable(like))
+
+
+# ------------------------------------------------------------------------------ resume points
+RESUME_DIR = "resume"
+
+
+def _is_key(x) -> bool:
+  return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def plain_leaves(state: Any) -> list[Any]:
+  """The leaves of a (vmapped) state, typed PRNG keys as their uint32 data."""
+  return [jax.random.key_data(x) if _is_key(x) else x for x in jax.tree.leaves(state)]
+
+
+def save_resume_point(out: Path, leaves: list[np.ndarray], meta: dict[str, Any]) -> None:
+  """Writes out/resume/{state.npz, meta.json}; the previous point is replaced only once the
+  new one is complete, so a run killed while saving keeps the older point."""
+  tmp, final, old = out / (RESUME_DIR + ".tmp"), out / RESUME_DIR, out / (RESUME_DIR + ".old")
+  shutil.rmtree(tmp, ignore_errors=True)
+  tmp.mkdir(parents=True)
+  np.savez(tmp / "state.npz", *leaves)
+  write_json(tmp / "meta.json", {**meta, "leaves": len(leaves)})
+  if final.exists():
+    final.replace(old)
+  tmp.replace(final)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def load_resume_meta(out: Path) -> dict[str, Any] | None:
+  """meta.json of out's resume point (None if there is none)."""
+  for name in (RESUME_DIR, RESUME_DIR + ".old"):  # .old: killed between the two renames
+    path = out / name / "meta.json"
+    if path.exists():
+      return {**json.loads(path.read_text()), "_dir": str(out / name)}
+  return None
+
+
+def load_resume_leaves(meta: dict[str, Any]) -> list[np.ndarray]:
+  with np.load(Path(meta["_dir"]) / "state.npz") as f:
+    return [f[f"arr_{i}"] for i in range(meta["leaves"])]
+
+
+def remove_resume_point(out: Path) -> None:
+  for name in (RESUME_DIR, RESUME_DIR + ".tmp", RESUME_DIR + ".old"):
+    shutil.rmtree(out / name, ignore_errors=True)

@@ -77,6 +77,27 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
   assert "compiled" not in proc.stdout
 
 
+def test_smoke_cell_pauses_at_the_time_limit_and_continues(smoke, tmp_path):
+  base, _ = smoke
+  args = ("experiments/benchmark.py", "--suite", "smoke", "--algo", "ppo", "--results",
+          str(tmp_path / "res"), "--runs", str(tmp_path / "runs"))
+  proc = _run(*args, "--time-limit", "0")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "ppo-pointmass: paused at 2560 env steps" in proc.stdout
+  cell = tmp_path / "res" / "smoke" / "ppo-pointmass"
+  assert json.loads((cell / "summary.json").read_text())["status"] == "paused"
+  proc = _run(*args)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "(resumed)" in proc.stdout and "final eval return" in proc.stdout
+  assert json.loads((cell / "summary.json").read_text())["status"] == "finished"
+
+  def rows(path):
+    with open(path, newline="") as f:
+      return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
+  assert rows(cell / "metrics.csv") == rows(base / "res" / "smoke" / "ppo-pointmass" /
+                                            "metrics.csv")
+
+
 def test_plot_renders_the_smoke_suite(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"

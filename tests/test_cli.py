@@ -125,6 +125,8 @@ BAD_INPUT = [
      ("num_minibatches", "num-minibatches"), "7"),
     ("hidden_not_ints", ["--model-hidden", "3,x"], None, ("model_hidden", "model-hidden"),
      "3,x"),
+    ("time_limit_negative", ["--time-limit", "-1"], None, ("time-limit",), "-1.0"),
+    ("save_every_zero", ["--save-every", "0"], None, ("save-every",), "0.0"),
     ("out_not_empty", [], _nonempty_dir, ("out",), None),
     ("out_under_file", [], _under_regular_file, ("out",), None),
     ("out_is_file", [], _regular_file, ("out",), None),

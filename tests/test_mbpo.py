@@ -158,6 +158,28 @@ def test_branched_rollouts_add_length_steps_and_stop_at_termination(explored):
   assert np.all(np.asarray(out.model_buffer.data["termination"][:256]) == 1.0)
 
 
+def test_branched_rollouts_step_only_the_elites(explored):
+  comp, state = explored
+  out_size = 2 * (comp.env.obs_size + 1)
+  # A 3-member ensemble whose member e predicts reward 100·e (zero kernels, so the output
+  # is the last bias) with negligible noise; elites 2 and 0.
+  def constant(path, x):
+    name = jax.tree_util.keystr(path)
+    if "log_std" in name:
+      return jnp.full_like(x, -12.0)
+    if "bias" in name and x.shape[-1] == out_size:
+      return x.at[:].set(0.0).at[:, out_size // 2 - 1].set(100.0 * jnp.arange(3.0))
+    return jnp.zeros_like(x)
+
+  params = jax.tree_util.tree_map_with_path(constant, state.model_params)
+  state = state.replace(model_params=params, elites=jnp.array([2, 0]))
+  out = jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(2)))(
+      state, jax.random.key(5))
+  rewards = np.asarray(out.model_buffer.data["reward"][:int(out.model_buffer.size)])
+  np.testing.assert_allclose(np.unique(np.round(rewards, 3)), [0.0, 200.0])
+  assert 0.4 < np.mean(rewards > 100.0) < 0.6  # the elites are drawn uniformly (512 rows)
+
+
 def test_sac_batch_mixes_real_and_model_rows(explored):
   comp, state = explored
   # Mark the sources: real rewards +7, model rewards -7.

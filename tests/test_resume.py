@@ -1,0 +1,121 @@
+"""Resume points: a paused or killed run continues with the numbers of an uninterrupted one.
+
+One small vmapped mbpo run on the point-mass env (its state has everything a resume point
+must carry: both replay buffers, the ensemble, SAC's optimisers, the simulator state and
+PRNG keys) runs uninterrupted, paused and resumed, and resumed from an older point.
+"""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgjax import experiment, outputs
+from mgjax.config import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+# 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps.
+CONFIG = make_config(
+    algo="mbpo", env="pointmass", total_steps=400, exploration_steps=200, rollout_length=25,
+    eval_every=2, num_eval_envs=2, model_hidden=(32, 32), sac_hidden=(32, 32),
+    ensemble_size=3, elites=2, rollout_batch=64, updates_per_step=2, sac_batch=64,
+    model_max_epochs=2, model_epoch_steps=5, rollout_schedule=(0, 1, 1, 3))
+SEEDS = [0, 1]
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+  with open(out / "metrics.csv", newline="") as f:
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
+
+
+def _run(out: Path, **kw) -> dict:
+  return experiment.run(CONFIG, seeds=SEEDS, out=out, progress=False, log=lambda *_: None,
+                        **kw)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  base = tmp_path_factory.mktemp("resume")
+  # Uninterrupted, saving a resume point after every chunk (removed once it finishes).
+  whole = _run(base / "whole", save_every_s=0.0)
+  # Paused after its first chunk, then resumed to the end.
+  paused = _run(base / "paused", time_limit_s=0.0)
+  first_rows = _rows(base / "paused")
+  shutil.copytree(base / "paused" / "resume", base / "point-1")
+  resumed = _run(base / "paused", resume=True)
+  return base, whole, paused, first_rows, resumed
+
+
+def test_pause_writes_what_it_measured_and_a_resume_point(runs):
+  base, whole, paused, first_rows, _ = runs
+  assert whole["status"] == "finished" and whole["sessions"] == 1
+  assert not (base / "whole" / "resume").exists()
+  assert paused["status"] == "paused" and paused["total_env_steps"] == 250
+  assert [(r["seed"], r["env_steps"]) for r in first_rows] == [("0", "250"), ("1", "250")]
+  meta = json.loads((base / "point-1" / "meta.json").read_text())
+  assert (meta["chunks"], meta["iteration"], meta["sessions"]) == (1, 2, 1)
+
+
+def test_resumed_run_equals_the_uninterrupted_one(runs):
+  base, whole, _, first_rows, resumed = runs
+  assert resumed["status"] == "finished" and resumed["sessions"] == 2
+  assert not (base / "paused" / "resume").exists()
+  rows = _rows(base / "paused")
+  assert rows == _rows(base / "whole")  # every metric of every chunk, bit for bit
+  assert rows[:2] == first_rows
+  assert resumed["final_eval_return"] == whole["final_eval_return"]
+  assert resumed["total_env_steps"] == 400
+
+
+def test_resume_from_an_older_point_drops_the_later_rows(runs):
+  base, *_ = runs
+  # A run killed after its point at chunk 1 had already written the rows of chunks 2-4.
+  shutil.copytree(base / "point-1", base / "paused" / "resume")
+  assert len(_rows(base / "paused")) == 8
+  _run(base / "paused", resume=True)
+  assert _rows(base / "paused") == _rows(base / "whole")
+
+
+def test_resume_refuses_another_config_or_no_point(runs, tmp_path):
+  base, *_ = runs
+  shutil.copytree(base / "point-1", tmp_path / "run" / "resume")
+  with pytest.raises(experiment.ResumeError, match=r"tau=0\.005, not 0\.01"):
+    experiment.run(make_config(**{**CONFIG.__dict__, "tau": 0.01}), seeds=SEEDS,
+                   out=tmp_path / "run", resume=True, progress=False)
+  with pytest.raises(experiment.ResumeError, match=r"seeds=\[0, 1\], not \[0\]"):
+    experiment.run(CONFIG, seeds=[0], out=tmp_path / "run", resume=True, progress=False)
+  with pytest.raises(experiment.ResumeError, match="no resume point"):
+    experiment.run(CONFIG, seeds=SEEDS, out=tmp_path / "empty", resume=True, progress=False)
+
+
+def test_interrupted_save_keeps_the_older_point(tmp_path):
+  out = tmp_path / "run"
+  outputs.save_resume_point(out, [], {"iteration": 1})
+  # Killed between moving the old point aside and renaming the new one into place.
+  (out / "resume").replace(out / "resume.old")
+  (out / "resume.tmp").mkdir()
+  assert outputs.load_resume_meta(out)["iteration"] == 1
+  outputs.save_resume_point(out, [], {"iteration": 2})
+  assert outputs.load_resume_meta(out)["iteration"] == 2
+  assert sorted(p.name for p in out.iterdir()) == ["resume"]
+
+
+def _train(*args):
+  return subprocess.run([sys.executable, "experiments/train.py", *map(str, args)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300,
+                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--tau", "0.01"], "drop --tau"),
+    (["--seeds", "3", "--out", "x"], "drop --seeds --out"),
+    ([], "no resume point"),
+])
+def test_train_cli_resume_errors_are_one_line_exit_2(tmp_path, args, expected):
+  proc = _train("--resume", tmp_path, *args, "--no-progress")
+  assert proc.returncode == 2, proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and expected in lines[0] and str(tmp_path) in lines[0], proc.stderr
