@@ -1,6 +1,8 @@
 """Gathers ablation cells next to their baseline and plots them as one comparison.
 
   python experiments/ablations.py --env hopper --algo mg --reference mle --reference ppo
+  python experiments/ablations.py --env hopper --algo mbpo --reference mg \
+      --out results/cpu-mbpo-hopper      # another algorithm's cells: its own folder
 
 Each `benchmark.py --tag NAME --set FIELD=VALUE` run lives in RESULTS/SUITE-NAME/ALGO-ENV/.
 This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseline as
@@ -17,15 +19,15 @@ import plot  # noqa: E402  (experiments/plot.py)
 from mgjax import outputs  # noqa: E402
 
 
-def gather(results: Path, suite: str, algo: str, env: str,
-           references: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
+def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str, ...] = (),
+           out: Path | None = None) -> tuple[Path, list[str]]:
   cells = [("default", results / suite / f"{algo}-{env}")]
   refs = {f"{ref}-{env}": ref for ref in references}
   for d in sorted(results.glob(f"{suite}-*/{algo}-{env}")):
     tag = d.parent.name[len(suite) + 1:]
     if not tag.startswith("ablations"):
       cells.append((tag, d))
-  out = results / f"{suite}-ablations-{env}"
+  out = out or results / f"{suite}-ablations-{env}"
   out.mkdir(parents=True, exist_ok=True)
   cells += [(None, results / suite / cell) for cell in refs]
   found = [(tag, d) for tag, d in cells if (d / "metrics.csv").is_file()]
@@ -46,10 +48,12 @@ def main(argv=None) -> int:
   p.add_argument("--algo", default="mg")
   p.add_argument("--reference", action="append", default=[],
                  help="also draw this algorithm's cell of the suite (e.g. mle)")
+  p.add_argument("--out", default=None,
+                 help="output folder (default RESULTS/SUITE-ablations-ENV)")
   args = p.parse_args(argv)
   try:
     out, names = gather(Path(args.results), args.suite, args.algo, args.env,
-                        tuple(args.reference))
+                        tuple(args.reference), args.out and Path(args.out))
   except FileNotFoundError as e:
     print(f"ablations.py: error: {e}", file=sys.stderr)
     return 2

@@ -119,3 +119,29 @@ def test_train_cli_resume_errors_are_one_line_exit_2(tmp_path, args, expected):
   assert proc.returncode == 2, proc.stderr
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and expected in lines[0] and str(tmp_path) in lines[0], proc.stderr
+
+
+def test_config_from_its_json_is_the_same_config():
+  # config.json / resume points store tuples as lists; from_dict restores the Config.
+  data = json.loads(json.dumps(CONFIG.to_dict()))
+  assert data["rollout_schedule"] == [0, 1, 1, 3]
+  from mgjax.config import Config
+  assert Config.from_dict(data) == CONFIG
+
+
+def test_train_cli_pauses_and_resumes(tmp_path):
+  out = tmp_path / "run"
+  small = ("--algo", "ppo", "--env", "pointmass", "--total-steps", "1024", "--num-envs", "8",
+           "--rollout-length", "32", "--eval-every", "2", "--num-eval-envs", "2",
+           "--seeds", "2", "--out", out, "--no-progress")
+  proc = _train(*small, "--time-limit", "0")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"paused at 512 env steps; continue with: python experiments/train.py --resume {out}" \
+      in proc.stdout
+  proc = _train("--resume", out, "--no-progress")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resumed at iteration 2" in proc.stdout and "final eval return" in proc.stdout
+  summary = json.loads((out / "summary.json").read_text())
+  assert (summary["status"], summary["sessions"], summary["total_env_steps"]) == (
+      "finished", 2, 1024)
+  assert [r["env_steps"] for r in _rows(out)] == ["512", "512", "1024", "1024"]
