@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mgjax.stats import iqm, stratified_bootstrap_ci  # noqa: E402
 
-COLORS = {"mg": "tab:red", "mle": "tab:blue", "ppo": "tab:gray", "mbpo": "tab:green"}
+COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2"}  # red, blue, gray, green
 MILESTONES = (25_000, 50_000, 100_000)
 
 
@@ -46,8 +46,14 @@ def _float(x: str) -> float:
 
 
 def color(algo: str, algos) -> str:
-  """The algorithm's colour, or a cycle colour (line and band alike) for other labels."""
-  return COLORS.get(algo) or f"C{list(algos).index(algo) % 10}"
+  """The algorithm's colour, or for other labels (e.g. "mbpo:TAG") a cycle colour that no
+  algorithm drawn with them uses (line and band alike)."""
+  if algo in COLORS:
+    return COLORS[algo]
+  taken = {COLORS[a] for a in algos if a in COLORS}
+  free = [c for c in (f"C{i}" for i in range(10)) if c not in taken]
+  others = [a for a in algos if a not in COLORS]
+  return free[others.index(algo) % len(free)]
 
 
 def curve(values: np.ndarray):
