@@ -146,10 +146,11 @@ def _first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
 
 def _identity(configs: Sequence[Config], seeds: Sequence[int], sweep) -> dict[str, Any]:
   """What a resume point must match: every run's config, the seeds and the sweep."""
+  # Through JSON, as meta.json stores it (tuples become lists).
   return json.loads(json.dumps({"configs": [c.to_dict() for c in configs],
-                                "seeds": list(seeds),
-                                "sweep": {k: list(v) for k, v in (sweep or {}).items()}},
-                               default=outputs._jsonable))
+                                "seeds": [int(s) for s in seeds],
+                                "sweep": {k: [float(x) for x in v]
+                                          for k, v in (sweep or {}).items()}}))
 
 
 def _check_resumable(out: Path, meta: dict[str, Any] | None, identity: dict[str, Any]) -> None:
@@ -177,7 +178,7 @@ def _restore(leaves: list[np.ndarray], like: Any, sharding: NamedSharding) -> An
   restored = []
   for saved, ref in zip(leaves, like_leaves):
     x = _global(saved, sharding)
-    if outputs._is_key(ref):
+    if outputs.is_key(ref):
       x = jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
     if x.shape != ref.shape or x.dtype != ref.dtype:
       raise ResumeError(f"resume: a saved array is {x.dtype}{list(x.shape)}, this version's "

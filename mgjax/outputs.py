@@ -131,6 +131,11 @@ class MetricsWriter:
         w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
 
 
+def is_key(x) -> bool:
+  """Whether x (an array or an abstract array) holds typed PRNG keys."""
+  return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
 def checkpointable(state: Any) -> Any:
   """What a checkpoint stores: the learner's state without the simulator state (MJX data
   holds zero-size arrays orbax cannot store, and envs are re-created by `reset`); typed
@@ -138,7 +143,7 @@ def checkpointable(state: Any) -> Any:
   if hasattr(state, "env_state"):
     state = state.replace(env_state=None)
   def plain(x):
-    if not jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+    if not is_key(x):
       return x
     if isinstance(x, jax.ShapeDtypeStruct):  # an abstract `like` tree for restore
       return jax.eval_shape(jax.random.key_data, x)
@@ -166,13 +171,9 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
 RESUME_DIR = "resume"
 
 
-def _is_key(x) -> bool:
-  return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
-
-
 def plain_leaves(state: Any) -> list[Any]:
   """The leaves of a (vmapped) state, typed PRNG keys as their uint32 data."""
-  return [jax.random.key_data(x) if _is_key(x) else x for x in jax.tree.leaves(state)]
+  return [jax.random.key_data(x) if is_key(x) else x for x in jax.tree.leaves(state)]
 
 
 def save_resume_point(out: Path, leaves: list[np.ndarray], meta: dict[str, Any]) -> None:
