@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mgjax.stats import iqm, stratified_bootstrap_ci  # noqa: E402
 
-COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2"}  # red, blue, gray, green
+# red, blue, gray, green, orange
+COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2", "mg-sac": "C1"}
 MILESTONES = (25_000, 50_000, 100_000)
 
 
@@ -68,7 +69,7 @@ def curve(values: np.ndarray):
 
 def _envs_algos(data):
   envs = sorted({e for e, _ in data})
-  algos = [a for a in ("mg", "mle", "ppo", "mbpo") if any(a == b for _, b in data)]
+  algos = [a for a in COLORS if any(a == b for _, b in data)]
   return envs, algos + sorted({b for _, b in data} - set(algos))
 
 

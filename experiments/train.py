@@ -1,11 +1,12 @@
-"""Train mg / mle / ppo on a Brax (MJX) environment for several vmapped seeds.
+"""Train mg / mle / ppo / mbpo / mg-sac on a Brax (MJX) environment, seeds vmapped.
 
   python experiments/train.py                      # mg on hopper, CPU-sized defaults
   python experiments/train.py --algo ppo --env halfcheetah --seeds 5 --total-steps 200000
 
 Every field of `mgjax.Config` is a flag (`--mg-horizon 5`, `--similarity inner`, ...).
 `--algo mbpo` starts from MBPO's published settings for the env (`mgjax.config.preset`);
-flags given override them.
+flags given override them. `--algo mg-sac` is MBPO with MG model steps on SAC's actor loss
+(`--mg-steps`, `--mg-horizon`, `--mle-weight`, `--estimator`, ... as for mg).
 Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5). Until it
 finishes, a run saves a resume point every --save-every minutes:
 

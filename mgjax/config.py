@@ -2,7 +2,8 @@
 import dataclasses
 from typing import Any
 
-ALGOS = ("mg", "mle", "ppo", "mbpo")
+ALGOS = ("mg", "mle", "ppo", "mbpo", "mg-sac")
+SAC_ALGOS = ("mbpo", "mg-sac")  # SAC on real + branched model data (mgjax.mbpo)
 MG_STARTS = ("buffer", "batch")
 
 
@@ -14,7 +15,7 @@ class ConfigError(ValueError):
 class Config:
   """Everything a run depends on. Defaults: `mg` on MJX hopper, sized for a 2-core CPU."""
   # -- run
-  algo: str = "mg"                  # mg | mle | ppo | mbpo
+  algo: str = "mg"                  # mg | mle | ppo | mbpo | mg-sac
   env: str = "hopper"               # any name of mgjax.envs.ENV_NAMES or a brax env
   backend: str = "mjx"              # brax physics backend
   total_steps: int = 100_000        # real env steps per seed (rounded to whole eval chunks)
@@ -88,7 +89,7 @@ class Config:
   @property
   def initial_steps(self) -> int:
     """Env steps taken before the first iteration (mbpo's random exploration)."""
-    return self.exploration_steps if self.algo == "mbpo" else 0
+    return self.exploration_steps if self.uses_sac else 0
 
   @property
   def num_chunks(self) -> int:
@@ -103,6 +104,11 @@ class Config:
   def uses_model(self) -> bool:
     """Whether the algorithm optimises its policy by PPO in a learned model."""
     return self.algo in ("mg", "mle")
+
+  @property
+  def uses_sac(self) -> bool:
+    """Whether the algorithm is MBPO's loop (mbpo, and mg-sac, which adds MG model steps)."""
+    return self.algo in SAC_ALGOS
 
   @property
   def env_steps(self) -> int:
@@ -131,6 +137,8 @@ SWEEPABLE: dict[str, tuple[str, ...]] = {
     "mle": ("learning_rate", "model_learning_rate", "clip_eps", "value_coef", "entropy_coef"),
     "ppo": ("learning_rate", "clip_eps", "value_coef", "entropy_coef"),
     "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
+    "mg-sac": ("sac_learning_rate", "model_learning_rate", "tau", "mle_weight",
+               "mg_max_grad_norm"),
 }
 
 
@@ -154,11 +162,17 @@ MBPO_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# mg-sac runs MBPO's loop with its settings; its MG steps differentiate through the
+# reparameterised ensemble and tanh-Gaussian actor (SAC's actor loss is smooth in the state).
+MG_SAC_PRESET: dict[str, Any] = {"estimator": "pathwise"}
+
+
 def preset(algo: str, env: str) -> dict[str, Any]:
-  """Defaults an algorithm uses on an env where they differ from Config's (mbpo only)."""
-  if algo != "mbpo":
+  """Defaults an algorithm uses on an env where they differ from Config's (mbpo, mg-sac)."""
+  if algo not in SAC_ALGOS:
     return {}
-  return {**_MBPO_COMMON, **MBPO_PRESETS.get(env, {})}
+  extra = MG_SAC_PRESET if algo == "mg-sac" else {}
+  return {**_MBPO_COMMON, **MBPO_PRESETS.get(env, {}), **extra}
 
 
 def make_config(**fields: Any) -> Config:
@@ -233,7 +247,7 @@ def validate(config: Config) -> Config:
   # Batch consistency: PPO minibatches must split the batch they are cut from.
   ppo_batch = c.model_rollouts * c.model_horizon if c.uses_model else c.batch_steps
   ppo_field = "model_rollouts*model_horizon" if c.uses_model else "num_envs*rollout_length"
-  if c.algo != "mbpo" and ppo_batch % c.num_minibatches:
+  if not c.uses_sac and ppo_batch % c.num_minibatches:
     _fail("num_minibatches", c.num_minibatches, f"does not divide {ppo_field} = {ppo_batch}")
   if c.uses_model:
     if c.buffer_size < c.batch_steps:
@@ -241,9 +255,9 @@ def validate(config: Config) -> Config:
             f"smaller than one iteration's batch (num_envs*rollout_length = {c.batch_steps})")
     if c.mle_batch > c.buffer_size:
       _fail("mle_batch", c.mle_batch, f"larger than buffer_size = {c.buffer_size}")
-    if c.mg_rollouts < 2 and c.algo == "mg" and c.estimator == "score":
-      _fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
-  if c.algo == "mbpo":
+  if c.mg_rollouts < 2 and c.algo in ("mg", "mg-sac") and c.estimator == "score":
+    _fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
+  if c.uses_sac:
     _validate_mbpo(c)
   return c
 

@@ -124,8 +124,9 @@ class _Progress:
 
 def _watched(c: Config) -> list[str]:
   """The losses a config computes; a non-finite value of any of them is a blow-up."""
-  if c.algo == "mbpo":
-    return ["critic_loss", "actor_loss", "model_nll"]
+  if c.uses_sac:
+    return ["critic_loss", "actor_loss", "model_nll"] + (
+        ["mg_loss"] if c.algo == "mg-sac" and c.mg_steps else [])
   names = ["policy_loss", "value_loss"]
   if c.uses_model:
     names.append("model_nll")

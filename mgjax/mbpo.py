@@ -13,6 +13,12 @@ buffer. One iteration covers num_envs·rollout_length real env steps (MBPO: 1·2
   3. `collect_and_update`: each real env step is stored and followed by
      updates_per_step·num_envs SAC updates on minibatches that mix `real_ratio` real rows
      with model rows.
+`--algo mg-sac` is the same loop with the MG model objective put on SAC's actor: after each
+`fit_ensemble`, `fit_model_mg` takes `mg_steps` steps of
+    L(φ) = −S-surrogate(ĝ_M(φ), g_R) + mle_weight · NLL(φ),
+where g_R is the actor-loss gradient on real buffer states and ĝ_M the same gradient on the
+states of `mg_horizon`-step elite rollouts from them (`mgjax.actor_model_gradient_loss`).
+Both algorithms log cos(ĝ_M, g_R) of the fitted ensemble each round (`model_grad_cosine`).
 Like `train.make_trainer`, `make_trainer(config)` returns pure, vmappable init/chunk
 functions, so seeds run as one jitted program.
 """
@@ -26,14 +32,14 @@ import optax
 from flax import struct
 from jax.experimental import io_callback
 
-from mgjax import envs, networks, sac
+from mgjax import envs, model_gradient, networks, sac
 from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_add_masked, buffer_init,
                           buffer_sample, buffer_sample_recent)
 from mgjax.config import Config, validate
 from mgjax.networks import RunningStats
 from mgjax.train import (Trainer, adam, init_hparams, make_env, mean_episode_return,
                          set_learning_rate)
-from mgjax.types import Params, Transition
+from mgjax.types import Params, Policy, Transition
 
 HOLDOUT_EVERY = 5      # every 5th buffer slot is held out: MBPO's 20% split
 HOLDOUT_BATCH = 5000   # held-out rows scored per epoch (MBPO caps its holdout at 5000)
@@ -82,6 +88,17 @@ class MBPOComponents:
   def model(self, stats: RunningStats):
     # SAC actions are already in [-1, 1]: "clip" leaves them unchanged.
     return networks.make_model(self.model_net, stats, self.env.termination_fn, "clip")
+
+  def policy(self) -> Policy:
+    """The actor as an `mgjax.Policy` over tanh-squashed actions (reparameterised sample)."""
+    def sample(params, obs, key):
+      return sac.tanh_gaussian_sample(*self.actor_net.apply(params, obs), key)[0]
+
+    def log_prob(params, obs, action):
+      u = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
+      return sac.tanh_gaussian_log_prob(*self.actor_net.apply(params, obs), u)
+
+    return Policy(sample, log_prob)
 
 
 def _rounds_per_epoch(c: Config) -> int:
@@ -198,8 +215,7 @@ def fit_ensemble(comp: MBPOComponents, state: MBPOState, key: jax.Array):
   def train_step(t, carry):
     params, opt, k = carry
     k, sk = jax.random.split(k)
-    idx = _split_index(jax.random.randint(sk, (E, B), 0, n_train), False)
-    rows = jax.tree.map(lambda d: d[idx], data)
+    rows = _member_minibatches(comp, state, sk)
     grads = jax.grad(_ensemble_loss, argnums=2)(comp, stats, params, rows)
     updates, opt = comp.model_optimizer.update(grads, opt, params)
     return optax.apply_updates(params, updates), opt, k
@@ -227,6 +243,65 @@ def fit_ensemble(comp: MBPOComponents, state: MBPOState, key: jax.Array):
   elites = jnp.argsort(best_loss)[:c.elites]
   state = state.replace(model_params=best, model_opt=opt, elites=elites)
   return state, {"model_nll": jnp.mean(best_loss[elites]), "model_epochs": epochs}
+
+
+def _member_minibatches(comp: MBPOComponents, state: MBPOState, key: jax.Array):
+  """One minibatch [E, B] of the training split per member (the bootstrap of an ensemble)."""
+  c = comp.config
+  n_hold = (state.buffer.size + HOLDOUT_EVERY - 1) // HOLDOUT_EVERY
+  n_train = jnp.maximum(state.buffer.size - n_hold, 1)
+  idx = _split_index(
+      jax.random.randint(key, (c.ensemble_size, c.mle_batch), 0, n_train), False)
+  return jax.tree.map(lambda d: d[idx], state.buffer.data)
+
+
+def mg_loss(comp: MBPOComponents, state: MBPOState, params: Params, key: jax.Array):
+  """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics).
+
+  mg_rollouts·mg_horizon real buffer states give g_R, the SAC actor-loss gradient with the
+  current critics and α; the first mg_rollouts of them start the mg_horizon-step rollouts
+  (a uniformly drawn elite per transition, as in `branched_rollouts`), so both sides average
+  the same number of states.
+  """
+  c = comp.config
+  skey, gkey, mkey = jax.random.split(key, 3)
+  real = buffer_sample(state.buffer, skey, c.mg_rollouts * c.mg_horizon)["obs"]
+  objective = functools.partial(sac.actor_objective, q_params=state.sac.q,
+                                log_alpha=state.sac.log_alpha, q_fn=comp.q_net.apply,
+                                actor_fn=comp.actor_net.apply)
+  actor_loss = lambda p, obs, k: objective(p, obs, k)[0]
+  real_grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=actor_loss, obs=real,
+                                            key=gkey)
+  elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
+  return model_gradient.actor_model_gradient_loss(
+      elite_params, policy_params=state.sac.actor, real_grad=real_grad,
+      start_obs=real[:c.mg_rollouts], key=mkey, policy=comp.policy(),
+      model=comp.model(state.obs_stats), actor_loss=actor_loss, horizon=c.mg_horizon,
+      similarity=c.similarity, estimator=c.estimator)
+
+
+def fit_model_mg(comp: MBPOComponents, state: MBPOState, key: jax.Array):
+  """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
+  ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
+  them). As in `train.fit_model_mg`, the MG term's gradient is clipped to a global norm of
+  mg_max_grad_norm before the terms are added. Returns (state, (mean loss, mean MG norm))."""
+  def step(s, k):
+    mkey, bkey = jax.random.split(k)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
+        comp, s, s.model_params, mkey)
+    nll, g_nll = jax.value_and_grad(_ensemble_loss, argnums=2)(
+        comp, s.obs_stats, s.model_params, _member_minibatches(comp, s, bkey))
+    mg_norm = optax.tree.norm(g_mg)
+    max_norm, mle_weight = s.hparams["mg_max_grad_norm"], s.hparams["mle_weight"]
+    scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (mg_norm + 1e-8)), 1.0)
+    grads = jax.tree.map(lambda a, b: scale * a + mle_weight * b, g_mg, g_nll)
+    updates, opt = comp.model_optimizer.update(grads, s.model_opt, s.model_params)
+    s = s.replace(model_params=optax.apply_updates(s.model_params, updates), model_opt=opt)
+    return s, (mg + mle_weight * nll, mg_norm)
+
+  state, (loss, mg_norm) = jax.lax.scan(step, state,
+                                        jax.random.split(key, comp.config.mg_steps))
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))
 
 
 def _sample_action(comp: MBPOComponents, actor_params: Params, obs: jax.Array,
@@ -317,12 +392,19 @@ def evaluate(comp: MBPOComponents, state: MBPOState, key: jax.Array) -> dict[str
 
 # ------------------------------------------------------------------------------ the loop
 def iteration(comp: MBPOComponents, state: MBPOState, progress: Callable | None = None):
-  """Model round (fit, elites, rollouts) then rollout_length env steps with SAC updates."""
+  """Model round (fit, elites, mg-sac's MG steps, rollouts) then rollout_length env steps
+  with SAC updates."""
   c = comp.config
   key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
   epoch = (state.env_steps - c.initial_steps) // EPOCH_LENGTH
   length = rollout_length(epoch, c.rollout_schedule)
   state, metrics = fit_ensemble(comp, state, fkey)
+  # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
+  if c.algo == "mg-sac" and c.mg_steps:
+    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
+        comp, state, jax.random.fold_in(state.key, 1))
+  _, alignment = mg_loss(comp, state, state.model_params, jax.random.fold_in(state.key, 2))
+  metrics["model_grad_cosine"] = alignment["cosine"]  # computed, not optimised, for mbpo
   state = branched_rollouts(comp, state.replace(key=key), rkey, length)
   window = c.rollout_batch * length * _rounds_per_epoch(c) * c.model_retain_epochs
   state = state.replace(env_state=comp.train_env.refresh_resets(state.env_state, ekey))

@@ -131,10 +131,7 @@ def model_gradient_loss(
     metrics["model_grad"] = ĝ_M itself (shaped like policy_params), norms of ĝ_M and g_R,
     mean model reward and the fraction of steps alive.
   """
-  if similarity not in SIMILARITIES:
-    raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"estimator={estimator!r}: unknown; choose one of {ESTIMATORS}")
+  _check_options(similarity, estimator)
   pathwise = estimator == "pathwise"
   real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
   policy_params = jax.lax.stop_gradient(policy_params)
@@ -169,29 +166,155 @@ def model_gradient_loss(
   w = w.reshape(horizon, n)
   per_traj = jnp.sum(alive * w * advantages, axis=0) / horizon  # F(τ), [N]
 
-  if pathwise:
-    surrogate = jnp.mean(per_traj)
-  else:
-    f = jax.lax.stop_gradient(per_traj)
-    b = (jnp.sum(f) - f) / max(n - 1, 1) if (baseline and n > 1) else 0.0
-    log_m = jax.vmap(jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)),
-                     in_axes=(None, 0, 0, 0, 0))(
-                         model_params, *jax.lax.stop_gradient(
-                             (obs[:-1], actions, obs[1:], rewards)))
-    surrogate = jnp.mean((f - b) * jnp.sum(alive * log_m, axis=0))
+  surrogate = jnp.mean(per_traj) if pathwise else _score_surrogate(
+      model, model_params, per_traj, obs, actions, rewards, alive, baseline)
   # Value −S, gradient −∇surrogate.
   loss = -sim - (surrogate - jax.lax.stop_gradient(surrogate))
 
+  return loss, jax.tree.map(jax.lax.stop_gradient,
+                            _metrics(g_model, real_grad, sim, rewards, alive, alive))
+
+
+# ------------------------------------------------------------------------------------------
+# Off-policy actors (SAC, DDPG, TD3): the policy objective is a per-state loss ℓ(θ, s, ξ)
+# averaged over replay states, so the model enters ĝ_M only through the states it generates.
+
+StateLoss = Callable[[Params, jax.Array, jax.Array], jax.Array]
+
+
+def actor_gradient(policy_params: Params, *, actor_loss: StateLoss, obs: jax.Array,
+                   key: jax.Array) -> Params:
+  """∇_θ mean_b ℓ(θ, s_b, key_b) with keys jax.random.split(key, B).
+
+  Args:
+    policy_params: θ.
+    actor_loss: ℓ(policy_params, obs, key) -> scalar, the per-state policy objective (SAC:
+      α log π(a|s) − min_j Q_j(s, a) with a reparameterised by key; critics held fixed).
+    obs: [B, ...] states, treated as data.
+  Returns:
+    A pytree shaped like `policy_params`.
+  """
+  obs = jax.lax.stop_gradient(obs)  # states are data: the θ-derivative sees only ℓ.
+  keys = jax.random.split(key, obs.shape[0])
+
+  def mean_loss(params):
+    return jnp.mean(jax.vmap(actor_loss, in_axes=(None, 0, 0))(params, obs, keys))
+
+  return jax.grad(mean_loss)(policy_params)
+
+
+def actor_model_gradient_loss(
+    model_params: Params, *, policy_params: Params, real_grad: Params,
+    start_obs: jax.Array, key: jax.Array, policy: Policy, model: Model,
+    actor_loss: StateLoss, horizon: int, similarity: str = "cosine",
+    estimator: str = "pathwise", baseline: bool = True) -> tuple[jax.Array, dict[str, Any]]:
+  """Model-gradient loss for an off-policy actor: −jax.grad of it w.r.t. φ estimates
+  ∇_φ S(ĝ_M(φ), g_R) where ĝ_M is the actor-loss gradient on the states M_φ generates.
+
+  One H-step rollout of π_θ per row of start_obs ([N, ...]) gives the generated states
+  s_1..s_H with masks m_t = 1 while the rollout goes on: a state the model predicts terminal,
+  and every state after it, gets 0 (the actor never acts in them, neither in a replay
+  buffer's `obs` nor in the real data g_R is computed on), and
+
+    ĝ_M = ∇_θ (1/(N H)) Σ_τ Σ_{t=1..H} m_t ℓ(θ, s_t, ξ_t)   (ξ_t fixed keys; the real start
+                                                            states s_0 do not depend on φ)
+    u   = ∂S/∂g at g = ĝ_M   (held fixed)
+    w_t = ⟨∇_θ ℓ(θ, s_t, ξ_t), u⟩                          (one jvp for the batch)
+    F(τ) = (1/H) Σ_t m_t w_t,   so ⟨ĝ_M, u⟩ = mean_τ F(τ).
+
+  `pathwise` (default): ∇_φ mean_τ F(τ) through the reparameterised rollout, s_t = s_t(φ).
+  `score`: mean_τ[(F(τ) − b_τ) Σ_t alive_t ∇_φ log M_φ(s_{t+1}, r_t|s_t, a_t)], b_τ the
+  leave-one-out mean of F (`baseline=False`: b = 0).
+  g_R is `actor_gradient` on real states; it must use the same ℓ (and the same scale).
+
+  Args:
+    model_params: φ, the argument to differentiate.
+    policy_params: θ (constant here); the rollout acts with policy.sample, which for
+      `pathwise` must be differentiable in the observation (reparameterised).
+    real_grad: g_R, a pytree shaped like policy_params (constant).
+    start_obs: [N, ...] real start states. key: PRNG key for the rollout and for ξ.
+    policy, model: pure unbatched functions (`mgjax.Policy`, `mgjax.Model`).
+    actor_loss: ℓ(policy_params, obs, key) -> scalar, as in `actor_gradient`.
+    horizon: H. similarity: "cosine" (default), "inner" or "l2".
+    estimator: "pathwise" or "score".
+  Returns:
+    (loss, metrics): the loss has value −S(ĝ_M, g_R); metrics as `model_gradient_loss`'s
+    (cosine, similarity, model_grad = ĝ_M, its norm and g_R's, mean model reward,
+    alive_fraction = mean of m_t).
+  """
+  _check_options(similarity, estimator)
+  pathwise = estimator == "pathwise"
+  real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
+  policy_params = jax.lax.stop_gradient(policy_params)
+
+  rollout_key, loss_key = jax.random.split(key)
+  # score: the rollout is data, its dependence on φ enters only through log M below.
+  rollout_params = model_params if pathwise else jax.lax.stop_gradient(model_params)
+  obs, actions, rewards, dones, alive = rollout(
+      rollout_params, policy_params, start_obs, rollout_key, policy=policy, model=model,
+      horizon=horizon)
+  n = start_obs.shape[0]
+  mask = alive * (1.0 - dones)  # s_{t+1} is acted in iff step t was alive and not terminal
+  states = obs[1:].reshape((horizon * n,) + obs.shape[2:])
+  keys = jax.random.split(loss_key, horizon * n)
+
+  def losses(params, s):
+    return jax.vmap(actor_loss, in_axes=(None, 0, 0))(params, s, keys)
+
+  # ĝ_M at the sampled states (its value only; φ enters through the surrogates below).
+  data = jax.lax.stop_gradient(states)
+  weights = mask.reshape(-1)
+  g_model = jax.grad(lambda p: jnp.sum(weights * losses(p, data)) / (horizon * n))(
+      policy_params)
+  sim = similarity_value(g_model, real_grad, similarity)
+  u = jax.lax.stop_gradient(
+      jax.grad(similarity_value)(g_model, real_grad, similarity))  # ∂S/∂g, held fixed.
+
+  # w_t = ⟨∇_θ ℓ(θ, s_t, ξ_t), u⟩ for all N·H states in one forward-mode pass; for pathwise
+  # the states stay functions of φ.
+  s_w = states if pathwise else data
+  _, w = jax.jvp(lambda p: losses(p, s_w), (policy_params,), (u,))
+  per_traj = jnp.sum(mask * w.reshape(horizon, n), axis=0) / horizon  # F(τ), [N]
+
+  surrogate = jnp.mean(per_traj) if pathwise else _score_surrogate(
+      model, model_params, per_traj, obs, actions, rewards, alive, baseline)
+  # Value −S, gradient −∇surrogate.
+  loss = -sim - (surrogate - jax.lax.stop_gradient(surrogate))
+  return loss, jax.tree.map(jax.lax.stop_gradient,
+                            _metrics(g_model, real_grad, sim, rewards, alive, mask))
+
+
+def _check_options(similarity: str, estimator: str) -> None:
+  if similarity not in SIMILARITIES:
+    raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"estimator={estimator!r}: unknown; choose one of {ESTIMATORS}")
+
+
+def _score_surrogate(model: Model, model_params: Params, per_traj: jax.Array, obs, actions,
+                     rewards, alive, baseline: bool) -> jax.Array:
+  """mean_τ[(F(τ) − b_τ) Σ_t alive_t log M_φ(s_{t+1}, r_t|s_t, a_t)]: its φ-gradient is the
+  score-function estimate of ∇_φ E[F]. b_τ is the leave-one-out mean of F (unbiased)."""
+  n = per_traj.shape[0]
+  f = jax.lax.stop_gradient(per_traj)
+  b = (jnp.sum(f) - f) / max(n - 1, 1) if (baseline and n > 1) else 0.0
+  # The sampled transitions are data; φ enters only through log M.
+  log_m = jax.vmap(jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)),
+                   in_axes=(None, 0, 0, 0, 0))(
+                       model_params, *jax.lax.stop_gradient((obs[:-1], actions, obs[1:],
+                                                             rewards)))
+  return jnp.mean((f - b) * jnp.sum(alive * log_m, axis=0))
+
+
+def _metrics(g_model, real_grad, sim, rewards, alive, mask) -> dict[str, Any]:
   g_norm = jnp.sqrt(_vdot(g_model, g_model))
   r_norm = jnp.sqrt(_vdot(real_grad, real_grad))
-  metrics = {
+  return {
       "cosine": _vdot(g_model, real_grad) / (g_norm * r_norm + _EPS),
       "similarity": sim,
       "model_grad_norm": g_norm,
       "model_grad": g_model,
       "real_grad_norm": r_norm,
       "model_reward": jnp.sum(alive * rewards) / jnp.maximum(jnp.sum(alive), 1.0),
-      "alive_fraction": jnp.mean(alive),
+      "alive_fraction": jnp.mean(mask),
   }
-  return loss, jax.tree.map(jax.lax.stop_gradient, metrics)
-

@@ -7,6 +7,7 @@ observation normalisation or anything else:
   q_fn(q_params, obs, action) -> [num_q]          actor_fn(actor_params, obs) -> (mean, log_std)
 Batched inputs carry a leading axis [B]; the losses vmap inside.
 """
+import functools
 import math
 from typing import Callable, NamedTuple, Sequence
 
@@ -134,6 +135,22 @@ def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Para
   return loss, {"q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
 
 
+def actor_objective(actor_params: Params, obs: jax.Array, key: jax.Array, *,
+                    q_params: Params, log_alpha: jax.Array, q_fn: QFn,
+                    actor_fn: ActorFn) -> tuple[jax.Array, jax.Array]:
+  """One state's policy objective  α log π(a|s) − min_j Q_j(s, a), a = tanh(μ(s) + σ(s) ε)
+  reparameterised by key -> (objective, log π(a|s)). Unbatched: obs [D].
+
+  `actor_loss` is its batch mean; as a per-state loss ℓ(θ, s, key) it is what
+  `mgjax.actor_gradient` and `mgjax.actor_model_gradient_loss` take (mg-sac).
+  """
+  mean, log_std = actor_fn(actor_params, obs)
+  action, log_prob = tanh_gaussian_sample(mean, log_std, key)
+  # α is the temperature's own business (alpha_loss); here it is a constant.
+  alpha = jax.lax.stop_gradient(jnp.exp(log_alpha))
+  return alpha * log_prob - jnp.min(q_fn(q_params, obs, action)), log_prob
+
+
 def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
                obs: jax.Array, key: jax.Array, q_fn: QFn,
                actor_fn: ActorFn) -> tuple[jax.Array, dict]:
@@ -144,13 +161,12 @@ def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
   Gradients reach Q's parameters only if a caller differentiates w.r.t. q_params.
   """
   chex.assert_rank(obs, 2)
-  action, log_prob = _sample_actions(actor_fn, actor_params, obs, key)
-  q = jax.vmap(q_fn, in_axes=(None, 0, 0))(q_params, obs, action)
-  # α is the temperature's own business (alpha_loss); here it is a constant.
-  alpha = jax.lax.stop_gradient(jnp.exp(log_alpha))
-  loss = jnp.mean(alpha * log_prob - jnp.min(q, axis=-1))
+  objective = functools.partial(actor_objective, q_params=q_params, log_alpha=log_alpha,
+                                q_fn=q_fn, actor_fn=actor_fn)
+  values, log_prob = jax.vmap(objective, in_axes=(None, 0, 0))(
+      actor_params, obs, jax.random.split(key, obs.shape[0]))
   mean_log_prob = jnp.mean(log_prob)
-  return loss, {"entropy": -mean_log_prob, "log_prob": mean_log_prob}
+  return jnp.mean(values), {"entropy": -mean_log_prob, "log_prob": mean_log_prob}
 
 
 def alpha_loss(log_alpha: jax.Array, *, log_prob: jax.Array,

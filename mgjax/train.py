@@ -441,7 +441,7 @@ class Trainer(NamedTuple):
 
 def make_trainer(config: Config, progress: Callable | None = None,
                  env_info: envs.EnvInfo | None = None) -> Trainer:
-  if config.algo == "mbpo":
+  if config.uses_sac:
     from mgjax import mbpo  # imports this module
     return mbpo.make_trainer(config, progress, env_info)
   comp = make_components(config, env_info)

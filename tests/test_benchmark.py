@@ -53,7 +53,7 @@ def smoke(tmp_path_factory):
 def test_smoke_suite_writes_every_cell(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"
-  for algo in ("mg", "mle", "ppo", "mbpo"):
+  for algo in ("mg", "mle", "ppo", "mbpo", "mg-sac"):
     summary = json.loads((suite / f"{algo}-pointmass" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["seeds"] == [0, 1]
     assert not (suite / f"{algo}-pointmass" / "checkpoint").exists()  # checkpoints stay in runs/
@@ -61,11 +61,13 @@ def test_smoke_suite_writes_every_cell(smoke):
   with open(suite / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512), and mbpo's
-  # 1024 exploration steps + 8 chunks of 4 x 128 steps.
+  # and mg-sac's 1024 exploration steps + 8 chunks of 4 x 128 steps.
   mbpo_steps = [str(1024 + 512 * k) for k in range(1, 9)]
   assert sorted((r["algo"], r["seed"], r["env_steps"]) for r in rows) == sorted(
       [(a, s, t) for a in ("mg", "mle", "ppo") for s in ("0", "1") for t in ("2560", "5120")]
-      + [("mbpo", s, t) for s in ("0", "1") for t in mbpo_steps])
+      + [(a, s, t) for a in ("mbpo", "mg-sac") for s in ("0", "1") for t in mbpo_steps])
+  # cos(ĝ_M, g_R) is logged for every algorithm with a model.
+  assert all(r["model_grad_cosine"] != "" for r in rows if r["algo"] != "ppo")
 
 
 def test_smoke_suite_resumes_without_rerunning(smoke):
@@ -73,7 +75,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
               "--runs", str(base / "runs"))
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.count("done, skipped") == 4
+  assert proc.stdout.count("done, skipped") == 5
   assert "compiled" not in proc.stdout
 
 
@@ -108,7 +110,7 @@ def test_plot_renders_the_smoke_suite(smoke):
     assert (suite / name).stat().st_size > 0, name
   with open(suite / "table.csv", newline="") as f:
     table = list(csv.DictReader(f))
-  assert {r["algo"] for r in table} == {"mg", "mle", "ppo", "mbpo"}
+  assert {r["algo"] for r in table} == {"mg", "mle", "ppo", "mbpo", "mg-sac"}
   for r in table:
     assert float(r["ci_low"]) <= float(r["iqm"]) <= float(r["ci_high"])
 

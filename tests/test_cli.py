@@ -204,14 +204,15 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
     for r in mine:
       assert math.isfinite(float(r["eval_return"])), r
       assert float(r["wall_time_s"]) >= 0
-      if algo == "mg":
+      if algo in ("mg", "mbpo", "mg-sac"):
         cosine = float(r["model_grad_cosine"])  # non-empty
         assert -1.0 - 1e-5 <= cosine <= 1.0 + 1e-5, r
-      if algo in ("mg", "mle", "mbpo"):
+      if algo != "ppo":
         assert math.isfinite(float(r["model_nll"])), r
-      if algo == "mbpo":
+      if algo in ("mbpo", "mg-sac"):
         assert all(math.isfinite(float(r[c])) for c in MBPO_COLUMNS), r
-        assert r["model_grad_cosine"] == r["mg_loss"] == r["policy_loss"] == "", r
+        assert r["policy_loss"] == "", r
+        assert (r["mg_loss"] == "") == (algo == "mbpo"), r
       elif algo == "ppo":
         assert all(r[c] == "" for c in MODEL_COLUMNS if c in r), r
     last[seed] = float(mine[-1]["eval_return"])
@@ -239,7 +240,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
   like = jax.eval_shape(jax.vmap(trainer.init), keys)
   state = outputs.restore_checkpoint(out / "checkpoint", like)
-  policy = jax.tree.leaves(state.sac.actor if algo == "mbpo" else state.agent_params["policy"])
+  policy = jax.tree.leaves(state.sac.actor if config.uses_sac else state.agent_params["policy"])
   assert policy
   for leaf in policy:
     leaf = np.asarray(leaf)
@@ -319,13 +320,15 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
   assert summary["seeds"] == [3, 4]
 
 
-def test_mbpo_pointmass_run(tmp_path):
+@pytest.mark.parametrize("algo", ["mbpo", "mg-sac"])
+def test_mbpo_pointmass_run(tmp_path, algo):
   out = tmp_path / "run"
-  proc = train("--algo", "mbpo", "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
-               *MBPO_SMALL, "--out", out)
+  mg = ("--mg-rollouts", "16", "--mg-horizon", "3", "--mg-steps", "1") if algo == "mg-sac" else ()
+  proc = train("--algo", algo, "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
+               *MBPO_SMALL, *mg, "--out", out)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
-  check_outputs(out, algo="mbpo", env="pointmass", seeds=[0, 1],
+  check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
                 flags={"num_envs": 1, "rollout_length": 25, "exploration_steps": 200,
                        "ensemble_size": 3, "rollout_schedule": (0, 1, 1, 3)})
 

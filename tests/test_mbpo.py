@@ -27,6 +27,8 @@ _SMALL = dict(algo="mbpo", env="pointmass", exploration_steps=500, rollout_lengt
               sac_learning_rate=1e-3)
 _E2E_STEPS = 5000  # 500 random + 9 chunks of 10 iterations x 50 steps
 _SEEDS = 2
+_Z = 4.0  # standard errors
+_MG = dict(mg_rollouts=32, mg_horizon=3, mg_steps=2)  # mg-sac's MG stage, small
 
 
 # ------------------------------------------------------------------------- pure pieces
@@ -85,6 +87,16 @@ def test_mbpo_presets_follow_the_published_settings():
   assert preset("mg", "hopper") == {} and make_config(algo="mg") == Config(algo="mg")
   # 5000 random steps, then (100000 - 5000) / (250 · 4) = 95 chunks.
   assert c.num_chunks == 95 and c.env_steps == 100_000
+
+
+def test_mg_sac_takes_mbpo_presets_and_the_pathwise_estimator():
+  c = make_config(algo="mg-sac", env="hopper")
+  mbpo_config = make_config(algo="mbpo", env="hopper")
+  assert dataclasses.replace(c, algo="mbpo", estimator=mbpo_config.estimator) == mbpo_config
+  assert c.estimator == "pathwise" and c.uses_sac and not c.uses_model
+  assert make_config(algo="mg-sac", estimator="score").estimator == "score"
+  with pytest.raises(ConfigError, match="mg_rollouts=1"):
+    make_config(algo="mg-sac", env="hopper", estimator="score", mg_rollouts=1)
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -196,9 +208,8 @@ def test_sac_batch_mixes_real_and_model_rows(explored):
 
 
 # ------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def e2e():
-  trainer = train.make_trainer(make_config(**_SMALL, total_steps=_E2E_STEPS))
+def _run(config):
+  trainer = train.make_trainer(config)
   keys = jax.vmap(jax.random.key)(jnp.arange(_SEEDS, dtype=jnp.uint32))
   state = jax.jit(jax.vmap(trainer.init))(keys)
 
@@ -214,8 +225,19 @@ def e2e():
   return trainer, state, jax.tree.map(lambda *x: np.stack(x, 1), *metrics)
 
 
-def test_mbpo_improves_return_on_pointmass(e2e):
-  trainer, state, metrics = e2e
+@pytest.fixture(scope="module")
+def e2e():
+  return _run(make_config(**_SMALL, total_steps=_E2E_STEPS))
+
+
+@pytest.fixture(scope="module")
+def e2e_mg_sac():
+  return _run(make_config(**{**_SMALL, "algo": "mg-sac"}, **_MG, total_steps=_E2E_STEPS))
+
+
+@pytest.mark.parametrize("run", ["e2e", "e2e_mg_sac"])
+def test_mbpo_improves_return_on_pointmass(run, request):
+  trainer, state, metrics = request.getfixturevalue(run)
   assert trainer.num_chunks == 9 and np.asarray(state.env_steps).tolist() == [5000] * _SEEDS
   returns = metrics["eval"]["eval_return"]  # [seeds, chunks]
   assert np.all(np.isfinite(returns))
@@ -231,9 +253,42 @@ def test_mbpo_metrics_and_schedule(e2e):
   it = metrics["iterations"]
   for name in ("critic_loss", "actor_loss", "alpha", "q_mean", "model_nll", "entropy"):
     assert np.all(np.isfinite(it[name])), name
+  # The alignment diagnostic is computed for mbpo too; the MG stage is mg-sac's only.
+  assert np.all(np.abs(it["model_grad_cosine"]) <= 1.0)
+  assert "mg_loss" not in it
   # Schedule (0, 2, 1, 5): length 1 in epoch 0, 3 in epoch 1, 5 from epoch 2 on.
   lengths = it["rollout_length"][0].reshape(-1)
   assert lengths[0] == 1 and lengths[-1] == 5 and np.all(np.diff(lengths) >= 0)
   assert np.all(it["alpha"][:, -1] < 1.0)  # the temperature adapts down from 1
   seeds_differ = [not np.array_equal(x[0], x[1]) for x in jax.tree.leaves(state.sac)]
   assert any(seeds_differ)
+
+
+def test_mg_sac_metrics(e2e_mg_sac):
+  _, _, metrics = e2e_mg_sac
+  it = metrics["iterations"]
+  for name in ("mg_loss", "mg_grad_norm", "model_grad_cosine", "critic_loss", "model_nll"):
+    assert np.all(np.isfinite(it[name])), name
+  assert np.all(np.abs(it["model_grad_cosine"]) <= 1.0)
+  assert np.all(it["mg_grad_norm"] > 0)
+
+
+def test_mg_steps_raise_the_alignment(e2e_mg_sac):
+  """From the trained mg-sac state, pure MG steps (mle_weight = 0) raise cos(ĝ_M, g_R) on
+  held-fixed evaluation keys (common random numbers: same start states and noise)."""
+  trainer, state, _ = e2e_mg_sac
+  comp = mbpo.make_components(make_config(**{**_SMALL, "algo": "mg-sac"}, **{
+      **_MG, "mg_steps": 20, "mle_weight": 0.0}, total_steps=_E2E_STEPS))
+  state = jax.tree.map(lambda x: x[0], state)
+  state = state.replace(hparams={**state.hparams, "mle_weight": jnp.float32(0.0)})
+
+  @jax.jit
+  def alignment(s):
+    keys = jax.random.split(jax.random.key(7), 16)
+    return jax.vmap(lambda k: mbpo.mg_loss(comp, s, s.model_params, k)[1]["cosine"])(keys)
+
+  before = alignment(state)
+  after = alignment(jax.jit(lambda s: mbpo.fit_model_mg(comp, s, jax.random.key(8))[0])(state))
+  diff = after - before
+  se = np.std(diff, ddof=1) / np.sqrt(diff.size)
+  assert np.mean(diff) > _Z * se, (before, after)

@@ -26,12 +26,15 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import mgjax
+from gradcheck import Z as _Z
+from gradcheck import assert_mean_close as _assert_mean_close
+from gradcheck import cos as _cos
+from gradcheck import flat as _flat
+from gradcheck import gaussian_log_prob, linear_gaussian_policy, linear_model_params
+from gradcheck import rms_standard_error as _rms_standard_error
+from gradcheck import similarity as _similarity
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-
-# Tolerance in standard errors: a Gaussian scalar exceeds 4 SE with probability 6e-5. A vector
-# error is compared with the RMS standard error √(tr Σ / K), which is no more likely to exceed.
-_Z = 4.0
 
 
 def _zero_value(value_params, obs):
@@ -61,22 +64,6 @@ class Problem(NamedTuple):
 def _return_gradient(exact_return, horizon):
   """With γ = λ = 1 and V ≡ 0, E[ĝ_M] = ∇_θ J_H(θ, φ) / H."""
   return lambda theta, phi: _flat(jax.grad(exact_return)(theta, phi)) / horizon
-
-
-def _flat(tree):
-  return ravel_pytree(tree)[0]
-
-
-def _cos(a, b):
-  return a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
-
-
-def _similarity(g, g_real, similarity):
-  if similarity == "inner":
-    return g @ g_real
-  if similarity == "cosine":
-    return _cos(g, g_real)
-  return -jnp.sum((g - g_real) ** 2)
 
 
 def _exact_policy_grad(problem, model_params):
@@ -167,23 +154,9 @@ def _check_policy_grads_and_cosine_metric(problem, policy_grads, inner, cosines,
   assert abs(jnp.mean(cosines) - exact - bias) <= _Z * se, (float(jnp.mean(cosines)), float(exact))
 
 
-def _rms_standard_error(samples):
-  """RMS error of the mean of `samples` [K, d] over its d components: √(tr Σ̂ / K)."""
-  num = samples.shape[0]
-  return jnp.sqrt(jnp.sum(jnp.var(samples, axis=0, ddof=1)) / num)
-
-
 def _baseline_allowance(exact, num_rollouts):
   """A batch-mean baseline that includes the sample itself scales the mean by (1 − 1/N)."""
   return jnp.linalg.norm(exact) / num_rollouts
-
-
-def _assert_mean_close(samples, exact, extra_tol=0.0):
-  """|mean − exact| within _Z RMS standard errors (plus a stated deterministic allowance)."""
-  err = jnp.linalg.norm(jnp.mean(samples, axis=0) - exact)
-  se = _rms_standard_error(samples)
-  assert err <= _Z * se + extra_tol, (float(err), float(se), float(jnp.linalg.norm(exact)))
-  return err, se
 
 
 # ------------------------------------------------------------------------------------------
@@ -404,21 +377,6 @@ _LQ_NUM_ROLLOUTS = 16384
 _LQ_NUM_KEYS = 64
 
 
-def _gaussian_log_prob(x, mean, std):
-  return jnp.sum(-0.5 * ((x - mean) / std) ** 2 - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi))
-
-
-def _lq_policy():
-  """a = k s + σ_π ξ; θ = {"k", "log_std"} scalars; obs and action have shape [1]."""
-  def sample(theta, obs, key):
-    return theta["k"] * obs + jnp.exp(theta["log_std"]) * jax.random.normal(key, obs.shape)
-
-  def log_prob(theta, obs, action):
-    return _gaussian_log_prob(action, theta["k"] * obs, jnp.exp(theta["log_std"]))
-
-  return mgjax.Policy(sample=sample, log_prob=log_prob)
-
-
 def _lq_model():
   """s' = α s + β a + σ ε; φ = {"alpha", "beta", "log_sigma"}; known reward, done ≡ 0."""
   def sample(phi, obs, action, key):
@@ -429,7 +387,7 @@ def _lq_model():
 
   def log_prob(phi, obs, action, next_obs, reward):
     del reward  # deterministic given (s, a) and independent of φ
-    return _gaussian_log_prob(next_obs, phi["alpha"] * obs + phi["beta"] * action,
+    return gaussian_log_prob(next_obs, phi["alpha"] * obs + phi["beta"] * action,
                               jnp.exp(phi["log_sigma"]))
 
   return mgjax.Model(sample=sample, log_prob=log_prob)
@@ -451,18 +409,13 @@ def lq_return(theta, phi, second_moment, horizon):
   return jnp.sum(rewards)
 
 
-def _lq_params(alpha, beta, sigma):
-  return {"alpha": jnp.array(alpha), "beta": jnp.array(beta),
-          "log_sigma": jnp.log(jnp.array(sigma))}
-
-
 @pytest.fixture(scope="module")
 def linear_gaussian():
   # θ needs two components: in one dimension the cosine similarity is ±1.
   theta = {"k": jnp.array(-0.3), "log_std": jnp.log(jnp.array(0.5))}
-  phi = _lq_params(0.8, 0.5, 0.3)
+  phi = linear_model_params(0.8, 0.5, 0.3)
   # The real system's control gain has the opposite sign: cos(g_M, g_R) ≈ −0.54.
-  phi_real = _lq_params(1.0, -0.5, 0.3)
+  phi_real = linear_model_params(1.0, -0.5, 0.3)
   start_obs = 1.0 + 0.5 * jax.random.normal(jax.random.key(10), (_LQ_NUM_ROLLOUTS, 1))
   # J_H depends on the start states only through E[s_0²]; use the empirical one exactly.
   second_moment = jnp.mean(start_obs**2)
@@ -471,7 +424,7 @@ def linear_gaussian():
     return lq_return(theta, phi, second_moment, _LQ_HORIZON)
 
   real_grad = jax.tree.map(lambda g: g / _LQ_HORIZON, jax.grad(exact_return)(theta, phi_real))
-  return Problem(_lq_policy(), _lq_model(), theta, phi, real_grad, start_obs, _LQ_HORIZON,
+  return Problem(linear_gaussian_policy(), _lq_model(), theta, phi, real_grad, start_obs, _LQ_HORIZON,
                  _return_gradient(exact_return, _LQ_HORIZON), exact_return)
 
 
@@ -594,7 +547,7 @@ def test_policy_gradient_softmax_by_hand():
 
 
 def test_policy_gradient_gaussian_pytree():
-  policy = _lq_policy()
+  policy = linear_gaussian_policy()
   theta = {"k": jnp.array(0.7), "log_std": jnp.log(jnp.array(0.4))}
   obs_key, action_key, adv_key = jax.random.split(jax.random.key(20), 3)
   obs = jax.random.normal(obs_key, (16, 1))

@@ -1,4 +1,4 @@
-"""The README's library example runs as written."""
+"""The README's library examples run as written (the second continues the first)."""
 import pathlib
 import re
 
@@ -7,10 +7,12 @@ def test_readme_example_runs(capsys):
   text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
   blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
             if "model_gradient_loss" in b]
-  assert len(blocks) == 1, "README should have one example reusing model_gradient_loss"
-  exec(compile(blocks[0], "README.md", "exec"), {})
+  assert len(blocks) == 2, "README: one example of model_gradient_loss, one of the actor's"
+  namespace = {}
+  for block in blocks:
+    exec(compile(block, "README.md", "exec"), namespace)
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 3
+  assert len(lines) == 4 and lines[-1].startswith("actor ")
   for line in lines:
     cosine = float(line.split()[1])
     assert -1.0 <= cosine <= 1.0
