@@ -4,7 +4,8 @@
 
 - learning_curves.png: eval return vs env steps per env, IQM over seeds with a 95%
   bootstrap CI band;
-- alignment.png: model_grad_cosine vs env steps for mg and mle (IQM and CI);
+- alignment.png: model_grad_cosine vs env steps for mg and mle (IQM and CI), and
+  alignment_sac.png the same for mbpo and mg-sac (cosine of SAC actor-loss gradients);
 - aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
   algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps;
 - table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
@@ -181,12 +182,18 @@ def main(argv=None) -> int:
   data = load(out / "metrics.csv")
   plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
                        name="learning_curves.png")
-  if any(a in ("mg", "mle") for _, a in data):
-    plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
-                         algos=[a for a in ("mg", "mle")], name="alignment.png")
+  written = ["learning_curves.png"]
+  # PPO's policy gradient (mg, mle) and SAC's actor-loss gradient (mbpo, mg-sac) are
+  # different quantities: one figure each.
+  for name, group, what in (("alignment.png", ("mg", "mle"), ""),
+                            ("alignment_sac.png", ("mbpo", "mg-sac"), "\n(SAC actor-loss gradients)")):
+    if any(a in group for _, a in data):
+      plot_learning_curves(data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}",
+                           algos=list(group), name=name)
+      written.append(name)
   plot_aggregate(data, out)
   table(data, out)
-  print(f"wrote learning_curves.png, alignment.png, aggregate.png, table.csv, table.md in {out}")
+  print(f"wrote {', '.join(written)}, aggregate.png, table.csv, table.md in {out}")
   return 0
 
 

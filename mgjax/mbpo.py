@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 from jax.experimental import io_callback
 
 from mgjax import envs, model_gradient, networks, sac
@@ -37,8 +38,8 @@ from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_add_masked, buffer_in
                           buffer_sample, buffer_sample_recent)
 from mgjax.config import Config, validate
 from mgjax.networks import RunningStats
-from mgjax.train import (Trainer, adam, init_hparams, make_env, mean_episode_return,
-                         set_learning_rate)
+from mgjax.train import (Trainer, adam, combine_model_grads, init_hparams, make_env,
+                         mean_episode_return, set_learning_rate)
 from mgjax.types import Params, Policy, Transition
 
 HOLDOUT_EVERY = 5      # every 5th buffer slot is held out: MBPO's 20% split
@@ -255,8 +256,17 @@ def _member_minibatches(comp: MBPOComponents, state: MBPOState, key: jax.Array):
   return jax.tree.map(lambda d: d[idx], state.buffer.data)
 
 
+def _actor_loss(comp: MBPOComponents, state: MBPOState):
+  """SAC's per-state actor objective ℓ(θ, s, key) with the current critics and α."""
+  objective = functools.partial(sac.actor_objective, q_params=state.sac.q,
+                                log_alpha=state.sac.log_alpha, q_fn=comp.q_net.apply,
+                                actor_fn=comp.actor_net.apply)
+  return lambda params, obs, key: objective(params, obs, key)[0]
+
+
 def mg_loss(comp: MBPOComponents, state: MBPOState, params: Params, key: jax.Array):
-  """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics).
+  """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics),
+  metrics["real_grad"] = g_R.
 
   mg_rollouts·mg_horizon real buffer states give g_R, the SAC actor-loss gradient with the
   current critics and α; the first mg_rollouts of them start the mg_horizon-step rollouts
@@ -266,18 +276,31 @@ def mg_loss(comp: MBPOComponents, state: MBPOState, params: Params, key: jax.Arr
   c = comp.config
   skey, gkey, mkey = jax.random.split(key, 3)
   real = buffer_sample(state.buffer, skey, c.mg_rollouts * c.mg_horizon)["obs"]
-  objective = functools.partial(sac.actor_objective, q_params=state.sac.q,
-                                log_alpha=state.sac.log_alpha, q_fn=comp.q_net.apply,
-                                actor_fn=comp.actor_net.apply)
-  actor_loss = lambda p, obs, k: objective(p, obs, k)[0]
+  actor_loss = _actor_loss(comp, state)
   real_grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=actor_loss, obs=real,
                                             key=gkey)
   elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
-  return model_gradient.actor_model_gradient_loss(
+  loss, metrics = model_gradient.actor_model_gradient_loss(
       elite_params, policy_params=state.sac.actor, real_grad=real_grad,
       start_obs=real[:c.mg_rollouts], key=mkey, policy=comp.policy(),
       model=comp.model(state.obs_stats), actor_loss=actor_loss, horizon=c.mg_horizon,
       similarity=c.similarity, estimator=c.estimator)
+  return loss, {**metrics, "real_grad": real_grad}
+
+
+def alignment_ceiling(comp: MBPOComponents, state: MBPOState, key: jax.Array) -> dict:
+  """cos(ĝ_M, g_R) (`mg_loss`'s) next to its noise ceiling cos(g_R', g_R), g_R' the
+  actor-loss gradient on as many other real buffer states, drawn independently: the
+  alignment a model would score whose states were fresh real data."""
+  c = comp.config
+  key, skey, gkey = jax.random.split(key, 3)
+  _, metrics = mg_loss(comp, state, state.model_params, key)
+  other = buffer_sample(state.buffer, skey, c.mg_rollouts * c.mg_horizon)["obs"]
+  g_other = model_gradient.actor_gradient(
+      state.sac.actor, actor_loss=_actor_loss(comp, state), obs=other, key=gkey)
+  a, b = (ravel_pytree(g)[0] for g in (g_other, metrics["real_grad"]))
+  return {"real_vs_real": a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)),
+          "model_vs_real": metrics["cosine"]}
 
 
 def fit_model_mg(comp: MBPOComponents, state: MBPOState, key: jax.Array):
@@ -291,13 +314,10 @@ def fit_model_mg(comp: MBPOComponents, state: MBPOState, key: jax.Array):
         comp, s, s.model_params, mkey)
     nll, g_nll = jax.value_and_grad(_ensemble_loss, argnums=2)(
         comp, s.obs_stats, s.model_params, _member_minibatches(comp, s, bkey))
-    mg_norm = optax.tree.norm(g_mg)
-    max_norm, mle_weight = s.hparams["mg_max_grad_norm"], s.hparams["mle_weight"]
-    scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (mg_norm + 1e-8)), 1.0)
-    grads = jax.tree.map(lambda a, b: scale * a + mle_weight * b, g_mg, g_nll)
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, s.hparams)
     updates, opt = comp.model_optimizer.update(grads, s.model_opt, s.model_params)
     s = s.replace(model_params=optax.apply_updates(s.model_params, updates), model_opt=opt)
-    return s, (mg + mle_weight * nll, mg_norm)
+    return s, (mg + s.hparams["mle_weight"] * nll, mg_norm)
 
   state, (loss, mg_norm) = jax.lax.scan(step, state,
                                         jax.random.split(key, comp.config.mg_steps))

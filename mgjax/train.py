@@ -240,6 +240,16 @@ def mg_loss(comp: Components, state: TrainState, params: Params, key: jax.Array,
       gae_lambda=c.gae_lambda, similarity=c.similarity, estimator=c.estimator)
 
 
+def combine_model_grads(g_mg: Params, g_nll: Params, hparams: dict) -> tuple[Params, jax.Array]:
+  """scale · g_mg + mle_weight · g_nll, scale clipping g_mg to a global norm of
+  mg_max_grad_norm (0: no clipping) -> (gradient, |g_mg|)."""
+  mg_norm = optax.tree.norm(g_mg)
+  max_norm = hparams["mg_max_grad_norm"]
+  scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (mg_norm + 1e-8)), 1.0)
+  grads = jax.tree.map(lambda a, b: scale * a + hparams["mle_weight"] * b, g_mg, g_nll)
+  return grads, mg_norm
+
+
 def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad: Params):
   """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch).
 
@@ -255,11 +265,8 @@ def fit_model_mg(comp: Components, state: TrainState, key: jax.Array, real_grad:
         comp, s, s.model_params, mkey, real_grad)
     nll, g_nll = jax.value_and_grad(_nll_loss, argnums=2)(
         comp, s, s.model_params, buffer_sample(s.buffer, bkey, c.mle_batch))
-    mg_norm = optax.tree.norm(g_mg)
-    max_norm, mle_weight = s.hparams["mg_max_grad_norm"], s.hparams["mle_weight"]
-    scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (mg_norm + 1e-8)), 1.0)
-    grads = jax.tree.map(lambda a, b: scale * a + mle_weight * b, g_mg, g_nll)
-    return _apply_model_grads(comp, s, grads), (mg + mle_weight * nll, mg_norm)
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, s.hparams)
+    return _apply_model_grads(comp, s, grads), (mg + s.hparams["mle_weight"] * nll, mg_norm)
 
   state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, c.mg_steps))
   if not c.mg_steps:

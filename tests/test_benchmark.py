@@ -105,8 +105,8 @@ def test_plot_renders_the_smoke_suite(smoke):
   suite = base / "res" / "smoke"
   proc = _run("experiments/plot.py", str(suite))
   assert proc.returncode == 0, proc.stderr[-2000:]
-  for name in ("learning_curves.png", "alignment.png", "aggregate.png", "table.csv",
-               "table.md"):
+  for name in ("learning_curves.png", "alignment.png", "alignment_sac.png", "aggregate.png",
+               "table.csv", "table.md"):
     assert (suite / name).stat().st_size > 0, name
   with open(suite / "table.csv", newline="") as f:
     table = list(csv.DictReader(f))

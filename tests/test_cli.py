@@ -22,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
+SAC_ALIGNMENT = ROOT / "experiments" / "sac_alignment.py"
 
 REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return",
                     "model_grad_cosine", "model_nll", "wall_time_s")
@@ -52,10 +53,14 @@ HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1
           "--num-minibatches", "2", "--no-progress")
 
 
-def train(*args, timeout=900) -> subprocess.CompletedProcess:
+def run_script(path, *args, timeout=900) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=str(ROOT))
-  return subprocess.run([sys.executable, TRAIN, *map(str, args)], cwd=ROOT, env=env,
+  return subprocess.run([sys.executable, str(path), *map(str, args)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def train(*args, timeout=900) -> subprocess.CompletedProcess:
+  return run_script(TRAIN, *args, timeout=timeout)
 
 
 def stderr_lines(proc) -> list[str]:
@@ -331,6 +336,14 @@ def test_mbpo_pointmass_run(tmp_path, algo):
   check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
                 flags={"num_envs": 1, "rollout_length": 25, "exploration_steps": 200,
                        "ensemble_size": 3, "rollout_schedule": (0, 1, 1, 3)})
+  # The alignment and its noise ceiling, from the run's checkpoint.
+  proc = run_script(SAC_ALIGNMENT, out, "--draws", "2", "--out", tmp_path / "ceiling.json")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "ceiling.json").read_text())
+  assert result["algo"] == algo and set(result["seeds"]) == {"0", "1"}
+  for values in [*result["seeds"].values(), result["mean"]]:
+    assert set(values) == {"model_vs_real", "real_vs_real"}
+    assert all(-1.0 <= v <= 1.0 for v in values.values()), values
 
 
 # ----------------------------------------------------------------------------- MJX
@@ -355,3 +368,23 @@ def test_mbpo_hopper_mjx_run(tmp_path):
   check_outputs(out, algo="mbpo", env="hopper", seeds=[0],
                 flags={"num_envs": 1, "target_entropy": -1.0, "real_ratio": 0.05,
                        "episode_length": 50})
+
+
+@pytest.mark.parametrize("make_args, expected", [
+    (lambda tmp: [str(tmp / "missing")], "no config.json, summary.json, checkpoint"),
+    (lambda tmp: [str(tmp), "--draws", "0"], "--draws=0"),
+    (lambda tmp: [str(tmp), "--draws", "x"], "--draws"),
+])
+def test_sac_alignment_bad_input_is_one_line_exit_2(tmp_path, make_args, expected):
+  proc = run_script(SAC_ALIGNMENT, *make_args(tmp_path), timeout=120)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert len(stderr_lines(proc)) == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_sac_alignment_rejects_other_algorithms(tmp_path):
+  for name in ("config.json", "summary.json"):
+    (tmp_path / name).write_text(json.dumps({"algo": "mg"}))
+  (tmp_path / "checkpoint").mkdir()
+  proc = run_script(SAC_ALIGNMENT, tmp_path, timeout=120)
+  assert proc.returncode == 2 and len(stderr_lines(proc)) == 1, proc.stderr
+  assert "algo='mg'" in proc.stderr
