@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.flatten_util import ravel_pytree
 from jax.experimental import io_callback
 
 from mgjax import envs, model_gradient, networks, sac
@@ -264,6 +263,16 @@ def _actor_loss(comp: MBPOComponents, state: MBPOState):
   return lambda params, obs, key: objective(params, obs, key)[0]
 
 
+def _real_actor_gradient(comp: MBPOComponents, state: MBPOState, sample_key: jax.Array,
+                         grad_key: jax.Array):
+  """mg_rollouts·mg_horizon real buffer states and g_R, the actor-loss gradient on them."""
+  c = comp.config
+  real = buffer_sample(state.buffer, sample_key, c.mg_rollouts * c.mg_horizon)["obs"]
+  grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=_actor_loss(comp, state),
+                                       obs=real, key=grad_key)
+  return real, grad
+
+
 def mg_loss(comp: MBPOComponents, state: MBPOState, params: Params, key: jax.Array):
   """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics),
   metrics["real_grad"] = g_R.
@@ -275,10 +284,8 @@ def mg_loss(comp: MBPOComponents, state: MBPOState, params: Params, key: jax.Arr
   """
   c = comp.config
   skey, gkey, mkey = jax.random.split(key, 3)
-  real = buffer_sample(state.buffer, skey, c.mg_rollouts * c.mg_horizon)["obs"]
   actor_loss = _actor_loss(comp, state)
-  real_grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=actor_loss, obs=real,
-                                            key=gkey)
+  real, real_grad = _real_actor_gradient(comp, state, skey, gkey)
   elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
   loss, metrics = model_gradient.actor_model_gradient_loss(
       elite_params, policy_params=state.sac.actor, real_grad=real_grad,
@@ -292,14 +299,11 @@ def alignment_ceiling(comp: MBPOComponents, state: MBPOState, key: jax.Array) ->
   """cos(ĝ_M, g_R) (`mg_loss`'s) next to its noise ceiling cos(g_R', g_R), g_R' the
   actor-loss gradient on as many other real buffer states, drawn independently: the
   alignment a model would score whose states were fresh real data."""
-  c = comp.config
   key, skey, gkey = jax.random.split(key, 3)
   _, metrics = mg_loss(comp, state, state.model_params, key)
-  other = buffer_sample(state.buffer, skey, c.mg_rollouts * c.mg_horizon)["obs"]
-  g_other = model_gradient.actor_gradient(
-      state.sac.actor, actor_loss=_actor_loss(comp, state), obs=other, key=gkey)
-  a, b = (ravel_pytree(g)[0] for g in (g_other, metrics["real_grad"]))
-  return {"real_vs_real": a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)),
+  _, g_other = _real_actor_gradient(comp, state, skey, gkey)
+  return {"real_vs_real": model_gradient.similarity_value(g_other, metrics["real_grad"],
+                                                          "cosine"),
           "model_vs_real": metrics["cosine"]}
 
 
