@@ -1,0 +1,99 @@
+"""Fixed-seed regression: every metric of a short run of each algorithm, bit for bit.
+
+The values in data/regression_metrics.json were recorded on CPU (jaxlib named in the file)
+before the package was restructured around `mgjax.algorithms`; a refactor must reproduce
+them exactly. XLA's float arithmetic differs between jaxlib versions and backends, so the
+test runs only where the recording's jaxlib and platform match.
+
+Record again (only after a deliberate change of numbers):
+    python tests/test_regression.py --record
+"""
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mgjax.config import make_config
+from mgjax.train import make_train
+
+DATA = Path(__file__).parent / "data" / "regression_metrics.json"
+SEEDS = (0, 3)
+
+_PPO_FAMILY = dict(env="pointmass", total_steps=3 * 4 * 8 * 2, num_envs=4, rollout_length=8,
+                   eval_every=2, num_eval_envs=2, policy_hidden=(16,), value_hidden=(16,),
+                   model_hidden=(16,), ppo_epochs=1, num_minibatches=2, buffer_size=128,
+                   mle_steps=2, mle_batch=16, mg_steps=1, mg_rollouts=8, mg_horizon=3,
+                   model_rollouts=8, model_horizon=3, model_updates=1, real_grad_ema=0.5)
+_SAC_FAMILY = dict(env="pointmass", exploration_steps=100, rollout_length=25, eval_every=2,
+                   total_steps=100 + 2 * 2 * 25, ensemble_size=3, elites=2,
+                   model_hidden=(16, 16), sac_hidden=(16, 16), rollout_batch=32,
+                   updates_per_step=2, sac_batch=32, model_max_epochs=3, model_epoch_steps=4,
+                   mle_batch=16, buffer_size=1000, num_eval_envs=2, mg_rollouts=8,
+                   mg_horizon=2, mg_steps=2)
+CONFIGS = {
+    "mg": dict(_PPO_FAMILY, algo="mg"),
+    "mle": dict(_PPO_FAMILY, algo="mle"),
+    "ppo": dict(_PPO_FAMILY, algo="ppo"),
+    "mbpo": dict(_SAC_FAMILY, algo="mbpo"),
+    "mg-sac": dict(_SAC_FAMILY, algo="mg-sac"),
+}
+
+
+def run_metrics(algo: str) -> dict[str, np.ndarray]:
+  """Every metric leaf of `make_train` for SEEDS, flattened to {"iterations/name": array}."""
+  train = make_train(make_config(**CONFIGS[algo]))
+  keys = jnp.stack([jax.random.key(s) for s in SEEDS])
+  _, metrics = jax.jit(jax.vmap(train))(keys)
+  flat = {}
+  for group, values in metrics.items():
+    for name, v in values.items():
+      flat[f"{group}/{name}"] = np.asarray(v)
+  return flat
+
+
+def _bits(x: np.ndarray) -> list[int]:
+  return x.astype(x.dtype.newbyteorder("<")).view(f"<u{x.dtype.itemsize}").ravel().tolist()
+
+
+def _platform() -> dict[str, str]:
+  return {"jaxlib": importlib.metadata.version("jaxlib"), "backend": jax.default_backend()}
+
+
+def record() -> None:
+  out = {"platform": _platform(), "seeds": list(SEEDS), "algos": {}}
+  for algo in CONFIGS:
+    out["algos"][algo] = {
+        name: {"dtype": str(v.dtype), "shape": list(v.shape), "bits": _bits(v),
+               "values": v.ravel().tolist()}
+        for name, v in sorted(run_metrics(algo).items())}
+    print(algo, "recorded")
+  DATA.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def _recorded() -> dict:
+  return json.loads(DATA.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", list(CONFIGS))
+def test_every_metric_equals_the_recording(algo):
+  recorded = _recorded()
+  if recorded["platform"] != _platform():
+    pytest.skip(f"recorded on {recorded['platform']}, this is {_platform()}")
+  expected = recorded["algos"][algo]
+  got = run_metrics(algo)
+  assert sorted(got) == sorted(expected)
+  for name, want in expected.items():
+    v = got[name]
+    assert (str(v.dtype), list(v.shape)) == (want["dtype"], want["shape"]), name
+    assert _bits(v) == want["bits"], (name, v.ravel().tolist(), want["values"])
+
+
+if __name__ == "__main__":
+  if sys.argv[1:] == ["--record"]:
+    record()
