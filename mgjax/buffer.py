@@ -1,9 +1,27 @@
-"""A fixed-size ring buffer of JAX arrays for real transitions (pure functions, jittable)."""
+"""A fixed-size ring buffer of JAX arrays for transitions (pure functions, jittable).
+
+Real and model buffers hold rows of one schema, `ROW_FIELDS`: a dict of
+obs [D], action [A], reward [], next_obs [D] (before any reset) and termination [].
+"""
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+
+ROW_FIELDS = ("obs", "action", "reward", "next_obs", "termination")
+
+
+def rows(obs, action, reward, next_obs, termination) -> dict[str, jax.Array]:
+  """Transition rows (any leading batch axes) in the buffers' schema."""
+  return dict(zip(ROW_FIELDS, (obs, action, reward, next_obs, termination)))
+
+
+def empty_row(obs_size: int, action_size: int) -> dict[str, jax.Array]:
+  """One all-zero row, the example `buffer_init` shapes a buffer by."""
+  zo, z = jnp.zeros(obs_size), jnp.zeros(())
+  return rows(zo, jnp.zeros(action_size), z, zo, z)
 
 
 @struct.dataclass

@@ -1,59 +1,19 @@
 """Flax networks and the pure `Policy`/`Model` functions built on them.
 
 Networks are factories returning `(init, apply)` pairs (brax style); parameters live apart
-from the network definitions. Observations are normalised by running statistics shared by
-the policy, the value function and the model (`RunningStats`), passed in as data so that
-no parameter gradient ever flows into them.
+from the network definitions. Observations are normalised by running statistics
+(`mgjax.nets.normalization`) passed in as data.
 """
 import dataclasses
-import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from mgjax.losses import gaussian_nll
+from mgjax.nets.normalization import RunningStats, normalize, std
 from mgjax.types import Model, Params, Policy
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------- statistics
-@struct.dataclass
-class RunningStats:
-  """Running mean/variance of observations (Chan et al. parallel update)."""
-  mean: jax.Array
-  var: jax.Array
-  count: jax.Array
-
-
-def init_stats(size: int) -> RunningStats:
-  return RunningStats(jnp.zeros((size,)), jnp.ones((size,)), jnp.zeros(()))
-
-
-def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
-  """Merges a batch [..., D] into the statistics."""
-  x = batch.reshape(-1, batch.shape[-1])
-  n = jnp.asarray(x.shape[0], jnp.float32)
-  b_mean, b_var = jnp.mean(x, 0), jnp.var(x, 0)
-  total = stats.count + n
-  delta = b_mean - stats.mean
-  mean = stats.mean + delta * n / total
-  m2 = stats.var * stats.count + b_var * n + jnp.square(delta) * stats.count * n / total
-  return RunningStats(mean, m2 / total, total)
-
-
-def std(stats: RunningStats) -> jax.Array:
-  return jnp.sqrt(stats.var + 1e-8)
-
-
-def normalize(stats: RunningStats, obs: jax.Array, clip: float = 10.0) -> jax.Array:
-  """(obs − mean)/std, clipped; obs [..., D]."""
-  mean, scale = jnp.broadcast_to(stats.mean, obs.shape), jnp.broadcast_to(std(stats), obs.shape)
-  return jnp.clip((obs - mean) / scale, -clip, clip)
-
 
 # --------------------------------------------------------------------------- networks
 @dataclasses.dataclass(frozen=True)
@@ -203,32 +163,3 @@ def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.
     return jax.nn.logsumexp(log_p) - jnp.log(mean.shape[0])
 
   return Model(sample, log_prob)
-
-
-def model_nll(net: Network, stats: RunningStats, params: Params, obs: jax.Array,
-              action: jax.Array, next_obs: jax.Array, reward: jax.Array,
-              action_mode: str) -> jax.Array:
-  """Per-member Gaussian NLL of a batch, averaged over members and samples (maximum
-  likelihood fits each member to the data; the mixture is only used for sampling).
-
-  obs, next_obs: [B, obs_size]; action: [B, A]; reward: [B]. Per-dimension mean NLL.
-  """
-  return jnp.mean(member_nll(net, stats, params, obs, action, next_obs, reward, action_mode))
-
-
-def member_nll(net: Network, stats: RunningStats, params: Params, obs: jax.Array,
-               action: jax.Array, next_obs: jax.Array, reward: jax.Array,
-               action_mode: str) -> jax.Array:
-  """`model_nll` of each ensemble member on the same batch -> [E]."""
-  mean, log_std = jax.vmap(net.apply, in_axes=(None, 0, 0))(
-      params, normalize(stats, obs), env_action(action, action_mode))  # [B, E, D]
-  delta = (next_obs - obs) / jnp.broadcast_to(std(stats), obs.shape)
-  target = jnp.concatenate([delta, reward[:, None]], axis=-1)
-  nll = gaussian_nll(mean, log_std, jnp.broadcast_to(target[:, None], mean.shape))  # [B, E]
-  return jnp.mean(nll, axis=0) / mean.shape[-1]
-
-
-def log_std_bound_penalty(params: Params) -> jax.Array:
-  """PETS regulariser Σ max_log_std − Σ min_log_std: keeps the learned bounds tight."""
-  p = params["params"]
-  return jnp.sum(p["max_log_std"]) - jnp.sum(p["min_log_std"])

@@ -19,7 +19,8 @@ import optax
 from flax import struct
 
 from mgjax.losses import gaussian_nll
-from mgjax.networks import MLP, Network
+from mgjax.nets.networks import MLP, Network
+from mgjax.optim import apply_gradients
 from mgjax.types import Params, Transition
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -229,11 +230,6 @@ def init_opt_state(opts: SACOptimizers, params: SACParams) -> SACOptState:
                      alpha=opts.alpha.init(params.log_alpha))
 
 
-def _step(opt, grads, state, params):
-  updates, state = opt.update(grads, state, params)
-  return optax.apply_updates(params, updates), state
-
-
 def sac_update(params: SACParams, opt_state: SACOptState, batch: Transition, key: jax.Array, *,
                q_fn: QFn, actor_fn: ActorFn, optimizers: SACOptimizers,
                discount: float = 0.99, tau: float = 0.005,
@@ -252,17 +248,18 @@ def sac_update(params: SACParams, opt_state: SACOptState, batch: Transition, key
       params.q, target_q_params=params.target_q, actor_params=params.actor,
       log_alpha=params.log_alpha, batch=batch, key=critic_key, q_fn=q_fn, actor_fn=actor_fn,
       discount=discount)
-  q, q_state = _step(optimizers.q, q_grads, opt_state.q, params.q)
+  q, q_state = apply_gradients(optimizers.q, params.q, opt_state.q, q_grads)
 
   (a_loss, a_metrics), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
       params.actor, q_params=q, log_alpha=params.log_alpha, obs=batch.obs, key=actor_key,
       q_fn=q_fn, actor_fn=actor_fn)
-  actor, actor_state = _step(optimizers.actor, actor_grads, opt_state.actor, params.actor)
+  actor, actor_state = apply_gradients(optimizers.actor, params.actor, opt_state.actor,
+                                       actor_grads)
 
   (t_loss, _), alpha_grad = jax.value_and_grad(alpha_loss, has_aux=True)(
       params.log_alpha, log_prob=a_metrics["log_prob"], target_entropy=target_entropy)
-  log_alpha, alpha_state = _step(optimizers.alpha, alpha_grad, opt_state.alpha,
-                                 params.log_alpha)
+  log_alpha, alpha_state = apply_gradients(optimizers.alpha, params.log_alpha,
+                                           opt_state.alpha, alpha_grad)
 
   new_params = SACParams(actor=actor, q=q, target_q=polyak_update(params.target_q, q, tau),
                          log_alpha=log_alpha)

@@ -1,0 +1,1 @@
+"""Policy learners as update steps: PPO (`mgjax.agents.ppo`) and SAC (`mgjax.agents.sac`)."""

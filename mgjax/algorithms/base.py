@@ -1,0 +1,137 @@
+"""The algorithm interface and the one generic trainer that runs every algorithm.
+
+An `Algorithm` is, as optax's `GradientTransformation`, a NamedTuple of pure functions,
+plus what the runner needs to know about it:
+
+    setup(config, env) -> setup                     static parts, built once
+    init(setup, key, hparams) -> state              a fresh state (one run)
+    iteration(setup, state) -> (state, metrics)     one collect–fit–optimise iteration
+    evaluate(setup, state, key) -> {"eval_return", "eval_length"}
+
+`make_trainer(config, algorithm)` binds them into pure `init(key)` and `chunk(state)`
+(eval_every iterations as one `lax.scan`, then an evaluation); `make_train` scans the
+chunks, so `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program.
+"""
+import functools
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import io_callback
+
+from mgjax import envs
+from mgjax.config import Config
+
+State = Any
+Metrics = dict[str, jax.Array]
+
+
+class Algorithm(NamedTuple):
+  """An algorithm: pure functions and what the runner needs to know about it.
+
+  Attributes:
+    name: the registry name (`Config.algo`).
+    setup: (config, env) -> the algorithm's static parts (networks, optimizers, settings).
+    init: (setup, key, hparams) -> state; `hparams` overrides sweepable settings.
+    iteration: (setup, state) -> (state, per-iteration metrics, including "env_steps").
+    evaluate: (setup, state, key) -> {"eval_return", "eval_length"}.
+    metrics: the per-iteration metric names it reports (its metrics.csv columns).
+    sweepable: Config fields it keeps in the state as data (`state.hparams`), so that one
+      program can vmap a sweep over them.
+    watched: config -> the metrics whose non-finite value is a numerical blow-up.
+    validate: config -> None; raises ConfigError for settings this algorithm cannot run.
+    preset: env name -> the Config fields it sets by default on that env.
+    initial_steps: config -> env steps taken in `init`, before the first iteration.
+  """
+  name: str
+  setup: Callable[[Config, envs.EnvInfo], Any]
+  init: Callable[[Any, jax.Array, dict], State]
+  iteration: Callable[[Any, State], tuple[State, Metrics]]
+  evaluate: Callable[[Any, State, jax.Array], Metrics]
+  metrics: tuple[str, ...]
+  sweepable: tuple[str, ...]
+  watched: Callable[[Config], Sequence[str]]
+  validate: Callable[[Config], None]
+  preset: Callable[[str], dict[str, Any]]
+  initial_steps: Callable[[Config], int] = lambda config: 0
+
+
+class Schedule(NamedTuple):
+  """A run's sizes, derived once from its config and algorithm."""
+  batch_steps: int      # real env steps per iteration per run
+  initial_steps: int    # env steps before the first iteration
+  num_chunks: int       # evaluations
+  num_iterations: int
+  env_steps: int        # real env steps per run in all
+
+
+def schedule(config: Config, algorithm: Algorithm) -> Schedule:
+  """total_steps rounded to whole chunks of eval_every iterations, after initial steps."""
+  initial = algorithm.initial_steps(config)
+  batch = config.batch_steps
+  chunks = max(1, round((config.total_steps - initial) / (batch * config.eval_every)))
+  iterations = chunks * config.eval_every
+  return Schedule(batch, initial, chunks, iterations, initial + iterations * batch)
+
+
+def init_hparams(algo: str, defaults: dict[str, float],
+                 overrides: dict | None = None) -> dict[str, jax.Array]:
+  """The sweepable settings (`defaults`: name -> the config's value) as float32 scalars, with
+  `overrides` (possibly traced) in place of the config's values."""
+  unknown = set(overrides or {}) - set(defaults)
+  if unknown:
+    raise ValueError(f"{sorted(unknown)}: not sweepable for algo={algo!r} "
+                     f"(sweepable: {', '.join(defaults)})")
+  return {n: jnp.asarray((overrides or {}).get(n, v), jnp.float32)
+          for n, v in defaults.items()}
+
+
+def mean_episode_return(env_state) -> jax.Array:
+  """Mean over envs of the last finished episode's return (NaN before any finished)."""
+  done = env_state.info["episodes_done"] > 0
+  total = jnp.sum(jnp.where(done, env_state.info["last_episode_return"], 0.0))
+  return jnp.where(jnp.any(done), total / jnp.maximum(jnp.sum(done), 1), jnp.float32(jnp.nan))
+
+
+def run_chunk(algorithm: Algorithm, setup: Any, eval_every: int, state: State,
+              progress: Callable | None = None):
+  """eval_every iterations (a lax.scan) followed by one evaluation
+  -> (state, {"iterations": metrics [eval_every], "eval": metrics})."""
+  def one(s, _):
+    s, metrics = algorithm.iteration(setup, s)
+    if progress is not None:  # host-side progress; unordered, so it costs no serialisation.
+      io_callback(progress, None, s.iteration, ordered=False)
+    return s, metrics
+
+  state, iters = jax.lax.scan(one, state, None, length=eval_every)
+  ekey, key = jax.random.split(state.key)
+  evals = algorithm.evaluate(setup, state, ekey)
+  evals.update(env_steps=state.env_steps, iteration=state.iteration)
+  return state.replace(key=key), {"iterations": iters, "eval": evals}
+
+
+class Trainer(NamedTuple):
+  """init(key, hparams=None) -> state; chunk(state) -> (state, metrics); both pure and
+  vmappable."""
+  algorithm: Algorithm
+  config: Config
+  setup: Any
+  schedule: Schedule
+  init: Callable[..., State]
+  chunk: Callable[[State], tuple[State, dict]]
+
+  @property
+  def num_chunks(self) -> int:
+    return self.schedule.num_chunks
+
+
+def bind(config: Config, algorithm: Algorithm, progress: Callable | None = None,
+         env_info: envs.EnvInfo | None = None) -> Trainer:
+  """The algorithm's functions bound to one validated config (and its env)."""
+  info = env_info or envs.make_env(config.env, backend=config.backend,
+                                   episode_length=config.episode_length or None)
+  setup = algorithm.setup(config, info)
+  return Trainer(algorithm, config, setup, schedule(config, algorithm),
+                 functools.partial(algorithm.init, setup),
+                 functools.partial(run_chunk, algorithm, setup, config.eval_every,
+                                   progress=progress))

@@ -1,0 +1,458 @@
+"""`mbpo` (Janner et al. 2019, arXiv:1906.08253) and `mg-sac`: SAC on real and branched model data.
+
+Before the first iteration `exploration_steps` uniform-random env steps fill the real
+buffer. One iteration covers num_envs·rollout_length real env steps (MBPO: 1·250):
+  1. `fit_ensemble`: the probabilistic ensemble is trained by NLL on the real buffer, one
+     epoch at a time, until no member improves its held-out NLL by 1% for
+     `model_patience` epochs; each member keeps its best snapshot and the `elites` best
+     members generate rollouts.
+  2. `branched_rollouts`: `rollout_batch` rollouts of length k(epoch) (`branch_schedule`) start
+     from real states, act with the current actor and step a random elite per transition;
+     they go to the model buffer, of which only the last `model_retain_epochs` epochs are
+     sampled.
+  3. `collect_and_update`: each real env step is stored and followed by
+     updates_per_step·num_envs SAC updates on minibatches that mix `real_ratio` real rows
+     with model rows.
+`--algo mg-sac` is the same loop with the MG model objective put on SAC's actor: after each
+`fit_ensemble`, `fit_model_mg` takes `mg_steps` steps of
+    L(φ) = −S-surrogate(ĝ_M(φ), g_R) + mle_weight · NLL(φ),
+where g_R is the actor-loss gradient on real buffer states and ĝ_M the same gradient on the
+states of `mg_horizon`-step elite rollouts from them (`mgjax.actor_model_gradient_loss`).
+Both algorithms log cos(ĝ_M, g_R) of the fitted ensemble each round (`model_grad_cosine`).
+"""
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from mgjax import envs, model_gradient
+from mgjax.agents import sac
+from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
+from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_add_masked, buffer_init,
+                          buffer_sample, buffer_sample_recent, empty_row, rows)
+from mgjax.config import Config, fail
+from mgjax.models.ensemble import EnsembleFit, fit_ensemble, member_minibatches
+from mgjax.models.fitting import combine_model_grads
+from mgjax.models.nll import ensemble_nll_loss
+from mgjax.nets import networks
+from mgjax.nets.normalization import RunningStats, init_stats, update_stats
+from mgjax.optim import adam, apply_gradients, set_learning_rate
+from mgjax.types import Params, Policy, Transition
+
+EPOCH_LENGTH = 1000    # env steps per MBPO epoch (the unit of the branch schedule)
+SWEEPABLE = {
+    "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
+    "mg-sac": ("sac_learning_rate", "model_learning_rate", "tau", "mle_weight",
+               "mg_max_grad_norm"),
+}
+METRICS = ("train_return", "model_grad_cosine", "model_nll", "entropy", "critic_loss",
+           "actor_loss", "alpha", "q_mean", "model_epochs", "branch_length")
+
+
+@struct.dataclass
+class MBPOState:
+  """Everything that changes during an mbpo run (one seed)."""
+  sac: sac.SACParams
+  sac_opt: sac.SACOptState
+  model_params: Params
+  model_opt: optax.OptState
+  elites: jax.Array            # [elites] member indices used for rollouts
+  obs_stats: RunningStats      # normalisation of the model's inputs and outputs
+  env_state: Any
+  buffer: ReplayBuffer         # real transitions
+  model_buffer: ReplayBuffer   # model transitions
+  key: jax.Array
+  iteration: jax.Array
+  env_steps: jax.Array
+  hparams: dict[str, jax.Array]  # the algorithm's sweepable settings, as data
+
+
+@dataclasses.dataclass(frozen=True)
+class MBPOSetup:
+  """The static parts of an mbpo/mg-sac run, built once from the config."""
+  env: envs.EnvInfo
+  train_env: envs.TrainingEnv
+  actor_net: networks.Network
+  q_net: networks.Network
+  model_net: networks.Network
+  sac_optimizers: sac.SACOptimizers
+  model_optimizer: optax.GradientTransformation
+  fit: EnsembleFit
+  num_envs: int
+  rollout_length: int           # real env steps per env per iteration
+  exploration_steps: int
+  discount: float
+  target_entropy: float
+  updates_per_step: int
+  sac_batch: int
+  real_ratio: float
+  buffer_size: int
+  rollout_batch: int
+  branch_schedule: tuple[int, int, int, int]
+  model_retain_epochs: int
+  mg: "MGSACSettings"           # mg-sac's MG stage, and both algorithms' alignment diagnostic
+  num_eval_envs: int
+  algo: str
+  hparam_defaults: tuple[tuple[str, float], ...]
+
+  @property
+  def rounds_per_epoch(self) -> int:
+    return max(1, round(EPOCH_LENGTH / (self.num_envs * self.rollout_length)))
+
+  @property
+  def model_buffer_capacity(self) -> int:
+    return (self.rollout_batch * self.branch_schedule[3] * self.rounds_per_epoch
+            * self.model_retain_epochs)
+
+  def model(self, stats: RunningStats):
+    # SAC actions are already in [-1, 1]: "clip" leaves them unchanged.
+    return networks.make_model(self.model_net, stats, self.env.termination_fn, "clip")
+
+  def policy(self) -> Policy:
+    """The actor as an `mgjax.Policy` over tanh-squashed actions (reparameterised sample)."""
+    def sample(params, obs, key):
+      return sac.tanh_gaussian_sample(*self.actor_net.apply(params, obs), key)[0]
+
+    def log_prob(params, obs, action):
+      u = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
+      return sac.tanh_gaussian_log_prob(*self.actor_net.apply(params, obs), u)
+
+    return Policy(sample, log_prob)
+
+
+@dataclasses.dataclass(frozen=True)
+class MGSACSettings:
+  """mg-sac's MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, similarity,
+  estimator)."""
+  steps: int
+  rollouts: int
+  horizon: int
+  similarity: str
+  estimator: str
+
+
+def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
+  return MBPOSetup(
+      env=info, train_env=envs.TrainingEnv(info, c.num_envs),
+      actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
+      q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
+      model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
+                                            c.ensemble_size),
+      sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
+      model_optimizer=adam(c.model_learning_rate),
+      fit=EnsembleFit(c.ensemble_size, c.mle_batch, c.model_epoch_steps, c.model_patience,
+                      c.model_max_epochs, c.elites),
+      num_envs=c.num_envs, rollout_length=c.rollout_length,
+      exploration_steps=c.exploration_steps, discount=c.discount,
+      target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
+      updates_per_step=c.updates_per_step, sac_batch=c.sac_batch, real_ratio=c.real_ratio,
+      buffer_size=c.buffer_size, rollout_batch=c.rollout_batch,
+      branch_schedule=tuple(c.branch_schedule), model_retain_epochs=c.model_retain_epochs,
+      mg=(MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator)),
+      num_eval_envs=c.num_eval_envs, algo=c.algo,
+      hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo]))
+
+
+def branch_length(epoch: jax.Array, schedule: tuple[int, ...]) -> jax.Array:
+  """MBPO's linear schedule (a, b, lo, hi) of the model branch length k(epoch): lo before
+  epoch a, hi after b, floor(lo + (epoch − a)/(b − a) · (hi − lo)) in between."""
+  a, b, lo, hi = schedule
+  frac = jnp.clip((epoch - a) / (b - a), 0.0, 1.0)
+  return (lo + frac * (hi - lo)).astype(jnp.int32)
+
+
+# ------------------------------------------------------------------------------ stages
+def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOState:
+  """Fresh parameters and buffers, then `exploration_steps` uniform-random env steps;
+  `hparams` overrides some of the sweepable settings."""
+  info = su.env
+  hp = init_hparams(su.algo, dict(su.hparam_defaults), hparams)
+  ks, km, ke, kx, key = jax.random.split(key, 5)
+  params = sac.init_params(su.actor_net, su.q_net, ks)
+  model_params = su.model_net.init(km)
+  example = empty_row(info.obs_size, info.action_size)
+  sac_opt = jax.tree.map(lambda o: set_learning_rate(o, hp["sac_learning_rate"]),
+                         sac.init_opt_state(su.sac_optimizers, params),
+                         is_leaf=lambda x: hasattr(x, "hyperparams"))
+  model_opt = set_learning_rate(su.model_optimizer.init(model_params),
+                                hp["model_learning_rate"])
+  state = MBPOState(
+      sac=params, sac_opt=sac_opt, model_params=model_params, model_opt=model_opt,
+      elites=jnp.arange(su.fit.elites), obs_stats=init_stats(info.obs_size),
+      env_state=su.train_env.reset(ke), buffer=buffer_init(example, su.buffer_size),
+      model_buffer=buffer_init(example, su.model_buffer_capacity), key=key,
+      iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32), hparams=hp)
+
+  def explore(s, k):
+    action = jax.random.uniform(k, (su.num_envs, info.action_size), minval=-1.0, maxval=1.0)
+    return env_step(su.train_env, s, action), s.env_state.obs
+
+  state, obs = jax.lax.scan(explore, state,
+                            jax.random.split(kx, su.exploration_steps // su.num_envs))
+  return state.replace(obs_stats=update_stats(state.obs_stats, obs))
+
+
+def env_step(train_env: envs.TrainingEnv, state: MBPOState, action: jax.Array) -> MBPOState:
+  """One step of the training envs; the transition goes to the real buffer."""
+  nxt = train_env.step(state.env_state, action)
+  new = rows(state.env_state.obs, action, nxt.reward, nxt.info["final_obs"],
+             nxt.info["termination"])
+  return state.replace(env_state=nxt, buffer=buffer_add(state.buffer, new),
+                       env_steps=state.env_steps + train_env.num_envs)
+
+
+def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
+  """`fit_ensemble` on the real buffer -> (state with the best members and the elites,
+  {"model_nll", "model_epochs"})."""
+  params, opt, elites, metrics = fit_ensemble(
+      state.model_params, state.model_opt, state.buffer, state.obs_stats, key,
+      net=su.model_net, optimizer=su.model_optimizer, fit=su.fit)
+  return state.replace(model_params=params, model_opt=opt, elites=elites), metrics
+
+
+def _actor_loss(su: MBPOSetup, sac_params: sac.SACParams):
+  """SAC's per-state actor objective ℓ(θ, s, key) with the current critics and α."""
+  objective = functools.partial(sac.actor_objective, q_params=sac_params.q,
+                                log_alpha=sac_params.log_alpha, q_fn=su.q_net.apply,
+                                actor_fn=su.actor_net.apply)
+  return lambda params, obs, key: objective(params, obs, key)[0]
+
+
+def real_actor_gradient(su: MBPOSetup, state: MBPOState, sample_key: jax.Array,
+                        grad_key: jax.Array):
+  """mg_rollouts·mg_horizon real buffer states and g_R, the actor-loss gradient on them."""
+  real = buffer_sample(state.buffer, sample_key, su.mg.rollouts * su.mg.horizon)["obs"]
+  grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=_actor_loss(su, state.sac),
+                                       obs=real, key=grad_key)
+  return real, grad
+
+
+def mg_loss(su: MBPOSetup, state: MBPOState, params: Params, key: jax.Array):
+  """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics),
+  metrics["real_grad"] = g_R.
+
+  mg_rollouts·mg_horizon real buffer states give g_R, the SAC actor-loss gradient with the
+  current critics and α; the first mg_rollouts of them start the mg_horizon-step rollouts
+  (a uniformly drawn elite per transition, as in `branched_rollouts`), so both sides average
+  the same number of states.
+  """
+  skey, gkey, mkey = jax.random.split(key, 3)
+  real, real_grad = real_actor_gradient(su, state, skey, gkey)
+  elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
+  loss, metrics = model_gradient.actor_model_gradient_loss(
+      elite_params, policy_params=state.sac.actor, real_grad=real_grad,
+      start_obs=real[:su.mg.rollouts], key=mkey, policy=su.policy(),
+      model=su.model(state.obs_stats), actor_loss=_actor_loss(su, state.sac),
+      horizon=su.mg.horizon, similarity=su.mg.similarity, estimator=su.mg.estimator)
+  return loss, {**metrics, "real_grad": real_grad}
+
+
+def alignment_ceiling(su: MBPOSetup, state: MBPOState, key: jax.Array) -> dict:
+  """cos(ĝ_M, g_R) (`mg_loss`'s) next to its noise ceiling cos(g_R', g_R), g_R' the
+  actor-loss gradient on as many other real buffer states, drawn independently: the
+  alignment a model would score whose states were fresh real data."""
+  key, skey, gkey = jax.random.split(key, 3)
+  _, metrics = mg_loss(su, state, state.model_params, key)
+  _, g_other = real_actor_gradient(su, state, skey, gkey)
+  return {"real_vs_real": model_gradient.similarity_value(g_other, metrics["real_grad"],
+                                                          "cosine"),
+          "model_vs_real": metrics["cosine"]}
+
+
+def fit_model_mg(su: MBPOSetup, state: MBPOState, key: jax.Array):
+  """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
+  ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
+  them), the MG term's gradient clipped (`combine_model_grads`)
+  -> (state, (mean loss, mean |g_mg|))."""
+  hp = state.hparams
+
+  def step(s, k):
+    mkey, bkey = jax.random.split(k)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
+        su, s, s.model_params, mkey)
+    minibatches = member_minibatches(s.buffer, bkey, su.fit.members, su.fit.batch_size)
+    nll, g_nll = jax.value_and_grad(ensemble_nll_loss)(
+        s.model_params, minibatches, net=su.model_net, stats=s.obs_stats)
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
+                                         max_norm=hp["mg_max_grad_norm"])
+    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
+    s = s.replace(model_params=params, model_opt=opt)
+    return s, (mg + hp["mle_weight"] * nll, mg_norm)
+
+  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))
+
+
+def sample_actions(actor_net: networks.Network, actor_params: Params, obs: jax.Array,
+                   key: jax.Array) -> jax.Array:
+  """Stochastic SAC actions for a batch of observations [N, obs_size]."""
+  mean, log_std = jax.vmap(actor_net.apply, in_axes=(None, 0))(actor_params, obs)
+  keys = jax.random.split(key, obs.shape[0])
+  return jax.vmap(sac.tanh_gaussian_sample)(mean, log_std, keys)[0]
+
+
+def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
+                      length: jax.Array) -> MBPOState:
+  """`rollout_batch` model rollouts of `length` steps from real buffer states into the
+  model buffer; a rollout stops after its first predicted termination."""
+  skey, key = jax.random.split(key)
+  start = buffer_sample(state.buffer, skey, su.rollout_batch)["obs"]
+  # Only the elites are evaluated: member i of `elite_params` is member elites[i].
+  elite_params = jax.tree.map(lambda p: p[state.elites], state.model_params)
+  model = su.model(state.obs_stats)
+
+  def step(t, carry):
+    obs, alive, buf, k = carry
+    k, akey, mkey = jax.random.split(k, 3)
+    action = sample_actions(su.actor_net, state.sac.actor, obs, akey)
+    next_obs, reward, done = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))(
+        elite_params, obs, action, jax.random.split(mkey, obs.shape[0]))
+    buf = buffer_add_masked(buf, rows(obs, action, reward, next_obs, done), alive)
+    return next_obs, alive & (done == 0), buf, k
+
+  carry = (start, jnp.ones((su.rollout_batch,), bool), state.model_buffer, key)
+  _, _, buf, _ = jax.lax.fori_loop(0, length, step, carry)
+  return state.replace(model_buffer=buf)
+
+
+def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Array,
+              window: jax.Array, *, batch_size: int, real_ratio: float) -> Transition:
+  """A SAC minibatch: int(real_ratio·batch_size) real rows, the rest among the `window`
+  newest model rows."""
+  n_real = int(batch_size * real_ratio)
+  rkey, mkey = jax.random.split(key)
+  real = buffer_sample(real_buffer, rkey, n_real)
+  fake = buffer_sample_recent(model_buffer, mkey, batch_size - n_real, window)
+  mixed = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, fake)
+  return Transition(mixed["obs"], mixed["action"], mixed["reward"], mixed["next_obs"],
+                    mixed["termination"], jnp.zeros_like(mixed["reward"]), {})
+
+
+def sac_step(su: MBPOSetup, state: MBPOState, key: jax.Array,
+             window: jax.Array) -> tuple[MBPOState, dict]:
+  """One SAC update on a mixed real/model minibatch (`sac_batch`)."""
+  bkey, ukey = jax.random.split(key)
+  batch = sac_batch(state.buffer, state.model_buffer, bkey, window, batch_size=su.sac_batch,
+                    real_ratio=su.real_ratio)
+  params, opt, metrics = sac.sac_update(
+      state.sac, state.sac_opt, batch, ukey, q_fn=su.q_net.apply,
+      actor_fn=su.actor_net.apply, optimizers=su.sac_optimizers, discount=su.discount,
+      tau=state.hparams["tau"], target_entropy=su.target_entropy)
+  return state.replace(sac=params, sac_opt=opt), metrics
+
+
+def collect_and_update(su: MBPOSetup, state: MBPOState, key: jax.Array, window: jax.Array):
+  """rollout_length steps of the training envs, each followed by
+  updates_per_step·num_envs SAC updates -> (state, mean SAC metrics, observed obs)."""
+  update = functools.partial(sac_step, su, window=window)
+
+  def one_step(s, k):
+    akey, ukey = jax.random.split(k)
+    obs = s.env_state.obs
+    s = env_step(su.train_env, s, sample_actions(su.actor_net, s.sac.actor, obs, akey))
+    s, metrics = jax.lax.scan(update, s,
+                              jax.random.split(ukey, su.updates_per_step * su.num_envs))
+    return s, (jax.tree.map(jnp.mean, metrics), obs)
+
+  state, (metrics, obs) = jax.lax.scan(one_step, state,
+                                       jax.random.split(key, su.rollout_length))
+  return state, jax.tree.map(jnp.mean, metrics), obs
+
+
+def evaluate(su: MBPOSetup, state: MBPOState, key: jax.Array) -> dict[str, jax.Array]:
+  """Deterministic actor (tanh of the mean), full episodes in fresh eval envs."""
+  def act(obs):
+    mean, _ = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(state.sac.actor, obs)
+    return sac.deterministic_action(mean)
+
+  out = envs.evaluate(su.env, act, key, su.num_eval_envs)
+  return {"eval_return": out["return"], "eval_length": out["length"]}
+
+
+# ------------------------------------------------------------------------------ the loop
+def iteration(su: MBPOSetup, state: MBPOState):
+  """Model round (fit, elites, mg-sac's MG steps, rollouts) then rollout_length env steps
+  with SAC updates -> (state, per-iteration metrics)."""
+  key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
+  epoch = (state.env_steps - su.exploration_steps) // EPOCH_LENGTH
+  length = branch_length(epoch, su.branch_schedule)
+  state, metrics = fit_model(su, state, fkey)
+  # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
+  if su.algo == "mg-sac" and su.mg.steps:
+    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
+        su, state, jax.random.fold_in(state.key, 1))
+  _, alignment = mg_loss(su, state, state.model_params, jax.random.fold_in(state.key, 2))
+  metrics["model_grad_cosine"] = alignment["cosine"]  # computed, not optimised, for mbpo
+  state = branched_rollouts(su, state.replace(key=key), rkey, length)
+  window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
+  state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, ekey))
+  state, sac_metrics, obs = collect_and_update(su, state, ckey, window)
+  state = state.replace(obs_stats=update_stats(state.obs_stats, obs),
+                        iteration=state.iteration + 1)
+  metrics.update(sac_metrics, branch_length=length, env_steps=state.env_steps,
+                 train_return=mean_episode_return(state.env_state))
+  return state, metrics
+
+
+# ------------------------------------------------------------------------------ for the runner
+# MBPO's published settings (Janner et al. 2019, appendix C and the authors' configs):
+# one env, a model round every 250 steps, epochs of 1000 steps, a 7-member ensemble of
+# 4x200 swish layers with 5 elites, 400 model rollouts per env step (100k per round),
+# SAC 2x256 with G updates per env step and real_ratio 0.05. Branch-length schedules and
+# entropy targets per env; humanoid uses 400-unit model layers and rounds every 1000 steps.
+_MBPO_COMMON = {"num_envs": 1, "rollout_length": 250, "eval_every": 4, "ensemble_size": 7,
+                "model_hidden": (200, 200, 200, 200), "buffer_size": 1_000_000,
+                "mle_batch": 256, "model_learning_rate": 1e-3}
+MBPO_PRESETS: dict[str, dict[str, Any]] = {
+    "hopper": {"target_entropy": -1.0, "branch_schedule": (20, 100, 1, 15)},
+    "walker2d": {"target_entropy": -3.0, "branch_schedule": (20, 100, 1, 1)},
+    "halfcheetah": {"target_entropy": -3.0, "branch_schedule": (20, 100, 1, 1),
+                    "updates_per_step": 40},
+    "ant": {"target_entropy": -4.0, "branch_schedule": (20, 100, 1, 25)},
+    "humanoid": {"target_entropy": -2.0, "branch_schedule": (20, 300, 1, 25),
+                 "rollout_length": 1000, "eval_every": 1, "model_retain_epochs": 5,
+                 "model_hidden": (400, 400, 400, 400)},
+}
+# mg-sac runs MBPO's loop with its settings; its MG steps differentiate through the
+# reparameterised ensemble and tanh-Gaussian actor (SAC's actor loss is smooth in the state).
+MG_SAC_PRESET: dict[str, Any] = {"estimator": "pathwise"}
+
+
+def preset(env: str) -> dict[str, Any]:
+  """mbpo's defaults on `env` where they differ from Config's."""
+  return {**_MBPO_COMMON, **MBPO_PRESETS.get(env, {})}
+
+
+def validate(c: Config) -> None:
+  if c.elites > c.ensemble_size:
+    fail("elites", c.elites, f"more than ensemble_size = {c.ensemble_size}")
+  if len(c.branch_schedule) != 4:
+    fail("branch_schedule", c.branch_schedule,
+         "needs 4 integers: from_epoch,to_epoch,min_length,max_length")
+  a, b, lo, hi = c.branch_schedule
+  if not (0 <= a < b and 1 <= lo <= hi):
+    fail("branch_schedule", c.branch_schedule,
+         "needs 0 <= from_epoch < to_epoch and 1 <= min_length <= max_length")
+  if c.buffer_size < c.exploration_steps + c.batch_steps:
+    fail("buffer_size", c.buffer_size, "smaller than exploration_steps + one iteration")
+  if c.algo == "mg-sac" and c.mg_rollouts < 2 and c.estimator == "score":
+    fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
+
+
+def watched(c: Config) -> tuple[str, ...]:
+  """The losses whose non-finite value is a blow-up."""
+  return ("critic_loss", "actor_loss", "model_nll") + (
+      ("mg_loss",) if c.algo == "mg-sac" and c.mg_steps else ())
+
+
+MBPO = Algorithm(name="mbpo", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
+                 metrics=METRICS, sweepable=SWEEPABLE["mbpo"], watched=watched,
+                 validate=validate, preset=preset,
+                 initial_steps=lambda c: c.exploration_steps)
+MG_SAC = MBPO._replace(name="mg-sac", sweepable=SWEEPABLE["mg-sac"],
+                       metrics=METRICS + ("mg_loss", "mg_grad_norm"),
+                       preset=lambda env: {**preset(env), **MG_SAC_PRESET})

@@ -1,0 +1,436 @@
+"""`mg`, `mle` and `ppo`: PPO in a learned model whose fit is MG (or NLL alone), or on real data.
+
+One iteration (see docs/design.md, "The loops"):
+  1. `collect`: rollout_length steps of π_θ in num_envs training envs;
+  2. GAE on the real batch with V_ψ, and g_R = ∇_θ mean[log π(a|s) Â] on it;
+  3. (mg, mle) the batch joins the buffer; `fit_mle`: K_mle NLL steps; (mg) `fit_model_mg`:
+     K_mg steps of −S(ĝ_M(φ), g_R) + λ_mle · NLL; `model_alignment` logs cos(ĝ_M, g_R);
+  4. (mg, mle) model_updates PPO updates on branched model rollouts (`model_ppo_batch`);
+     (ppo) one PPO update on the real batch.
+Each stage is a top-level function of the parts it uses.
+"""
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from mgjax import envs, losses
+from mgjax.agents.ppo import PPOBatch, PPOCoefficients, PPONetworks, ppo_update
+from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
+from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_init, buffer_sample,
+                          buffer_sample_recent, empty_row, rows)
+from mgjax.config import Config, fail
+from mgjax.model_gradient import model_gradient_loss, policy_gradient, rollout
+from mgjax.models.fitting import combine_model_grads, fit_mle
+from mgjax.models.nll import model_nll, nll_loss
+from mgjax.nets import networks
+from mgjax.nets.normalization import RunningStats, init_stats, normalize, update_stats
+from mgjax.optim import adam, apply_gradients, set_learning_rate
+from mgjax.types import Model, Params, Transition
+
+_NAN = jnp.float32(jnp.nan)
+SWEEPABLE = {
+    "mg": ("learning_rate", "model_learning_rate", "mle_weight", "mg_max_grad_norm",
+           "real_grad_ema", "clip_eps", "value_coef", "entropy_coef"),
+    "mle": ("learning_rate", "model_learning_rate", "clip_eps", "value_coef", "entropy_coef"),
+    "ppo": ("learning_rate", "clip_eps", "value_coef", "entropy_coef"),
+}
+METRICS = ("train_return", "model_grad_cosine", "model_nll", "mle_loss", "mg_loss",
+           "mg_grad_norm", "policy_loss", "value_loss", "entropy")
+
+
+# ------------------------------------------------------------------------------ state
+@struct.dataclass
+class PPOState:
+  """Everything that changes during a `ppo` run (one seed)."""
+  agent_params: Params          # {"policy": θ, "value": ψ}
+  agent_opt: optax.OptState
+  obs_stats: RunningStats       # shared by policy and value
+  env_state: Any                # brax State of the batched training envs
+  key: jax.Array
+  iteration: jax.Array
+  env_steps: jax.Array
+  hparams: dict[str, jax.Array]  # the algorithm's sweepable settings, as data
+
+
+@struct.dataclass
+class ModelState:
+  """Everything that changes during an `mle` run (one seed): PPOState's fields, the model
+  and the real buffer it is fitted on."""
+  agent_params: Params
+  agent_opt: optax.OptState
+  model_params: Params          # φ
+  model_opt: optax.OptState
+  obs_stats: RunningStats       # shared by policy, value and model
+  env_state: Any
+  buffer: ReplayBuffer          # real transitions
+  key: jax.Array
+  iteration: jax.Array
+  env_steps: jax.Array
+  hparams: dict[str, jax.Array]
+
+
+@struct.dataclass
+class MGState(ModelState):
+  """An `mg` run's state: ModelState's fields and the running average of g_R."""
+  real_grad_avg: Params
+
+
+# ------------------------------------------------------------------------------ setup
+class MGSettings(NamedTuple):
+  """The MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, mg_start,
+  similarity, estimator)."""
+  steps: int
+  rollouts: int
+  horizon: int
+  start: str            # "batch" | "buffer"
+  similarity: str
+  estimator: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """The static parts of an mg/mle/ppo run, built once from the config."""
+  env: envs.EnvInfo
+  train_env: envs.TrainingEnv
+  nets: PPONetworks
+  model_net: networks.Network
+  agent_optimizer: optax.GradientTransformation
+  model_optimizer: optax.GradientTransformation
+  action_mode: str
+  rollout_length: int
+  batch_steps: int
+  discount: float
+  gae_lambda: float
+  ppo_epochs: int
+  num_minibatches: int
+  buffer_size: int
+  mle_steps: int
+  mle_batch: int
+  mg: MGSettings
+  model_rollouts: int
+  model_horizon: int
+  model_updates: int
+  num_eval_envs: int
+  algo: str                               # mg | mle | ppo
+  hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
+
+  def model(self, stats: RunningStats) -> Model:
+    return networks.make_model(self.model_net, stats, self.env.termination_fn,
+                               self.action_mode)
+
+  def nll(self, stats: RunningStats):
+    """The model's NLL loss (params, rows) -> scalar under the given statistics."""
+    return functools.partial(nll_loss, net=self.model_net, stats=stats,
+                             action_mode=self.action_mode)
+
+
+def setup(c: Config, info: envs.EnvInfo) -> Setup:
+  return Setup(
+      env=info, train_env=envs.TrainingEnv(info, c.num_envs),
+      nets=PPONetworks(
+          networks.make_policy_network(info.obs_size, info.action_size, c.policy_hidden,
+                                       c.init_log_std),
+          networks.make_value_network(info.obs_size, c.value_hidden)),
+      model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
+                                            c.ensemble_size),
+      agent_optimizer=adam(c.learning_rate, c.max_grad_norm),
+      model_optimizer=adam(c.model_learning_rate), action_mode=c.action_mode,
+      rollout_length=c.rollout_length, batch_steps=c.batch_steps, discount=c.discount,
+      gae_lambda=c.gae_lambda, ppo_epochs=c.ppo_epochs, num_minibatches=c.num_minibatches,
+      buffer_size=c.buffer_size, mle_steps=c.mle_steps, mle_batch=c.mle_batch,
+      mg=MGSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.mg_start, c.similarity,
+                    c.estimator),
+      model_rollouts=c.model_rollouts, model_horizon=c.model_horizon,
+      model_updates=c.model_updates, num_eval_envs=c.num_eval_envs, algo=c.algo,
+      hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo]))
+
+
+def init(su: Setup, key: jax.Array, hparams: dict | None = None):
+  """A fresh state (PPOState, ModelState or MGState); `hparams` overrides some of the
+  sweepable settings."""
+  hp = init_hparams(su.algo, dict(su.hparam_defaults), hparams)
+  kp, kv, km, ke, key = jax.random.split(key, 5)
+  agent = {"policy": su.nets.policy.init(kp), "value": su.nets.value.init(kv)}
+  common = dict(obs_stats=init_stats(su.env.obs_size), env_state=su.train_env.reset(ke),
+                key=key, iteration=jnp.zeros((), jnp.int32),
+                env_steps=jnp.zeros((), jnp.int32), hparams=hp)
+  agent_opt = set_learning_rate(su.agent_optimizer.init(agent), hp["learning_rate"])
+  if su.algo == "ppo":
+    return PPOState(agent_params=agent, agent_opt=agent_opt, **common)
+  model_params = su.model_net.init(km)
+  model_opt = set_learning_rate(su.model_optimizer.init(model_params),
+                                hp["model_learning_rate"])
+  buffer = buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size)
+  parts = dict(agent_params=agent, agent_opt=agent_opt, model_params=model_params,
+               model_opt=model_opt, buffer=buffer, **common)
+  if su.algo == "mle":
+    return ModelState(**parts)
+  return MGState(**parts, real_grad_avg=jax.tree.map(jnp.zeros_like, agent["policy"]))
+
+
+# ------------------------------------------------------------------------------ stages
+def collect(train_env: envs.TrainingEnv, policy, policy_params: Params, env_state,
+            key: jax.Array, *, rollout_length: int, action_mode: str):
+  """Runs the policy for rollout_length steps in the training envs
+  -> (env_state, Transition [T, N])."""
+  rkey, key = jax.random.split(key)
+  env_state = train_env.refresh_resets(env_state, rkey)
+
+  def step(env_state, step_key):
+    raw = jax.vmap(policy.sample, in_axes=(None, 0, 0))(
+        policy_params, env_state.obs, jax.random.split(step_key, train_env.num_envs))
+    nxt = train_env.step(env_state, networks.env_action(raw, action_mode))
+    tr = Transition(env_state.obs, raw, nxt.reward, nxt.info["final_obs"],
+                    nxt.info["termination"], nxt.info["truncation"], {})
+    return nxt, tr
+
+  return jax.lax.scan(step, env_state, jax.random.split(key, rollout_length))
+
+
+def real_advantages(value_fn, value_params: Params, batch: Transition, *, discount: float,
+                    gae_lambda: float):
+  """GAE on a real batch [T, N] with V_ψ, bootstrapping truncated steps from V(s'_t)
+  -> (advantages, targets)."""
+  v_batch = jax.vmap(value_fn, in_axes=(None, 0))
+  v = lambda o: jax.vmap(v_batch, in_axes=(None, 0))(value_params, o)
+  return losses.gae_from_next_values(
+      batch.reward, v(batch.obs), v(batch.next_obs), batch.termination, batch.truncation,
+      discount=discount, gae_lambda=gae_lambda)
+
+
+def _flat(x: jax.Array) -> jax.Array:
+  """[T, N, ...] -> [T·N, ...]."""
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def real_policy_gradient(policy, policy_params: Params, batch: Transition,
+                         advantages: jax.Array) -> Params:
+  """g_R = ∇_θ mean[log π(a|s) Â] on the real batch (no advantage normalisation, the
+  same convention as ĝ_M inside `model_gradient_loss`)."""
+  return policy_gradient(policy_params, policy=policy, obs=_flat(batch.obs),
+                         actions=_flat(batch.action), advantages=_flat(advantages))
+
+
+def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
+                      t: jax.Array) -> tuple[Params, Params]:
+  """The MG target: g_R, or with real_grad_ema = β > 0 the bias-corrected running average
+
+      (1 − β) Σ_k β^(t−k) g_R^k / (1 − β^t)   over iterations k ≤ t,
+
+  which trades lag for less noise -> (new running sum, target). t ≥ 1 is the iteration
+  just taken; β = 0 gives g_R."""
+  avg = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, real_grad_avg, real_grad)
+  correction = 1.0 - beta ** t.astype(jnp.float32)
+  return avg, jax.tree.map(lambda m: m / correction, avg)
+
+
+def batch_rows(batch: Transition) -> dict[str, jax.Array]:
+  """A real batch [T, N] as the buffers' flat rows [T·N]."""
+  return rows(_flat(batch.obs), _flat(batch.action), _flat(batch.reward),
+              _flat(batch.next_obs), _flat(batch.termination))
+
+
+def mg_start_obs(mg: MGSettings, buffer: ReplayBuffer, key: jax.Array,
+                 batch_steps: int) -> jax.Array:
+  """mg.rollouts start states for the MG rollouts: uniform over the latest real batch, the
+  on-policy states g_R is computed on (`start="batch"`, the default), or over the whole
+  buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
+  batch_steps rows."""
+  if mg.start == "batch":
+    return buffer_sample_recent(buffer, key, mg.rollouts, batch_steps)["obs"]
+  return buffer_sample(buffer, key, mg.rollouts)["obs"]
+
+
+def mg_loss(su: Setup, state: ModelState, params: Params, key: jax.Array, real_grad: Params):
+  """`model_gradient_loss` of model params φ against g_R = real_grad, on MG rollouts from
+  `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
+  skey, rkey = jax.random.split(key)
+  start = mg_start_obs(su.mg, state.buffer, skey, su.batch_steps)
+  stats = state.obs_stats
+  return model_gradient_loss(
+      params, policy_params=state.agent_params["policy"],
+      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,
+      key=rkey, policy=su.nets.make_policy(stats), model=su.model(stats),
+      value_fn=su.nets.make_value_fn(stats), horizon=su.mg.horizon, discount=su.discount,
+      gae_lambda=su.gae_lambda, similarity=su.mg.similarity, estimator=su.mg.estimator)
+
+
+def fit_model_mg(su: Setup, state: ModelState, key: jax.Array, real_grad: Params):
+  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
+  MG term's gradient clipped (`combine_model_grads`) -> (state, (mean loss, mean |g_mg|))."""
+  nll = su.nll(state.obs_stats)
+  hp = state.hparams
+
+  def step(s, k):
+    mkey, bkey = jax.random.split(k)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
+        su, s, s.model_params, mkey, real_grad)
+    nll_value, g_nll = jax.value_and_grad(nll)(
+        s.model_params, buffer_sample(s.buffer, bkey, su.mle_batch))
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
+                                         max_norm=hp["mg_max_grad_norm"])
+    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
+    return (s.replace(model_params=params, model_opt=opt),
+            (mg + hp["mle_weight"] * nll_value, mg_norm))
+
+  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
+  if not su.mg.steps:
+    return state, (_NAN, _NAN)
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))
+
+
+def model_alignment(su: Setup, state: ModelState, key: jax.Array,
+                    real_grad: Params) -> jax.Array:
+  """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
+  _, metrics = mg_loss(su, state, state.model_params, key, real_grad)
+  return metrics["cosine"]
+
+
+def model_ppo_batch(su: Setup, state: ModelState, key: jax.Array) -> PPOBatch:
+  """Branched rollouts of horizon H in the model from buffer states, with GAE that
+  bootstraps V(s_H) and stops at predicted termination."""
+  skey, rkey = jax.random.split(key)
+  start = buffer_sample(state.buffer, skey, su.model_rollouts)["obs"]
+  stats = state.obs_stats
+  obs, actions, rewards, dones, alive = rollout(
+      state.model_params, state.agent_params["policy"], start, rkey,
+      policy=su.nets.make_policy(stats), model=su.model(stats), horizon=su.model_horizon)
+  value_fn = su.nets.make_value_fn(stats)
+  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
+      state.agent_params["value"], obs)
+  adv, targets = losses.gae(rewards, values[:-1], values[-1], dones, discount=su.discount,
+                            gae_lambda=su.gae_lambda)
+  # Model data is data to PPO: no gradient reaches the model through it.
+  return jax.lax.stop_gradient(
+      PPOBatch(_flat(obs[:-1]), _flat(actions), _flat(adv), _flat(targets), _flat(alive)))
+
+
+def real_ppo_batch(batch: Transition, advantages: jax.Array, targets: jax.Array) -> PPOBatch:
+  return PPOBatch(_flat(batch.obs), _flat(batch.action), _flat(advantages), _flat(targets),
+                  jnp.ones_like(_flat(advantages)))
+
+
+def policy_update(su: Setup, state, batch: PPOBatch, key: jax.Array):
+  """One PPO update (`mgjax.agents.ppo.ppo_update`) of the state's policy and value."""
+  hp = state.hparams
+  params, opt, metrics = ppo_update(
+      state.agent_params, state.agent_opt, batch, key, nets=su.nets, stats=state.obs_stats,
+      optimizer=su.agent_optimizer,
+      coeffs=PPOCoefficients(hp["clip_eps"], hp["value_coef"], hp["entropy_coef"]),
+      epochs=su.ppo_epochs, num_minibatches=su.num_minibatches, obs_size=su.env.obs_size)
+  return state.replace(agent_params=params, agent_opt=opt), metrics
+
+
+def evaluate(su: Setup, state, key: jax.Array) -> dict[str, jax.Array]:
+  """Deterministic policy (mean action), full episodes in fresh eval envs."""
+  stats, params = state.obs_stats, state.agent_params["policy"]
+
+  def act(obs):
+    mean, _ = jax.vmap(su.nets.policy.apply, in_axes=(None, 0))(params, normalize(stats, obs))
+    return networks.env_action(mean, su.action_mode)
+
+  out = envs.evaluate(su.env, act, key, su.num_eval_envs)
+  return {"eval_return": out["return"], "eval_length": out["length"]}
+
+
+# ------------------------------------------------------------------------------ the loop
+def fit_model(su: Setup, state: ModelState, batch: Transition, real_grad: Params,
+              key: jax.Array):
+  """Step 3: the batch joins the buffer, K_mle NLL steps, (mg) K_mg MG steps, and the
+  alignment diagnostic -> (state, metrics)."""
+  new_rows = batch_rows(batch)
+  # Held out: the model has not been fitted on this batch yet.
+  metrics = {"model_nll": model_nll(su.model_net, state.obs_stats, state.model_params,
+                                    new_rows["obs"], new_rows["action"], new_rows["next_obs"],
+                                    new_rows["reward"], su.action_mode)}
+  state = state.replace(buffer=buffer_add(state.buffer, new_rows))
+  k1, k2, k3 = jax.random.split(key, 3)
+  params, opt, metrics["mle_loss"] = fit_mle(
+      state.model_params, state.model_opt, state.buffer, k1, loss=su.nll(state.obs_stats),
+      optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)
+  state = state.replace(model_params=params, model_opt=opt)
+  if isinstance(state, MGState):
+    avg, target = average_real_grad(state.real_grad_avg, real_grad,
+                                    state.hparams["real_grad_ema"], state.iteration)
+    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
+        su, state.replace(real_grad_avg=avg), k2, target)
+  metrics["model_grad_cosine"] = model_alignment(su, state, k3, real_grad)
+  return state, metrics
+
+
+def iteration(su: Setup, state):
+  """One collect–fit–optimise iteration -> (state, per-iteration metrics)."""
+  key, ckey, mkey, gkey, akey, pkey = jax.random.split(state.key, 6)
+  policy = su.nets.make_policy(state.obs_stats)
+  env_state, batch = collect(su.train_env, policy, state.agent_params["policy"],
+                             state.env_state, ckey, rollout_length=su.rollout_length,
+                             action_mode=su.action_mode)
+  stats = update_stats(state.obs_stats, batch.obs)
+  state = state.replace(env_state=env_state, obs_stats=stats, key=key,
+                        iteration=state.iteration + 1,
+                        env_steps=state.env_steps + su.batch_steps)
+  adv, targets = real_advantages(su.nets.make_value_fn(stats), state.agent_params["value"],
+                                 batch, discount=su.discount, gae_lambda=su.gae_lambda)
+  metrics = {"train_return": mean_episode_return(env_state)}
+
+  if isinstance(state, ModelState):
+    real_grad = real_policy_gradient(su.nets.make_policy(stats), state.agent_params["policy"],
+                                     batch, adv)
+    state, fit_metrics = fit_model(su, state, batch, real_grad, mkey)
+    metrics.update(fit_metrics)
+
+    def policy_round(s, k):
+      bk, uk = jax.random.split(k)
+      return policy_update(su, s, model_ppo_batch(su, s, bk), uk)
+
+    state, (pl, vl, ent) = jax.lax.scan(policy_round, state,
+                                        jax.random.split(pkey, su.model_updates))
+    pl, vl, ent = pl.mean(), vl.mean(), ent.mean()
+  else:
+    state, (pl, vl, ent) = policy_update(su, state, real_ppo_batch(batch, adv, targets), pkey)
+  metrics.update(policy_loss=pl, value_loss=vl, entropy=ent, env_steps=state.env_steps)
+  for name in METRICS:
+    metrics.setdefault(name, _NAN)
+  return state, metrics
+
+
+# ------------------------------------------------------------------------------ for the runner
+def validate(c: Config) -> None:
+  """PPO minibatches must split the batch they are cut from; the buffer must hold an
+  iteration; the score estimator's baseline needs two MG rollouts."""
+  uses_model = c.algo in ("mg", "mle")
+  ppo_batch = c.model_rollouts * c.model_horizon if uses_model else c.batch_steps
+  ppo_field = "model_rollouts*model_horizon" if uses_model else "num_envs*rollout_length"
+  if ppo_batch % c.num_minibatches:
+    fail("num_minibatches", c.num_minibatches, f"does not divide {ppo_field} = {ppo_batch}")
+  if uses_model:
+    if c.buffer_size < c.batch_steps:
+      fail("buffer_size", c.buffer_size,
+           f"smaller than one iteration's batch (num_envs*rollout_length = {c.batch_steps})")
+    if c.mle_batch > c.buffer_size:
+      fail("mle_batch", c.mle_batch, f"larger than buffer_size = {c.buffer_size}")
+  if c.algo == "mg" and c.mg_rollouts < 2 and c.estimator == "score":
+    fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
+
+
+def watched(c: Config) -> tuple[str, ...]:
+  """The losses whose non-finite value is a blow-up."""
+  names = ("policy_loss", "value_loss")
+  if c.algo == "ppo":
+    return names
+  return (names + ("model_nll",) + (("mle_loss",) if c.mle_steps else ())
+          + (("mg_loss",) if c.algo == "mg" and c.mg_steps else ()))
+
+
+def _algorithm(name: str) -> Algorithm:
+  return Algorithm(name=name, setup=setup, init=init, iteration=iteration, evaluate=evaluate,
+                   metrics=METRICS, sweepable=SWEEPABLE[name], watched=watched,
+                   validate=validate, preset=lambda env: {})
+
+
+MG, MLE, PPO = _algorithm("mg"), _algorithm("mle"), _algorithm("ppo")

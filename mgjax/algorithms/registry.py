@@ -1,0 +1,110 @@
+"""The algorithms by name, and what follows from them: configs with presets, validation,
+run sizes, sweepable fields, CSV columns and the divergence watch.
+
+A new algorithm is one module that builds an `Algorithm` and one line in `REGISTRY`.
+"""
+from typing import Any, Callable
+
+import jax
+
+from mgjax import envs
+from mgjax.algorithms import mbpo, mg
+from mgjax.algorithms.base import Algorithm, Schedule, Trainer, bind, schedule
+from mgjax.config import ALIASES, Config, ConfigError, check_common, fail
+
+REGISTRY: dict[str, Algorithm] = {
+    "mg": mg.MG,
+    "mle": mg.MLE,
+    "ppo": mg.PPO,
+    "mbpo": mbpo.MBPO,
+    "mg-sac": mbpo.MG_SAC,
+}
+
+# metrics.csv: who and when, every algorithm's metrics (first-seen order), the wall clock.
+KEY_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return", "eval_length")
+METRIC_COLUMNS = KEY_COLUMNS + tuple(dict.fromkeys(
+    name for a in REGISTRY.values() for name in a.metrics)) + ("wall_time_s",)
+# Column names of earlier versions, read as the current ones.
+COLUMN_ALIASES = {"rollout_length": "branch_length"}
+SWEEPABLE: dict[str, tuple[str, ...]] = {name: a.sweepable for name, a in REGISTRY.items()}
+
+
+def get_algorithm(name: str) -> Algorithm:
+  """The registered algorithm `name`; ConfigError names it otherwise."""
+  if name not in REGISTRY:
+    fail("algo", name, f"unknown algorithm; choose one of {', '.join(REGISTRY)}")
+  return REGISTRY[name]
+
+
+def preset(algo: str, env: str) -> dict[str, Any]:
+  """Defaults an algorithm uses on an env where they differ from Config's."""
+  return get_algorithm(algo).preset(env)
+
+
+def run_schedule(config: Config) -> Schedule:
+  """The run's sizes: env steps per iteration, iterations, chunks, env steps in all."""
+  return schedule(config, get_algorithm(config.algo))
+
+
+def validate(config: Config) -> Config:
+  """Checks every field; raises ConfigError naming the first bad field and its value."""
+  algorithm = get_algorithm(config.algo)
+  check_common(config)
+  c, initial = config, algorithm.initial_steps(config)
+  if c.total_steps < initial + c.batch_steps * c.eval_every:
+    fail("total_steps", c.total_steps,
+         f"smaller than one evaluation chunk (num_envs*rollout_length*eval_every = "
+         f"{c.batch_steps * c.eval_every})"
+         + (f" after exploration_steps = {initial}" if initial else ""))
+  algorithm.validate(config)
+  return config
+
+
+def make_config(**fields: Any) -> Config:
+  """Config with the algorithm's per-env preset under the given fields, validated."""
+  fields = {ALIASES.get(k, k): v for k, v in fields.items()}
+  base = preset(fields.get("algo", Config.algo), fields.get("env", Config.env))
+  try:
+    return validate(Config(**{**base, **fields}))
+  except TypeError as e:  # unknown field name
+    raise ConfigError(str(e)) from None
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+  """The validated Config of a config.json (or `describe`) dict, old field names included."""
+  return validate(Config.from_dict(d))
+
+
+def describe(config: Config) -> dict[str, Any]:
+  """config.json's content: every field and the resolved sizes."""
+  s = run_schedule(config)
+  return {**config.to_dict(), "resolved": {"batch_steps": s.batch_steps,
+                                           "num_iterations": s.num_iterations,
+                                           "env_steps": s.env_steps}}
+
+
+def watched(config: Config) -> tuple[str, ...]:
+  """The metrics whose non-finite value is a numerical blow-up, for this config."""
+  return tuple(get_algorithm(config.algo).watched(config))
+
+
+def make_trainer(config: Config, progress: Callable | None = None,
+                 env_info: envs.EnvInfo | None = None) -> Trainer:
+  """The registered algorithm of `config.algo`, bound to the validated config: pure
+  `init(key, hparams=None)` and `chunk(state)`, vmappable over runs."""
+  config = validate(config)
+  return bind(config, get_algorithm(config.algo), progress, env_info)
+
+
+def make_train(config: Config, progress: Callable | None = None,
+               env_info: envs.EnvInfo | None = None):
+  """Returns a pure `train(key) -> (final_state, metrics)` for any registered algorithm;
+  metrics leaves are stacked [num_chunks, eval_every] per iteration and [num_chunks] per
+  evaluation. `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program."""
+  trainer = make_trainer(config, progress, env_info)
+
+  def train(key):
+    state = trainer.init(key)
+    return jax.lax.scan(lambda s, _: trainer.chunk(s), state, None, length=trainer.num_chunks)
+
+  return train

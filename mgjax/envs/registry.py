@@ -1,0 +1,95 @@
+"""Environments by name: brax envs (MJX by default) and the pure-JAX point mass.
+
+Every environment comes as an `EnvInfo` with a known termination function of the next
+observation, which model rollouts use to stop where the real environment would have
+(`termination_fn(next_obs)`, unbatched; callers vmap).
+"""
+import dataclasses
+import functools
+import numbers
+from typing import Callable
+
+import jax
+
+from mgjax.envs import pointmass, terminations
+from mgjax.envs.core import Env, batched_reset, brax_envs
+
+ENV_NAMES = ("hopper", "walker2d", "halfcheetah", "ant", "humanoid", "inverted_pendulum",
+             "inverted_double_pendulum", "reacher", "swimmer", "pusher", "pointmass")
+BACKENDS = ("mjx", "generalized", "spring", "positional")
+_BRAX_EPISODE_LENGTH = 1000  # brax's customary time limit for all of its envs.
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvInfo:
+  """An environment with the facts a learner needs about it.
+
+  Attributes:
+    name: registry name.
+    env: the unwrapped, unbatched brax `Env`.
+    obs_size: observation length.
+    action_size: action length; actions live in [-1, 1]^action_size.
+    episode_length: time limit for training and evaluation.
+    termination_fn: next_obs [obs_size] -> float32 scalar, 1.0 where the env would set done
+      because of a terminal state (never because of the time limit).
+  """
+  name: str
+  env: Env
+  obs_size: int
+  action_size: int
+  episode_length: int
+  termination_fn: Callable[[jax.Array], jax.Array]
+
+
+
+def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = None) -> EnvInfo:
+  """Builds an environment by name.
+
+  Args:
+    name: "pointmass" or any env registered in brax (`brax.envs.get_environment`).
+    backend: brax physics backend ("mjx", "generalized", ...); ignored for pointmass.
+    episode_length: time limit; default 100 for pointmass, 1000 (brax's) for brax envs.
+  Returns:
+    EnvInfo. termination_fn reproduces the env's done from the next observation for hopper,
+    walker2d, ant, humanoid, inverted_pendulum, inverted_double_pendulum and pointmass
+    (see `mgjax.envs.terminations` for the rare inexact cases); halfcheetah, reacher,
+    swimmer and pusher never terminate (always 0). Other registered brax envs (e.g.
+    humanoidstandup) also get an always-0 termination_fn: correct for brax 0.14's envs,
+    not derived for envs registered by users.
+  Raises:
+    ValueError: unknown name or backend, or episode_length not a positive integer.
+  """
+  registered = _brax_names()
+  known = sorted(set(ENV_NAMES) | registered)
+  if name == "pointmass":
+    env = pointmass.PointMass()
+    default_length = pointmass.EPISODE_LENGTH
+    termination_fn = env.termination
+  elif name in registered:
+    if backend not in BACKENDS:
+      raise ValueError(f"backend={backend!r}: unknown physics backend; choose one of: "
+                       f"{', '.join(BACKENDS)}")
+    env = brax_envs.get_environment(name, backend=backend)
+    default_length = _BRAX_EPISODE_LENGTH
+    termination_fn = terminations.termination_fn(name, env)
+  else:
+    raise ValueError(f"env={name!r}: unknown environment; choose one of: {', '.join(known)}")
+  if episode_length is None:
+    episode_length = default_length
+  if not isinstance(episode_length, numbers.Integral) or episode_length < 1:
+    raise ValueError(f"episode_length={episode_length!r}: must be a positive integer")
+  # eval_shape traces reset instead of running it (brax's observation_size runs it eagerly).
+  reset = functools.partial(batched_reset, env)
+  obs_shape = jax.eval_shape(reset, jax.random.split(jax.random.key(0), 1)).obs.shape
+  return EnvInfo(name=name, env=env, obs_size=int(obs_shape[-1]),
+                 action_size=int(env.action_size), episode_length=int(episode_length),
+                 termination_fn=termination_fn)
+
+
+def _brax_names() -> set[str]:
+  return set(brax_envs._envs)  # pylint: disable=protected-access  (brax's registry)
+
+
+def is_known(name: str) -> bool:
+  """Whether `make_env(name)` knows the env: mgjax's names and every registered brax env."""
+  return name in ENV_NAMES or name in _brax_names()
