@@ -1,6 +1,6 @@
 """The model-gradient objective: align the policy gradient on model data with the real one.
 
-Notation (DESIGN.md §1): θ policy, φ model, ĝ_M(φ) the policy gradient estimated on
+Notation (docs/design.md, "The MG objective"): θ policy, φ model, ĝ_M(φ) the policy gradient estimated on
 rollouts in M_φ, g_R the policy gradient on real data (a constant here), S a similarity.
 The model ascends S(ĝ_M(φ), g_R). By the chain rule ∇_φ S = J_φ(ĝ_M)ᵀ u with
 u = ∂S/∂g at g = ĝ_M, so every similarity reduces to the gradient of ⟨ĝ_M(φ), sg(u)⟩,

@@ -21,15 +21,18 @@ from flax import struct
 from mgjax import envs, losses
 from mgjax.agents.ppo import PPOBatch, PPOCoefficients, PPONetworks, ppo_update
 from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
-from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_init, buffer_sample,
-                          buffer_sample_recent, empty_row, rows)
+# mg_loss and mg_start_obs are part of this module's API (the MG stage).
+from mgjax.algorithms.mg_model import (average_real_grad, fit_model_mg, mg_loss,  # noqa: F401
+                                       mg_start_obs, model_alignment)
+from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row,
+                          rows)
 from mgjax.config import Config, fail
-from mgjax.model_gradient import model_gradient_loss, policy_gradient, rollout
-from mgjax.models.fitting import combine_model_grads, fit_mle
+from mgjax.model_gradient import policy_gradient, rollout
+from mgjax.models.fitting import fit_mle
 from mgjax.models.nll import model_nll, nll_loss
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, normalize, update_stats
-from mgjax.optim import adam, apply_gradients, set_learning_rate
+from mgjax.optim import adam, set_learning_rate
 from mgjax.types import Model, Params, Transition
 
 _NAN = jnp.float32(jnp.nan)
@@ -216,79 +219,10 @@ def real_policy_gradient(policy, policy_params: Params, batch: Transition,
                          actions=_flat(batch.action), advantages=_flat(advantages))
 
 
-def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
-                      t: jax.Array) -> tuple[Params, Params]:
-  """The MG target: g_R, or with real_grad_ema = β > 0 the bias-corrected running average
-
-      (1 − β) Σ_k β^(t−k) g_R^k / (1 − β^t)   over iterations k ≤ t,
-
-  which trades lag for less noise -> (new running sum, target). t ≥ 1 is the iteration
-  just taken; β = 0 gives g_R."""
-  avg = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, real_grad_avg, real_grad)
-  correction = 1.0 - beta ** t.astype(jnp.float32)
-  return avg, jax.tree.map(lambda m: m / correction, avg)
-
-
 def batch_rows(batch: Transition) -> dict[str, jax.Array]:
   """A real batch [T, N] as the buffers' flat rows [T·N]."""
   return rows(_flat(batch.obs), _flat(batch.action), _flat(batch.reward),
               _flat(batch.next_obs), _flat(batch.termination))
-
-
-def mg_start_obs(mg: MGSettings, buffer: ReplayBuffer, key: jax.Array,
-                 batch_steps: int) -> jax.Array:
-  """mg.rollouts start states for the MG rollouts: uniform over the latest real batch, the
-  on-policy states g_R is computed on (`start="batch"`, the default), or over the whole
-  buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
-  batch_steps rows."""
-  if mg.start == "batch":
-    return buffer_sample_recent(buffer, key, mg.rollouts, batch_steps)["obs"]
-  return buffer_sample(buffer, key, mg.rollouts)["obs"]
-
-
-def mg_loss(su: Setup, state: ModelState, params: Params, key: jax.Array, real_grad: Params):
-  """`model_gradient_loss` of model params φ against g_R = real_grad, on MG rollouts from
-  `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
-  skey, rkey = jax.random.split(key)
-  start = mg_start_obs(su.mg, state.buffer, skey, su.batch_steps)
-  stats = state.obs_stats
-  return model_gradient_loss(
-      params, policy_params=state.agent_params["policy"],
-      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,
-      key=rkey, policy=su.nets.make_policy(stats), model=su.model(stats),
-      value_fn=su.nets.make_value_fn(stats), horizon=su.mg.horizon, discount=su.discount,
-      gae_lambda=su.gae_lambda, similarity=su.mg.similarity, estimator=su.mg.estimator)
-
-
-def fit_model_mg(su: Setup, state: ModelState, key: jax.Array, real_grad: Params):
-  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
-  MG term's gradient clipped (`combine_model_grads`) -> (state, (mean loss, mean |g_mg|))."""
-  nll = su.nll(state.obs_stats)
-  hp = state.hparams
-
-  def step(s, k):
-    mkey, bkey = jax.random.split(k)
-    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
-        su, s, s.model_params, mkey, real_grad)
-    nll_value, g_nll = jax.value_and_grad(nll)(
-        s.model_params, buffer_sample(s.buffer, bkey, su.mle_batch))
-    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
-                                         max_norm=hp["mg_max_grad_norm"])
-    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
-    return (s.replace(model_params=params, model_opt=opt),
-            (mg + hp["mle_weight"] * nll_value, mg_norm))
-
-  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
-  if not su.mg.steps:
-    return state, (_NAN, _NAN)
-  return state, (jnp.mean(loss), jnp.mean(mg_norm))
-
-
-def model_alignment(su: Setup, state: ModelState, key: jax.Array,
-                    real_grad: Params) -> jax.Array:
-  """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
-  _, metrics = mg_loss(su, state, state.model_params, key, real_grad)
-  return metrics["cosine"]
 
 
 def model_ppo_batch(su: Setup, state: ModelState, key: jax.Array) -> PPOBatch:

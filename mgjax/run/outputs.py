@@ -1,5 +1,6 @@
-"""Run outputs (DESIGN.md §5): config.json, metrics.csv, summary.json, orbax checkpoint/,
-and the resume point resume/ of a run that has not finished.
+"""Run outputs (docs/design.md, "Outputs"): config.json, summary.json, orbax checkpoint/,
+the resume point resume/ of a run that has not finished, and combining metrics.csv files
+(written by `mgjax.run.recording.MetricsWriter`).
 
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
 everything it had measured; resume/ (the whole vmapped state, simulator included, saved
@@ -8,7 +9,6 @@ every few minutes) lets it continue from there with the same numbers.
 import csv
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
@@ -18,11 +18,8 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
-METRIC_COLUMNS = (
-    "algo", "env", "seed", "iteration", "env_steps", "eval_return", "eval_length",
-    "train_return", "model_grad_cosine", "model_nll", "mle_loss", "mg_loss", "mg_grad_norm",
-    "policy_loss", "value_loss", "entropy", "critic_loss", "actor_loss", "alpha", "q_mean",
-    "model_epochs", "rollout_length", "wall_time_s")
+from mgjax.algorithms import COLUMN_ALIASES
+
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx",
              "orbax-checkpoint", "numpy")
 
@@ -35,15 +32,14 @@ def concat_metrics(cells: Iterable[tuple[Path, dict[str, str]]], out: Path) -> b
   """Writes the rows of each (metrics.csv path, column overrides) to one CSV at `out`.
 
   Files written by different versions may have different columns; the output has all of
-  them (in first-seen order) and leaves a row's missing ones empty. Returns whether any
-  file was read (nothing is written otherwise)."""
+  them (in first-seen order, earlier names read as the current ones) and leaves a row's
+  missing ones empty. Returns whether any file was read (nothing is written otherwise)."""
   header: list[str] = []
   rows: list[dict[str, str]] = []
   for path, overrides in cells:
-    with open(path, newline="") as f:
-      reader = csv.DictReader(f)
-      header += [k for k in reader.fieldnames or () if k not in header]
-      rows.extend({**r, **overrides} for r in reader)
+    for r in read_metrics(path):
+      header += [k for k in r if k not in header]
+      rows.append({**r, **overrides})
   if not header:
     return False
   with open(out, "w", newline="") as f:
@@ -51,6 +47,12 @@ def concat_metrics(cells: Iterable[tuple[Path, dict[str, str]]], out: Path) -> b
     w.writeheader()
     w.writerows(rows)
   return True
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
+  """The rows of a metrics.csv, columns of earlier versions under their current names."""
+  with open(path, newline="") as f:
+    return [{COLUMN_ALIASES.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -98,39 +100,6 @@ def _jsonable(x):
   raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-def _cell(value: Any) -> Any:
-  """Empty cell for NaN (not applicable), plain Python numbers otherwise."""
-  if isinstance(value, (float, np.floating)):
-    return "" if math.isnan(value) else float(value)
-  if isinstance(value, np.integer):
-    return int(value)
-  return value
-
-
-class MetricsWriter:
-  """Appends rows to DIR/metrics.csv, flushing after every batch of rows.
-
-  A new writer starts the file afresh; with `keep_through` (a resumed run) it keeps the
-  rows of iterations up to that one and drops later ones, which the run will write again."""
-
-  def __init__(self, path: Path, keep_through: int | None = None):
-    self.path = path
-    kept = []
-    if keep_through is not None and path.exists():
-      with open(path, newline="") as f:
-        kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= keep_through]
-    with open(path, "w", newline="") as f:
-      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore", restval="")
-      w.writeheader()
-      w.writerows(kept)
-
-  def write(self, rows: Iterable[dict[str, Any]]) -> None:
-    with open(self.path, "a", newline="") as f:
-      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
-      for row in rows:
-        w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
-
-
 def is_key(x) -> bool:
   """Whether x (an array or an abstract array) holds typed PRNG keys."""
   return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
@@ -153,7 +122,7 @@ def checkpointable(state: Any) -> Any:
 
 
 def save_checkpoint(path: Path, state: Any) -> None:
-  """Saves a TrainState (vmapped or not; see `checkpointable`) with orbax to `path`."""
+  """Saves a train state (vmapped or not; see `checkpointable`) with orbax to `path`."""
   import orbax.checkpoint as ocp
   ckpt = ocp.StandardCheckpointer()
   ckpt.save(path.absolute(), checkpointable(state), force=True)
@@ -162,9 +131,38 @@ def save_checkpoint(path: Path, state: Any) -> None:
 
 def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
   """Restores a checkpoint written by `save_checkpoint` into the structure of `like`
-  (e.g. `jax.eval_shape` of the trainer's init); keys come back as uint32 key data."""
+  (e.g. `jax.eval_shape` of the trainer's init); keys come back as uint32 key data.
+
+  Arrays are matched by their path in the state (field and dict names), so a checkpoint of
+  an earlier version restores as long as it holds every array `like` has; OutputError
+  names the path and what is missing or unreadable otherwise."""
   import orbax.checkpoint as ocp
-  return ocp.StandardCheckpointer().restore(Path(path).absolute(), checkpointable(like))
+  where = f"checkpoint={str(path)!r}"
+  path = Path(path).absolute()
+  if not path.is_dir():
+    raise OutputError(f"{where}: no checkpoint there")
+  try:
+    saved = ocp.StandardCheckpointer().restore(path)
+  except Exception as e:  # orbax raises many types; one line says which file and why
+    raise OutputError(f"{where}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+  def pick(keypath, ref):
+    node = saved
+    for k in keypath:
+      name = str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k))))
+      if isinstance(node, (list, tuple)) and name.isdigit() and int(name) < len(node):
+        node = node[int(name)]
+      elif isinstance(node, dict) and name in node:
+        node = node[name]
+      else:
+        raise OutputError(f"{where}: has no {jax.tree_util.keystr(keypath)} (written by "
+                          "another version of mgjax)")
+    if tuple(np.shape(node)) != tuple(ref.shape):
+      raise OutputError(f"{where}: {jax.tree_util.keystr(keypath)} is {list(np.shape(node))}, "
+                        f"expected {list(ref.shape)}")
+    return jax.numpy.asarray(node, ref.dtype)
+
+  return jax.tree_util.tree_map_with_path(pick, checkpointable(like))
 
 
 # ------------------------------------------------------------------------------ resume points

@@ -1,0 +1,86 @@
+"""The MG model stage of `mg`: K_mg steps of −S(ĝ_M(φ), g_R) + λ_mle · NLL on the model, the
+target g_R (optionally a running average), and the alignment diagnostic.
+
+ĝ_M is the PPO-style policy gradient on MG rollouts in the model (`model_gradient_loss`);
+see docs/design.md, "The MG objective". The stages read the parts of the `mg` Setup they
+use: its networks, the model, the NLL loss, the model optimizer and the MG settings.
+"""
+import jax
+import jax.numpy as jnp
+
+from mgjax.buffer import ReplayBuffer, buffer_sample, buffer_sample_recent
+from mgjax.model_gradient import model_gradient_loss
+from mgjax.models.fitting import combine_model_grads
+from mgjax.optim import apply_gradients
+from mgjax.types import Params
+
+_NAN = jnp.float32(jnp.nan)
+
+
+def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
+                      t: jax.Array) -> tuple[Params, Params]:
+  """The MG target: g_R, or with real_grad_ema = β > 0 the bias-corrected running average
+
+      (1 − β) Σ_k β^(t−k) g_R^k / (1 − β^t)   over iterations k ≤ t,
+
+  which trades lag for less noise -> (new running sum, target). t ≥ 1 is the iteration
+  just taken; β = 0 gives g_R."""
+  avg = jax.tree.map(lambda m, g: beta * m + (1.0 - beta) * g, real_grad_avg, real_grad)
+  correction = 1.0 - beta ** t.astype(jnp.float32)
+  return avg, jax.tree.map(lambda m: m / correction, avg)
+
+
+def mg_start_obs(mg, buffer: ReplayBuffer, key: jax.Array,
+                 batch_steps: int) -> jax.Array:
+  """mg.rollouts start states for the MG rollouts: uniform over the latest real batch, the
+  on-policy states g_R is computed on (`start="batch"`, the default), or over the whole
+  buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
+  batch_steps rows."""
+  if mg.start == "batch":
+    return buffer_sample_recent(buffer, key, mg.rollouts, batch_steps)["obs"]
+  return buffer_sample(buffer, key, mg.rollouts)["obs"]
+
+
+def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params):
+  """`model_gradient_loss` of model params φ against g_R = real_grad, on MG rollouts from
+  `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
+  skey, rkey = jax.random.split(key)
+  start = mg_start_obs(su.mg, state.buffer, skey, su.batch_steps)
+  stats = state.obs_stats
+  return model_gradient_loss(
+      params, policy_params=state.agent_params["policy"],
+      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,
+      key=rkey, policy=su.nets.make_policy(stats), model=su.model(stats),
+      value_fn=su.nets.make_value_fn(stats), horizon=su.mg.horizon, discount=su.discount,
+      gae_lambda=su.gae_lambda, similarity=su.mg.similarity, estimator=su.mg.estimator)
+
+
+def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
+  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
+  MG term's gradient clipped (`combine_model_grads`) -> (state, (mean loss, mean |g_mg|))."""
+  nll = su.nll(state.obs_stats)
+  hp = state.hparams
+
+  def step(s, k):
+    mkey, bkey = jax.random.split(k)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
+        su, s, s.model_params, mkey, real_grad)
+    nll_value, g_nll = jax.value_and_grad(nll)(
+        s.model_params, buffer_sample(s.buffer, bkey, su.mle_batch))
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
+                                         max_norm=hp["mg_max_grad_norm"])
+    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
+    return (s.replace(model_params=params, model_opt=opt),
+            (mg + hp["mle_weight"] * nll_value, mg_norm))
+
+  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
+  if not su.mg.steps:
+    return state, (_NAN, _NAN)
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))
+
+
+def model_alignment(su, state, key: jax.Array,
+                    real_grad: Params) -> jax.Array:
+  """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
+  _, metrics = mg_loss(su, state, state.model_params, key, real_grad)
+  return metrics["cosine"]

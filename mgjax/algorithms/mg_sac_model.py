@@ -1,0 +1,94 @@
+"""The MG model stage of `mg-sac`: the MG objective on SAC's actor loss, through the
+ensemble's elites, and the alignment diagnostic both `mbpo` and `mg-sac` log.
+
+g_R is the actor-loss gradient on real buffer states, ĝ_M the same gradient on the states of
+short elite rollouts from them (`actor_model_gradient_loss`; docs/design.md, "The MG
+objective"). The stages read the parts of the mbpo Setup they use: the actor and critic
+networks, the model, the model optimizer, the ensemble fit and the MG settings.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from mgjax import model_gradient
+from mgjax.agents import sac
+from mgjax.buffer import buffer_sample
+from mgjax.models.ensemble import member_minibatches
+from mgjax.models.fitting import combine_model_grads
+from mgjax.models.nll import ensemble_nll_loss
+from mgjax.optim import apply_gradients
+from mgjax.types import Params
+
+
+def _actor_loss(su, sac_params: sac.SACParams):
+  """SAC's per-state actor objective ℓ(θ, s, key) with the current critics and α."""
+  objective = functools.partial(sac.actor_objective, q_params=sac_params.q,
+                                log_alpha=sac_params.log_alpha, q_fn=su.q_net.apply,
+                                actor_fn=su.actor_net.apply)
+  return lambda params, obs, key: objective(params, obs, key)[0]
+
+
+def real_actor_gradient(su, state, sample_key: jax.Array,
+                        grad_key: jax.Array):
+  """mg_rollouts·mg_horizon real buffer states and g_R, the actor-loss gradient on them."""
+  real = buffer_sample(state.buffer, sample_key, su.mg.rollouts * su.mg.horizon)["obs"]
+  grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=_actor_loss(su, state.sac),
+                                       obs=real, key=grad_key)
+  return real, grad
+
+
+def mg_loss(su, state, params: Params, key: jax.Array):
+  """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics),
+  metrics["real_grad"] = g_R.
+
+  mg_rollouts·mg_horizon real buffer states give g_R, the SAC actor-loss gradient with the
+  current critics and α; the first mg_rollouts of them start the mg_horizon-step rollouts
+  (a uniformly drawn elite per transition, as in `branched_rollouts`), so both sides average
+  the same number of states.
+  """
+  skey, gkey, mkey = jax.random.split(key, 3)
+  real, real_grad = real_actor_gradient(su, state, skey, gkey)
+  elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
+  loss, metrics = model_gradient.actor_model_gradient_loss(
+      elite_params, policy_params=state.sac.actor, real_grad=real_grad,
+      start_obs=real[:su.mg.rollouts], key=mkey, policy=su.policy(),
+      model=su.model(state.obs_stats), actor_loss=_actor_loss(su, state.sac),
+      horizon=su.mg.horizon, similarity=su.mg.similarity, estimator=su.mg.estimator)
+  return loss, {**metrics, "real_grad": real_grad}
+
+
+def alignment_ceiling(su, state, key: jax.Array) -> dict:
+  """cos(ĝ_M, g_R) (`mg_loss`'s) next to its noise ceiling cos(g_R', g_R), g_R' the
+  actor-loss gradient on as many other real buffer states, drawn independently: the
+  alignment a model would score whose states were fresh real data."""
+  key, skey, gkey = jax.random.split(key, 3)
+  _, metrics = mg_loss(su, state, state.model_params, key)
+  _, g_other = real_actor_gradient(su, state, skey, gkey)
+  return {"real_vs_real": model_gradient.similarity_value(g_other, metrics["real_grad"],
+                                                          "cosine"),
+          "model_vs_real": metrics["cosine"]}
+
+
+def fit_model_mg(su, state, key: jax.Array):
+  """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
+  ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
+  them), the MG term's gradient clipped (`combine_model_grads`)
+  -> (state, (mean loss, mean |g_mg|))."""
+  hp = state.hparams
+
+  def step(s, k):
+    mkey, bkey = jax.random.split(k)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
+        su, s, s.model_params, mkey)
+    minibatches = member_minibatches(s.buffer, bkey, su.fit.members, su.fit.batch_size)
+    nll, g_nll = jax.value_and_grad(ensemble_nll_loss)(
+        s.model_params, minibatches, net=su.model_net, stats=s.obs_stats)
+    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
+                                         max_norm=hp["mg_max_grad_norm"])
+    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
+    s = s.replace(model_params=params, model_opt=opt)
+    return s, (mg + hp["mle_weight"] * nll, mg_norm)
+
+  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
+  return state, (jnp.mean(loss), jnp.mean(mg_norm))

@@ -1,0 +1,12 @@
+"""Running experiments: placement and sharding of runs over devices, sweeps, recording
+(metrics.csv, progress, divergence), resume points, and the output files."""
+from mgjax.run.experiment import run
+from mgjax.run.outputs import OutputError, prepare_out_dir, restore_checkpoint
+from mgjax.run.placement import LayoutError, check_layout, make_mesh
+from mgjax.run.recording import Divergence
+from mgjax.run.resume import ResumeError
+from mgjax.run.sweep import check_sweep, setting_name, sweep_settings
+
+__all__ = ["Divergence", "LayoutError", "OutputError", "ResumeError", "check_layout",
+           "check_sweep", "make_mesh", "prepare_out_dir", "restore_checkpoint", "run",
+           "setting_name", "sweep_settings"]

@@ -1,0 +1,48 @@
+"""Where runs go: a 1-D device mesh over which the batch axis of all runs is sharded, and
+moving arrays between the host and that layout."""
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+class LayoutError(ValueError):
+  """The runs cannot be placed on the devices; the message names the field and value."""
+
+
+def make_mesh(devices: int | None = None) -> Mesh:
+  """A 1-D mesh ("runs",) over the first `devices` of jax.devices() (all by default; with
+  several processes, the devices of all of them)."""
+  available = jax.devices()
+  if devices is not None and not 1 <= devices <= len(available):
+    raise LayoutError(f"devices={devices}: choose 1..{len(available)} "
+                      f"({len(available)} {available[0].platform} device(s) available)")
+  return Mesh(np.asarray(available[:devices or len(available)]), ("runs",))
+
+
+def check_layout(num_seeds: int, num_settings: int, mesh: Mesh) -> None:
+  """Runs are split evenly over the mesh; an uneven count is an error (never padded)."""
+  runs = num_seeds * num_settings
+  if runs % mesh.size:
+    what = f"{num_seeds} seeds" + (f" x {num_settings} sweep settings" if num_settings > 1
+                                   else "")
+    raise LayoutError(f"seeds={num_seeds}: {what} = {runs} runs do not split evenly over "
+                      f"{mesh.size} devices; use a multiple of {mesh.size} runs or --devices")
+
+
+def runs_sharding(mesh: Mesh) -> NamedSharding:
+  """The leading (runs) axis split over the mesh, everything else replicated."""
+  return NamedSharding(mesh, PartitionSpec("runs"))
+
+
+def to_global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A host array (the same on every process) as a global array laid out by `sharding`."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def fetch(tree):
+  """Device arrays -> numpy on this host; with several processes, gathered from all."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.tree.map(np.asarray, tree)

@@ -1,0 +1,105 @@
+"""What a run records while it goes: metrics.csv rows per evaluation, the progress bar, and
+the watch for numerical blow-up.
+
+metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
+everything it had measured.
+"""
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from mgjax.algorithms import METRIC_COLUMNS
+from mgjax.run.outputs import read_metrics
+
+
+class Divergence(RuntimeError):
+  """A loss became NaN/inf; the message names the seed and the iteration."""
+
+
+def _cell(value: Any) -> Any:
+  """Empty cell for NaN (not applicable), plain Python numbers otherwise."""
+  if isinstance(value, (float, np.floating)):
+    return "" if math.isnan(value) else float(value)
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+class MetricsWriter:
+  """Appends rows to DIR/metrics.csv (columns `METRIC_COLUMNS`), flushing after every batch.
+
+  A new writer starts the file afresh; with `keep_through` (a resumed run) it keeps the
+  rows of iterations up to that one and drops later ones, which the run will write again."""
+
+  def __init__(self, path: Path, keep_through: int | None = None):
+    self.path = path
+    kept = []
+    if keep_through is not None and path.exists():
+      kept = [r for r in read_metrics(path) if int(r["iteration"]) <= keep_through]
+    with open(path, "w", newline="") as f:
+      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore", restval="")
+      w.writeheader()
+      w.writerows(kept)
+
+  def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    with open(self.path, "a", newline="") as f:
+      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+      for row in rows:
+        w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
+
+
+def chunk_rows(iters: dict[str, np.ndarray], evals: dict[str, np.ndarray],
+               runs: Sequence[tuple[int, int]], num_settings: int, *, algo: str, env: str,
+               wall_time_s: float) -> list[list[dict[str, Any]]]:
+  """One metrics row per run of a finished chunk, grouped by sweep setting: per-iteration
+  metrics averaged over the chunk's iterations (NaN where never finite)."""
+  rows: list[list[dict[str, Any]]] = [[] for _ in range(num_settings)]
+  for r, (k, seed) in enumerate(runs):
+    row = {name: float(np.nanmean(v[r])) if np.any(np.isfinite(v[r])) else float("nan")
+           for name, v in iters.items() if name != "env_steps"}
+    row.update(algo=algo, env=env, seed=seed, iteration=int(evals["iteration"][r]),
+               env_steps=int(evals["env_steps"][r]),
+               eval_return=float(evals["eval_return"][r]),
+               eval_length=float(evals["eval_length"][r]), wall_time_s=round(wall_time_s, 2))
+    rows[k].append(row)
+  return rows
+
+
+def first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
+  """(run index, iteration offset, name) of the earliest non-finite value of `names`, or
+  None."""
+  first = None
+  for name in names:
+    for s, t in zip(*np.nonzero(~np.isfinite(iters[name]))):
+      if first is None or (t, s) < (first[1], first[0]):
+        first = (int(s), int(t), name)
+  return first
+
+
+class Progress:
+  """tqdm bar over iterations, advanced from inside jit by a host callback."""
+
+  def __init__(self, total: int, enabled: bool, desc: str):
+    self.bar, self.total = None, total
+    if enabled:
+      from tqdm.auto import tqdm
+      self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+    self.done = 0
+
+  def __call__(self, iteration):
+    # vmapped seeds report the same iteration, possibly out of order.
+    it = min(int(np.max(np.asarray(iteration))), self.total)
+    if self.bar is not None and it > self.done:
+      self.bar.update(it - self.done)
+    self.done = max(self.done, it)
+
+  def postfix(self, **kw):
+    if self.bar is not None:
+      self.bar.set_postfix({k: f"{v:.4g}" for k, v in kw.items()}, refresh=True)
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()

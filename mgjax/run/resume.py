@@ -1,0 +1,75 @@
+"""Resume points: what a point must match to be continued, and restoring its state.
+
+A point (`outputs.save_resume_point`: out/resume/{state.npz, meta.json}) holds the leaves of
+the whole vmapped state and the identity of the runs that wrote it: every run's config,
+the seeds and the sweep. A run continues from it only with the same identity, so a resumed
+run gives the numbers an uninterrupted one gives.
+"""
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+from mgjax.algorithms import describe
+from mgjax.config import ALIASES, Config
+from mgjax.run import outputs
+from mgjax.run.placement import to_global
+
+
+class ResumeError(ValueError):
+  """A run cannot be resumed from its folder; the message names the folder and the cause."""
+
+
+def identity(configs: Sequence[Config], seeds: Sequence[int], sweep) -> dict[str, Any]:
+  """What a resume point must match: every run's config, the seeds and the sweep."""
+  # Through JSON, as meta.json stores it (tuples become lists).
+  return json.loads(json.dumps({"configs": [describe(c) for c in configs],
+                                "seeds": [int(s) for s in seeds],
+                                "sweep": {k: [float(x) for x in v]
+                                          for k, v in (sweep or {}).items()}}))
+
+
+def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
+  """The meta.json of out's resume point, if it was saved with the `expected` identity;
+  ResumeError otherwise (no point, other seeds, sweep or config)."""
+  meta = outputs.load_resume_meta(out)
+  if meta is None:
+    raise ResumeError(f"resume={str(out)!r}: no resume point in this folder (a run saves one "
+                      "every few minutes until it finishes)")
+  saved = meta["identity"]
+  for what in ("seeds", "sweep"):
+    if saved[what] != expected[what]:
+      raise ResumeError(f"resume={str(out)!r}: saved with {what}={saved[what]}, "
+                        f"not {expected[what]}")
+  for old, new in zip(saved["configs"], expected["configs"]):
+    old = {ALIASES.get(k, k): v for k, v in old.items()}  # names of earlier versions
+    for name in sorted(set(old) | set(new)):
+      if old.get(name) != new.get(name):
+        raise ResumeError(f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, "
+                          f"not {new.get(name)!r}")
+  return meta
+
+
+def restore(meta: dict[str, Any], like: Any, sharding: NamedSharding) -> Any:
+  """The point's saved state laid out like `like`, the freshly initialised state."""
+  leaves = outputs.load_resume_leaves(meta)
+  like_leaves, treedef = jax.tree.flatten(like)
+  where = f"resume={str(Path(meta['_dir']).parent)!r}"
+  if len(leaves) != len(like_leaves):
+    raise ResumeError(f"{where}: the saved state has {len(leaves)} arrays, this version's "
+                      f"{len(like_leaves)} (written by another version of mgjax; start the "
+                      "run afresh)")
+  restored = []
+  for saved, ref in zip(leaves, like_leaves):
+    x = to_global(np.asarray(saved), sharding)
+    if outputs.is_key(ref):
+      x = jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
+    if x.shape != ref.shape or x.dtype != ref.dtype:
+      raise ResumeError(f"{where}: a saved array is {x.dtype}{list(x.shape)}, this "
+                        f"version's {ref.dtype}{list(ref.shape)} (written by another "
+                        "version of mgjax; start the run afresh)")
+    restored.append(x)
+  return jax.tree.unflatten(treedef, restored)

@@ -1,0 +1,191 @@
+"""The algorithm registry and the package's import graph."""
+import ast
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import struct
+
+import mgjax
+from mgjax import algorithms, envs
+from mgjax.algorithms import base
+from mgjax.config import Config, ConfigError
+
+PACKAGE = Path(mgjax.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+  parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+  """The mgjax modules `path` imports anywhere in it (function bodies included)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      # `from mgjax.x import y` imports module mgjax.x.y where that is a module (the package
+      # mgjax.x is only its parent), and mgjax.x itself where y is a name defined in it.
+      subs = [f"{node.module}.{a.name}" for a in node.names]
+      names = subs + ([node.module] if any(m not in modules for m in subs) else [])
+    else:
+      continue
+    found |= {n for n in names if n in modules}
+  return found
+
+
+def import_graph() -> dict[str, set[str]]:
+  files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+  return {name: _imports(path, set(files)) - {name} for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  """A cycle of the graph as a list of nodes (first == last), or None."""
+  state: dict[str, int] = {}  # 1: on the current path, 2: done
+  path: list[str] = []
+
+  def visit(node):
+    state[node] = 1
+    path.append(node)
+    for nxt in sorted(graph[node]):
+      if state.get(nxt) == 1:
+        return path[path.index(nxt):] + [nxt]
+      if nxt not in state and (cycle := visit(nxt)):
+        return cycle
+    path.pop()
+    state[node] = 2
+    return None
+
+  for node in sorted(graph):
+    if node not in state and (cycle := visit(node)):
+      return cycle
+  return None
+
+
+def test_find_cycle_finds_one():
+  assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_package_has_no_import_cycle():
+  graph = import_graph()
+  # A package __init__ importing its own modules is not a cycle unless they import it back;
+  # the graph keeps those edges, so a module importing its package's __init__ would show.
+  assert "mgjax.algorithms.registry" in graph and graph["mgjax.algorithms.registry"]
+  assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def test_library_modules_do_not_reach_up_the_layers():
+  """Lower layers never import the runner or the algorithms."""
+  graph = import_graph()
+  for name, deps in graph.items():
+    if not name.startswith(("mgjax.run", "mgjax.algorithms")) and name != "mgjax":
+      assert not {d for d in deps if d.startswith(("mgjax.run", "mgjax.algorithms"))}, name
+    if name.startswith("mgjax.algorithms"):
+      assert not {d for d in deps if d.startswith("mgjax.run")}, name
+
+
+def test_registry_is_the_one_list_of_algorithms():
+  assert list(algorithms.REGISTRY) == ["mg", "mle", "ppo", "mbpo", "mg-sac"]
+  for name, algorithm in algorithms.REGISTRY.items():
+    assert isinstance(algorithm, base.Algorithm) and algorithm.name == name
+    assert algorithms.SWEEPABLE[name] == algorithm.sweepable
+    # Every metric an algorithm reports is a CSV column; every sweepable name a Config field.
+    assert set(algorithm.metrics) <= set(algorithms.METRIC_COLUMNS)
+    assert set(algorithm.sweepable) <= {f.name for f in dataclasses.fields(Config)}
+  assert algorithms.METRIC_COLUMNS[:3] == ("algo", "env", "seed")
+  assert algorithms.METRIC_COLUMNS[-1] == "wall_time_s"
+  assert len(set(algorithms.METRIC_COLUMNS)) == len(algorithms.METRIC_COLUMNS)
+
+
+def test_unknown_algorithm_names_the_field():
+  with pytest.raises(ConfigError, match=r"^algo='nope': unknown algorithm; choose one of mg, "):
+    algorithms.make_config(algo="nope")
+
+
+def test_watched_losses_follow_the_config():
+  assert algorithms.watched(Config(algo="ppo")) == ("policy_loss", "value_loss")
+  assert algorithms.watched(Config(algo="mg")) == ("policy_loss", "value_loss", "model_nll",
+                                                   "mle_loss", "mg_loss")
+  assert algorithms.watched(Config(algo="mle", mle_steps=0)) == (
+      "policy_loss", "value_loss", "model_nll")
+  assert algorithms.watched(Config(algo="mg-sac")) == ("critic_loss", "actor_loss",
+                                                       "model_nll", "mg_loss")
+  assert algorithms.watched(Config(algo="mbpo")) == ("critic_loss", "actor_loss", "model_nll")
+
+
+def test_schedule_counts_exploration_only_for_algorithms_that_explore():
+  # mg: round(100000 / (32·32·10)) = 10 chunks of 10 iterations of 1024 steps.
+  s = algorithms.run_schedule(Config(algo="mg"))
+  assert s == base.Schedule(1024, 0, 10, 100, 102_400)
+  # mbpo on hopper: 5000 random steps, then round(95000 / (250·4)) = 95 chunks.
+  s = algorithms.run_schedule(algorithms.make_config(algo="mbpo", env="hopper"))
+  assert (s.initial_steps, s.num_chunks, s.env_steps) == (5000, 95, 100_000)
+
+
+@struct.dataclass
+class _RandomState:
+  env_state: Any
+  key: jax.Array
+  iteration: jax.Array
+  env_steps: jax.Array
+  hparams: dict
+
+
+def _random_algorithm() -> base.Algorithm:
+  """Uniform random actions: the smallest algorithm the interface admits."""
+  def setup(config, info):
+    return envs.TrainingEnv(info, config.num_envs), info, config.rollout_length
+
+  def init(su, key, hparams=None):
+    train_env, _, _ = su
+    return _RandomState(train_env.reset(key), key, jnp.zeros((), jnp.int32),
+                        jnp.zeros((), jnp.int32), {})
+
+  def iteration(su, state):
+    train_env, info, length = su
+    key, *step_keys = jax.random.split(state.key, length + 1)
+    env_state = state.env_state
+    for k in step_keys:
+      action = jax.random.uniform(k, (train_env.num_envs, info.action_size), minval=-1.0)
+      env_state = train_env.step(env_state, action)
+    steps = state.env_steps + length * train_env.num_envs
+    state = state.replace(env_state=env_state, key=key, iteration=state.iteration + 1,
+                          env_steps=steps)
+    return state, {"train_return": base.mean_episode_return(env_state), "env_steps": steps}
+
+  def evaluate(su, state, key):
+    _, info, _ = su
+    out = envs.evaluate(info, lambda obs: jnp.zeros((obs.shape[0], info.action_size)), key, 2)
+    return {"eval_return": out["return"], "eval_length": out["length"]}
+
+  return base.Algorithm(name="random", setup=setup, init=init, iteration=iteration,
+                        evaluate=evaluate, metrics=("train_return",), sweepable=(),
+                        watched=lambda c: (), validate=lambda c: None,
+                        preset=lambda env: {"num_envs": 2})
+
+
+def test_a_new_algorithm_is_one_registry_entry(monkeypatch):
+  """An algorithm written against the interface runs through make_config and make_train with
+  nothing else to edit but its registry entry."""
+  monkeypatch.setitem(algorithms.REGISTRY, "random", _random_algorithm())
+  config = algorithms.make_config(algo="random", env="pointmass", rollout_length=4,
+                                  eval_every=2, total_steps=32)
+  assert config.num_envs == 2  # its preset
+  # 32 env steps in chunks of 2 iterations x 2 envs x 4 steps: 2 chunks.
+  state, metrics = jax.jit(mgjax.make_train(config))(jax.random.key(0))
+  assert metrics["eval"]["iteration"].tolist() == [2, 4]
+  assert metrics["eval"]["env_steps"].tolist() == [16, 32]
+  assert metrics["iterations"]["train_return"].shape == (2, 2)
+  assert int(state.env_steps) == 32
+
+
+def test_describe_adds_the_resolved_sizes():
+  d = algorithms.describe(Config(algo="mg"))
+  assert d["resolved"] == {"batch_steps": 1024, "num_iterations": 100, "env_steps": 102_400}
+  assert algorithms.config_from_dict(d) == Config(algo="mg")
