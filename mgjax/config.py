@@ -83,6 +83,9 @@ class Config:
                                     # a 1% held-out improvement of any member
   model_max_epochs: int = 50        # cap on model epochs per training round
   model_epoch_steps: int = 0        # gradient steps per model epoch; 0 = one pass over data
+  model_fit_budget: int = 0         # > 0: exactly this many ensemble gradient steps per model
+                                    # round (warm-started, epochs of model_epoch_steps, no
+                                    # early stopping); 0 = MBPO's early stopping
   rollout_batch: int = 100_000      # branched rollouts started per model training round
   branch_schedule: tuple[int, ...] = (20, 100, 1, 15)  # model branch length: epochs a->b,
                                     # length x->y (1 epoch = 1000 env steps)
@@ -128,7 +131,7 @@ def check_common(config: Config) -> None:
     if getattr(c, name) <= 0:
       fail(name, getattr(c, name), "must be positive")
   for name in ("mle_steps", "mg_steps", "episode_length", "exploration_steps",
-               "model_epoch_steps"):
+               "model_epoch_steps", "model_fit_budget"):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
   for name in ("learning_rate", "model_learning_rate", "clip_eps", "max_grad_norm",

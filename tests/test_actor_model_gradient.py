@@ -1,5 +1,5 @@
 """Exact-gradient checks of the off-policy model-gradient objective (`actor_gradient`,
-`actor_model_gradient_loss`; DESIGN.md §6 applied to mg-sac).
+`actor_model_gradient_loss`; docs/design.md, "The MG objective", applied to mg-sac).
 
 The problem: a scalar linear-Gaussian model s' = αs + βa + σε, a Gaussian policy
 a = ks + σ_π ξ, and a per-state actor loss with the shape of SAC's
@@ -27,8 +27,6 @@ from gradcheck import cos as _cos
 from gradcheck import flat as _flat
 from gradcheck import gaussian_log_prob, linear_gaussian_policy, linear_model_params
 from gradcheck import similarity as _similarity
-
-jax.config.update("jax_numpy_rank_promotion", "raise")
 
 _HORIZON = 3
 _NUM_ROLLOUTS = 8192

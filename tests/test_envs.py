@@ -1,13 +1,10 @@
 """Tests for mgjax.envs: point mass, termination functions, auto-reset bookkeeping, evaluate."""
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from mgjax import envs  # noqa: E402
+from mgjax import envs
 
 
 def _random_rollout(info, num_envs, num_steps, key, scale=1.0):

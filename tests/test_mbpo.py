@@ -1,29 +1,29 @@
-"""Tests for mgjax.mbpo (MBPO in the framework), its buffer helpers and its presets.
+"""Tests for mgjax.algorithms.mbpo (mbpo and mg-sac in the framework) and their presets.
 
-One vmapped end-to-end run on the fast point-mass env is shared by the module (compiling it
-takes ~20 s on a 2-core CPU); the stages are checked alone on a small explored state.
+One vmapped end-to-end run per algorithm on the fast point-mass env is shared by the module
+(compiling it takes ~20 s on a 2-core CPU); the stages are checked alone on a small explored
+state. The ensemble fit's pure pieces are in test_ensemble.py, the buffer's in test_buffer.py.
 """
 import dataclasses
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from mgjax import envs, mbpo, train  # noqa: E402
-from mgjax.buffer import (buffer_add_masked, buffer_init, buffer_sample,  # noqa: E402
-                          buffer_sample_recent)
-from mgjax.config import Config, ConfigError, make_config, preset  # noqa: E402
+import mgjax
+from mgjax import envs, models
+from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
+from mgjax.buffer import buffer_add_masked
+from mgjax.config import Config, ConfigError
+from mgjax.optim import set_learning_rate
 
 # Sized for seconds on CPU: 50-step iterations after 500 random steps.
 _SMALL = dict(algo="mbpo", env="pointmass", exploration_steps=500, rollout_length=50, eval_every=10,
               ensemble_size=3, elites=2, model_hidden=(64, 64), sac_hidden=(64, 64),
               rollout_batch=256, updates_per_step=5, sac_batch=128, model_max_epochs=5,
-              model_epoch_steps=20, rollout_schedule=(0, 2, 1, 5), num_eval_envs=8,
+              model_epoch_steps=20, branch_schedule=(0, 2, 1, 5), num_eval_envs=8,
               sac_learning_rate=1e-3)
 _E2E_STEPS = 5000  # 500 random + 9 chunks of 10 iterations x 50 steps
 _SEEDS = 2
@@ -36,41 +36,8 @@ _MG = dict(mg_rollouts=32, mg_horizon=3, mg_steps=2)  # mg-sac's MG stage, small
     # hopper: 1 -> 15 over epochs 20 -> 100; epoch 60: 1 + 0.5 * 14 = 8; floor of 1 + 14·41/80
     # = 8.175 at 61.
     (0, 1), (20, 1), (21, 1), (60, 8), (61, 8), (99, 14), (100, 15), (250, 15)])
-def test_rollout_length_schedule(epoch, expected):
-  assert int(jax.jit(mbpo.rollout_length, static_argnums=1)(epoch, (20, 100, 1, 15))) == expected
-
-
-def test_holdout_split_partitions_the_buffer():
-  n = 5 * 40
-  train_idx = np.asarray(mbpo._split_index(jnp.arange(n - n // 5), held_out=False))
-  hold_idx = np.asarray(mbpo._split_index(jnp.arange(n // 5), held_out=True))
-  assert sorted(np.concatenate([train_idx, hold_idx]).tolist()) == list(range(n))
-  assert np.all(hold_idx % 5 == 0) and np.all(train_idx % 5 != 0)
-
-
-def test_buffer_add_masked_appends_valid_rows_in_order_and_wraps():
-  buf = buffer_init({"x": jnp.zeros(())}, 5)
-  add = jax.jit(buffer_add_masked)
-  buf = add(buf, {"x": jnp.array([1.0, 2.0, 3.0, 4.0])}, jnp.array([True, False, True, True]))
-  assert np.asarray(buf.data["x"]).tolist() == [1, 3, 4, 0, 0]
-  assert int(buf.size) == 3 and int(buf.position) == 3
-  # 3 valid rows more: slots 3, 4, then 0 (the oldest) is overwritten.
-  buf = add(buf, {"x": jnp.array([5.0, 6.0, 7.0, 8.0])}, jnp.array([False, True, True, True]))
-  assert np.asarray(buf.data["x"]).tolist() == [8, 3, 4, 6, 7]
-  assert int(buf.size) == 5 and int(buf.position) == 1
-  buf = add(buf, {"x": jnp.array([9.0, 9.0, 9.0, 9.0])}, jnp.zeros(4, bool))
-  assert np.asarray(buf.data["x"]).tolist() == [8, 3, 4, 6, 7] and int(buf.position) == 1
-
-
-def test_buffer_sample_recent_draws_only_the_newest_rows():
-  buf = buffer_init({"x": jnp.zeros(())}, 8)
-  buf = buffer_add_masked(buf, {"x": jnp.arange(1.0, 11.0)[:8]}, jnp.ones(8, bool))
-  buf = buffer_add_masked(buf, {"x": jnp.array([9.0, 10.0, 0.0])}, jnp.array([True, True, False]))
-  # Rows added last: 10, 9, 8 (the window of 3).
-  x = np.asarray(buffer_sample_recent(buf, jax.random.key(0), 500, jnp.array(3))["x"])
-  assert set(x.tolist()) == {8.0, 9.0, 10.0}
-  x = np.asarray(buffer_sample_recent(buf, jax.random.key(0), 2000, jnp.array(100))["x"])
-  assert set(x.tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0}  # window > size
+def test_branch_length_schedule(epoch, expected):
+  assert int(jax.jit(mbpo.branch_length, static_argnums=1)(epoch, (20, 100, 1, 15))) == expected
 
 
 # ------------------------------------------------------------------------- presets
@@ -79,29 +46,36 @@ def test_mbpo_presets_follow_the_published_settings():
   assert (c.num_envs, c.rollout_length, c.ensemble_size, c.elites) == (1, 250, 7, 5)
   assert c.model_hidden == (200, 200, 200, 200) and c.sac_hidden == (256, 256)
   assert (c.updates_per_step, c.real_ratio, c.target_entropy) == (20, 0.05, -1.0)
-  assert c.rollout_schedule == (20, 100, 1, 15) and c.rollout_batch == 100_000
+  assert c.branch_schedule == (20, 100, 1, 15) and c.rollout_batch == 100_000
   assert make_config(algo="mbpo", env="halfcheetah").updates_per_step == 40
-  assert make_config(algo="mbpo", env="ant").rollout_schedule == (20, 100, 1, 25)
+  assert make_config(algo="mbpo", env="ant").branch_schedule == (20, 100, 1, 25)
+  assert preset("mbpo", "ant")["branch_schedule"] == mbpo.MBPO_PRESETS["ant"]["branch_schedule"]
   # Explicit fields win over the preset; other algorithms have none.
   assert make_config(algo="mbpo", env="hopper", rollout_batch=1000).rollout_batch == 1000
   assert preset("mg", "hopper") == {} and make_config(algo="mg") == Config(algo="mg")
   # 5000 random steps, then (100000 - 5000) / (250 · 4) = 95 chunks.
-  assert c.num_chunks == 95 and c.env_steps == 100_000
+  schedule = run_schedule(c)
+  assert schedule.num_chunks == 95 and schedule.env_steps == 100_000
 
 
 def test_mg_sac_takes_mbpo_presets_and_the_pathwise_estimator():
   c = make_config(algo="mg-sac", env="hopper")
   mbpo_config = make_config(algo="mbpo", env="hopper")
   assert dataclasses.replace(c, algo="mbpo", estimator=mbpo_config.estimator) == mbpo_config
-  assert c.estimator == "pathwise" and c.uses_sac and not c.uses_model
+  # mg-sac is MBPO's loop (random exploration first, SAC on real and model data), not PPO
+  # in a model as mg and mle are.
+  assert c.estimator == "pathwise" and run_schedule(c).initial_steps == c.exploration_steps
+  assert get_algorithm("mg-sac").iteration is mbpo.iteration
+  assert get_algorithm("mg").iteration is not mbpo.iteration
   assert make_config(algo="mg-sac", estimator="score").estimator == "score"
   with pytest.raises(ConfigError, match="mg_rollouts=1"):
     make_config(algo="mg-sac", env="hopper", estimator="score", mg_rollouts=1)
 
 
 @pytest.mark.parametrize("changes, field", [
-    ({"elites": 8}, "elites=8"), ({"rollout_schedule": (20, 10, 1, 15)}, "rollout_schedule="),
-    ({"rollout_schedule": (1, 2, 3)}, "rollout_schedule="), ({"real_ratio": 1.5}, "real_ratio="),
+    ({"elites": 8}, "elites=8"), ({"branch_schedule": (20, 10, 1, 15)}, "branch_schedule="),
+    ({"branch_schedule": (1, 2, 3)}, "branch_schedule="), ({"real_ratio": 1.5}, "real_ratio="),
+    ({"rollout_schedule": (1, 2, 3)}, "branch_schedule="),  # the field's old name
     ({"tau": -0.1}, "tau="), ({"updates_per_step": 0}, "updates_per_step=0"),
     ({"total_steps": 900}, "total_steps=900"), ({"bogus": 1}, "bogus")])
 def test_mbpo_config_errors_name_the_field(changes, field):
@@ -110,30 +84,35 @@ def test_mbpo_config_errors_name_the_field(changes, field):
 
 
 # ------------------------------------------------------------------------- stages
+def _setup(**changes):
+  config = make_config(**{**_SMALL, "total_steps": _E2E_STEPS, **changes})
+  return mbpo.setup(config, envs.make_env(config.env))
+
+
 @pytest.fixture(scope="module")
 def explored():
-  comp = mbpo.make_components(make_config(**_SMALL, total_steps=_E2E_STEPS))
-  return comp, jax.jit(lambda k: mbpo.init_state(comp, k))(jax.random.key(1))
+  su = _setup()
+  return su, jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(1))
 
 
 def test_exploration_fills_the_real_buffer(explored):
-  comp, state = explored
+  su, state = explored
   assert int(state.buffer.size) == 500 and int(state.env_steps) == 500
   actions = np.asarray(state.buffer.data["action"][:500])
   assert actions.min() >= -1 and actions.max() <= 1 and actions.std() > 0.5  # uniform: 0.577
   assert int(state.model_buffer.size) == 0
-  assert comp.model_buffer_capacity == 256 * 5 * 20 * 1  # batch · max length · rounds/epoch
+  assert su.model_buffer_capacity == 256 * 5 * 20 * 1  # batch · max length · rounds/epoch
 
 
-def test_fit_ensemble_improves_held_out_nll_and_picks_elites(explored):
-  comp, state = explored
+def test_fit_model_improves_held_out_nll_and_picks_elites(explored):
+  su, state = explored
   hold_idx = 5 * jnp.arange(100)  # every held-out slot of the 500 rows
   hold = jax.tree.map(lambda d: d[hold_idx], state.buffer.data)
-  nll = jax.jit(lambda p: mbpo.networks.member_nll(
-      comp.model_net, state.obs_stats, p, hold["obs"], hold["action"], hold["next_obs"],
+  nll = jax.jit(lambda p: models.member_nll(
+      su.model_net, state.obs_stats, p, hold["obs"], hold["action"], hold["next_obs"],
       hold["reward"], "clip"))
   before = np.asarray(nll(state.model_params))
-  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_ensemble(comp, s, k))(state, jax.random.key(2))
+  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_model(su, s, k))(state, jax.random.key(2))
   after = np.asarray(nll(fitted.model_params))
   assert np.all(after < before - 0.5), (before, after)  # every member fits the dynamics
   elites = np.asarray(fitted.elites)
@@ -144,35 +123,35 @@ def test_fit_ensemble_improves_held_out_nll_and_picks_elites(explored):
   assert abs(float(metrics["model_nll"]) - after[elites].mean()) < 0.2
 
 
-def test_fit_ensemble_stops_early_without_improvement(explored):
-  comp, state = explored
+def test_fit_model_stops_early_without_improvement(explored):
+  su, state = explored
   # A learning rate of 0 never improves: patience 2 stops after 2 epochs, params unchanged.
-  comp0 = dataclasses.replace(comp, config=dataclasses.replace(comp.config, model_patience=2))
-  state = state.replace(model_opt=train.set_learning_rate(state.model_opt, 0.0))
-  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_ensemble(comp0, s, k))(state, jax.random.key(3))
+  su0 = dataclasses.replace(su, fit=su.fit._replace(patience=2))
+  state = state.replace(model_opt=set_learning_rate(state.model_opt, 0.0))
+  fitted, metrics = jax.jit(lambda s, k: mbpo.fit_model(su0, s, k))(state, jax.random.key(3))
   assert int(metrics["model_epochs"]) == 2
   chex.assert_trees_all_close(fitted.model_params, state.model_params)
 
 
 def test_branched_rollouts_add_length_steps_and_stop_at_termination(explored):
-  comp, state = explored
-  run = jax.jit(lambda s, k, n: mbpo.branched_rollouts(comp, s, k, n))
+  su, state = explored
+  run = jax.jit(lambda s, k, n: mbpo.branched_rollouts(su, s, k, n))
   out = run(state, jax.random.key(4), jnp.int32(3))
   # Point-mass rollouts of 3 steps from 256 states: at most 768 rows, fewer where a rollout
   # left the arena (predicted termination) before its last step.
   assert 256 <= int(out.model_buffer.size) <= 768
   # With an env that always terminates, only each rollout's first step is kept.
-  info = dataclasses.replace(comp.env, termination_fn=lambda obs: jnp.float32(1.0))
-  comp_t = dataclasses.replace(comp, env=info)
-  out = jax.jit(lambda s, k: mbpo.branched_rollouts(comp_t, s, k, jnp.int32(3)))(
+  info = dataclasses.replace(su.env, termination_fn=lambda obs: jnp.float32(1.0))
+  su_t = dataclasses.replace(su, env=info)
+  out = jax.jit(lambda s, k: mbpo.branched_rollouts(su_t, s, k, jnp.int32(3)))(
       state, jax.random.key(4))
   assert int(out.model_buffer.size) == 256
   assert np.all(np.asarray(out.model_buffer.data["termination"][:256]) == 1.0)
 
 
 def test_branched_rollouts_step_only_the_elites(explored):
-  comp, state = explored
-  out_size = 2 * (comp.env.obs_size + 1)
+  su, state = explored
+  out_size = 2 * (su.env.obs_size + 1)
   # A 3-member ensemble whose member e predicts reward 100·e (zero kernels, so the output
   # is the last bias) with negligible noise; elites 2 and 0.
   def constant(path, x):
@@ -185,7 +164,7 @@ def test_branched_rollouts_step_only_the_elites(explored):
 
   params = jax.tree_util.tree_map_with_path(constant, state.model_params)
   state = state.replace(model_params=params, elites=jnp.array([2, 0]))
-  out = jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(2)))(
+  out = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(2)))(
       state, jax.random.key(5))
   rewards = np.asarray(out.model_buffer.data["reward"][:int(out.model_buffer.size)])
   np.testing.assert_allclose(np.unique(np.round(rewards, 3)), [0.0, 200.0])
@@ -193,15 +172,15 @@ def test_branched_rollouts_step_only_the_elites(explored):
 
 
 def test_sac_batch_mixes_real_and_model_rows(explored):
-  comp, state = explored
+  su, state = explored
   # Mark the sources: real rewards +7, model rewards -7.
   real = state.buffer.replace(data={**state.buffer.data,
                                     "reward": jnp.full_like(state.buffer.data["reward"], 7.0)})
   fake = buffer_add_masked(state.model_buffer, jax.tree.map(lambda d: d[:300], real.data),
                            jnp.ones(300, bool))
   fake = fake.replace(data={**fake.data, "reward": jnp.full_like(fake.data["reward"], -7.0)})
-  s = state.replace(buffer=real, model_buffer=fake)
-  batch = mbpo.sac_batch(comp, s, jax.random.key(5), jnp.int32(300))
+  batch = mbpo.sac_batch(real, fake, jax.random.key(5), jnp.int32(300),
+                         batch_size=su.sac_batch, real_ratio=su.real_ratio)
   rewards = np.asarray(batch.reward)
   assert rewards.shape == (128,) and np.sum(rewards == 7.0) == int(128 * 0.05) == 6
   assert np.sum(rewards == -7.0) == 122 and np.all(np.asarray(batch.truncation) == 0)
@@ -209,7 +188,7 @@ def test_sac_batch_mixes_real_and_model_rows(explored):
 
 # ------------------------------------------------------------------------- end to end
 def _run(config):
-  trainer = train.make_trainer(config)
+  trainer = mgjax.make_trainer(config)
   keys = jax.vmap(jax.random.key)(jnp.arange(_SEEDS, dtype=jnp.uint32))
   state = jax.jit(jax.vmap(trainer.init))(keys)
 
@@ -235,19 +214,21 @@ def e2e_mg_sac():
   return _run(make_config(**{**_SMALL, "algo": "mg-sac"}, **_MG, total_steps=_E2E_STEPS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["e2e", "e2e_mg_sac"])
 def test_mbpo_improves_return_on_pointmass(run, request):
   trainer, state, metrics = request.getfixturevalue(run)
   assert trainer.num_chunks == 9 and np.asarray(state.env_steps).tolist() == [5000] * _SEEDS
   returns = metrics["eval"]["eval_return"]  # [seeds, chunks]
   assert np.all(np.isfinite(returns))
-  # The untrained actor drifts out of the arena (return ≈ 15–35, see test_train); a
+  # The untrained actor drifts out of the arena (return ≈ 15–35, see test_mg); a
   # stabilising one collects ≈ 90–98 of at most 100.
   first, final = returns[:, 0].mean(), returns[:, -1].mean()
   assert final > 80.0, returns
   assert final > first + 30.0, returns
 
 
+@pytest.mark.slow
 def test_mbpo_metrics_and_schedule(e2e):
   _, state, metrics = e2e
   it = metrics["iterations"]
@@ -257,13 +238,14 @@ def test_mbpo_metrics_and_schedule(e2e):
   assert np.all(np.abs(it["model_grad_cosine"]) <= 1.0)
   assert "mg_loss" not in it
   # Schedule (0, 2, 1, 5): length 1 in epoch 0, 3 in epoch 1, 5 from epoch 2 on.
-  lengths = it["rollout_length"][0].reshape(-1)
+  lengths = it["branch_length"][0].reshape(-1)
   assert lengths[0] == 1 and lengths[-1] == 5 and np.all(np.diff(lengths) >= 0)
   assert np.all(it["alpha"][:, -1] < 1.0)  # the temperature adapts down from 1
   seeds_differ = [not np.array_equal(x[0], x[1]) for x in jax.tree.leaves(state.sac)]
   assert any(seeds_differ)
 
 
+@pytest.mark.slow
 def test_mg_sac_metrics(e2e_mg_sac):
   _, _, metrics = e2e_mg_sac
   it = metrics["iterations"]
@@ -273,22 +255,34 @@ def test_mg_sac_metrics(e2e_mg_sac):
   assert np.all(it["mg_grad_norm"] > 0)
 
 
-def test_mg_steps_raise_the_alignment(e2e_mg_sac):
-  """From the trained mg-sac state, pure MG steps (mle_weight = 0) raise cos(ĝ_M, g_R) on
-  held-fixed evaluation keys (common random numbers: same start states and noise)."""
-  trainer, state, _ = e2e_mg_sac
-  comp = mbpo.make_components(make_config(**{**_SMALL, "algo": "mg-sac"}, **{
-      **_MG, "mg_steps": 20, "mle_weight": 0.0}, total_steps=_E2E_STEPS))
-  state = jax.tree.map(lambda x: x[0], state)
-  state = state.replace(hparams={**state.hparams, "mle_weight": jnp.float32(0.0)})
+def test_mg_stage_steps_along_the_mg_gradient():
+  """One MG step (mle_weight = 0, fresh Adam) moves every ensemble parameter by
+  −lr · sign(∂L_MG/∂φ), L_MG = `mg_loss` on the step's own key: Adam's first step is
+  −lr · g/(|g| + ε). A flipped sign, a wrong key or the NLL leaking in would fail.
 
-  @jax.jit
-  def alignment(s):
-    keys = jax.random.split(jax.random.key(7), 16)
-    return jax.vmap(lambda k: mbpo.mg_loss(comp, s, s.model_params, k)[1]["cosine"])(keys)
-
-  before = alignment(state)
-  after = alignment(jax.jit(lambda s: mbpo.fit_model_mg(comp, s, jax.random.key(8))[0])(state))
-  diff = after - before
-  se = np.std(diff, ddof=1) / np.sqrt(diff.size)
-  assert np.mean(diff) > _Z * se, (before, after)
+  (Whether MG steps raise the *expected* alignment is an empirical question: from the
+  trained point-mass state of the end-to-end test, 20 steps changed cos(ĝ_M, g_R) by +0.006
+  (standard error 0.017) over 256 evaluation keys, i.e. not measurably; cos on one fixed
+  draw is not smooth in φ, since a predicted termination can flip, so it is no test
+  either.)"""
+  su = _setup(algo="mg-sac", **{**_MG, "mg_steps": 1})
+  state = jax.jit(lambda k: mbpo.fit_model(su, mbpo.init(su, k), jax.random.key(2))[0])(
+      jax.random.key(1))
+  lr = 1e-3
+  fresh = set_learning_rate(su.model_optimizer.init(state.model_params), lr)
+  state = state.replace(model_opt=fresh,
+                        hparams={**state.hparams, "mle_weight": jnp.float32(0.0)})
+  key = jax.random.key(8)
+  after, _ = jax.jit(lambda s: mbpo.fit_model_mg(su, s, key))(state)
+  # fit_model_mg's keys: step k of split(key, steps), then (mkey, bkey) = split(k).
+  mkey = jax.random.split(jax.random.split(key, 1)[0])[0]
+  grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, state, p, mkey)[0]))(state.model_params)
+  moved = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), after.model_params,
+                       state.model_params)
+  checked = 0
+  for d, g in zip(jax.tree.leaves(moved), jax.tree.leaves(grad)):
+    g = np.asarray(g)
+    big = np.abs(g) > 1e-4  # there g/(|g| + 1e-8) is sign(g) to 1e-4
+    np.testing.assert_allclose(d[big], -lr * np.sign(g[big]), rtol=2e-3, atol=1e-7)
+    checked += int(big.sum())
+  assert checked > 1000

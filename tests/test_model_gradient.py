@@ -1,4 +1,4 @@
-"""Exact-gradient checks of the model-gradient objective (DESIGN.md §6).
+"""Exact-gradient checks of the model-gradient objective (docs/design.md, "The MG objective").
 
 Problems whose expected policy gradient has a closed form:
 
@@ -33,8 +33,6 @@ from gradcheck import flat as _flat
 from gradcheck import gaussian_log_prob, linear_gaussian_policy, linear_model_params
 from gradcheck import rms_standard_error as _rms_standard_error
 from gradcheck import similarity as _similarity
-
-jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 def _zero_value(value_params, obs):

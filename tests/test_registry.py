@@ -91,7 +91,7 @@ def test_library_modules_do_not_reach_up_the_layers():
 
 
 def test_registry_is_the_one_list_of_algorithms():
-  assert list(algorithms.REGISTRY) == ["mg", "mle", "ppo", "mbpo", "mg-sac"]
+  assert list(algorithms.REGISTRY) == ["mg", "mle", "ppo", "mbpo", "mg-sac", "sac"]
   for name, algorithm in algorithms.REGISTRY.items():
     assert isinstance(algorithm, base.Algorithm) and algorithm.name == name
     assert algorithms.SWEEPABLE[name] == algorithm.sweepable
@@ -117,6 +117,7 @@ def test_watched_losses_follow_the_config():
   assert algorithms.watched(Config(algo="mg-sac")) == ("critic_loss", "actor_loss",
                                                        "model_nll", "mg_loss")
   assert algorithms.watched(Config(algo="mbpo")) == ("critic_loss", "actor_loss", "model_nll")
+  assert algorithms.watched(Config(algo="sac")) == ("critic_loss", "actor_loss")
 
 
 def test_schedule_counts_exploration_only_for_algorithms_that_explore():

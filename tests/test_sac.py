@@ -1,19 +1,16 @@
-"""Tests for mgjax.sac: tanh-Gaussian densities, the three SAC losses, Polyak averaging and the
-composed update. Hand-computed cases carry their arithmetic in comments; functions run under
-`jax.jit`. Networks are tiny and batches small: these run on CPU in seconds.
+"""Tests for mgjax.agents.sac: tanh-Gaussian densities, the three SAC losses, Polyak averaging
+and the composed update. Hand-computed cases carry their arithmetic in comments; functions run
+under `jax.jit`. Networks are tiny and batches small: these run on CPU in seconds.
 """
 import functools
 import math
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mgjax import sac  # noqa: E402
-from mgjax.types import Transition  # noqa: E402
+from mgjax.agents import sac
+from mgjax.types import Transition
 
 _RTOL = 1e-5  # float32 arithmetic
 _TINY_LOG_ALPHA = -30.0  # α ≈ 9e-14: the entropy term vanishes next to O(1) Q-values

@@ -3,6 +3,8 @@ generic trainer that runs any of them.
 
     mg, mle, ppo      mgjax.algorithms.mg     PPO in a learned model (MG or NLL fit), or on real data
     mbpo, mg-sac      mgjax.algorithms.mbpo   SAC on real and branched ensemble data
+    sac               mgjax.algorithms.sac    model-free SAC in the same loop (its stages are
+                                              shared with mbpo)
 """
 from mgjax.algorithms.base import Algorithm, Schedule, Trainer
 from mgjax.algorithms.registry import (COLUMN_ALIASES, METRIC_COLUMNS, REGISTRY, SWEEPABLE,

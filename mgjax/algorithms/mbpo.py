@@ -21,7 +21,6 @@ states of `mg_horizon`-step elite rollouts from them (`mgjax.actor_model_gradien
 Both algorithms log cos(ĝ_M, g_R) of the fitted ensemble each round (`model_grad_cosine`).
 """
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -33,9 +32,12 @@ from mgjax import envs
 from mgjax.agents import sac
 from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
 # alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
+# The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
+from mgjax.algorithms.sac import (as_transition, collect_and_update, env_step,  # noqa: F401
+                                  evaluate, explore, init_sac, sac_preset, sample_actions)
 from mgjax.algorithms.mg_sac_model import (alignment_ceiling, fit_model_mg, mg_loss,  # noqa: F401
                                            real_actor_gradient)
-from mgjax.buffer import (ReplayBuffer, buffer_add, buffer_add_masked, buffer_init,
+from mgjax.buffer import (ReplayBuffer, buffer_add_masked, buffer_init,
                           buffer_sample, buffer_sample_recent, empty_row, rows)
 from mgjax.config import Config, fail
 from mgjax.models.ensemble import EnsembleFit, fit_ensemble
@@ -146,7 +148,7 @@ def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
       sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
       model_optimizer=adam(c.model_learning_rate),
       fit=EnsembleFit(c.ensemble_size, c.mle_batch, c.model_epoch_steps, c.model_patience,
-                      c.model_max_epochs, c.elites),
+                      c.model_max_epochs, c.elites, c.model_fit_budget),
       num_envs=c.num_envs, rollout_length=c.rollout_length,
       exploration_steps=c.exploration_steps, discount=c.discount,
       target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
@@ -173,12 +175,9 @@ def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOStat
   info = su.env
   hp = init_hparams(su.algo, dict(su.hparam_defaults), hparams)
   ks, km, ke, kx, key = jax.random.split(key, 5)
-  params = sac.init_params(su.actor_net, su.q_net, ks)
+  params, sac_opt = init_sac(su, ks, hp)
   model_params = su.model_net.init(km)
   example = empty_row(info.obs_size, info.action_size)
-  sac_opt = jax.tree.map(lambda o: set_learning_rate(o, hp["sac_learning_rate"]),
-                         sac.init_opt_state(su.sac_optimizers, params),
-                         is_leaf=lambda x: hasattr(x, "hyperparams"))
   model_opt = set_learning_rate(su.model_optimizer.init(model_params),
                                 hp["model_learning_rate"])
   state = MBPOState(
@@ -187,23 +186,8 @@ def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOStat
       env_state=su.train_env.reset(ke), buffer=buffer_init(example, su.buffer_size),
       model_buffer=buffer_init(example, su.model_buffer_capacity), key=key,
       iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32), hparams=hp)
-
-  def explore(s, k):
-    action = jax.random.uniform(k, (su.num_envs, info.action_size), minval=-1.0, maxval=1.0)
-    return env_step(su.train_env, s, action), s.env_state.obs
-
-  state, obs = jax.lax.scan(explore, state,
-                            jax.random.split(kx, su.exploration_steps // su.num_envs))
+  state, obs = explore(su, state, kx)
   return state.replace(obs_stats=update_stats(state.obs_stats, obs))
-
-
-def env_step(train_env: envs.TrainingEnv, state: MBPOState, action: jax.Array) -> MBPOState:
-  """One step of the training envs; the transition goes to the real buffer."""
-  nxt = train_env.step(state.env_state, action)
-  new = rows(state.env_state.obs, action, nxt.reward, nxt.info["final_obs"],
-             nxt.info["termination"])
-  return state.replace(env_state=nxt, buffer=buffer_add(state.buffer, new),
-                       env_steps=state.env_steps + train_env.num_envs)
 
 
 def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
@@ -213,14 +197,6 @@ def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
       state.model_params, state.model_opt, state.buffer, state.obs_stats, key,
       net=su.model_net, optimizer=su.model_optimizer, fit=su.fit)
   return state.replace(model_params=params, model_opt=opt, elites=elites), metrics
-
-
-def sample_actions(actor_net: networks.Network, actor_params: Params, obs: jax.Array,
-                   key: jax.Array) -> jax.Array:
-  """Stochastic SAC actions for a batch of observations [N, obs_size]."""
-  mean, log_std = jax.vmap(actor_net.apply, in_axes=(None, 0))(actor_params, obs)
-  keys = jax.random.split(key, obs.shape[0])
-  return jax.vmap(sac.tanh_gaussian_sample)(mean, log_std, keys)[0]
 
 
 def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
@@ -255,50 +231,7 @@ def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Ar
   rkey, mkey = jax.random.split(key)
   real = buffer_sample(real_buffer, rkey, n_real)
   fake = buffer_sample_recent(model_buffer, mkey, batch_size - n_real, window)
-  mixed = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, fake)
-  return Transition(mixed["obs"], mixed["action"], mixed["reward"], mixed["next_obs"],
-                    mixed["termination"], jnp.zeros_like(mixed["reward"]), {})
-
-
-def sac_step(su: MBPOSetup, state: MBPOState, key: jax.Array,
-             window: jax.Array) -> tuple[MBPOState, dict]:
-  """One SAC update on a mixed real/model minibatch (`sac_batch`)."""
-  bkey, ukey = jax.random.split(key)
-  batch = sac_batch(state.buffer, state.model_buffer, bkey, window, batch_size=su.sac_batch,
-                    real_ratio=su.real_ratio)
-  params, opt, metrics = sac.sac_update(
-      state.sac, state.sac_opt, batch, ukey, q_fn=su.q_net.apply,
-      actor_fn=su.actor_net.apply, optimizers=su.sac_optimizers, discount=su.discount,
-      tau=state.hparams["tau"], target_entropy=su.target_entropy)
-  return state.replace(sac=params, sac_opt=opt), metrics
-
-
-def collect_and_update(su: MBPOSetup, state: MBPOState, key: jax.Array, window: jax.Array):
-  """rollout_length steps of the training envs, each followed by
-  updates_per_step·num_envs SAC updates -> (state, mean SAC metrics, observed obs)."""
-  update = functools.partial(sac_step, su, window=window)
-
-  def one_step(s, k):
-    akey, ukey = jax.random.split(k)
-    obs = s.env_state.obs
-    s = env_step(su.train_env, s, sample_actions(su.actor_net, s.sac.actor, obs, akey))
-    s, metrics = jax.lax.scan(update, s,
-                              jax.random.split(ukey, su.updates_per_step * su.num_envs))
-    return s, (jax.tree.map(jnp.mean, metrics), obs)
-
-  state, (metrics, obs) = jax.lax.scan(one_step, state,
-                                       jax.random.split(key, su.rollout_length))
-  return state, jax.tree.map(jnp.mean, metrics), obs
-
-
-def evaluate(su: MBPOSetup, state: MBPOState, key: jax.Array) -> dict[str, jax.Array]:
-  """Deterministic actor (tanh of the mean), full episodes in fresh eval envs."""
-  def act(obs):
-    mean, _ = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(state.sac.actor, obs)
-    return sac.deterministic_action(mean)
-
-  out = envs.evaluate(su.env, act, key, su.num_eval_envs)
-  return {"eval_return": out["return"], "eval_length": out["length"]}
+  return as_transition(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, fake))
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -318,7 +251,9 @@ def iteration(su: MBPOSetup, state: MBPOState):
   state = branched_rollouts(su, state.replace(key=key), rkey, length)
   window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
   state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, ekey))
-  state, sac_metrics, obs = collect_and_update(su, state, ckey, window)
+  mixed = lambda s, k: sac_batch(s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch,
+                                 real_ratio=su.real_ratio)
+  state, sac_metrics, obs = collect_and_update(su, state, ckey, mixed)
   state = state.replace(obs_stats=update_stats(state.obs_stats, obs),
                         iteration=state.iteration + 1)
   metrics.update(sac_metrics, branch_length=length, env_steps=state.env_steps,
@@ -328,21 +263,18 @@ def iteration(su: MBPOSetup, state: MBPOState):
 
 # ------------------------------------------------------------------------------ for the runner
 # MBPO's published settings (Janner et al. 2019, appendix C and the authors' configs):
-# one env, a model round every 250 steps, epochs of 1000 steps, a 7-member ensemble of
-# 4x200 swish layers with 5 elites, 400 model rollouts per env step (100k per round),
-# SAC 2x256 with G updates per env step and real_ratio 0.05. Branch-length schedules and
-# entropy targets per env; humanoid uses 400-unit model layers and rounds every 1000 steps.
-_MBPO_COMMON = {"num_envs": 1, "rollout_length": 250, "eval_every": 4, "ensemble_size": 7,
-                "model_hidden": (200, 200, 200, 200), "buffer_size": 1_000_000,
-                "mle_batch": 256, "model_learning_rate": 1e-3}
+# SAC's (`sac_preset`: one env, a model round every 250 steps, epochs of 1000 steps, the
+# entropy target per env) and a 7-member ensemble of 4x200 swish layers with 5 elites,
+# 400 model rollouts per env step (100k per round), G SAC updates per env step with
+# real_ratio 0.05. Branch-length schedules per env; humanoid uses 400-unit model layers.
+_MODEL_COMMON = {"ensemble_size": 7, "model_hidden": (200, 200, 200, 200), "mle_batch": 256,
+                 "model_learning_rate": 1e-3}
 MBPO_PRESETS: dict[str, dict[str, Any]] = {
-    "hopper": {"target_entropy": -1.0, "branch_schedule": (20, 100, 1, 15)},
-    "walker2d": {"target_entropy": -3.0, "branch_schedule": (20, 100, 1, 1)},
-    "halfcheetah": {"target_entropy": -3.0, "branch_schedule": (20, 100, 1, 1),
-                    "updates_per_step": 40},
-    "ant": {"target_entropy": -4.0, "branch_schedule": (20, 100, 1, 25)},
-    "humanoid": {"target_entropy": -2.0, "branch_schedule": (20, 300, 1, 25),
-                 "rollout_length": 1000, "eval_every": 1, "model_retain_epochs": 5,
+    "hopper": {"branch_schedule": (20, 100, 1, 15)},
+    "walker2d": {"branch_schedule": (20, 100, 1, 1)},
+    "halfcheetah": {"branch_schedule": (20, 100, 1, 1), "updates_per_step": 40},
+    "ant": {"branch_schedule": (20, 100, 1, 25)},
+    "humanoid": {"branch_schedule": (20, 300, 1, 25), "model_retain_epochs": 5,
                  "model_hidden": (400, 400, 400, 400)},
 }
 # mg-sac runs MBPO's loop with its settings; its MG steps differentiate through the
@@ -352,7 +284,7 @@ MG_SAC_PRESET: dict[str, Any] = {"estimator": "pathwise"}
 
 def preset(env: str) -> dict[str, Any]:
   """mbpo's defaults on `env` where they differ from Config's."""
-  return {**_MBPO_COMMON, **MBPO_PRESETS.get(env, {})}
+  return {**sac_preset(env), **_MODEL_COMMON, **MBPO_PRESETS.get(env, {})}
 
 
 def validate(c: Config) -> None:
@@ -367,6 +299,9 @@ def validate(c: Config) -> None:
          "needs 0 <= from_epoch < to_epoch and 1 <= min_length <= max_length")
   if c.buffer_size < c.exploration_steps + c.batch_steps:
     fail("buffer_size", c.buffer_size, "smaller than exploration_steps + one iteration")
+  if c.model_fit_budget and c.model_epoch_steps and c.model_fit_budget % c.model_epoch_steps:
+    fail("model_fit_budget", c.model_fit_budget,
+         f"not a multiple of model_epoch_steps = {c.model_epoch_steps}")
   if c.algo == "mg-sac" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import jax
 
 from mgjax import envs
-from mgjax.algorithms import mbpo, mg
+from mgjax.algorithms import mbpo, mg, sac
 from mgjax.algorithms.base import Algorithm, Schedule, Trainer, bind, schedule
 from mgjax.config import ALIASES, Config, ConfigError, check_common, fail
 
@@ -18,6 +18,7 @@ REGISTRY: dict[str, Algorithm] = {
     "ppo": mg.PPO,
     "mbpo": mbpo.MBPO,
     "mg-sac": mbpo.MG_SAC,
+    "sac": sac.SAC,
 }
 
 # metrics.csv: who and when, every algorithm's metrics (first-seen order), the wall clock.

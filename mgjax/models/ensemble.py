@@ -20,13 +20,14 @@ HOLDOUT_BATCH = 5000   # held-out rows scored per epoch (MBPO caps its holdout a
 
 class EnsembleFit(NamedTuple):
   """How an ensemble is fitted (from `Config`: ensemble_size, mle_batch, model_epoch_steps,
-  model_patience, model_max_epochs, elites)."""
+  model_patience, model_max_epochs, elites, model_fit_budget)."""
   members: int
   batch_size: int
   epoch_steps: int      # gradient steps per epoch; 0 = one pass over the training split
   patience: int         # epochs without a 1% held-out improvement of any member
   max_epochs: int
   elites: int
+  budget: int = 0       # > 0: exactly this many gradient steps per fit, no early stopping
 
 
 def split_index(j: jax.Array, held_out: bool) -> jax.Array:
@@ -59,6 +60,10 @@ def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer
   more than 1% of its best keeps a snapshot; training stops after `fit.patience` epochs in
   which none did, or after `fit.max_epochs`. Every member ends at its best snapshot, and the
   `fit.elites` members of lowest held-out NLL are chosen.
+
+  With a budget (`fit.budget` > 0) a fit takes exactly `fit.budget` gradient steps, in
+  epochs of `fit.epoch_steps` (0: one epoch of the whole budget) with no early stopping, so
+  its cost does not grow with the buffer; snapshots and elites are chosen as above.
   Returns (params, opt_state, elites [elites], {"model_nll": mean held-out NLL of the
   elites, "model_epochs"}).
   """
@@ -67,7 +72,12 @@ def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer
   hkey, key = jax.random.split(key)
   hold_idx = split_index(jax.random.randint(hkey, (HOLDOUT_BATCH,), 0, n_hold), True)
   hold = jax.tree.map(lambda d: d[hold_idx], buffer.data)
-  steps = fit.epoch_steps or (n_train + B - 1) // B
+  if fit.budget:
+    steps = fit.epoch_steps or fit.budget
+    patience, max_epochs = fit.budget // steps, fit.budget // steps
+  else:
+    steps = fit.epoch_steps or (n_train + B - 1) // B
+    patience, max_epochs = fit.patience, fit.max_epochs
 
   def held_out(p):
     return member_nll(net, stats, p, hold["obs"], hold["action"], hold["next_obs"],
@@ -94,7 +104,7 @@ def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer
 
   def keep_going(carry):
     *_, since, n, _ = carry
-    return (since < fit.patience) & (n < fit.max_epochs)
+    return (since < patience) & (n < max_epochs)
 
   carry = (params, opt_state, params, held_out(params), jnp.zeros((), jnp.int32),
            jnp.zeros((), jnp.int32), key)

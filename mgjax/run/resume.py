@@ -44,8 +44,10 @@ def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
     if saved[what] != expected[what]:
       raise ResumeError(f"resume={str(out)!r}: saved with {what}={saved[what]}, "
                         f"not {expected[what]}")
+  # Names of earlier versions; fields added since take their defaults.
+  defaults = json.loads(json.dumps(Config().to_dict()))
   for old, new in zip(saved["configs"], expected["configs"]):
-    old = {ALIASES.get(k, k): v for k, v in old.items()}  # names of earlier versions
+    old = {**defaults, **{ALIASES.get(k, k): v for k, v in old.items()}}
     for name in sorted(set(old) | set(new)):
       if old.get(name) != new.get(name):
         raise ResumeError(f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, "
