@@ -6,17 +6,17 @@
 
 Each `benchmark.py --tag NAME --set FIELD=VALUE` run lives in RESULTS/SUITE-NAME/ALGO-ENV/.
 This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseline as
-"ALGO:default"), writes them to RESULTS/SUITE-ablations-ENV/metrics.csv and draws the
-learning curves, alignment curves and the milestone table there with plot.py's code.
+"ALGO:default"), writes them to RESULTS/SUITE-ablations-ENV/metrics.csv
+(`mgjax.run.outputs.concat_metrics`: columns of earlier versions under their current names)
+and draws the learning curves, alignment curves and the milestone table there with plot.py's
+code.
 """
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import plot  # noqa: E402  (experiments/plot.py)
-from mgjax import outputs  # noqa: E402
+import plot  # experiments/plot.py: this script's folder is on sys.path
+from mgjax.run import outputs
 
 
 def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str, ...] = (),

@@ -28,7 +28,6 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 if "--host-devices" in sys.argv:  # must reach XLA before jax starts
@@ -39,9 +38,11 @@ if "--host-devices" in sys.argv:  # must reach XLA before jax starts
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from mgjax import train as T  # noqa: E402
+from mgjax import make_trainer  # noqa: E402
+from mgjax.algorithms import mg  # noqa: E402
 from mgjax.config import Config  # noqa: E402
-from mgjax import outputs  # noqa: E402
+from mgjax.models import fit_mle  # noqa: E402
+from mgjax.run import outputs  # noqa: E402
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -55,19 +56,30 @@ def timed(fn, *args, repeats: int) -> float:
   return statistics.median(times)
 
 
-def _filled_state(comp, key):
+def _setup(config: Config) -> mg.Setup:
+  """The static parts of an mg/mle/ppo run of `config` (validated)."""
+  return make_trainer(config).setup
+
+
+def _filled_state(su: mg.Setup, key):
   """A train state after one iteration, so buffers and statistics are realistic."""
-  state = jax.jit(lambda k: T.init_state(comp, k))(key)
-  state, _ = jax.jit(lambda s: T.iteration(comp, s))(state)
+  state = jax.jit(lambda k: mg.init(su, k))(key)
+  state, _ = jax.jit(lambda s: mg.iteration(su, s))(state)
   return state
 
 
 def collection(config: Config, repeats: int) -> dict:
-  comp = T.make_components(config)
-  state = _filled_state(comp, jax.random.key(0))
-  collect = jax.jit(lambda s, k: T.collect(comp, s, k))
-  env = comp.train_env
-  zeros = jnp.zeros((config.num_envs, comp.env.action_size))
+  su = _setup(config)
+  state = _filled_state(su, jax.random.key(0))
+
+  def collect(s, k):  # the training loop's collect stage, with its policy
+    return mg.collect(su.train_env, su.nets.make_policy(s.obs_stats), s.agent_params["policy"],
+                      s.env_state, k, rollout_length=su.rollout_length,
+                      action_mode=su.action_mode)
+
+  collect = jax.jit(collect)
+  env = su.train_env
+  zeros = jnp.zeros((config.num_envs, su.env.action_size))
 
   @jax.jit
   def raw(env_state):
@@ -85,17 +97,22 @@ def collection(config: Config, repeats: int) -> dict:
 def iterations(config: Config, repeats: int) -> dict:
   out = {}
   for algo in ("mg", "mle"):
-    comp = T.make_components(dataclasses.replace(config, algo=algo))
-    state = _filled_state(comp, jax.random.key(0))
-    out[f"{algo}_iteration_s"] = timed(jax.jit(lambda s: T.iteration(comp, s)), state,
+    su = _setup(dataclasses.replace(config, algo=algo))
+    state = _filled_state(su, jax.random.key(0))
+    out[f"{algo}_iteration_s"] = timed(jax.jit(lambda s: mg.iteration(su, s)), state,
                                        repeats=repeats)
   out["mg_over_mle_iteration"] = out["mg_iteration_s"] / out["mle_iteration_s"]
 
-  comp = T.make_components(dataclasses.replace(config, algo="mg", mg_steps=1, mle_steps=1))
-  state = _filled_state(comp, jax.random.key(0))
+  su = _setup(dataclasses.replace(config, algo="mg", mg_steps=1, mle_steps=1))
+  state = _filled_state(su, jax.random.key(0))
   real_grad = jax.tree.map(jnp.ones_like, state.agent_params["policy"])
-  mg_step = jax.jit(lambda s, k: T.fit_model_mg(comp, s, k, real_grad))
-  nll_step = jax.jit(lambda s, k: T.fit_model_mle(comp, s, k))
+  mg_step = jax.jit(lambda s, k: mg.fit_model_mg(su, s, k, real_grad))
+
+  def nll_step(s, k):  # mle_steps = 1 NLL step on the buffer, as in `fit_model`
+    return fit_mle(s.model_params, s.model_opt, s.buffer, k, loss=su.nll(s.obs_stats),
+                   optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)
+
+  nll_step = jax.jit(nll_step)
   out["mg_step_s"] = timed(mg_step, state, jax.random.key(2), repeats=repeats)
   out["nll_step_s"] = timed(nll_step, state, jax.random.key(2), repeats=repeats)
   out["mg_step_over_nll_step"] = out["mg_step_s"] / out["nll_step_s"]
@@ -103,7 +120,7 @@ def iterations(config: Config, repeats: int) -> dict:
 
 
 def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
-  trainer = T.make_trainer(config)
+  trainer = make_trainer(config)
   chunk = jax.jit(jax.vmap(trainer.chunk))
   out = {}
   for n in counts:
@@ -116,7 +133,7 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
 def compile_times(config: Config, envs) -> dict:
   out = {}
   for env in envs:
-    trainer = T.make_trainer(dataclasses.replace(config, env=env))
+    trainer = make_trainer(dataclasses.replace(config, env=env))
     keys = jax.random.split(jax.random.key(0), 1)
     t = time.perf_counter()
     state = jax.jit(jax.vmap(trainer.init))(keys)
@@ -127,32 +144,34 @@ def compile_times(config: Config, envs) -> dict:
 
 def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
   """Per-piece timings of mbpo at its preset for `env` and the implied cost of 100k steps."""
-  from mgjax import mbpo
-  from mgjax.config import make_config
+  from mgjax.algorithms import make_config, mbpo
+  from mgjax.algorithms import sac as sac_loop  # the SAC stages mbpo's loop shares
   c = make_config(algo="mbpo", env=env, model_epoch_steps=20, model_max_epochs=1)
-  comp = mbpo.make_components(c)
-  state = jax.jit(lambda k: mbpo.init_state(comp, k))(jax.random.key(0))
-  state = jax.jit(lambda s, k: mbpo.branched_rollouts(comp, s, k, jnp.int32(1)))(
+  su = make_trainer(c).setup
+  state = jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(0))
+  state = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(1)))(
       state, jax.random.key(1))
   window = jnp.int32(c.rollout_batch)
+  mixed = lambda s, k: mbpo.sac_batch(s.buffer, s.model_buffer, k, window,
+                                      batch_size=su.sac_batch, real_ratio=su.real_ratio)
 
-  def sac_updates(s, k):  # 20 updates, as between two env steps
-    step = lambda s, k: mbpo.sac_step(comp, s, k, window)
+  def sac_updates(s, k):  # 20 updates on mixed real/model minibatches, as between env steps
+    step = lambda s, k: sac_loop.sac_step(su, s, k, mixed)
     return jax.lax.scan(step, s, jax.random.split(k, 20))[1]["critic_loss"]
 
   def env_steps(s, k):  # 250 single-env steps with random actions
     def one(s, k):
-      a = jax.random.uniform(k, (c.num_envs, comp.env.action_size), minval=-1.0, maxval=1.0)
-      return mbpo._env_step(comp, s, a), ()
+      a = jax.random.uniform(k, (c.num_envs, su.env.action_size), minval=-1.0, maxval=1.0)
+      return mbpo.env_step(su.train_env, s, a), ()
     # Return the physics' output: a counter alone would let XLA drop the simulation.
     return jax.lax.scan(one, s, jax.random.split(k, 250))[0].env_state.obs
 
   key = jax.random.key(2)
   t_sac = timed(jax.jit(sac_updates), state, key, repeats=repeats) / 20
-  t_model = timed(jax.jit(lambda s, k: mbpo.fit_ensemble(comp, s, k)[1]), state, key,
+  t_model = timed(jax.jit(lambda s, k: mbpo.fit_model(su, s, k)[1]), state, key,
                   repeats=repeats) / 20
   def rollouts(s, k):  # the predicted states, not just the row count (see env_steps)
-    buf = mbpo.branched_rollouts(comp, s, k, jnp.int32(1)).model_buffer
+    buf = mbpo.branched_rollouts(su, s, k, jnp.int32(1)).model_buffer
     return jnp.sum(jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
                                                 c.rollout_batch))
 
@@ -163,20 +182,20 @@ def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
   total = 100_000
   rounds = (total - c.exploration_steps) // c.batch_steps
   sizes = [c.exploration_steps + r * c.batch_steps for r in range(rounds)]
-  lengths = [int(mbpo.rollout_length(r * c.batch_steps // mbpo.EPOCH_LENGTH, c.rollout_schedule))
-             for r in range(rounds)]
+  lengths = [int(mbpo.branch_length(r * c.batch_steps // mbpo.EPOCH_LENGTH,
+                                    c.branch_schedule)) for r in range(rounds)]
   epochs = c.model_patience + 1
   model_steps = sum(epochs * -(-int(0.8 * n) // c.mle_batch) for n in sizes)
   cost = {"sac_updates_s": (total - c.exploration_steps) * c.updates_per_step * t_sac,
           "model_training_s": model_steps * t_model, "rollouts_s": sum(lengths) * t_roll,
           "env_steps_s": total * t_env}
-  mg = T.make_components(dataclasses.replace(mg_config, algo="mg", env=env))
-  mg_state = _filled_state(mg, jax.random.key(0))
-  t_mg = timed(jax.jit(lambda s: T.iteration(mg, s)), mg_state, repeats=repeats)
+  mg_setup = _setup(dataclasses.replace(mg_config, algo="mg", env=env))
+  mg_state = _filled_state(mg_setup, jax.random.key(0))
+  t_mg = timed(jax.jit(lambda s: mg.iteration(mg_setup, s)), mg_state, repeats=repeats)
   mg_100k = t_mg * total / mg_config.batch_steps
   return {"env": env, "config": {k: getattr(c, k) for k in (
               "updates_per_step", "sac_batch", "sac_hidden", "ensemble_size", "model_hidden",
-              "rollout_batch", "rollout_schedule", "model_patience")},
+              "rollout_batch", "branch_schedule", "model_patience")},
           "sac_update_s": t_sac, "model_train_step_s": t_model,
           "rollout_step_s": t_roll, "env_step_s": t_env,
           "mbpo_100k_lower_bound_s": cost, "mbpo_100k_lower_bound_total_s": sum(cost.values()),
@@ -187,12 +206,12 @@ def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
 def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) -> dict:
   """One evaluation chunk of `runs` vmapped seeds sharded over 1, 2, 4, ... devices."""
   from jax.sharding import NamedSharding, PartitionSpec
-  from mgjax import experiment
-  trainer = T.make_trainer(config)
+  from mgjax.run import make_mesh
+  trainer = make_trainer(config)
   counts = [n for n in counts if n <= len(jax.devices())]
   out = {}
   for n in counts:
-    sharding = NamedSharding(experiment.make_mesh(n), PartitionSpec("runs"))
+    sharding = NamedSharding(make_mesh(n), PartitionSpec("runs"))
     keys = jax.device_put(jax.random.split(jax.random.key(0), runs), sharding)
     state = jax.jit(jax.vmap(trainer.init), out_shardings=sharding)(keys)
     chunk = jax.jit(jax.vmap(trainer.chunk), in_shardings=sharding, out_shardings=sharding)

@@ -21,10 +21,10 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
-from mgjax.config import Config, ConfigError, make_config  # noqa: E402
+from mgjax.algorithms import make_config, run_schedule  # noqa: E402
+from mgjax.config import ALIASES, Config, ConfigError  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ _SMOKE_SAC = (("num_envs", 1), ("rollout_length", 128), ("eval_every", 4),
               ("exploration_steps", 1024), ("ensemble_size", 3), ("elites", 2),
               ("sac_hidden", (32, 32)), ("sac_batch", 64), ("updates_per_step", 1),
               ("rollout_batch", 64), ("model_max_epochs", 2), ("model_epoch_steps", 5),
-              ("rollout_schedule", (0, 2, 1, 3)))
+              ("branch_schedule", (0, 2, 1, 3)))
 # mg-sac (MBPO with MG model steps) is not in the cpu and gpu suites: a cell costs what an
 # mbpo cell does. Run it with --algo mg-sac.
 SUITES = {
@@ -67,6 +67,7 @@ SUITES = {
         ("mbpo", _SMOKE_SAC), ("mg-sac", _SMOKE_SAC + (("mg_horizon", 3),)))),
 }
 _KEEP = ("metrics.csv", "summary.json", "config.json")
+SAC_ALGOS = ("mbpo", "mg-sac", "sac")  # SAC's loop: G updates per env step
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,19 +84,22 @@ def _finished(cell_dir: Path) -> bool:
 
 
 def gather(suite_dir: Path) -> Path:
-  """Concatenates every cell's metrics.csv into SUITE/metrics.csv; returns its path."""
-  from mgjax import outputs
+  """Concatenates every cell's metrics.csv into SUITE/metrics.csv (columns of earlier
+  versions under their current names); returns its path."""
+  from mgjax.run import outputs
   out = suite_dir / "metrics.csv"
   outputs.concat_metrics(((p, {}) for p in sorted(suite_dir.glob("*/metrics.csv"))), out)
   return out
 
 
 def parse_set(items: list[str]) -> dict:
-  """--set field=value pairs, typed like the Config field."""
+  """--set field=value pairs, typed like the Config field (earlier field names, as
+  rollout_schedule, under their current ones)."""
   types = {f.name: type(f.default) for f in dataclasses.fields(Config)}
   out = {}
   for item in items:
     name, _, text = item.partition("=")
+    name = ALIASES.get(name, name)
     if name not in types:
       raise ConfigError(f"set={item!r}: unknown Config field {name!r}")
     kind = types[name]
@@ -141,15 +145,17 @@ def main(argv=None) -> int:
   try:
     extra = parse_set(args.set)
     cells = [(a, e, suite.config(a, e, extra)) for e in envs for a in algos]
-    # mbpo's cells cost hundreds of times more per env step (RESULTS.md): run them last.
-    cells.sort(key=lambda cell: cell[2].uses_sac)
+    # mbpo's and mg-sac's cells (SAC's loop) cost hundreds of times more per env step
+    # (RESULTS.md): run them last.
+    cells.sort(key=lambda cell: cell[0] in SAC_ALGOS)
   except ConfigError as e:
     p.error(str(e))
 
-  from mgjax import experiment, outputs
+  from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, make_mesh,
+                         outputs, run)
   try:
-    experiment.check_layout(seeds, 1, experiment.make_mesh(args.devices))
-  except experiment.LayoutError as e:
+    check_layout(seeds, 1, make_mesh(args.devices))
+  except LayoutError as e:
     p.error(str(e))
   name = args.suite + (f"-{args.tag}" if args.tag else "")
   suite_dir = Path(args.results) / name
@@ -168,11 +174,11 @@ def main(argv=None) -> int:
     resume = outputs.load_resume_meta(run_dir) is not None
     if not resume:
       outputs.prepare_out_dir(run_dir, overwrite=True)
-    print(f"[{name}] {cell}: {seeds} seeds x {config.env_steps} env steps"
+    print(f"[{name}] {cell}: {seeds} seeds x {run_schedule(config).env_steps} env steps"
           + (" (resumed)" if resume else ""), flush=True)
     start = time.time()
     try:
-      summary = experiment.run(
+      summary = run(
           config, seeds=list(range(seeds)), out=run_dir, progress=False, devices=args.devices,
           resume=resume, save_every_s=60 * args.save_every,
           time_limit_s=None if deadline is None else max(0.0, deadline - time.time()))
@@ -182,9 +188,9 @@ def main(argv=None) -> int:
       else:
         print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
               f"{time.time() - start:.0f}s", flush=True)
-    except experiment.ResumeError as e:
+    except ResumeError as e:
       p.error(f"{e} (remove {run_dir} to start the cell afresh)")
-    except experiment.Divergence as e:
+    except Divergence as e:
       print(f"[{name}] {cell}: stopped: {e}", flush=True)
     (suite_dir / cell).mkdir(exist_ok=True)
     for f in _KEEP:

@@ -22,15 +22,16 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mgjax import envs, experiment, outputs  # noqa: E402
+from mgjax import envs  # noqa: E402
+from mgjax.algorithms import run_schedule  # noqa: E402
 from mgjax.config import Config  # noqa: E402
+from mgjax.run import outputs, run  # noqa: E402
 
 
 def _device_put_replicated(x, devices):
@@ -50,6 +51,7 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
   info = envs.make_env(config.env, backend=config.backend,
                        episode_length=config.episode_length or None)
   steps_per_update = config.num_envs * config.rollout_length
+  schedule = run_schedule(config)  # the same iterations and evaluations as mgjax's run
   evals, t_first = [], []
 
   def progress(num_steps, metrics):
@@ -59,7 +61,7 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
 
   start = time.time()
   ppo.train(
-      environment=info.env, num_timesteps=config.num_iterations * steps_per_update,
+      environment=info.env, num_timesteps=schedule.num_iterations * steps_per_update,
       episode_length=info.episode_length, num_envs=config.num_envs,
       unroll_length=config.rollout_length,
       # batch_size · num_minibatches unrolls of rollout_length steps per update = our batch.
@@ -69,7 +71,7 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
       discounting=config.discount, gae_lambda=config.gae_lambda,
       clipping_epsilon=config.clip_eps, max_grad_norm=config.max_grad_norm,
       normalize_observations=True, vf_loss_coefficient=config.value_coef,
-      bootstrap_on_timeout=False, num_evals=config.num_chunks + 1,
+      bootstrap_on_timeout=False, num_evals=schedule.num_chunks + 1,
       num_eval_envs=config.num_eval_envs, deterministic_eval=True, seed=seed,
       network_factory=functools.partial(
           ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=config.policy_hidden,
@@ -78,7 +80,7 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
   total = time.time() - start
   # The first progress call follows the first evaluation (compile of eval + init);
   # the training compile is inside the first epoch, so report both totals plainly.
-  steps = config.num_iterations * steps_per_update
+  steps = schedule.num_iterations * steps_per_update
   return {"seed": seed, "evals": evals, "final_eval_return": evals[-1][1] if evals else None,
           "wall_time_s": total, "env_steps": steps, "env_steps_per_s_incl_compile": steps / total}
 
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
   for seed in range(args.seeds):
     run_dir = outputs.prepare_out_dir(Path("runs/anchor") / f"mgjax-ppo-{seed}", True)
     start = time.time()
-    s = experiment.run(config, seeds=[seed], out=run_dir, progress=False, log=lambda *a: None)
+    s = run(config, seeds=[seed], out=run_dir, progress=False, log=lambda *a: None)
     report["mgjax"].append({"seed": seed, "final_eval_return": s["final_eval_return_mean"],
                             "wall_time_s": time.time() - start,
                             "env_steps": s["total_env_steps"],

@@ -34,17 +34,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mgjax import config as config_lib, train  # noqa: E402
-from mgjax.buffer import buffer_add  # noqa: E402
-from mgjax.config import ConfigError, make_config  # noqa: E402
-from benchmark import parse_set  # noqa: E402  (experiments/benchmark.py)
+from benchmark import parse_set  # experiments/benchmark.py: this script's folder is on sys.path
+from mgjax import make_trainer
+from mgjax.algorithms import make_config, mg
+from mgjax.buffer import buffer_add
+from mgjax.config import MG_STARTS, ConfigError
 
 
 def _flat(tree) -> jax.Array:
@@ -57,26 +55,30 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
   """Trains one seed and measures after each number of chunks in `at` (ascending)."""
-  trainer = train.make_trainer(config)
-  comp = trainer.components
-  comps = {s: dataclasses.replace(comp, config=dataclasses.replace(comp.config, mg_start=s))
-           for s in config_lib.MG_STARTS}
+  trainer = make_trainer(config)
+  su = trainer.setup
+  setups = {s: dataclasses.replace(su, mg=su.mg._replace(start=s)) for s in MG_STARTS}
 
   @jax.jit
   def one_batch(state, key):
     """Collect one real batch with the frozen policy; g_R; ĝ_M draws on the grown buffer."""
     ckey, bkey, pkey = jax.random.split(key, 3)
-    env_state, batch = train.collect(comp, state, ckey)
+    policy = su.nets.make_policy(state.obs_stats)
+    env_state, batch = mg.collect(su.train_env, policy, state.agent_params["policy"],
+                                  state.env_state, ckey, rollout_length=su.rollout_length,
+                                  action_mode=su.action_mode)
     state = state.replace(env_state=env_state)
-    adv, _ = train.real_advantages(comp, state, batch)
-    g_r = train.real_policy_gradient(comp, state, batch, adv)
-    grown = state.replace(buffer=buffer_add(state.buffer, train.batch_rows(batch)))
+    adv, _ = mg.real_advantages(su.nets.make_value_fn(state.obs_stats),
+                                state.agent_params["value"], batch, discount=su.discount,
+                                gae_lambda=su.gae_lambda)
+    g_r = mg.real_policy_gradient(policy, state.agent_params["policy"], batch, adv)
+    grown = state.replace(buffer=buffer_add(state.buffer, mg.batch_rows(batch)))
     out = {"g_r": _flat(g_r), "g_r_leaves": g_r}
-    for name, c in comps.items():
-      out[f"cos_{name}"] = train.model_alignment(c, grown, bkey, g_r)
+    for name, s in setups.items():
+      out[f"cos_{name}"] = mg.model_alignment(s, grown, bkey, g_r)
     # ĝ_M averaged over `batches` independent draws from batch i's states.
-    g_model = lambda k: train.mg_loss(comps["batch"], grown, grown.model_params, k,
-                                      g_r)[1]["model_grad"]
+    g_model = lambda k: mg.mg_loss(setups["batch"], grown, grown.model_params, k,
+                                   g_r)[1]["model_grad"]
     out["g_m_pooled"] = jax.vmap(lambda k: _flat(g_model(k)))(
         jax.random.split(pkey, batches)).mean(0)
     return state, out

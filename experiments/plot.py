@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mgjax.stats import iqm, stratified_bootstrap_ci  # noqa: E402
+from mgjax.run.outputs import read_metrics
+from mgjax.stats import iqm, stratified_bootstrap_ci
 
 # red, blue, gray, green, orange
 COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2", "mg-sac": "C1"}
@@ -29,11 +28,11 @@ MILESTONES = (25_000, 50_000, 100_000)
 
 
 def load(path: Path):
-  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E]}} over complete seeds."""
+  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E]}} over complete seeds
+  (metrics.csv of any version: `read_metrics` reads earlier column names as current ones)."""
   rows = defaultdict(lambda: defaultdict(dict))
-  with open(path, newline="") as f:
-    for r in csv.DictReader(f):
-      rows[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
+  for r in read_metrics(path):
+    rows[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
   data = {}
   for cell, seeds in rows.items():
     steps = sorted(set.intersection(*(set(s) for s in seeds.values())))

@@ -4,7 +4,7 @@
       --out results/pointmass-sac/alignment_ceiling-mg-sac.json
 
 Loads DIR/config.json, summary.json and checkpoint/ (the final state of every seed) and,
-per seed, averages over --draws key draws (`mgjax.mbpo.alignment_ceiling`):
+per seed, averages over --draws key draws (`mgjax.algorithms.mbpo.alignment_ceiling`):
 
   model_vs_real   cos(ĝ_M, g_R): the SAC actor-loss gradient on the states of the model's
                   mg_horizon-step rollouts against the one on real buffer states, as the
@@ -19,14 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mgjax import mbpo, outputs  # noqa: E402
-from mgjax.config import Config  # noqa: E402
-from mgjax.train import make_trainer  # noqa: E402
+from mgjax import make_trainer
+from mgjax.algorithms import config_from_dict, mbpo
+from mgjax.run import restore_checkpoint
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,17 +33,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def measure(run: Path, draws: int) -> dict:
-  config = Config.from_dict(json.loads((run / "config.json").read_text()))
+  # config.json of any version: earlier field names and the "resolved" sizes are read too.
+  config = config_from_dict(json.loads((run / "config.json").read_text()))
   seeds = json.loads((run / "summary.json").read_text())["seeds"]
   trainer = make_trainer(config)
   keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
-  states = outputs.restore_checkpoint(run / "checkpoint",
-                                      jax.eval_shape(jax.vmap(trainer.init), keys))
+  states = restore_checkpoint(run / "checkpoint", jax.eval_shape(jax.vmap(trainer.init), keys))
 
   @jax.jit
   def per_seed(states, key):
     def one(state, key):
-      draw = lambda k: mbpo.alignment_ceiling(trainer.components, state, k)
+      draw = lambda k: mbpo.alignment_ceiling(trainer.setup, state, k)
       return jax.tree.map(lambda x: x.mean(), jax.vmap(draw)(jax.random.split(key, draws)))
     return jax.vmap(one)(states, jax.random.split(key, len(seeds)))
 

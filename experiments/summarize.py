@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import plot  # noqa: E402  (experiments/plot.py)
-from mgjax.stats import stratified_bootstrap_ci  # noqa: E402
+import plot  # experiments/plot.py: this script's folder is on sys.path
+from mgjax.stats import stratified_bootstrap_ci
 
 
 def main(argv=None) -> int:
@@ -44,7 +42,7 @@ def main(argv=None) -> int:
     if "mg" in iqm:
       ratios[env] = {f"mg_over_{b}": iqm["mg"] / iqm[b] for b in ("mle", "ppo") if b in iqm}
 
-  data = plot.load(suite / "metrics.csv")
+  data = plot.load(suite / "metrics.csv")  # through mgjax.run.outputs.read_metrics
   alignment = {}
   for (env, algo), d in data.items():
     if not np.any(np.isfinite(d["cosine"])):  # no model (ppo)

@@ -1,14 +1,17 @@
-"""Train mg / mle / ppo / mbpo / mg-sac on a Brax (MJX) environment, seeds vmapped.
+"""Train mg / mle / ppo / mbpo / mg-sac (any algorithm of `mgjax.algorithms.REGISTRY`) on a
+Brax (MJX) environment, seeds vmapped.
 
   python experiments/train.py                      # mg on hopper, CPU-sized defaults
   python experiments/train.py --algo ppo --env halfcheetah --seeds 5 --total-steps 200000
 
 Every field of `mgjax.Config` is a flag (`--mg-horizon 5`, `--similarity inner`, ...).
-`--algo mbpo` starts from MBPO's published settings for the env (`mgjax.config.preset`);
+`--algo mbpo` starts from MBPO's published settings for the env (`mgjax.algorithms.preset`);
 flags given override them. `--algo mg-sac` is MBPO with MG model steps on SAC's actor loss
 (`--mg-steps`, `--mg-horizon`, `--mle-weight`, `--estimator`, ... as for mg).
-Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (DESIGN.md §5). Until it
-finishes, a run saves a resume point every --save-every minutes:
+`--branch-schedule` (mbpo's model branch length) is also accepted under its earlier name
+`--rollout-schedule`.
+Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (docs/design.md,
+"Outputs"). Until it finishes, a run saves a resume point every --save-every minutes:
 
   python experiments/train.py --algo mbpo --out runs/mbpo --time-limit 120   # pauses
   python experiments/train.py --resume runs/mbpo                          # continues
@@ -23,12 +26,10 @@ import typing
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 # brax's notice that its own pipelines are unmaintained: we use its MJX backend.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
-
-from mgjax.config import Config, ConfigError, make_config  # noqa: E402
+# mgjax is imported inside the functions: importing it starts JAX's backend, which
+# jax.distributed.initialize (--distributed) must precede.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,17 +47,56 @@ def _tuple_of_ints(text: str) -> tuple[int, ...]:
 
 
 def _field_comments() -> dict[str, str]:
-  """The `# comment` after each Config field in mgjax/config.py, for --help."""
+  """The `# comment` after each Config field in mgjax/config.py (with the comment lines
+  indented past the field that continue it), for --help."""
   import inspect
-  out = {}
+
+  from mgjax.config import Config
+  out, last, indent = {}, None, 0
   for line in inspect.getsource(Config).splitlines():
+    if line.strip().startswith("#"):  # a continuation, or a section heading
+      if last is not None and line.index("#") > indent:
+        out[last] += " " + line.strip()[1:].strip()
+      continue
     name, _, rest = line.strip().partition(":")
+    last = None
     if "#" in rest and name.isidentifier():
       out[name] = rest.split("#", 1)[1].strip()
+      last, indent = name, len(line) - len(line.lstrip())
   return out
 
 
+def _flags(field: str) -> list[str]:
+  """The field's flag, then those of its names in earlier versions (`mgjax.config.ALIASES`)."""
+  from mgjax.config import ALIASES
+  names = [field] + [old for old, new in ALIASES.items() if new == field]
+  return ["--" + n.replace("_", "-") for n in names]
+
+
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--distributed", action="store_true",
+                 help="multi-host: call jax.distributed.initialize first (one process per "
+                      "host; the coordinator is auto-detected or given by the next flags)")
+  p.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
+  p.add_argument("--num-processes", type=int, default=None, help="number of processes")
+  p.add_argument("--process-id", type=int, default=None, help="this process's index")
+
+
+def _initialize_distributed(argv) -> None:
+  """jax.distributed.initialize if --distributed is given, before anything (importing mgjax
+  included) starts JAX's backend."""
+  p = _Parser(add_help=False)
+  _add_distributed_flags(p)
+  args, _ = p.parse_known_args(argv)
+  if args.distributed:
+    import jax
+    jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                               num_processes=args.num_processes, process_id=args.process_id)
+
+
 def build_parser() -> argparse.ArgumentParser:
+  from mgjax.algorithms import REGISTRY
+  from mgjax.config import Config
   p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
   p.add_argument("--seed", type=int, default=None,
@@ -79,20 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
                  help="run every combination of these values of sweepable numeric fields as "
                       "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: call jax.distributed.initialize first (one process per "
-                      "host; the coordinator is auto-detected or given by the next flags)")
-  p.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
-  p.add_argument("--num-processes", type=int, default=None, help="number of processes")
-  p.add_argument("--process-id", type=int, default=None, help="this process's index")
+  _add_distributed_flags(p)
   hints = typing.get_type_hints(Config)
   docs = _field_comments()
   for f in dataclasses.fields(Config):
     kind = hints[f.name]
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+    choices = list(REGISTRY) if f.name == "algo" else None
     # default None: unset flags take the algorithm's per-env preset, then Config's default.
-    p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, default=None,
+    p.add_argument(*_flags(f.name), dest=f.name, type=conv, default=None, choices=choices,
                    help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"))
   return p
 
@@ -118,7 +154,9 @@ def _parse_sweep(items: list[str]) -> dict[str, list[float]]:
 
 def _saved_run(args, fields: dict):
   """(config, seeds, sweep) of the run that --resume continues."""
-  from mgjax import outputs
+  from mgjax.algorithms import config_from_dict
+  from mgjax.config import ConfigError
+  from mgjax.run import outputs
   given = [f"--{f.replace('_', '-')}" for f in fields]
   given += [flag for flag, v in (("--seeds", args.seeds), ("--seed", args.seed),
                                  ("--out", args.out)) if v is not None]
@@ -132,25 +170,26 @@ def _saved_run(args, fields: dict):
           "--save-every minutes until it finishes)")
   saved = meta["identity"]
   try:
-    config = Config.from_dict(saved["configs"][0])
+    # config.json's content: earlier field names and the "resolved" sizes are read too.
+    config = config_from_dict(saved["configs"][0])
   except ConfigError as e:
     _fail(f"resume={args.resume!r}: the saved config is not valid in this version: {e}")
   return config, saved["seeds"], saved["sweep"] or None
 
 
 def main(argv=None) -> int:
+  _initialize_distributed(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
-  if args.distributed:
-    import jax
-    jax.distributed.initialize(coordinator_address=args.coordinator_address,
-                               num_processes=args.num_processes, process_id=args.process_id)
+  from mgjax.algorithms import make_config, run_schedule
+  from mgjax.config import Config, ConfigError
   fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
             if getattr(args, f.name) is not None}
   if args.time_limit is not None and not args.time_limit >= 0:
     _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
-  from mgjax import experiment, outputs
+  from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, check_sweep,
+                         make_mesh, outputs, run, setting_name, sweep_settings)
   if args.resume is not None:
     config, seeds, sweep = _saved_run(args, fields)
   else:
@@ -167,10 +206,9 @@ def main(argv=None) -> int:
     sweep = _parse_sweep(args.sweep)
 
   try:
-    experiment.check_sweep(config, sweep)
-    experiment.check_layout(len(seeds), len(experiment.sweep_settings(sweep)),
-                            experiment.make_mesh(args.devices))
-  except (ConfigError, experiment.LayoutError) as e:
+    check_sweep(config, sweep)
+    check_layout(len(seeds), len(sweep_settings(sweep)), make_mesh(args.devices))
+  except (ConfigError, LayoutError) as e:
     _fail(str(e))
   out = args.resume or args.out or os.path.join(
       "runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -182,16 +220,16 @@ def main(argv=None) -> int:
     _fail(str(e))
   out = Path(out)
   print(f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
-        f"{config.env_steps} env steps each -> {out}")
+        f"{run_schedule(config).env_steps} env steps each -> {out}")
   again = f"python experiments/train.py --resume {out}"
   try:
-    summary = experiment.run(
+    summary = run(
         config, seeds=seeds, out=out, progress=not args.no_progress, devices=args.devices,
         sweep=sweep, resume=args.resume is not None, save_every_s=60 * args.save_every,
         time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
-  except experiment.ResumeError as e:
+  except ResumeError as e:
     _fail(str(e))
-  except experiment.Divergence as e:
+  except Divergence as e:
     print(f"train.py: stopped: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
@@ -203,8 +241,8 @@ def main(argv=None) -> int:
   if summary["status"] == "paused":
     print(f"paused at {summary['total_env_steps']} env steps; continue with: {again}")
     return 0
-  for setting in (experiment.sweep_settings(sweep) if sweep else []):
-    name = experiment.setting_name(setting)
+  for setting in (sweep_settings(sweep) if sweep else []):
+    name = setting_name(setting)
     mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]
     print(f"{name}: final eval return {mean:.1f} (mean over seeds)")
   print(f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"

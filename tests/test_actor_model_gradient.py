@@ -21,7 +21,6 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import mgjax
-from gradcheck import Z as _Z
 from gradcheck import assert_mean_close
 from gradcheck import cos as _cos
 from gradcheck import flat as _flat

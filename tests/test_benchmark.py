@@ -50,6 +50,7 @@ def smoke(tmp_path_factory):
   return base, proc
 
 
+@pytest.mark.slow
 def test_smoke_suite_writes_every_cell(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"
@@ -68,8 +69,15 @@ def test_smoke_suite_writes_every_cell(smoke):
       + [(a, s, t) for a in ("mbpo", "mg-sac") for s in ("0", "1") for t in mbpo_steps])
   # cos(ĝ_M, g_R) is logged for every algorithm with a model.
   assert all(r["model_grad_cosine"] != "" for r in rows if r["algo"] != "ppo")
+  # The SAC cells' branch-length schedule (the suite's setting) and the lengths it gave.
+  for algo in ("mbpo", "mg-sac"):
+    config = json.loads((suite / f"{algo}-pointmass" / "config.json").read_text())
+    assert config["branch_schedule"] == [0, 2, 1, 3]
+  assert all(1 <= float(r["branch_length"]) <= 3 for r in rows
+             if r["algo"] in ("mbpo", "mg-sac"))
 
 
+@pytest.mark.slow
 def test_smoke_suite_resumes_without_rerunning(smoke):
   base, _ = smoke
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
@@ -79,6 +87,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
   assert "compiled" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_smoke_cell_pauses_at_the_time_limit_and_continues(smoke, tmp_path):
   base, _ = smoke
   args = ("experiments/benchmark.py", "--suite", "smoke", "--algo", "ppo", "--results",
@@ -100,6 +109,7 @@ def test_smoke_cell_pauses_at_the_time_limit_and_continues(smoke, tmp_path):
                                             "metrics.csv")
 
 
+@pytest.mark.slow
 def test_plot_renders_the_smoke_suite(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"
@@ -115,6 +125,7 @@ def test_plot_renders_the_smoke_suite(smoke):
     assert float(r["ci_low"]) <= float(r["iqm"]) <= float(r["ci_high"])
 
 
+@pytest.mark.slow
 def test_ablations_gathers_tagged_cells(smoke):
   base, _ = smoke
   res = base / "res"
@@ -137,12 +148,29 @@ def test_ablations_gathers_tagged_cells(smoke):
   assert proc.returncode == 2 and "no mg-hopper cells" in proc.stderr
 
 
+def test_set_reads_config_fields_and_their_earlier_names():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("benchmark_cli",
+                                                ROOT / "experiments" / "benchmark.py")
+  benchmark = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(benchmark)
+  assert benchmark.parse_set(["branch_schedule=0,2,1,3", "tau=0.01", "num_envs=4"]) == {
+      "branch_schedule": (0, 2, 1, 3), "tau": 0.01, "num_envs": 4}
+  assert benchmark.parse_set(["rollout_schedule=0,2,1,3"]) == {"branch_schedule": (0, 2, 1, 3)}
+  with pytest.raises(benchmark.ConfigError, match="unknown Config field 'nope'"):
+    benchmark.parse_set(["nope=1"])
+  # The smoke suite's SAC cells keep their settings under the field's current name.
+  config = benchmark.SUITES["smoke"].config("mbpo", "pointmass", {})
+  assert config.branch_schedule == (0, 2, 1, 3) and config.rollout_length == 128
+
+
 def test_benchmark_rejects_unknown_suite():
   proc = _run("experiments/benchmark.py", "--suite", "nope")
   assert proc.returncode == 2
   assert proc.stderr.strip().count("\n") == 0 and "suite='nope'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_gradient_noise_measures_the_ceiling(tmp_path):
   out = tmp_path / "noise.json"
   proc = _run("experiments/gradient_noise.py", "--env", "pointmass", "--at", "0,1",

@@ -1,6 +1,8 @@
-"""End-to-end tests of experiments/train.py (DESIGN.md §5), each run in a subprocess.
+"""End-to-end tests of experiments/train.py (docs/design.md, "Outputs"), each run in a
+subprocess.
 
 - bad input: exit status 2, one line on stderr naming the field and the value, nothing run;
+- `--rollout-schedule`, the earlier name of `--branch-schedule`, is accepted as its alias;
 - short pointmass runs (mg, ppo; two seeds): config.json, metrics.csv, summary.json and a
   restorable checkpoint/;
 - a numerical blow-up: exit status 1, one line naming seed and iteration, metrics so far kept,
@@ -28,7 +30,8 @@ REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_retur
                     "model_grad_cosine", "model_nll", "wall_time_s")
 MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
 MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs",
-                "rollout_length")
+                "branch_length")
+SAC_ALGOS = ("mbpo", "mg-sac")
 
 # Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed.
 POINTMASS = ("--env", "pointmass", "--total-steps", "5120", "--num-envs", "16",
@@ -42,7 +45,7 @@ MBPO_SMALL = ("--exploration-steps", "200", "--rollout-length", "25", "--eval-ev
               "--num-eval-envs", "2", "--model-hidden", "32,32", "--sac-hidden", "32,32",
               "--ensemble-size", "3", "--elites", "2", "--rollout-batch", "64",
               "--updates-per-step", "2", "--sac-batch", "64", "--model-max-epochs", "2",
-              "--model-epoch-steps", "5", "--rollout-schedule", "0,1,1,3", "--no-progress")
+              "--model-epoch-steps", "5", "--branch-schedule", "0,1,1,3", "--no-progress")
 
 HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1024",
           "--num-envs", "8", "--rollout-length", "16", "--eval-every", "8",
@@ -172,11 +175,42 @@ def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, val
       assert (out / "keep.txt").read_text() == "an earlier run"
 
 
+# ------------------------------------------------------------- the earlier flag name
+def _train_module():
+  """experiments/train.py as a module (its parser, without running anything)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("train_cli", TRAIN)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_rollout_schedule_is_an_alias_of_branch_schedule(tmp_path):
+  parser = _train_module().build_parser()
+  for flag in ("--branch-schedule", "--rollout-schedule"):
+    assert parser.parse_args([flag, "0,1,1,3"]).branch_schedule == (0, 1, 1, 3), flag
+    assert not hasattr(parser.parse_args([flag, "0,1,1,3"]), "rollout_schedule"), flag
+  # Through the CLI: either flag's value reaches the branch_schedule field, whose validation
+  # rejects this one (exit 2, one line) before anything runs.
+  for flag in ("--branch-schedule", "--rollout-schedule"):
+    out = tmp_path / flag.strip("-")
+    proc = train("--algo", "mbpo", "--env", "pointmass", flag, "0,1", "--out", out,
+                 "--no-progress", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "unrecognized" not in proc.stderr
+    lines = stderr_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    assert "branch_schedule=(0, 1)" in lines[0], lines[0]
+    assert "compiled" not in proc.stdout
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ successful runs
 def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: dict):
   """Checks config.json, metrics.csv, summary.json and checkpoint/ of a finished run."""
   import jax
   import numpy as np
+  from mgjax.algorithms import run_schedule
 
   # config.json: every Config field, the flags given, algo/env/seeds.
   config, data = load_config(out)
@@ -184,11 +218,12 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   for name, value in flags.items():
     assert getattr(config, name) == value, name
   resolved = data["resolved"]
+  schedule = run_schedule(config)
   assert resolved["batch_steps"] == config.num_envs * config.rollout_length
-  assert resolved["num_iterations"] == config.num_iterations
-  assert resolved["env_steps"] == (config.initial_steps
-                                   + config.num_iterations * config.batch_steps)
-  num_evals = config.num_iterations // config.eval_every
+  assert resolved["num_iterations"] == schedule.num_iterations
+  assert resolved["env_steps"] == (schedule.initial_steps
+                                   + schedule.num_iterations * config.batch_steps)
+  num_evals = schedule.num_iterations // config.eval_every
 
   # metrics.csv: one row per (seed, evaluation).
   header, rows = read_metrics(out)
@@ -203,7 +238,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
     iterations = [int(r["iteration"]) for r in mine]
     steps = [int(r["env_steps"]) for r in mine]
     assert iterations == [config.eval_every * (k + 1) for k in range(num_evals)]
-    assert steps == [config.initial_steps + it * config.batch_steps for it in iterations]
+    assert steps == [schedule.initial_steps + it * config.batch_steps for it in iterations]
     assert all(b > a for a, b in zip(steps, steps[1:]))
     assert steps[-1] == resolved["env_steps"]
     for r in mine:
@@ -238,21 +273,22 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   assert summary["versions"]["jax"] == jax.__version__
 
   # checkpoint/: restorable into the shape of the vmapped initial state.
-  from mgjax import outputs
-  from mgjax.train import make_trainer
+  from mgjax import make_trainer
+  from mgjax.run import restore_checkpoint
   assert (out / "checkpoint").is_dir()
   trainer = make_trainer(config)
   keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
   like = jax.eval_shape(jax.vmap(trainer.init), keys)
-  state = outputs.restore_checkpoint(out / "checkpoint", like)
-  policy = jax.tree.leaves(state.sac.actor if config.uses_sac else state.agent_params["policy"])
+  state = restore_checkpoint(out / "checkpoint", like)
+  policy = jax.tree.leaves(state.sac.actor if algo in SAC_ALGOS
+                           else state.agent_params["policy"])
   assert policy
   for leaf in policy:
     leaf = np.asarray(leaf)
     assert leaf.shape[0] == len(seeds)
     assert np.all(np.isfinite(leaf))
   assert np.asarray(state.env_steps).tolist() == [resolved["env_steps"]] * len(seeds)
-  assert np.asarray(state.iteration).tolist() == [config.num_iterations] * len(seeds)
+  assert np.asarray(state.iteration).tolist() == [schedule.num_iterations] * len(seeds)
   return summary
 
 
@@ -271,6 +307,7 @@ def pointmass_run(request, tmp_path_factory):
   return algo, out, proc
 
 
+@pytest.mark.slow
 def test_pointmass_run_succeeds(pointmass_run):
   algo, out, proc = pointmass_run
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -279,6 +316,7 @@ def test_pointmass_run_succeeds(pointmass_run):
     assert (out / name).exists(), name
 
 
+@pytest.mark.slow
 def test_pointmass_outputs(pointmass_run):
   algo, out, proc = pointmass_run
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -289,6 +327,7 @@ def test_pointmass_outputs(pointmass_run):
                        "model_updates": 1})
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_earlier_run(pointmass_run):
   algo, out, proc = pointmass_run
   if algo != "ppo":
@@ -299,6 +338,7 @@ def test_overwrite_replaces_earlier_run(pointmass_run):
 
 
 # ------------------------------------------------------------------------- blow-up
+@pytest.mark.slow
 def test_blow_up_stops_with_diverged_summary(tmp_path):
   # A learning rate of 1e30 makes the first Adam step overflow the policy parameters.
   out = tmp_path / "run"
@@ -325,6 +365,7 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
   assert summary["seeds"] == [3, 4]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["mbpo", "mg-sac"])
 def test_mbpo_pointmass_run(tmp_path, algo):
   out = tmp_path / "run"
@@ -335,7 +376,7 @@ def test_mbpo_pointmass_run(tmp_path, algo):
   assert "Traceback" not in proc.stderr
   check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
                 flags={"num_envs": 1, "rollout_length": 25, "exploration_steps": 200,
-                       "ensemble_size": 3, "rollout_schedule": (0, 1, 1, 3)})
+                       "ensemble_size": 3, "branch_schedule": (0, 1, 1, 3)})
   # The alignment and its noise ceiling, from the run's checkpoint.
   proc = run_script(SAC_ALIGNMENT, out, "--draws", "2", "--out", tmp_path / "ceiling.json")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -347,6 +388,7 @@ def test_mbpo_pointmass_run(tmp_path, algo):
 
 
 # ----------------------------------------------------------------------------- MJX
+@pytest.mark.slow
 def test_hopper_mjx_run(tmp_path):
   out = tmp_path / "run"
   proc = train(*HOPPER, "--out", out, timeout=1500)
@@ -357,6 +399,7 @@ def test_hopper_mjx_run(tmp_path):
                        "eval_every": 8, "total_steps": 1024, "policy_hidden": (16, 16)})
 
 
+@pytest.mark.slow
 def test_mbpo_hopper_mjx_run(tmp_path):
   # The hopper preset with the small flags on top: what they do not set stays MBPO's
   # (one env, target entropy -1, real_ratio 0.05).

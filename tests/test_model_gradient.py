@@ -31,7 +31,6 @@ from gradcheck import assert_mean_close as _assert_mean_close
 from gradcheck import cos as _cos
 from gradcheck import flat as _flat
 from gradcheck import gaussian_log_prob, linear_gaussian_policy, linear_model_params
-from gradcheck import rms_standard_error as _rms_standard_error
 from gradcheck import similarity as _similarity
 
 

@@ -190,3 +190,14 @@ def test_describe_adds_the_resolved_sizes():
   d = algorithms.describe(Config(algo="mg"))
   assert d["resolved"] == {"batch_steps": 1024, "num_iterations": 100, "env_steps": 102_400}
   assert algorithms.config_from_dict(d) == Config(algo="mg")
+
+
+def test_importing_mgjax_starts_no_jax_backend():
+  """`jax.distributed.initialize` must come before any JAX computation, so importing the
+  package (and its runner) may not create arrays."""
+  import subprocess
+  import sys
+  code = ("import mgjax, mgjax.run\n"
+          "from jax._src import xla_bridge\n"
+          "assert not xla_bridge.backends_are_initialized()\n")
+  subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mgjax import experiment, outputs
-from mgjax.config import make_config
+from mgjax.algorithms import make_config
+from mgjax.run import ResumeError, outputs, run
 
 ROOT = Path(__file__).resolve().parent.parent
 # 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps.
@@ -22,7 +22,7 @@ CONFIG = make_config(
     algo="mbpo", env="pointmass", total_steps=400, exploration_steps=200, rollout_length=25,
     eval_every=2, num_eval_envs=2, model_hidden=(32, 32), sac_hidden=(32, 32),
     ensemble_size=3, elites=2, rollout_batch=64, updates_per_step=2, sac_batch=64,
-    model_max_epochs=2, model_epoch_steps=5, rollout_schedule=(0, 1, 1, 3))
+    model_max_epochs=2, model_epoch_steps=5, branch_schedule=(0, 1, 1, 3))
 SEEDS = [0, 1]
 
 
@@ -32,8 +32,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
 
 
 def _run(out: Path, **kw) -> dict:
-  return experiment.run(CONFIG, seeds=SEEDS, out=out, progress=False, log=lambda *_: None,
-                        **kw)
+  return run(CONFIG, seeds=SEEDS, out=out, progress=False, log=lambda *_: None, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +48,7 @@ def runs(tmp_path_factory):
   return base, whole, paused, first_rows, resumed
 
 
+@pytest.mark.slow
 def test_pause_writes_what_it_measured_and_a_resume_point(runs):
   base, whole, paused, first_rows, _ = runs
   assert whole["status"] == "finished" and whole["sessions"] == 1
@@ -59,6 +59,7 @@ def test_pause_writes_what_it_measured_and_a_resume_point(runs):
   assert (meta["chunks"], meta["iteration"], meta["sessions"]) == (1, 2, 1)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_the_uninterrupted_one(runs):
   base, whole, _, first_rows, resumed = runs
   assert resumed["status"] == "finished" and resumed["sessions"] == 2
@@ -70,6 +71,7 @@ def test_resumed_run_equals_the_uninterrupted_one(runs):
   assert resumed["total_env_steps"] == 400
 
 
+@pytest.mark.slow
 def test_resume_from_an_older_point_drops_the_later_rows(runs):
   base, *_ = runs
   # A run killed after its point at chunk 1 had already written the rows of chunks 2-4.
@@ -79,16 +81,46 @@ def test_resume_from_an_older_point_drops_the_later_rows(runs):
   assert _rows(base / "paused") == _rows(base / "whole")
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_config_or_no_point(runs, tmp_path):
   base, *_ = runs
   shutil.copytree(base / "point-1", tmp_path / "run" / "resume")
-  with pytest.raises(experiment.ResumeError, match=r"tau=0\.005, not 0\.01"):
-    experiment.run(make_config(**{**CONFIG.__dict__, "tau": 0.01}), seeds=SEEDS,
-                   out=tmp_path / "run", resume=True, progress=False)
-  with pytest.raises(experiment.ResumeError, match=r"seeds=\[0, 1\], not \[0\]"):
-    experiment.run(CONFIG, seeds=[0], out=tmp_path / "run", resume=True, progress=False)
-  with pytest.raises(experiment.ResumeError, match="no resume point"):
-    experiment.run(CONFIG, seeds=SEEDS, out=tmp_path / "empty", resume=True, progress=False)
+  with pytest.raises(ResumeError, match=r"tau=0\.005, not 0\.01"):
+    run(make_config(**{**CONFIG.__dict__, "tau": 0.01}), seeds=SEEDS, out=tmp_path / "run",
+        resume=True, progress=False)
+  with pytest.raises(ResumeError, match=r"seeds=\[0, 1\], not \[0\]"):
+    run(CONFIG, seeds=[0], out=tmp_path / "run", resume=True, progress=False)
+  with pytest.raises(ResumeError, match="no resume point"):
+    run(CONFIG, seeds=SEEDS, out=tmp_path / "empty", resume=True, progress=False)
+
+
+def _as_earlier_version(path: Path) -> None:
+  """Renames branch_schedule and branch_length in a JSON or CSV file back to the names an
+  earlier version wrote (rollout_schedule, rollout_length)."""
+  text = path.read_text()
+  assert "branch_schedule" in text or "branch_length" in text, path
+  path.write_text(text.replace('"branch_schedule"', '"rollout_schedule"')
+                  .replace(",branch_length,", ",rollout_length,"))
+
+
+@pytest.mark.slow
+def test_train_cli_resumes_a_run_of_an_earlier_version(runs, tmp_path):
+  # A folder as the version before the rename left it after its first chunk: config.json,
+  # the resume point's saved config (both with "resolved") and metrics.csv under the old
+  # names. `train.py --resume` reads them as the current ones and finishes the run.
+  base, *_ = runs
+  out = tmp_path / "run"
+  shutil.copytree(base / "paused", out)
+  shutil.copytree(base / "point-1", out / "resume")
+  meta = json.loads((out / "resume" / "meta.json").read_text())
+  assert "resolved" in meta["identity"]["configs"][0]
+  for path in (out / "config.json", out / "resume" / "meta.json", out / "metrics.csv"):
+    _as_earlier_version(path)
+  proc = _train("--resume", out, "--no-progress")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resumed at iteration 2" in proc.stdout and "final eval return" in proc.stdout
+  assert json.loads((out / "config.json").read_text())["branch_schedule"] == [0, 1, 1, 3]
+  assert _rows(out) == _rows(base / "whole")  # old rows kept, the rest as uninterrupted
 
 
 def test_interrupted_save_keeps_the_older_point(tmp_path):
@@ -124,11 +156,21 @@ def test_train_cli_resume_errors_are_one_line_exit_2(tmp_path, args, expected):
 def test_config_from_its_json_is_the_same_config():
   # config.json / resume points store tuples as lists; from_dict restores the Config.
   data = json.loads(json.dumps(CONFIG.to_dict()))
-  assert data["rollout_schedule"] == [0, 1, 1, 3]
+  assert data["branch_schedule"] == [0, 1, 1, 3]
+  from mgjax.algorithms import config_from_dict, describe
   from mgjax.config import Config
   assert Config.from_dict(data) == CONFIG
+  # config.json itself (`describe`: with "resolved"), also under the field's earlier name.
+  described = json.loads(json.dumps(describe(CONFIG)))
+  assert "resolved" in described
+  assert config_from_dict(described) == CONFIG
+  earlier = {("rollout_schedule" if k == "branch_schedule" else k): v
+             for k, v in described.items()}
+  assert "branch_schedule" not in earlier
+  assert config_from_dict(earlier) == CONFIG
 
 
+@pytest.mark.slow
 def test_train_cli_pauses_and_resumes(tmp_path):
   out = tmp_path / "run"
   small = ("--algo", "ppo", "--env", "pointmass", "--total-steps", "1024", "--num-envs", "8",

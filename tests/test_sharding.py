@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mgjax import train
+from mgjax import make_trainer
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +74,7 @@ def runs(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_runs_report_their_device_layout(runs):
   for name, devices in (("sharded4", 4), ("unsharded", 1), ("seeds23_on2", 2)):
     path, proc = runs[name]
@@ -82,6 +83,7 @@ def test_runs_report_their_device_layout(runs):
     assert summary["devices"] == devices and summary["processes"] == 1
 
 
+@pytest.mark.slow
 def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
   sharded, unsharded = rows(runs["sharded4"][0]), rows(runs["unsharded"][0])
   assert sharded.keys() == unsharded.keys() and len(sharded) == 4 * 2
@@ -96,6 +98,7 @@ def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
   np.testing.assert_allclose(final(sharded).mean(), final(unsharded).mean(), rtol=0.1)
 
 
+@pytest.mark.slow
 def test_a_run_does_not_depend_on_the_other_runs_on_the_mesh(runs):
   # Seeds 2 and 3, one per device, alone on 2 devices or next to seeds 0 and 1 on 4: identical.
   alone, together = rows(runs["seeds23_on2"][0]), rows(runs["sharded4"][0])
@@ -105,6 +108,7 @@ def test_a_run_does_not_depend_on_the_other_runs_on_the_mesh(runs):
         k: v for k, v in together[key].items() if k != "wall_time_s"}, key
 
 
+@pytest.mark.slow
 def test_sweep_writes_each_setting_and_matches_separate_runs(runs):
   path, proc = runs["sweep"]
   top = json.loads((path / "config.json").read_text())
@@ -136,6 +140,7 @@ def _free_port() -> int:
     return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_results(runs, tmp_path):
   # Multi-host on one machine: 2 processes x 2 CPU devices form the 4-device mesh through
   # jax.distributed; process 0 alone writes the files, which equal the 4-device run's.
@@ -175,13 +180,14 @@ def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_swept_learning_rate_is_data_in_the_optimizer_state():
   # ppo with learning rates 0 and 1e-3 vmapped in one program: the lr = 0 run keeps its
   # initial parameters, the other moves; each optimizer state holds its own rate.
   config = Config(algo="ppo", env="pointmass", total_steps=128, num_envs=4, rollout_length=16,
                   eval_every=2, num_eval_envs=2, policy_hidden=(8,), value_hidden=(8,),
                   num_minibatches=2)
-  trainer = train.make_trainer(config)
+  trainer = make_trainer(config)
   keys = jax.random.split(jax.random.key(0), 2)
   lrs = {"learning_rate": jnp.array([0.0, 1e-3])}
   state = jax.jit(jax.vmap(trainer.init))(keys, lrs)

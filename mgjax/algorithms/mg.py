@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -35,7 +36,7 @@ from mgjax.nets.normalization import RunningStats, init_stats, normalize, update
 from mgjax.optim import adam, set_learning_rate
 from mgjax.types import Model, Params, Transition
 
-_NAN = jnp.float32(jnp.nan)
+_NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 SWEEPABLE = {
     "mg": ("learning_rate", "model_learning_rate", "mle_weight", "mg_max_grad_norm",
            "real_grad_ema", "clip_eps", "value_coef", "entropy_coef"),

@@ -7,6 +7,7 @@ use: its networks, the model, the NLL loss, the model optimizer and the MG setti
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mgjax.buffer import ReplayBuffer, buffer_sample, buffer_sample_recent
 from mgjax.model_gradient import model_gradient_loss
@@ -14,7 +15,7 @@ from mgjax.models.fitting import combine_model_grads
 from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
-_NAN = jnp.float32(jnp.nan)
+_NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 
 
 def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
