@@ -33,8 +33,10 @@ from mgjax.agents import sac
 from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
 # alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 # The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
-from mgjax.algorithms.sac import (as_transition, collect_and_update, env_step,  # noqa: F401
-                                  evaluate, explore, init_sac, sac_preset, sample_actions)
+from mgjax.algorithms.sac import (SACSetup, as_transition, collect_and_update,  # noqa: F401
+                                  env_step, evaluate, explore, init_sac, sac_preset,
+                                  sample_actions)
+from mgjax.algorithms.sac import setup as sac_setup
 from mgjax.algorithms.mg_sac_model import (alignment_ceiling, fit_model_mg, mg_loss,  # noqa: F401
                                            real_actor_gradient)
 from mgjax.buffer import (ReplayBuffer, buffer_add_masked, buffer_init,
@@ -75,32 +77,18 @@ class MBPOState:
 
 
 @dataclasses.dataclass(frozen=True)
-class MBPOSetup:
-  """The static parts of an mbpo/mg-sac run, built once from the config."""
-  env: envs.EnvInfo
-  train_env: envs.TrainingEnv
-  actor_net: networks.Network
-  q_net: networks.Network
+class MBPOSetup(SACSetup):
+  """The static parts of an mbpo/mg-sac run, built once from the config: sac's, the
+  ensemble and its fit, and the branched rollouts."""
   model_net: networks.Network
-  sac_optimizers: sac.SACOptimizers
   model_optimizer: optax.GradientTransformation
   fit: EnsembleFit
-  num_envs: int
-  rollout_length: int           # real env steps per env per iteration
-  exploration_steps: int
-  discount: float
-  target_entropy: float
-  updates_per_step: int
-  sac_batch: int
   real_ratio: float
-  buffer_size: int
   rollout_batch: int
   branch_schedule: tuple[int, int, int, int]
   model_retain_epochs: int
   mg: "MGSACSettings"           # mg-sac's MG stage, and both algorithms' alignment diagnostic
-  num_eval_envs: int
   algo: str
-  hparam_defaults: tuple[tuple[str, float], ...]
 
   @property
   def rounds_per_epoch(self) -> int:
@@ -139,25 +127,20 @@ class MGSACSettings:
 
 
 def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
+  base = sac_setup(c, info)
+  shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+  shared["hparam_defaults"] = tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo])
   return MBPOSetup(
-      env=info, train_env=envs.TrainingEnv(info, c.num_envs),
-      actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
-      q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
+      **shared,
       model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
                                             c.ensemble_size),
-      sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
       model_optimizer=adam(c.model_learning_rate),
       fit=EnsembleFit(c.ensemble_size, c.mle_batch, c.model_epoch_steps, c.model_patience,
                       c.model_max_epochs, c.elites, c.model_fit_budget),
-      num_envs=c.num_envs, rollout_length=c.rollout_length,
-      exploration_steps=c.exploration_steps, discount=c.discount,
-      target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
-      updates_per_step=c.updates_per_step, sac_batch=c.sac_batch, real_ratio=c.real_ratio,
-      buffer_size=c.buffer_size, rollout_batch=c.rollout_batch,
+      real_ratio=c.real_ratio, rollout_batch=c.rollout_batch,
       branch_schedule=tuple(c.branch_schedule), model_retain_epochs=c.model_retain_epochs,
-      mg=(MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator)),
-      num_eval_envs=c.num_eval_envs, algo=c.algo,
-      hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo]))
+      mg=MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator),
+      algo=c.algo)
 
 
 def branch_length(epoch: jax.Array, schedule: tuple[int, ...]) -> jax.Array:
