@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import mgjax
 from mgjax import envs, models
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
 from mgjax.buffer import buffer_add_masked
 from mgjax.config import Config, ConfigError
 from mgjax.optim import set_learning_rate
+from chunked import run_chunks
 
 # Sized for seconds on CPU: 50-step iterations after 500 random steps.
 _SMALL = dict(algo="mbpo", env="pointmass", exploration_steps=500, rollout_length=50, eval_every=10,
@@ -188,20 +188,7 @@ def test_sac_batch_mixes_real_and_model_rows(explored):
 
 # ------------------------------------------------------------------------- end to end
 def _run(config):
-  trainer = mgjax.make_trainer(config)
-  keys = jax.vmap(jax.random.key)(jnp.arange(_SEEDS, dtype=jnp.uint32))
-  state = jax.jit(jax.vmap(trainer.init))(keys)
-
-  @chex.assert_max_traces(n=1)
-  def traced_chunk(s):
-    return trainer.chunk(s)
-
-  chunk = jax.jit(jax.vmap(traced_chunk))
-  metrics = []
-  for _ in range(trainer.num_chunks):
-    state, m = chunk(state)
-    metrics.append(jax.tree.map(np.asarray, m))
-  return trainer, state, jax.tree.map(lambda *x: np.stack(x, 1), *metrics)
+  return run_chunks(config, _SEEDS)
 
 
 @pytest.fixture(scope="module")

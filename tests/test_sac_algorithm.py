@@ -1,12 +1,11 @@
 """Tests for mgjax.algorithms.sac: model-free SAC in MBPO's loop (`--algo sac`)."""
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mgjax import envs, make_trainer
+from mgjax import envs
 from mgjax.algorithms import make_config, mbpo, run_schedule, sac
+from chunked import run_chunks
 
 # 500 random steps, then 9 chunks of 10 iterations x 50 env steps, one update per step.
 _SMALL = dict(algo="sac", env="pointmass", exploration_steps=500, rollout_length=50,
@@ -42,20 +41,7 @@ def test_mbpo_shares_the_sac_loop():
 
 @pytest.fixture(scope="module")
 def e2e():
-  trainer = make_trainer(make_config(**_SMALL))
-  keys = jax.vmap(jax.random.key)(jnp.arange(_SEEDS, dtype=jnp.uint32))
-  state = jax.jit(jax.vmap(trainer.init))(keys)
-
-  @chex.assert_max_traces(n=1)
-  def traced_chunk(s):
-    return trainer.chunk(s)
-
-  chunk = jax.jit(jax.vmap(traced_chunk))
-  metrics = []
-  for _ in range(trainer.num_chunks):
-    state, m = chunk(state)
-    metrics.append(jax.tree.map(np.asarray, m))
-  return trainer, state, jax.tree.map(lambda *x: np.stack(x, 1), *metrics)
+  return run_chunks(make_config(**_SMALL), _SEEDS)
 
 
 @pytest.mark.slow
