@@ -6,12 +6,15 @@
 (a) collection: env steps/s of the training loop's collect stage vs raw jitted stepping of the
     same env and batch (zero actions, same auto-reset wrapper) in a lax.scan;
 (b) one mg iteration vs one mle iteration, and one model-gradient step vs one NLL step;
-(c) one evaluation chunk with 1, 2, 4, 8 vmapped seeds vs 1 seed;
+(c) one evaluation chunk with 1, 2, 4, 8 vmapped seeds vs 1 seed, and the same ratio for each
+    stage of an mg iteration and for raw MJX stepping of one flat batch of as many envs;
 (d) compile time of the jitted evaluation chunk per env (mg);
-(e) mbpo at its published settings for --env: one SAC update, one ensemble training step,
-    one branched-rollout step of all rollout_batch rollouts and one env step, and from them
-    the cost of 100k env steps (a lower bound: model rounds counted at the minimum of
-    model_patience + 1 epochs), against one mg iteration's cost scaled to 100k env steps;
+(e) roofline: the machine's f32 matmul peak; the FLOPs (counted from the network shapes) of
+    one SAC update, one ensemble training step and one branched-rollout step at mbpo's
+    settings for --env, their time and share of the peak; and a real run segment of mbpo
+    and mg-sac (--segment-iterations iterations from a fresh start, each stage of the
+    iteration a program of its own): seconds per 1000 env steps in SAC updates, model
+    fitting, MG steps, the alignment diagnostic, branched rollouts and env steps;
 (f) device_scaling: one evaluation chunk of --device-runs seeds sharded over 1, 2, 4 devices
     (`--host-devices 4` splits a CPU into 4 XLA devices: a functional check, not a speed-up).
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
@@ -38,9 +41,10 @@ if "--host-devices" in sys.argv:  # must reach XLA before jax starts
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from mgjax import make_trainer  # noqa: E402
+from mgjax import make_config, make_trainer  # noqa: E402
 from mgjax.algorithms import mg  # noqa: E402
 from mgjax.config import Config  # noqa: E402
+from mgjax.envs.core import batched_reset, batched_step  # noqa: E402
 from mgjax.models import fit_mle  # noqa: E402
 from mgjax.run import outputs  # noqa: E402
 
@@ -119,15 +123,64 @@ def iterations(config: Config, repeats: int) -> dict:
   return out
 
 
+def _mg_stages(su: mg.Setup) -> dict:
+  """The stages of one mg iteration on a train state, each a function of the state alone."""
+  def collect(s):
+    return mg.collect(su.train_env, su.nets.make_policy(s.obs_stats), s.agent_params["policy"],
+                      s.env_state, s.key, rollout_length=su.rollout_length,
+                      action_mode=su.action_mode)[1].obs
+
+  def nll_steps(s):
+    return fit_mle(s.model_params, s.model_opt, s.buffer, s.key, loss=su.nll(s.obs_stats),
+                   optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)[0]
+
+  def mg_steps(s):
+    real_grad = jax.tree.map(jnp.ones_like, s.agent_params["policy"])
+    return mg.fit_model_mg(su, s, s.key, real_grad)[0].model_params
+
+  def policy_updates(s):  # model rollouts and PPO on them, as in the iteration
+    def one(s, k):
+      bk, uk = jax.random.split(k)
+      return mg.policy_update(su, s, mg.model_ppo_batch(su, s, bk), uk)
+    return jax.lax.scan(one, s, jax.random.split(s.key, su.model_updates))[0].agent_params
+
+  def evaluation(s):
+    return mg.evaluate(su, s, s.key)["eval_return"]
+
+  return {"collect": collect, "nll_steps": nll_steps, "mg_steps": mg_steps,
+          "policy_updates": policy_updates, "evaluation": evaluation}
+
+
 def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
+  """One evaluation chunk with n vmapped seeds, and where its growth comes from: each stage
+  of an mg iteration vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
+  one flat batch of n·num_envs envs, all relative to n = counts[0]."""
   trainer = make_trainer(config)
+  su = trainer.setup
   chunk = jax.jit(jax.vmap(trainer.chunk))
+  iteration = jax.jit(jax.vmap(lambda s: mg.iteration(su, s)[0]))
+  stages = {name: jax.jit(jax.vmap(f)) for name, f in _mg_stages(su).items()}
+  env = su.env.env
   out = {}
   for n in counts:
     state = jax.jit(jax.vmap(trainer.init))(jax.random.split(jax.random.key(0), n))
-    out[n] = timed(lambda s: chunk(s)[1], state, repeats=repeats)
-  return {"chunk_s": {str(n): t for n, t in out.items()},
-          "time_over_1_seed": {str(n): t / out[counts[0]] for n, t in out.items()}}
+    t = {"chunk": timed(lambda s: chunk(s)[1], state, repeats=repeats)}
+    state = iteration(state)
+    for name, stage in stages.items():
+      t[name] = timed(stage, state, repeats=repeats)
+    batch = n * config.num_envs
+    env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(
+        jax.random.key(0))
+    zeros = jnp.zeros((batch, su.env.action_size))
+    raw = jax.jit(lambda s: jax.lax.scan(lambda s, _: (batched_step(env, s, zeros), ()),
+                                         s, None, length=32)[0].obs)
+    t["raw_mjx_flat_batch"] = timed(raw, env_state, repeats=repeats)
+    out[n] = t
+    print(n, {k: round(v, 3) for k, v in t.items()}, flush=True)
+  first = out[counts[0]]
+  return {"seconds": {str(n): t for n, t in out.items()},
+          "time_over_first": {str(n): {k: v / first[k] for k, v in t.items()}
+                              for n, t in out.items()}}
 
 
 def compile_times(config: Config, envs) -> dict:
@@ -142,65 +195,172 @@ def compile_times(config: Config, envs) -> dict:
   return out
 
 
-def mbpo_cost(env: str, repeats: int, mg_config: Config) -> dict:
-  """Per-piece timings of mbpo at its preset for `env` and the implied cost of 100k steps."""
+def mlp_flops(batch: int, sizes) -> tuple[int, int]:
+  """FLOPs of a dense MLP's forward pass on `batch` rows, 2·B·Σ n_i·n_(i+1) (multiply-adds
+  of its matmuls; activations and biases are not counted), and those of its first layer."""
+  layers = [2 * batch * i * o for i, o in zip(sizes[:-1], sizes[1:])]
+  return sum(layers), layers[0]
+
+
+def sac_update_flops(batch: int, obs: int, act: int, hidden, num_q: int = 2) -> int:
+  """FLOPs of one `sac_update`, counted from the network shapes. A backward pass costs a
+  forward for the weight gradients and one for the input gradients (but the first layer's).
+    critic step: actor on s', num_q target critics, num_q critics forward and backward;
+    actor step: actor forward and backward, num_q critics forward and back to the action."""
+  f_a, first_a = mlp_flops(batch, [obs, *hidden, 2 * act])
+  f_q, first_q = mlp_flops(batch, [obs + act, *hidden, 1])
+  critic = f_a + num_q * f_q + num_q * (3 * f_q - first_q)
+  actor = (3 * f_a - first_a) + num_q * 2 * f_q
+  return critic + actor
+
+
+def ensemble_step_flops(members: int, batch: int, obs: int, act: int, hidden) -> int:
+  """FLOPs of one ensemble training step: every member forward and backward on its own
+  minibatch (inputs obs+act, outputs mean and log-std of Δobs and reward)."""
+  f, first = mlp_flops(batch, [obs + act, *hidden, 2 * (obs + 1)])
+  return members * (3 * f - first)
+
+
+# Matmuls timed by `matmul_peak`: (batch, m, k, n), a batch of independent [m,k]·[k,n].
+MATMULS = {
+    "2048_cube": (1, 2048, 2048, 2048),          # the machine's peak
+    "256_wide": (1, 4096, 256, 256),
+    "sac_layer": (1, 256, 256, 256),             # a hidden layer of SAC's networks, batch 256
+    "ensemble_layer": (7, 256, 200, 200),        # a hidden layer of 7 members, 256 rows each
+    "rollout_layer": (1, 100_000, 200, 200),     # a hidden layer of one elite on 100k rollouts
+}
+
+
+def matmul_peak(repeats: int) -> dict:
+  """The machine's f32 matmul throughput (GFLOP/s): the 2048³ peak, and the shapes of the SAC
+  family's hidden layers, which bound what its kernels can reach."""
+  out = {}
+  for name, (b, m, k, n) in MATMULS.items():
+    x = jax.random.normal(jax.random.key(0), (b, m, k))
+    w = jax.random.normal(jax.random.key(1), (b, k, n))
+    mm = jax.jit(lambda x, w: jnp.einsum("bmk,bkn->bmn", x, w))
+    out[f"matmul_{name}_gflops"] = 2 * b * m * k * n / timed(mm, x, w, repeats=repeats) / 1e9
+  return out
+
+
+def _kernel(fn, args, flops: int, peak: float, repeats: int, calls: int = 1) -> dict:
+  """Time of one call of a kernel, its FLOPs (ours and XLA's count) and the share of the
+  peak. With calls > 1, `fn` makes that many calls in one program (a lax.scan, as in the
+  training loop), and the figures are per call (XLA's cost analysis counts a loop's body
+  once, so its count is one call's already)."""
+  compiled = jax.jit(fn).lower(*args).compile()
+  t = timed(compiled, *args, repeats=repeats) / calls
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  # XLA's count covers a loop's body once, i.e. one call.
+  return {"s": t, "flops": flops, "xla_flops": float(cost.get("flops", float("nan"))),
+          "gflops": flops / t / 1e9, "of_peak": flops / t / 1e9 / peak}
+
+
+def _sac_setup(algo: str, env: str, overrides: dict):
   from mgjax.algorithms import make_config, mbpo
-  from mgjax.algorithms import sac as sac_loop  # the SAC stages mbpo's loop shares
-  c = make_config(algo="mbpo", env=env, model_epoch_steps=20, model_max_epochs=1)
+  c = make_config(algo=algo, env=env, **overrides)
   su = make_trainer(c).setup
-  state = jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(0))
+  return c, su, jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(0))
+
+
+def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
+  """The hot kernels of mbpo at its preset for `env`: one SAC update on a mixed minibatch and
+  one ensemble training step (each timed over 20 in one scan, as they run in the loop), and
+  one branched-rollout step of all rollout_batch rollouts."""
+  from mgjax.algorithms import mbpo
+  from mgjax.algorithms import sac as sac_loop
+  from mgjax.models.ensemble import member_minibatches
+  from mgjax.models.nll import ensemble_nll_loss
+  from mgjax.optim import apply_gradients
+  c, su, state = _sac_setup("mbpo", env, overrides)
   state = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(1)))(
       state, jax.random.key(1))
+  D, A = su.env.obs_size, su.env.action_size
   window = jnp.int32(c.rollout_batch)
   mixed = lambda s, k: mbpo.sac_batch(s.buffer, s.model_buffer, k, window,
                                       batch_size=su.sac_batch, real_ratio=su.real_ratio)
+  key, calls = jax.random.key(2), 20
 
-  def sac_updates(s, k):  # 20 updates on mixed real/model minibatches, as between env steps
+  def sac_updates(s, k):  # `calls` updates in a scan, as between two env steps
     step = lambda s, k: sac_loop.sac_step(su, s, k, mixed)
-    return jax.lax.scan(step, s, jax.random.split(k, 20))[1]["critic_loss"]
+    return jax.lax.scan(step, s, jax.random.split(k, calls))[0].sac
 
-  def env_steps(s, k):  # 250 single-env steps with random actions
-    def one(s, k):
-      a = jax.random.uniform(k, (c.num_envs, su.env.action_size), minval=-1.0, maxval=1.0)
-      return mbpo.env_step(su.train_env, s, a), ()
-    # Return the physics' output: a counter alone would let XLA drop the simulation.
-    return jax.lax.scan(one, s, jax.random.split(k, 250))[0].env_state.obs
+  def ensemble_steps(s, k):  # `calls` steps of fit_ensemble's inner loop
+    def step(carry, k):
+      params, opt = carry
+      rows = member_minibatches(s.buffer, k, su.fit.members, su.fit.batch_size)
+      grads = jax.grad(ensemble_nll_loss)(params, rows, net=su.model_net, stats=s.obs_stats)
+      return apply_gradients(su.model_optimizer, params, opt, grads), ()
+    return jax.lax.scan(step, (s.model_params, s.model_opt), jax.random.split(k, calls))[0]
 
-  key = jax.random.key(2)
-  t_sac = timed(jax.jit(sac_updates), state, key, repeats=repeats) / 20
-  t_model = timed(jax.jit(lambda s, k: mbpo.fit_model(su, s, k)[1]), state, key,
-                  repeats=repeats) / 20
-  def rollouts(s, k):  # the predicted states, not just the row count (see env_steps)
+  def rollout_step(s, k):  # one step of every branched rollout, the predicted states kept
     buf = mbpo.branched_rollouts(su, s, k, jnp.int32(1)).model_buffer
-    return jnp.sum(jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
-                                                c.rollout_batch))
+    return jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
+                                        c.rollout_batch)
 
-  t_roll = timed(jax.jit(rollouts), state, key, repeats=repeats)
-  t_env = timed(jax.jit(env_steps), state, key, repeats=repeats) / 250
+  f_model, _ = mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
+  f_actor, _ = mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
+  return {
+      "config": {k: getattr(c, k) for k in ("sac_batch", "sac_hidden", "ensemble_size",
+                                            "elites", "mle_batch", "model_hidden",
+                                            "rollout_batch")},
+      "sac_update": _kernel(sac_updates, (state, key),
+                            sac_update_flops(c.sac_batch, D, A, c.sac_hidden), peak, repeats,
+                            calls),
+      "ensemble_step": _kernel(ensemble_steps, (state, key), ensemble_step_flops(
+          c.ensemble_size, c.mle_batch, D, A, c.model_hidden), peak, repeats, calls),
+      # Every elite predicts every row (one is then drawn per row), as MBPO does.
+      "rollout_step": _kernel(rollout_step, (state, key), c.elites * f_model + f_actor, peak,
+                              max(1, repeats // 2)),
+  }
 
-  # Rounds after exploration: real buffer size N_r, schedule length k_r.
-  total = 100_000
-  rounds = (total - c.exploration_steps) // c.batch_steps
-  sizes = [c.exploration_steps + r * c.batch_steps for r in range(rounds)]
-  lengths = [int(mbpo.branch_length(r * c.batch_steps // mbpo.EPOCH_LENGTH,
-                                    c.branch_schedule)) for r in range(rounds)]
-  epochs = c.model_patience + 1
-  model_steps = sum(epochs * -(-int(0.8 * n) // c.mle_batch) for n in sizes)
-  cost = {"sac_updates_s": (total - c.exploration_steps) * c.updates_per_step * t_sac,
-          "model_training_s": model_steps * t_model, "rollouts_s": sum(lengths) * t_roll,
-          "env_steps_s": total * t_env}
-  mg_setup = _setup(dataclasses.replace(mg_config, algo="mg", env=env))
-  mg_state = _filled_state(mg_setup, jax.random.key(0))
-  t_mg = timed(jax.jit(lambda s: mg.iteration(mg_setup, s)), mg_state, repeats=repeats)
-  mg_100k = t_mg * total / mg_config.batch_steps
-  return {"env": env, "config": {k: getattr(c, k) for k in (
-              "updates_per_step", "sac_batch", "sac_hidden", "ensemble_size", "model_hidden",
-              "rollout_batch", "branch_schedule", "model_patience")},
-          "sac_update_s": t_sac, "model_train_step_s": t_model,
-          "rollout_step_s": t_roll, "env_step_s": t_env,
-          "mbpo_100k_lower_bound_s": cost, "mbpo_100k_lower_bound_total_s": sum(cost.values()),
-          "mg_iteration_s": t_mg, "mg_100k_s": mg_100k,
-          "mbpo_over_mg_per_env_step": sum(cost.values()) / mg_100k}
+
+def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
+  """A real run segment: `algo` at its preset for `env` from a fresh start, `iterations`
+  iterations of `mbpo.iteration` after one warm-up iteration, each named stage jitted as a
+  program of its own and timed. The env steps' share of `act_and_update` is that stage
+  again on the same state with no SAC updates. Seconds per 1000 env steps, per stage."""
+  from mgjax.algorithms import mbpo
+  c, su, state = _sac_setup(algo, env, overrides)
+  no_updates = dataclasses.replace(su, updates_per_step=0)
+  compiled, spent = {}, {}
+
+  def stage(name, fn, su_, *args):
+    f = compiled.setdefault(name, jax.jit(lambda *a: fn(su_, *a)))
+    t = time.perf_counter()
+    out = jax.block_until_ready(f(*args))
+    spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+    if name == "act_and_update":
+      stage("env_steps", fn, no_updates, *args)
+    return out
+
+  state, _ = mbpo.iteration(su, state, stage)  # compiles every stage
+  spent.clear()
+  metrics = []
+  for _ in range(iterations):
+    state, m = mbpo.iteration(su, state, stage)
+    metrics.append({k: float(m[k]) for k in ("model_epochs", "branch_length")})
+  per_1000 = 1000 / (iterations * c.batch_steps)
+  split = {name: t * per_1000 for name, t in spent.items()}
+  split["sac_updates"] = split.pop("act_and_update") - split["env_steps"]
+  return {"algo": algo, "env": env, "iterations": iterations,
+          "env_steps": [int(state.env_steps) - iterations * c.batch_steps,
+                        int(state.env_steps)],
+          "per_iteration": metrics, "s_per_1000_env_steps": split,
+          "total_s_per_1000_env_steps": sum(split.values())}
+
+
+def roofline(env: str, repeats: int, iterations: int, overrides: dict) -> dict:
+  """The matmul peak, the hot kernels' share of it, and a real segment of mbpo and mg-sac."""
+  peak = matmul_peak(repeats)
+  out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"],
+                                          overrides)}
+  print(json.dumps(out, indent=1), flush=True)
+  for algo in ("mbpo", "mg-sac") if iterations else ():
+    out[f"segment_{algo}"] = segment(algo, env, iterations, overrides)
+    print(json.dumps(out[f"segment_{algo}"], indent=1), flush=True)
+  return out
 
 
 def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) -> dict:
@@ -221,7 +381,8 @@ def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) ->
           "speedup_over_1_device": {str(n): out[counts[0]] / t for n, t in out.items()}}
 
 
-SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "mbpo", "device_scaling")
+SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "roofline",
+            "device_scaling")
 
 
 def main(argv=None) -> int:
@@ -241,9 +402,17 @@ def main(argv=None) -> int:
                  help="split the CPU into N XLA devices (the functional check of "
                       "device_scaling on a machine without accelerators)")
   p.add_argument("--device-runs", type=int, default=8, help="seeds in device_scaling")
+  p.add_argument("--device-counts", type=int, nargs="*", default=[1, 2, 4],
+                 help="device counts of device_scaling (each must divide --device-runs)")
+  p.add_argument("--segment-iterations", type=int, default=4,
+                 help="timed iterations of the roofline's run segments (250 env steps each "
+                      "at MBPO's settings; 0: no segments)")
+  p.add_argument("--sac-set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a field of the roofline's mbpo/mg-sac configs (their presets "
+                      "otherwise), e.g. to time a CPU configuration")
   args = p.parse_args(argv)
   from benchmark import parse_set  # same directory
-  config = Config(env=args.env, **parse_set(args.set))
+  config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
   out = Path(args.out)
   report = json.loads(out.read_text()) if out.is_file() else {}
   report.update({"machine": {"platform": platform.platform(),
@@ -255,13 +424,16 @@ def main(argv=None) -> int:
       "iterations": lambda: iterations(config, args.repeats),
       "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts),
       "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
-      "mbpo": lambda: mbpo_cost(args.env, args.repeats, config),
+      "roofline": lambda: roofline(args.env, args.repeats, args.segment_iterations,
+                                   parse_set(args.sac_set)),
       "device_scaling": lambda: device_scaling(config, max(1, args.repeats // 2),
-                                               args.device_runs),
+                                               args.device_runs, args.device_counts),
   }
   for name in SECTIONS:
     if name in args.sections:
-      report[name] = runs[name]()
+      # A roofline without segments (--segment-iterations 0) keeps the segments measured before.
+      report[name] = {**report.get(name, {}), **runs[name]()} if name == "roofline" else \
+          runs[name]()
       print(json.dumps(report[name], indent=1), flush=True)
   out.parent.mkdir(parents=True, exist_ok=True)
   outputs.write_json(out, report)

@@ -48,23 +48,25 @@ class Suite:
 _EVAL = (("eval_every", 5),)
 # mbpo keeps its own iteration of 250 env steps (MBPO's model round); evaluations every 5
 # of them, after the 5000 exploration steps, also land on the milestones.
-_SMOKE_SAC = (("num_envs", 1), ("rollout_length", 128), ("eval_every", 4),
-              ("exploration_steps", 1024), ("ensemble_size", 3), ("elites", 2),
-              ("sac_hidden", (32, 32)), ("sac_batch", 64), ("updates_per_step", 1),
-              ("rollout_batch", 64), ("model_max_epochs", 2), ("model_epoch_steps", 5),
-              ("branch_schedule", (0, 2, 1, 3)))
+_SMOKE_SAC_LOOP = (("num_envs", 1), ("rollout_length", 128), ("eval_every", 4),
+                   ("exploration_steps", 1024), ("sac_hidden", (32, 32)), ("sac_batch", 64),
+                   ("updates_per_step", 1))
+_SMOKE_SAC = _SMOKE_SAC_LOOP + (
+    ("ensemble_size", 3), ("elites", 2), ("rollout_batch", 64), ("model_max_epochs", 2),
+    ("model_epoch_steps", 5), ("branch_schedule", (0, 2, 1, 3)))
 # mg-sac (MBPO with MG model steps) is not in the cpu and gpu suites: a cell costs what an
 # mbpo cell does. Run it with --algo mg-sac.
 SUITES = {
-    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"), ("mg", "mle", "ppo", "mbpo"),
-                 5, 100_000, _EVAL),
+    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"),
+                 ("mg", "mle", "ppo", "mbpo", "sac"), 5, 100_000, _EVAL),
     "gpu": Suite(("hopper", "walker2d", "halfcheetah", "ant", "humanoid"),
-                 ("mg", "mle", "ppo", "mbpo"), 10, 300_000, _EVAL),
-    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo", "mbpo", "mg-sac"), 2, 5120, (
+                 ("mg", "mle", "ppo", "mbpo", "sac"), 10, 300_000, _EVAL),
+    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac"), 2, 5120, (
         ("num_envs", 16), ("rollout_length", 32), ("eval_every", 5), ("num_eval_envs", 4),
         ("model_hidden", (32, 32)), ("mle_steps", 5), ("mg_steps", 1), ("mg_rollouts", 32),
         ("model_rollouts", 64), ("model_updates", 1)), algo_overrides=(
-        ("mbpo", _SMOKE_SAC), ("mg-sac", _SMOKE_SAC + (("mg_horizon", 3),)))),
+        ("mbpo", _SMOKE_SAC), ("mg-sac", _SMOKE_SAC + (("mg_horizon", 3),)),
+        ("sac", _SMOKE_SAC_LOOP))),
 }
 _KEEP = ("metrics.csv", "summary.json", "config.json")
 SAC_ALGOS = ("mbpo", "mg-sac", "sac")  # SAC's loop: G updates per env step
@@ -122,7 +124,8 @@ def main(argv=None) -> int:
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a Config field in every cell")
   p.add_argument("--devices", type=int, default=None,
-                 help="shard each cell's seeds over the first N devices (default all)")
+                 help="shard each cell's seeds over the first N devices (default all; a CPU "
+                      "is split into a device per core, or as many as divide the seeds evenly)")
   p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                  help="pause (resumably) after the first evaluation chunk past MIN minutes; "
                       "later cells are not started (the first one always is)")
@@ -153,6 +156,8 @@ def main(argv=None) -> int:
 
   from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, make_mesh,
                          outputs, run)
+  from mgjax.run.placement import cpu_layout, split_cpu
+  split_cpu(args.devices or cpu_layout(seeds))  # on a CPU, a device per core (before JAX starts)
   try:
     check_layout(seeds, 1, make_mesh(args.devices))
   except LayoutError as e:

@@ -23,7 +23,7 @@ from mgjax.run.outputs import read_metrics
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 # red, blue, gray, green, orange
-COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2", "mg-sac": "C1"}
+COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2", "mg-sac": "C1", "sac": "C4"}
 MILESTONES = (25_000, 50_000, 100_000)
 
 

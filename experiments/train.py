@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
                  help="minutes between resume points (default 10)")
   p.add_argument("--devices", type=int, default=None,
-                 help="shard the runs over the first N devices (default: all devices of all "
-                      "processes); seeds x sweep settings must be a multiple of N")
+                 help="shard the runs over the first N devices; seeds x sweep settings must "
+                      "be a multiple of N (default: all devices of all processes; a CPU is "
+                      "split into a device per core, or as many as divide the runs evenly)")
   p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
                  help="run every combination of these values of sweepable numeric fields as "
                       "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
@@ -153,7 +154,9 @@ def _parse_sweep(items: list[str]) -> dict[str, list[float]]:
 
 
 def _saved_run(args, fields: dict):
-  """(config, seeds, sweep) of the run that --resume continues."""
+  """(config, seeds, sweep, devices) of the run that --resume continues (devices: those its
+  runs were spread over; 1 for points of versions that did not record it, as those were on
+  one device of a CPU)."""
   from mgjax.algorithms import config_from_dict
   from mgjax.config import ConfigError
   from mgjax.run import outputs
@@ -174,7 +177,7 @@ def _saved_run(args, fields: dict):
     config = config_from_dict(saved["configs"][0])
   except ConfigError as e:
     _fail(f"resume={args.resume!r}: the saved config is not valid in this version: {e}")
-  return config, saved["seeds"], saved["sweep"] or None
+  return config, saved["seeds"], saved["sweep"] or None, meta.get("devices", 1)
 
 
 def main(argv=None) -> int:
@@ -190,8 +193,10 @@ def main(argv=None) -> int:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
   from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, check_sweep,
                          make_mesh, outputs, run, setting_name, sweep_settings)
+  from mgjax.run.placement import cpu_layout, split_cpu
+  saved_devices = None
   if args.resume is not None:
-    config, seeds, sweep = _saved_run(args, fields)
+    config, seeds, sweep, saved_devices = _saved_run(args, fields)
   else:
     try:
       config = make_config(**fields)
@@ -207,6 +212,9 @@ def main(argv=None) -> int:
 
   try:
     check_sweep(config, sweep)
+    runs = len(seeds) * len(sweep_settings(sweep))
+    if not args.distributed:  # on a CPU, a device per core (before JAX starts)
+      split_cpu(args.devices or saved_devices or cpu_layout(runs))
     check_layout(len(seeds), len(sweep_settings(sweep)), make_mesh(args.devices))
   except (ConfigError, LayoutError) as e:
     _fail(str(e))

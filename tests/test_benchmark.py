@@ -12,6 +12,7 @@ import pytest
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
+SMOKE_ALGOS = ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac")  # the smoke suite's cells
 
 
 def _run(*args):
@@ -54,21 +55,21 @@ def smoke(tmp_path_factory):
 def test_smoke_suite_writes_every_cell(smoke):
   base, _ = smoke
   suite = base / "res" / "smoke"
-  for algo in ("mg", "mle", "ppo", "mbpo", "mg-sac"):
+  for algo in SMOKE_ALGOS:
     summary = json.loads((suite / f"{algo}-pointmass" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["seeds"] == [0, 1]
     assert not (suite / f"{algo}-pointmass" / "checkpoint").exists()  # checkpoints stay in runs/
     assert (base / "runs" / "smoke" / f"{algo}-pointmass" / "checkpoint").is_dir()
   with open(suite / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
-  # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512), and mbpo's
-  # and mg-sac's 1024 exploration steps + 8 chunks of 4 x 128 steps.
-  mbpo_steps = [str(1024 + 512 * k) for k in range(1, 9)]
+  # 3 algorithms x 2 seeds x 2 evaluations (5120 steps = two chunks of 5 x 512), and the
+  # SAC loop's 1024 exploration steps + 8 chunks of 4 x 128 steps.
+  sac_steps = [str(1024 + 512 * k) for k in range(1, 9)]
   assert sorted((r["algo"], r["seed"], r["env_steps"]) for r in rows) == sorted(
       [(a, s, t) for a in ("mg", "mle", "ppo") for s in ("0", "1") for t in ("2560", "5120")]
-      + [(a, s, t) for a in ("mbpo", "mg-sac") for s in ("0", "1") for t in mbpo_steps])
+      + [(a, s, t) for a in ("mbpo", "mg-sac", "sac") for s in ("0", "1") for t in sac_steps])
   # cos(ĝ_M, g_R) is logged for every algorithm with a model.
-  assert all(r["model_grad_cosine"] != "" for r in rows if r["algo"] != "ppo")
+  assert all((r["model_grad_cosine"] != "") == (r["algo"] not in ("ppo", "sac")) for r in rows)
   # The SAC cells' branch-length schedule (the suite's setting) and the lengths it gave.
   for algo in ("mbpo", "mg-sac"):
     config = json.loads((suite / f"{algo}-pointmass" / "config.json").read_text())
@@ -83,7 +84,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
               "--runs", str(base / "runs"))
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.count("done, skipped") == 5
+  assert proc.stdout.count("done, skipped") == len(SMOKE_ALGOS)  # every cell
   assert "compiled" not in proc.stdout
 
 
@@ -120,7 +121,7 @@ def test_plot_renders_the_smoke_suite(smoke):
     assert (suite / name).stat().st_size > 0, name
   with open(suite / "table.csv", newline="") as f:
     table = list(csv.DictReader(f))
-  assert {r["algo"] for r in table} == {"mg", "mle", "ppo", "mbpo", "mg-sac"}
+  assert {r["algo"] for r in table} == set(SMOKE_ALGOS)
   for r in table:
     assert float(r["ci_low"]) <= float(r["iqm"]) <= float(r["ci_high"])
 
@@ -205,3 +206,31 @@ def test_gradient_noise_measures_the_ceiling(tmp_path):
   bad = _run("experiments/gradient_noise.py", "--set", "mg_start=nowhere")
   assert bad.returncode == 2 and "mg_start='nowhere'" in bad.stderr
   assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_roofline_counts_the_kernels_flops_and_splits_a_run_segment(tmp_path):
+  # Small networks on pointmass: our FLOP count of each kernel agrees with XLA's (which adds
+  # the element-wise work), and the stages of one timed iteration add up to the total.
+  out = tmp_path / "speed.json"
+  small = ("sac_hidden=32,32", "model_hidden=32,32", "rollout_batch=256", "buffer_size=20000",
+           "exploration_steps=500", "updates_per_step=2", "model_max_epochs=2",
+           "mg_rollouts=16", "mg_horizon=3")
+  proc = _run("experiments/bench_speed.py", "--env", "pointmass", "--sections", "roofline",
+              "--repeats", "1", "--segment-iterations", "1", "--out", str(out),
+              *(x for item in small for x in ("--sac-set", item)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  roofline = json.loads(out.read_text())["roofline"]
+  assert roofline["peak"]["matmul_2048_cube_gflops"] > 0
+  for name in ("sac_update", "ensemble_step", "rollout_step"):
+    k = roofline["kernels"][name]
+    assert k["flops"] <= k["xla_flops"] <= 1.3 * k["flops"], (name, k)
+    assert k["of_peak"] == pytest.approx(k["gflops"] / roofline["peak"][
+        "matmul_2048_cube_gflops"])
+  for algo, stages in (("mbpo", set()), ("mg-sac", {"mg_steps"})):
+    segment = roofline[f"segment_{algo}"]
+    split = segment["s_per_1000_env_steps"]
+    assert set(split) == {"model_fitting", "alignment", "rollouts", "env_steps",
+                          "sac_updates"} | stages
+    assert all(t >= 0 for t in split.values()), split
+    assert segment["total_s_per_1000_env_steps"] == pytest.approx(sum(split.values()))

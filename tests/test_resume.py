@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 from mgjax.algorithms import make_config
-from mgjax.run import ResumeError, outputs, run
+from mgjax.run import ResumeError, outputs, resume, run
 
 ROOT = Path(__file__).resolve().parent.parent
 # 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps.
@@ -57,6 +58,15 @@ def test_pause_writes_what_it_measured_and_a_resume_point(runs):
   assert [(r["seed"], r["env_steps"]) for r in first_rows] == [("0", "250"), ("1", "250")]
   meta = json.loads((base / "point-1" / "meta.json").read_text())
   assert (meta["chunks"], meta["iteration"], meta["sessions"]) == (1, 2, 1)
+  assert meta["devices"] == 1  # its layout, which the resumed run keeps
+
+
+def test_a_resumed_run_keeps_its_saved_layout():
+  assert resume.saved_devices({"devices": 5}) == 5
+  assert resume.saved_devices(None) is None  # a new run: every device
+  # Points of versions that did not record the layout were on one device of a CPU.
+  assert resume.saved_devices({"chunks": 1}) == (1 if jax.devices()[0].platform == "cpu"
+                                                  else None)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import pytest
 
 from mgjax import make_trainer
 from mgjax.config import Config
+from mgjax.run.placement import cpu_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
@@ -41,8 +42,11 @@ LOSSES = ("model_nll", "mle_loss", "mg_loss", "policy_loss", "value_loss", "entr
 
 
 def train_cli(*args, devices=4):
-  env = dict(os.environ, PYTHONPATH=str(ROOT),
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  """train.py on a CPU split into `devices` devices (None: as the CLI splits it itself)."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = str(ROOT)
+  if devices is not None:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   return subprocess.run([sys.executable, TRAIN, *map(str, args)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
 
@@ -66,9 +70,11 @@ def runs(tmp_path_factory):
       "seeds23_on2": ("--seeds", "2", "--seed", "2", "--devices", "2"),
       "sweep": ("--seeds", "2", "--sweep", "mle_weight=0.1,1.0"),  # 2 x 2 runs on 4 devices
       "mle_weight_0.1": ("--seeds", "2", "--devices", "2", "--mle-weight", "0.1"),
+      "cpu_default": ("--seeds", "4"),                            # the CLI splits the CPU
   }
   for name, args in cases.items():
-    proc = train_cli(*SMALL, *args, "--out", base / name)
+    proc = train_cli(*SMALL, *args, "--out", base / name,
+                     devices=None if name == "cpu_default" else 4)
     assert proc.returncode == 0, (name, proc.stderr[-3000:])
     out[name] = (base / name, proc)
   return out
@@ -83,9 +89,8 @@ def test_runs_report_their_device_layout(runs):
     assert summary["devices"] == devices and summary["processes"] == 1
 
 
-@pytest.mark.slow
-def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
-  sharded, unsharded = rows(runs["sharded4"][0]), rows(runs["unsharded"][0])
+def assert_close_to_unsharded(sharded, unsharded):
+  """Metrics of the 4 SMALL seeds sharded and unsharded agree to float tolerance."""
   assert sharded.keys() == unsharded.keys() and len(sharded) == 4 * 2
   for key in sharded:
     a, b = sharded[key], unsharded[key]
@@ -96,6 +101,36 @@ def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
   # Same seeds, same training: the final returns stay close over all seeds.
   final = lambda r: np.array([float(r[(s, 4)]["eval_return"]) for s in range(4)])
   np.testing.assert_allclose(final(sharded).mean(), final(unsharded).mean(), rtol=0.1)
+
+
+@pytest.mark.slow
+def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
+  assert_close_to_unsharded(rows(runs["sharded4"][0]), rows(runs["unsharded"][0]))
+
+
+@pytest.mark.parametrize("runs_, cores, devices", [
+    (1, 2, 1), (2, 2, 2), (4, 2, 2), (5, 2, 5), (6, 2, 2), (3, 2, 3), (97, 2, 1),
+    (5, 16, 5), (32, 16, 16), (24, 16, 24), (10, 4, 5)])
+def test_cpu_layout_gives_every_core_a_device_and_splits_the_runs_evenly(runs_, cores, devices):
+  assert cpu_layout(runs_, cores) == devices
+
+
+def test_cpu_layout_always_divides_the_runs():
+  for cores in range(1, 17):
+    for n in range(1, 65):
+      d = cpu_layout(n, cores)
+      assert n % d == 0 and 1 <= d <= 4 * cores, (n, cores, d)
+
+
+@pytest.mark.slow
+def test_a_cpu_gives_each_core_its_own_runs_by_default(runs):
+  # No XLA_FLAGS: the CLI splits the CPU itself (4 seeds: 2 devices on 2 cores, 4 on 4 or
+  # more); its numbers are those of the unsharded run to float tolerance.
+  path, proc = runs["cpu_default"]
+  devices = cpu_layout(4)
+  assert f"on {devices} device(s)" in proc.stdout, proc.stdout
+  assert json.loads((path / "summary.json").read_text())["devices"] == devices
+  assert_close_to_unsharded(rows(path), rows(runs["unsharded"][0]))
 
 
 @pytest.mark.slow

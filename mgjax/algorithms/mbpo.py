@@ -218,25 +218,43 @@ def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Ar
 
 
 # ------------------------------------------------------------------------------ the loop
-def iteration(su: MBPOSetup, state: MBPOState):
+def inline(name: str, fn, *args):
+  """How `iteration` runs a stage by default: a plain call (inside the training program).
+  A benchmark passes its own, which times each named stage as a program of its own."""
+  del name
+  return fn(*args)
+
+
+def act_and_update(su: MBPOSetup, state: MBPOState, key: jax.Array, reset_key: jax.Array,
+                   length: jax.Array):
+  """rollout_length env steps, each followed by updates_per_step·num_envs SAC updates on
+  mixed real/model minibatches (the model rows drawn among the newest of `length`-step
+  branches) -> (state, SAC metrics, observed obs). `reset_key` refreshes the envs' resets."""
+  window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
+  state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, reset_key))
+  mixed = lambda s, k: sac_batch(s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch,
+                                 real_ratio=su.real_ratio)
+  return collect_and_update(su, state, key, mixed)
+
+
+def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
   """Model round (fit, elites, mg-sac's MG steps, rollouts) then rollout_length env steps
-  with SAC updates -> (state, per-iteration metrics)."""
+  with SAC updates -> (state, per-iteration metrics). Each stage runs through
+  `stage(name, fn, *args)`."""
   key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
   epoch = (state.env_steps - su.exploration_steps) // EPOCH_LENGTH
   length = branch_length(epoch, su.branch_schedule)
-  state, metrics = fit_model(su, state, fkey)
+  state, metrics = stage("model_fitting", fit_model, su, state, fkey)
   # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
   if su.algo == "mg-sac" and su.mg.steps:
-    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
-        su, state, jax.random.fold_in(state.key, 1))
-  _, alignment = mg_loss(su, state, state.model_params, jax.random.fold_in(state.key, 2))
+    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = stage(
+        "mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1))
+  _, alignment = stage("alignment", mg_loss, su, state, state.model_params,
+                       jax.random.fold_in(state.key, 2))
   metrics["model_grad_cosine"] = alignment["cosine"]  # computed, not optimised, for mbpo
-  state = branched_rollouts(su, state.replace(key=key), rkey, length)
-  window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
-  state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, ekey))
-  mixed = lambda s, k: sac_batch(s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch,
-                                 real_ratio=su.real_ratio)
-  state, sac_metrics, obs = collect_and_update(su, state, ckey, mixed)
+  state = stage("rollouts", branched_rollouts, su, state.replace(key=key), rkey, length)
+  state, sac_metrics, obs = stage("act_and_update", act_and_update, su, state, ckey, ekey,
+                                  length)
   state = state.replace(obs_stats=update_stats(state.obs_stats, obs),
                         iteration=state.iteration + 1)
   metrics.update(sac_metrics, branch_length=length, env_steps=state.env_steps,

@@ -35,13 +35,15 @@ class _Run:
     self.log, self.out, self.sweep, self.seeds = log, out, sweep, list(seeds)
     self.configs = check_sweep(config, sweep)
     self.settings = sweep_settings(sweep)
+    self.identity = resume.identity(self.configs, seeds, sweep)
+    self.meta = resume.load_checked(out, self.identity) if resume_point else None
+    if devices is None:  # a resumed run keeps its layout, so that its numbers do not change
+      devices = resume.saved_devices(self.meta)
     self.mesh = placement.make_mesh(devices)
     placement.check_layout(len(seeds), len(self.settings), self.mesh)
     self.sharding = placement.runs_sharding(self.mesh)
     self.writes = jax.process_index() == 0
     self.dirs = [out / setting_name(s) for s in self.settings] if sweep else [out]
-    self.identity = resume.identity(self.configs, seeds, sweep)
-    self.meta = resume.load_checked(out, self.identity) if resume_point else None
     self.runs = [(i, seed) for i in range(len(self.settings)) for seed in seeds]  # setting-major
     # Times of the earlier sessions of a resumed run.
     self.before = (self.meta["times"] if self.meta
@@ -120,7 +122,7 @@ class _Run:
     if self.writes:
       outputs.save_resume_point(self.out, leaves, {
           "identity": self.identity, "chunks": chunks, "iteration": iteration,
-          "sessions": self.sessions,
+          "sessions": self.sessions, "devices": self.mesh.size,
           "times": {"wall_s": time.time() - self.start, "train_s": train_s,
                     "compile_s": self.before["compile_s"] + compile_s}})
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import jax
 import numpy as np
+from jax.sharding import SingleDeviceSharding
 
 from mgjax.algorithms import COLUMN_ALIASES
 
@@ -142,7 +143,13 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
   if not path.is_dir():
     raise OutputError(f"{where}: no checkpoint there")
   try:
-    saved = ocp.StandardCheckpointer().restore(path)
+    # Onto this process's first device, whatever devices wrote it (a run sharded over
+    # several devices restores in a process that has one).
+    ckpt, here = ocp.StandardCheckpointer(), SingleDeviceSharding(jax.devices()[0])
+    tree = ckpt.metadata(path)
+    tree = getattr(getattr(tree, "item_metadata", tree), "tree", tree)
+    saved = ckpt.restore(path, jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), tree))
   except Exception as e:  # orbax raises many types; one line says which file and why
     raise OutputError(f"{where}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 

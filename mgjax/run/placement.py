@@ -1,5 +1,12 @@
 """Where runs go: a 1-D device mesh over which the batch axis of all runs is sharded, and
-moving arrays between the host and that layout."""
+moving arrays between the host and that layout.
+
+On a CPU, XLA can present the machine as several devices (`split_cpu`); the command lines
+give several runs a device per core by default (`cpu_layout`), which costs less than
+vmapping them all on one device (RESULTS.md, "Every core for several runs").
+"""
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -7,6 +14,32 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 class LayoutError(ValueError):
   """The runs cannot be placed on the devices; the message names the field and value."""
+
+
+def cpu_layout(runs: int, cores: int | None = None) -> int:
+  """How many XLA CPU devices `runs` runs get on a machine of `cores` cores: the fewest
+  that divide the runs evenly and give every core a device of its own, at most 4 per core
+  (5 seeds on 2 cores: 5 devices); where no such count exists, the most devices, at most one
+  per core, that divide the runs."""
+  cores = cores or os.cpu_count() or 1
+  for n in range(min(cores, runs), 4 * cores + 1):
+    if runs % n == 0 and (n >= cores or n == runs):
+      return n
+  return max(n for n in range(1, cores + 1) if runs % n == 0)
+
+
+def split_cpu(devices: int) -> None:
+  """Presents the CPU to XLA as `devices` devices (`jax_num_cpu_devices`), so that runs
+  sharded over them use every core. Call it before JAX starts its backends; afterwards, or
+  where the CPU was split already (XLA_FLAGS' xla_force_host_platform_device_count,
+  `jax_num_cpu_devices`), it changes nothing. Accelerators are not affected."""
+  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+      or jax.config.jax_num_cpu_devices >= 0):
+    return
+  try:
+    jax.config.update("jax_num_cpu_devices", devices)
+  except RuntimeError:  # the backends have started: keep the devices they have
+    pass
 
 
 def make_mesh(devices: int | None = None) -> Mesh:

@@ -55,6 +55,18 @@ def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
   return meta
 
 
+def saved_devices(meta: dict[str, Any] | None) -> int | None:
+  """How many devices a resume point's runs were spread over, so that the resumed run keeps
+  that layout and its numbers: the recorded count; for points of versions that did not
+  record it, 1 on a CPU (they used every device JAX saw, one unless the CPU was split by
+  hand); None (every device) otherwise, or without a point."""
+  if meta is None:
+    return None
+  if "devices" in meta:
+    return meta["devices"]
+  return 1 if jax.devices()[0].platform == "cpu" else None
+
+
 def restore(meta: dict[str, Any], like: Any, sharding: NamedSharding) -> Any:
   """The point's saved state laid out like `like`, the freshly initialised state."""
   leaves = outputs.load_resume_leaves(meta)
