@@ -76,12 +76,7 @@ def collection(config: Config, repeats: int) -> dict:
   su = _setup(config)
   state = _filled_state(su, jax.random.key(0))
 
-  def collect(s, k):  # the training loop's collect stage, with its policy
-    return mg.collect(su.train_env, su.nets.make_policy(s.obs_stats), s.agent_params["policy"],
-                      s.env_state, k, rollout_length=su.rollout_length,
-                      action_mode=su.action_mode)
-
-  collect = jax.jit(collect)
+  collect = jax.jit(_mg_stages(su)["collect"])  # the training loop's collect stage
   env = su.train_env
   zeros = jnp.zeros((config.num_envs, su.env.action_size))
 
@@ -91,7 +86,7 @@ def collection(config: Config, repeats: int) -> dict:
                         length=config.rollout_length)[0]
 
   steps = config.num_envs * config.rollout_length
-  t_collect = timed(collect, state, jax.random.key(1), repeats=repeats)
+  t_collect = timed(collect, state, repeats=repeats)
   t_raw = timed(raw, state.env_state, repeats=repeats)
   return {"env": config.env, "num_envs": config.num_envs, "steps": steps,
           "collect_steps_per_s": steps / t_collect, "raw_steps_per_s": steps / t_raw,
