@@ -1,6 +1,13 @@
-"""Plots and tables from a benchmark suite's metrics.csv.
+"""Plots and tables from a benchmark suite's metrics.csv, or from run folders.
 
   python experiments/plot.py results/cpu            # writes PNGs and table.{csv,md} there
+  python experiments/plot.py runs/mg-hopper         # one run folder (train.py --out)
+  python experiments/plot.py runs/a runs/b --out plots/   # runs side by side
+
+A run folder holds the metrics.csv of its seeds, a sweep's folder one per setting (each
+becomes a run named after its setting). Runs of the same algorithm and env in several
+folders are told apart as ALGO:FOLDER. For run folders, metrics.png also draws every
+per-iteration metric (losses, alignment, entropy, ...) against env steps, mean over seeds.
 
 - learning_curves.png: eval return vs env steps per env, IQM over seeds with a 95%
   bootstrap CI band;
@@ -19,26 +26,36 @@ from pathlib import Path
 
 import numpy as np
 
+from mgjax.algorithms import METRIC_COLUMNS
 from mgjax.run.outputs import read_metrics
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 # red, blue, gray, green, orange
 COLORS = {"mg": "C3", "mle": "C0", "ppo": "C7", "mbpo": "C2", "mg-sac": "C1", "sac": "C4"}
 MILESTONES = (25_000, 50_000, 100_000)
+NOT_METRICS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
 
 
 def load(path: Path):
-  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E]}} over complete seeds
-  (metrics.csv of any version: `read_metrics` reads earlier column names as current ones)."""
-  rows = defaultdict(lambda: defaultdict(dict))
-  for r in read_metrics(path):
-    rows[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
+  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E], and every other
+  metric column [S, E]}} over complete seeds (metrics.csv of any version: `read_metrics`
+  reads earlier column names as current ones)."""
+  return group(read_metrics(path))
+
+
+def group(rows):
+  """metrics.csv rows -> load()'s {(env, algo): arrays}."""
+  cells = defaultdict(lambda: defaultdict(dict))
+  for r in rows:
+    cells[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
   data = {}
-  for cell, seeds in rows.items():
+  for cell, seeds in cells.items():
     steps = sorted(set.intersection(*(set(s) for s in seeds.values())))
-    num = lambda k: np.array([[_float(seeds[s][t][k]) for t in steps] for s in sorted(seeds)])
+    num = lambda k: np.array([[_float(seeds[s][t].get(k)) for t in steps]
+                              for s in sorted(seeds)])
     data[cell] = {"steps": np.array(steps), "return": num("eval_return"),
-                  "cosine": num("model_grad_cosine")}
+                  "cosine": num("model_grad_cosine"),
+                  **{n: num(n) for n in METRIC_COLUMNS if n not in NOT_METRICS}}
   return data
 
 
@@ -169,16 +186,78 @@ def table(data, out: Path):
   return lines
 
 
+def metric_files(path: Path) -> list[Path]:
+  """The metrics.csv of a suite or run folder, or those of a sweep's settings."""
+  if (path / "metrics.csv").is_file():
+    return [path / "metrics.csv"]
+  return sorted(path.glob("*/metrics.csv"))
+
+
+def load_runs(paths: list[Path]):
+  """Rows of every folder's metrics.csv; where two folders hold the same (env, algo), the
+  algo is labelled ALGO:FOLDER -> (load()'s data, whether any folder is a single run)."""
+  files = [(path, f) for path in paths for f in metric_files(path)]
+  cells = defaultdict(set)
+  for path, f in files:
+    for r in read_metrics(f):
+      cells[(r["env"], r["algo"])].add(f)
+  rows, single = [], False
+  for path, f in files:
+    single |= (f.parent / "summary.json").is_file()  # a run's folder, not a suite's
+    for r in read_metrics(f):
+      if len(cells[(r["env"], r["algo"])]) > 1:
+        r = {**r, "algo": f"{r['algo']}:{f.parent.name}"}
+      rows.append(r)
+  return group(rows), single
+
+
+def plot_metrics(rows_by_cell, out: Path) -> None:
+  """metrics.png: every per-iteration metric of the runs against env steps, mean over
+  seeds, one panel per metric."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = [n for n in METRIC_COLUMNS if n not in NOT_METRICS and any(
+      np.isfinite(d[n]).any() for d in rows_by_cell.values() if n in d)]
+  cols = min(4, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+  labels = sorted({a for _, a in rows_by_cell})
+  for ax, name in zip(axes.flat, names):
+    for (env, algo), d in sorted(rows_by_cell.items()):
+      if name in d and np.isfinite(d[name]).any():
+        ax.plot(d["steps"], np.nanmean(d[name], axis=0), color=color(algo, labels),
+                label=f"{algo} ({env})")
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("env steps", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out / "metrics.png", dpi=100)
+  plt.close(fig)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("suite_dir", help="a benchmark suite folder holding metrics.csv")
+  p.add_argument("paths", nargs="+", metavar="DIR",
+                 help="a benchmark suite folder, or run folders (train.py --out)")
+  p.add_argument("--out", default=None,
+                 help="where the figures go (default: the folder, if only one is given)")
   args = p.parse_args(argv)
-  out = Path(args.suite_dir)
-  if not (out / "metrics.csv").is_file():
-    print(f"plot.py: error: suite_dir={args.suite_dir!r}: no metrics.csv there", file=sys.stderr)
+  paths = [Path(x) for x in args.paths]
+  for path in paths:
+    if not metric_files(path):
+      print(f"plot.py: error: path={str(path)!r}: no metrics.csv there", file=sys.stderr)
+      return 2
+  if args.out is None and len(paths) > 1:
+    print(f"plot.py: error: out=None: give --out for {len(paths)} folders", file=sys.stderr)
     return 2
-  data = load(out / "metrics.csv")
+  out = Path(args.out) if args.out else paths[0]
+  out.mkdir(parents=True, exist_ok=True)
+  data, single = load_runs(paths)
   plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
                        name="learning_curves.png")
   written = ["learning_curves.png"]
@@ -190,6 +269,9 @@ def main(argv=None) -> int:
       plot_learning_curves(data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}",
                            algos=list(group), name=name)
       written.append(name)
+  if single:
+    plot_metrics(data, out)
+    written.append("metrics.png")
   plot_aggregate(data, out)
   table(data, out)
   print(f"wrote {', '.join(written)}, aggregate.png, table.csv, table.md in {out}")

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "saving a resume point (continue with --resume)")
   p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
                  help="minutes between resume points (default 10)")
+  p.add_argument("--tensorboard", action="store_true",
+                 help="also write the metrics as TensorBoard event files, DIR/tensorboard/"
+                      "seed_S/ (a resumed run keeps its first session's choice)")
   p.add_argument("--devices", type=int, default=None,
                  help="shard the runs over the first N devices; seeds x sweep settings must "
                       "be a multiple of N (default: all devices of all processes; a CPU is "
@@ -234,7 +237,8 @@ def main(argv=None) -> int:
     summary = run(
         config, seeds=seeds, out=out, progress=not args.no_progress, devices=args.devices,
         sweep=sweep, resume=args.resume is not None, save_every_s=60 * args.save_every,
-        time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+        time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+        tensorboard=args.tensorboard or None)
   except ResumeError as e:
     _fail(str(e))
   except Divergence as e:

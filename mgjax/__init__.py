@@ -3,7 +3,7 @@
 The model-gradient objective and its estimators (`model_gradient_loss`,
 `actor_model_gradient_loss`, ...), the RL losses they build on, and the algorithms that use
 them: `REGISTRY` maps each name to an `Algorithm`; `make_train(config)` returns a pure
-`train(key)` for any of them.
+`train(key)` for any of them; `load_policy(run_dir)` returns a trained run's policy.
 """
 from mgjax.algorithms import (REGISTRY, Algorithm, get_algorithm, make_config, make_train,
                               make_trainer)
@@ -12,6 +12,7 @@ from mgjax.losses import gae, gaussian_entropy, gaussian_nll, ppo_policy_loss, v
 from mgjax.model_gradient import (actor_gradient, actor_model_gradient_loss,
                                   model_gradient_loss, policy_gradient, rollout,
                                   similarity_value)
+from mgjax.run.loading import load_policy
 from mgjax.types import Model, Policy, Transition
 
 __version__ = "0.2.0"
@@ -22,5 +23,5 @@ __all__ = [
     "model_gradient_loss", "policy_gradient", "rollout", "similarity_value",
     "actor_gradient", "actor_model_gradient_loss",
     "Algorithm", "Config", "ConfigError", "REGISTRY", "get_algorithm", "make_config",
-    "make_train", "make_trainer",
+    "make_train", "make_trainer", "load_policy",
 ]

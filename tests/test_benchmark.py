@@ -42,11 +42,16 @@ def test_stratified_bootstrap_keeps_strata_and_covers_the_point():
   assert stratified_bootstrap_ci([np.ones(4)], reps=50) == (1.0, 1.0, 1.0)
 
 
+# One device: split over two, the smoke cells' tiny SAC programs run several times slower
+# on a 2-core CPU (the CPU default is tested in test_sharding).
+ONE_DEVICE = ("--devices", "1")
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
   base = tmp_path_factory.mktemp("smoke")
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
-              "--runs", str(base / "runs"))
+              "--runs", str(base / "runs"), *ONE_DEVICE)
   assert proc.returncode == 0, proc.stderr[-2000:]
   return base, proc
 
@@ -82,7 +87,7 @@ def test_smoke_suite_writes_every_cell(smoke):
 def test_smoke_suite_resumes_without_rerunning(smoke):
   base, _ = smoke
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
-              "--runs", str(base / "runs"))
+              "--runs", str(base / "runs"), *ONE_DEVICE)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.count("done, skipped") == len(SMOKE_ALGOS)  # every cell
   assert "compiled" not in proc.stdout
@@ -92,7 +97,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
 def test_smoke_cell_pauses_at_the_time_limit_and_continues(smoke, tmp_path):
   base, _ = smoke
   args = ("experiments/benchmark.py", "--suite", "smoke", "--algo", "ppo", "--results",
-          str(tmp_path / "res"), "--runs", str(tmp_path / "runs"))
+          str(tmp_path / "res"), "--runs", str(tmp_path / "runs"), *ONE_DEVICE)
   proc = _run(*args, "--time-limit", "0")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "ppo-pointmass: paused at 2560 env steps" in proc.stdout
@@ -147,6 +152,65 @@ def test_ablations_gathers_tagged_cells(smoke):
   proc = _run("experiments/ablations.py", "--results", str(res), "--suite", "smoke",
               "--env", "hopper")
   assert proc.returncode == 2 and "no mg-hopper cells" in proc.stderr
+
+
+@pytest.mark.slow
+def test_every_algorithms_loaded_policy_acts_as_its_evaluation(smoke):
+  # The smoke cells' checkpoints, one per algorithm: seed 1's policy from load_policy plays
+  # the evaluation episodes of the trainer's own `evaluate` on the restored state exactly.
+  import jax
+
+  import mgjax
+  from mgjax import envs
+  from mgjax.algorithms import config_from_dict
+  from mgjax.run import restore_checkpoint
+  base, _ = smoke
+  for algo in SMOKE_ALGOS:
+    run_dir = base / "runs" / "smoke" / f"{algo}-pointmass"
+    config = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    trainer = mgjax.make_trainer(config)
+    keys = jax.vmap(jax.random.key)(np.arange(2, dtype=np.uint32))
+    state = restore_checkpoint(run_dir / "checkpoint",
+                               jax.eval_shape(jax.vmap(trainer.init), keys))
+    seed1 = jax.tree.map(lambda x: x[1], state)
+    key = jax.random.key(7)
+    expected = jax.jit(lambda s, k: trainer.algorithm.evaluate(trainer.setup, s, k))(seed1, key)
+    act = mgjax.load_policy(run_dir, seed=1)
+    got = jax.jit(lambda k: envs.evaluate(trainer.setup.env, act, k, config.num_eval_envs))(key)
+    assert float(got["return"]) == float(expected["eval_return"]), algo
+    assert float(got["length"]) == float(expected["eval_length"]), algo
+
+
+@pytest.mark.slow
+def test_evaluate_writes_every_seeds_episodes(smoke, tmp_path):
+  base, _ = smoke
+  run_dir = base / "runs" / "smoke" / "mbpo-pointmass"
+  proc = _run("experiments/evaluate.py", str(run_dir), "--episodes", "3", "--out",
+              str(tmp_path / "det.json"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  det = json.loads((tmp_path / "det.json").read_text())
+  assert (det["algo"], det["env"], det["episodes"], det["deterministic"]) == (
+      "mbpo", "pointmass", 3, True)
+  assert set(det["seeds"]) == {"0", "1"}
+  for r in det["seeds"].values():
+    assert len(r["returns"]) == len(r["lengths"]) == 3
+    assert r["return_mean"] == pytest.approx(np.mean(r["returns"]))
+    assert all(1 <= n <= 100 for n in r["lengths"])  # pointmass's time limit
+  assert det["return_mean"] == pytest.approx(np.mean([r["return_mean"]
+                                                      for r in det["seeds"].values()]))
+  proc = _run("experiments/evaluate.py", str(run_dir), "--episodes", "3", "--seed", "1",
+              "--stochastic", "--out", str(tmp_path / "sto.json"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  sto = json.loads((tmp_path / "sto.json").read_text())
+  assert set(sto["seeds"]) == {"1"} and not sto["deterministic"]
+  assert sto["seeds"]["1"]["returns"] != det["seeds"]["1"]["returns"]  # sampled actions
+  for args, field in ((["--episodes", "0"], "episodes=0"), (["--seed", "9"], "seed=9"),
+                      (["--video", "x.gif"], "video='x.gif'"),
+                      (["--video", str(tmp_path / "x.mp4")], "env='pointmass'")):
+    bad = _run("experiments/evaluate.py", str(run_dir), *args)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 2 and len(lines) == 1 and field in lines[0], bad.stderr
+  assert not (tmp_path / "x.mp4").exists()
 
 
 def test_set_reads_config_fields_and_their_earlier_names():

@@ -15,16 +15,20 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
 SAC_ALIGNMENT = ROOT / "experiments" / "sac_alignment.py"
+EVALUATE = ROOT / "experiments" / "evaluate.py"
+PLOT = ROOT / "experiments" / "plot.py"
 
 REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return",
                     "model_grad_cosine", "model_nll", "wall_time_s")
@@ -303,7 +307,8 @@ def pointmass_run(request, tmp_path_factory):
     (out / "metrics.csv").write_text("stale\n")
     (out / "summary.json").write_text('{"status": "stale"}')
     extra = ["--overwrite"]
-  proc = train("--algo", algo, "--seeds", "2", *POINTMASS, "--out", out, *extra)
+  proc = train("--algo", algo, "--seeds", "2", *POINTMASS, "--out", out, "--tensorboard",
+               *extra)
   return algo, out, proc
 
 
@@ -337,6 +342,51 @@ def test_overwrite_replaces_earlier_run(pointmass_run):
   assert json.loads((out / "summary.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
+def test_tensorboard_logs_what_metrics_csv_holds(pointmass_run):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  algo, out, proc = pointmass_run
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  columns, rows = read_metrics(out)
+  not_scalars = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
+  assert sorted(p.name for p in (out / "tensorboard").iterdir()) == ["seed_0", "seed_1"]
+  for seed in ("0", "1"):
+    events = EventAccumulator(str(out / "tensorboard" / f"seed_{seed}"))
+    events.Reload()
+    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+              for tag in events.Tags()["scalars"]}
+    mine = [r for r in rows if r["seed"] == seed]
+    expected = {c: [(int(r["env_steps"]), float(r[c])) for r in mine if r[c] != ""]
+                for c in columns if c not in not_scalars}
+    assert logged.keys() == {c for c, v in expected.items() if v}
+    assert "eval_return" in logged and ("mg_loss" in logged) == (algo == "mg")
+    for tag, points in logged.items():
+      assert [t for t, _ in points] == [t for t, _ in expected[tag]], tag
+      np.testing.assert_allclose([v for _, v in points], [v for _, v in expected[tag]],
+                                 rtol=1e-6, err_msg=tag)  # float32 in the event file
+
+
+@pytest.mark.slow
+def test_plot_draws_run_folders(pointmass_run, tmp_path):
+  algo, out, proc = pointmass_run
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_script(PLOT, out)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for name in ("learning_curves.png", "metrics.png", "aggregate.png", "table.csv"):
+    assert (out / name).stat().st_size > 0, name
+  # Two folders with runs of the same algorithm and env: told apart by folder name.
+  other = tmp_path / "again"
+  shutil.copytree(out, other, ignore=shutil.ignore_patterns("checkpoint", "tensorboard"))
+  proc = run_script(PLOT, out, other, "--out", tmp_path / "both")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "both" / "table.csv", newline="") as f:
+    assert {r["algo"] for r in csv.DictReader(f)} == {f"{algo}:run", f"{algo}:again"}
+  (tmp_path / "empty").mkdir()
+  for args in ([tmp_path / "empty"], [out, other]):
+    proc = run_script(PLOT, *args)
+    assert proc.returncode == 2 and len(stderr_lines(proc)) == 1, proc.stderr
+
+
 # ------------------------------------------------------------------------- blow-up
 @pytest.mark.slow
 def test_blow_up_stops_with_diverged_summary(tmp_path):
@@ -366,12 +416,12 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["mbpo", "mg-sac"])
-def test_mbpo_pointmass_run(tmp_path, algo):
-  out = tmp_path / "run"
-  mg = ("--mg-rollouts", "16", "--mg-horizon", "3", "--mg-steps", "1") if algo == "mg-sac" else ()
+def test_mg_sac_pointmass_run(tmp_path):
+  # mg-sac: MBPO's loop with MG steps (mbpo's own CLI run is the MJX one below).
+  out, algo = tmp_path / "run", "mg-sac"
   proc = train("--algo", algo, "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
-               *MBPO_SMALL, *mg, "--out", out)
+               *MBPO_SMALL, "--mg-rollouts", "16", "--mg-horizon", "3", "--mg-steps", "1",
+               "--out", out)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
   check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
@@ -388,15 +438,49 @@ def test_mbpo_pointmass_run(tmp_path, algo):
 
 
 # ----------------------------------------------------------------------------- MJX
+@pytest.fixture(scope="module")
+def hopper_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("hopper") / "run"
+  return out, train(*HOPPER, "--out", out, timeout=1500)
+
+
 @pytest.mark.slow
-def test_hopper_mjx_run(tmp_path):
-  out = tmp_path / "run"
-  proc = train(*HOPPER, "--out", out, timeout=1500)
+def test_hopper_mjx_run(hopper_run):
+  out, proc = hopper_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
   check_outputs(out, algo="mg", env="hopper", seeds=[0],
                 flags={"episode_length": 50, "num_envs": 8, "rollout_length": 16,
                        "eval_every": 8, "total_steps": 1024, "policy_hidden": (16, 16)})
+
+
+@pytest.mark.slow
+def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path):
+  out, proc = hopper_run
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  video, frame = tmp_path / "episode.mp4", tmp_path / "frame.png"
+  proc = run_script(EVALUATE, out, "--episodes", "1", "--video", video, "--frame", frame,
+                    "--width", "160", "--height", "120", timeout=1500)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((out / "eval.json").read_text())
+  assert (result["algo"], result["env"], result["episodes"], result["deterministic"]) == (
+      "mg", "hopper", 1, True)
+  (length,), (episode_return,) = result["seeds"]["0"]["lengths"], result["seeds"]["0"]["returns"]
+  assert 1 <= length <= 50 and np.isfinite(episode_return)  # --episode-length 50
+  # The rendered episode is the evaluated one: its return, and a frame per state.
+  shown = re.search(r"\((\d+) frames at 125 fps, seed 0, return (\S+)\)", proc.stdout)
+  assert shown, proc.stdout
+  assert int(shown[1]) == length + 1
+  assert float(shown[2]) == pytest.approx(episode_return, rel=1e-5)
+  import imageio_ffmpeg
+  reader = imageio_ffmpeg.read_frames(str(video))
+  meta = next(reader)
+  frames = [np.frombuffer(f, np.uint8).reshape(120, 160, 3) for f in reader]
+  assert meta["size"] == (160, 120) and meta["fps"] == 125 and len(frames) == length + 1
+  import matplotlib.image
+  picture = matplotlib.image.imread(frame)
+  assert picture.shape[:2] == (120, 160)
+  assert picture[..., :3].std() > 0.05  # floor, sky and the hopper, not a blank image
 
 
 @pytest.mark.slow

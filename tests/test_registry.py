@@ -160,13 +160,17 @@ def _random_algorithm() -> base.Algorithm:
                           env_steps=steps)
     return state, {"train_return": base.mean_episode_return(env_state), "env_steps": steps}
 
-  def evaluate(su, state, key):
+  def make_policy(su, params, deterministic=True):
     _, info, _ = su
-    out = envs.evaluate(info, lambda obs: jnp.zeros((obs.shape[0], info.action_size)), key, 2)
+    return lambda obs, key=None: jnp.zeros((obs.shape[0], info.action_size))
+
+  def evaluate(su, state, key):
+    out = envs.evaluate(su[1], make_policy(su, {}), key, 2)
     return {"eval_return": out["return"], "eval_length": out["length"]}
 
   return base.Algorithm(name="random", setup=setup, init=init, iteration=iteration,
-                        evaluate=evaluate, metrics=("train_return",), sweepable=(),
+                        evaluate=evaluate, policy_params=lambda state: {},
+                        make_policy=make_policy, metrics=("train_return",), sweepable=(),
                         watched=lambda c: (), validate=lambda c: None,
                         preset=lambda env: {"num_envs": 2})
 

@@ -186,7 +186,7 @@ def test_train_cli_pauses_and_resumes(tmp_path):
   small = ("--algo", "ppo", "--env", "pointmass", "--total-steps", "1024", "--num-envs", "8",
            "--rollout-length", "32", "--eval-every", "2", "--num-eval-envs", "2",
            "--seeds", "2", "--out", out, "--no-progress")
-  proc = _train(*small, "--time-limit", "0")
+  proc = _train(*small, "--time-limit", "0", "--tensorboard")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"paused at 512 env steps; continue with: python experiments/train.py --resume {out}" \
       in proc.stdout
@@ -197,3 +197,33 @@ def test_train_cli_pauses_and_resumes(tmp_path):
   assert (summary["status"], summary["sessions"], summary["total_env_steps"]) == (
       "finished", 2, 1024)
   assert [r["env_steps"] for r in _rows(out)] == ["512", "512", "1024", "1024"]
+  # TensorBoard stays on for the resumed session and holds every evaluation once.
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  for seed in ("0", "1"):
+    events = EventAccumulator(str(out / "tensorboard" / f"seed_{seed}"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("eval_return")]
+    assert [(int(r["env_steps"]), pytest.approx(float(r["eval_return"]), rel=1e-6))
+            for r in _rows(out) if r["seed"] == seed] == logged
+
+
+def test_a_resumed_run_purges_what_tensorboard_logged_after_its_point(tmp_path):
+  # A session that logged past the resume point the next one continues from (killed after
+  # the logger thread wrote its events): the resumed session's values replace the later
+  # ones, each step once.
+  from mgjax.run.recording import TensorBoardWriter
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  folder = tmp_path / "tensorboard"
+  first = TensorBoardWriter(folder)
+  first.write([{"seed": 0, "env_steps": t, "eval_return": v}
+               for t, v in ((100, 1.0), (200, 2.0), (300, 3.0))])
+  first.close()
+  kept = [{"seed": "0", "env_steps": "100", "iteration": "1"}]  # metrics.csv's kept rows
+  second = TensorBoardWriter(folder, kept, resumed=True)
+  second.write([{"seed": 0, "env_steps": t, "eval_return": v} for t, v in ((200, 20.0),
+                                                                           (300, 30.0))])
+  second.close()
+  events = EventAccumulator(str(folder / "seed_0"))
+  events.Reload()
+  assert [(e.step, e.value) for e in events.Scalars("eval_return")] == [
+      (100, 1.0), (200, 20.0), (300, 30.0)]

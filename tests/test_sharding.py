@@ -168,6 +168,23 @@ def test_sweep_writes_each_setting_and_matches_separate_runs(runs):
   assert any(swept[k]["mg_loss"] != other[k]["mg_loss"] for k in swept)
 
 
+@pytest.mark.slow
+def test_a_sweep_settings_folder_loads_its_own_policy(runs):
+  # The swept λ_mle = 0.1 runs equal the separate --mle-weight 0.1 runs (above), so their
+  # policies do; the other setting's differ. The sweep's own folder names its settings.
+  import mgjax
+  from mgjax.run import OutputError
+  sweep, separate = runs["sweep"][0], runs["mle_weight_0.1"][0]
+  obs = jnp.array([[0.5, -0.3, 0.2, 0.1], [-1.0, 0.4, 0.0, -0.2]])
+  for seed in (0, 1):
+    swept = mgjax.load_policy(sweep / "mle_weight=0.1", seed=seed)(obs)
+    np.testing.assert_array_equal(swept, mgjax.load_policy(separate, seed=seed)(obs))
+    assert not np.array_equal(swept, mgjax.load_policy(sweep / "mle_weight=1", seed=seed)(obs))
+  with pytest.raises(OutputError, match="a sweep of 2 settings; load one setting's folder "
+                                        r"\(mle_weight=0.1, mle_weight=1\)"):
+    mgjax.load_policy(sweep)
+
+
 def _free_port() -> int:
   import socket
   with socket.socket() as sock:

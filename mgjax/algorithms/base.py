@@ -7,6 +7,8 @@ plus what the runner needs to know about it:
     init(setup, key, hparams) -> state              a fresh state (one run)
     iteration(setup, state) -> (state, metrics)     one collect–fit–optimise iteration
     evaluate(setup, state, key) -> {"eval_return", "eval_length"}
+    policy_params(state) -> what the acting policy reads; make_policy(setup, that,
+      deterministic) -> act(obs [B, obs_size], key) -> actions   (`mgjax.load_policy`)
 
 `make_trainer(config, algorithm)` binds them into pure `init(key)` and `chunk(state)`
 (eval_every iterations as one `lax.scan`, then an evaluation); `make_train` scans the
@@ -35,6 +37,11 @@ class Algorithm(NamedTuple):
     init: (setup, key, hparams) -> state; `hparams` overrides sweepable settings.
     iteration: (setup, state) -> (state, per-iteration metrics, including "env_steps").
     evaluate: (setup, state, key) -> {"eval_return", "eval_length"}.
+    policy_params: state -> the part of it the acting policy reads, as nested dicts named
+      after the state's fields (what a checkpoint restores for `mgjax.load_policy`).
+    make_policy: (setup, policy_params, deterministic) -> act(obs [B, obs_size], key) ->
+      actions [B, action_size] in the env's range: the policy's mean (the evaluation's
+      action; key unused) or a sample.
     metrics: the per-iteration metric names it reports (its metrics.csv columns).
     sweepable: Config fields it keeps in the state as data (`state.hparams`), so that one
       program can vmap a sweep over them.
@@ -48,6 +55,8 @@ class Algorithm(NamedTuple):
   init: Callable[[Any, jax.Array, dict], State]
   iteration: Callable[[Any, State], tuple[State, Metrics]]
   evaluate: Callable[[Any, State, jax.Array], Metrics]
+  policy_params: Callable[[State], dict]
+  make_policy: Callable[..., Callable[[jax.Array, jax.Array | None], jax.Array]]
   metrics: tuple[str, ...]
   sweepable: tuple[str, ...]
   watched: Callable[[Config], Sequence[str]]

@@ -34,8 +34,8 @@ from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
 # alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 # The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
 from mgjax.algorithms.sac import (SACSetup, as_transition, collect_and_update,  # noqa: F401
-                                  env_step, evaluate, explore, init_sac, sac_preset,
-                                  sample_actions)
+                                  env_step, evaluate, explore, init_sac, make_policy,
+                                  policy_params, sac_preset, sample_actions)
 from mgjax.algorithms.sac import setup as sac_setup
 from mgjax.algorithms.mg_sac_model import (alignment_ceiling, fit_model_mg, mg_loss,  # noqa: F401
                                            real_actor_gradient)
@@ -314,6 +314,7 @@ def watched(c: Config) -> tuple[str, ...]:
 
 
 MBPO = Algorithm(name="mbpo", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
+                 policy_params=policy_params, make_policy=make_policy,
                  metrics=METRICS, sweepable=SWEEPABLE["mbpo"], watched=watched,
                  validate=validate, preset=preset,
                  initial_steps=lambda c: c.exploration_steps)

@@ -261,15 +261,30 @@ def policy_update(su: Setup, state, batch: PPOBatch, key: jax.Array):
   return state.replace(agent_params=params, agent_opt=opt), metrics
 
 
-def evaluate(su: Setup, state, key: jax.Array) -> dict[str, jax.Array]:
-  """Deterministic policy (mean action), full episodes in fresh eval envs."""
-  stats, params = state.obs_stats, state.agent_params["policy"]
+def policy_params(state) -> dict:
+  """The policy network and the observation statistics it normalises with."""
+  return {"agent_params": {"policy": state.agent_params["policy"]},
+          "obs_stats": state.obs_stats}
 
-  def act(obs):
-    mean, _ = jax.vmap(su.nets.policy.apply, in_axes=(None, 0))(params, normalize(stats, obs))
+
+def make_policy(su: Setup, params: dict, deterministic: bool = True):
+  """act(obs [B, obs_size], key) -> env actions: the Gaussian's mean (deterministic) or a
+  sample, squashed to [-1, 1] by `action_mode` as in training."""
+  stats, net_params = params["obs_stats"], params["agent_params"]["policy"]
+
+  def act(obs, key=None):
+    mean, log_std = jax.vmap(su.nets.policy.apply, in_axes=(None, 0))(
+        net_params, normalize(stats, obs))
+    if not deterministic:
+      mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
     return networks.env_action(mean, su.action_mode)
 
-  out = envs.evaluate(su.env, act, key, su.num_eval_envs)
+  return act
+
+
+def evaluate(su: Setup, state, key: jax.Array) -> dict[str, jax.Array]:
+  """Deterministic policy (mean action), full episodes in fresh eval envs."""
+  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.num_eval_envs)
   return {"eval_return": out["return"], "eval_length": out["length"]}
 
 
@@ -364,7 +379,7 @@ def watched(c: Config) -> tuple[str, ...]:
 
 def _algorithm(name: str) -> Algorithm:
   return Algorithm(name=name, setup=setup, init=init, iteration=iteration, evaluate=evaluate,
-                   metrics=METRICS, sweepable=SWEEPABLE[name], watched=watched,
+                   policy_params=policy_params, make_policy=make_policy, metrics=METRICS, sweepable=SWEEPABLE[name], watched=watched,
                    validate=validate, preset=lambda env: {})
 
 

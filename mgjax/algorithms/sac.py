@@ -149,13 +149,29 @@ def collect_and_update(su, state, key: jax.Array, batch_fn: BatchFn):
   return state, jax.tree.map(jnp.mean, metrics), obs
 
 
+def policy_params(state) -> dict:
+  """The actor (SAC's family does not normalise the actor's observations)."""
+  return {"sac": {"actor": state.sac.actor}}
+
+
+def make_policy(su, params: dict, deterministic: bool = True):
+  """act(obs [B, obs_size], key) -> actions: tanh of the actor's mean (deterministic) or a
+  tanh-Gaussian sample, one key per row."""
+  actor = params["sac"]["actor"]
+
+  def act(obs, key=None):
+    mean, log_std = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(actor, obs)
+    if deterministic:
+      return sac.deterministic_action(mean)
+    keys = jax.random.split(key, obs.shape[0])
+    return jax.vmap(sac.tanh_gaussian_sample)(mean, log_std, keys)[0]
+
+  return act
+
+
 def evaluate(su, state, key: jax.Array) -> dict[str, jax.Array]:
   """Deterministic actor (tanh of the mean), full episodes in fresh eval envs."""
-  def act(obs):
-    mean, _ = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(state.sac.actor, obs)
-    return sac.deterministic_action(mean)
-
-  out = envs.evaluate(su.env, act, key, su.num_eval_envs)
+  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.num_eval_envs)
   return {"eval_return": out["return"], "eval_length": out["length"]}
 
 
@@ -215,7 +231,7 @@ def validate(c: Config) -> None:
 
 
 SAC = Algorithm(name="sac", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
-                metrics=METRICS, sweepable=SWEEPABLE,
+                policy_params=policy_params, make_policy=make_policy, metrics=METRICS, sweepable=SWEEPABLE,
                 watched=lambda c: ("critic_loss", "actor_loss"), validate=validate,
                 preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
                 initial_steps=lambda c: c.exploration_steps)

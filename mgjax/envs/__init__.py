@@ -1,11 +1,12 @@
 """Environments: brax envs by name, a fast pure-JAX point mass, batched training and evaluation.
 
 `make_env(name)` -> `EnvInfo` (the env, its sizes, time limit and termination function);
-`TrainingEnv` batches it with automatic resets; `evaluate` runs deterministic episodes.
+`TrainingEnv` batches it with automatic resets; `evaluate` runs evaluation episodes and
+`play_episode` records one.
 """
 from mgjax.envs.pointmass import PointMass
 from mgjax.envs.registry import BACKENDS, ENV_NAMES, EnvInfo, is_known, make_env
-from mgjax.envs.training import TrainingEnv, evaluate
+from mgjax.envs.training import TrainingEnv, evaluate, play_episode
 
 __all__ = ["BACKENDS", "ENV_NAMES", "EnvInfo", "PointMass", "TrainingEnv", "evaluate",
-           "is_known", "make_env"]
+           "is_known", "make_env", "play_episode"]

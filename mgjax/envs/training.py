@@ -100,16 +100,17 @@ class TrainingEnv:
         info=new_info)
 
 
-def evaluate(info: EnvInfo, act_fn: Callable[[jax.Array], jax.Array], key: jax.Array,
-             num_envs: int) -> dict[str, jax.Array]:
+def evaluate(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
+             num_envs: int, policy_key: jax.Array | None = None) -> dict[str, jax.Array]:
   """Runs num_envs fresh episodes of at most info.episode_length steps; pure and jittable.
 
   Args:
     info: the environment.
-    act_fn: obs [num_envs, obs_size] -> actions [num_envs, action_size] (deterministic,
-      in the env's action range).
+    act_fn: obs [num_envs, obs_size] -> actions [num_envs, action_size] (in the env's
+      action range); with policy_key, act_fn(obs, key) with a fresh key every step.
     key: randomness of the initial states.
     num_envs: number of episodes.
+    policy_key: randomness of a stochastic policy (None: act_fn is deterministic).
   Returns:
     {"return": mean return, "returns": [num_envs], "length": mean episode length,
      "lengths": [num_envs]}; reward counts up to and including each env's first done.
@@ -119,9 +120,10 @@ def evaluate(info: EnvInfo, act_fn: Callable[[jax.Array], jax.Array], key: jax.A
   state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
                         done=jnp.zeros((num_envs,), jnp.float32))
 
-  def body(carry, _):
+  def body(carry, step_key):
     state, active, returns, lengths = carry
-    nstate = batched_step(env, state, act_fn(state.obs))
+    action = act_fn(state.obs) if policy_key is None else act_fn(state.obs, step_key)
+    nstate = batched_step(env, state, action)
     returns = returns + jnp.where(active, nstate.reward, 0.0)
     lengths = lengths + active.astype(jnp.int32)
     # Finished envs stay frozen in their final state (no NaNs from stepping past the end).
@@ -131,6 +133,41 @@ def evaluate(info: EnvInfo, act_fn: Callable[[jax.Array], jax.Array], key: jax.A
 
   init = (state, jnp.ones((num_envs,), bool), jnp.zeros((num_envs,), jnp.float32),
           jnp.zeros((num_envs,), jnp.int32))
-  (_, _, returns, lengths), _ = jax.lax.scan(body, init, None, length=info.episode_length)
+  step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
+  (_, _, returns, lengths), _ = jax.lax.scan(body, init, step_keys, length=info.episode_length)
   return {"return": jnp.mean(returns), "returns": returns,
           "length": jnp.mean(lengths.astype(jnp.float32)), "lengths": lengths}
+
+
+def play_episode(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
+                 policy_key: jax.Array | None = None):
+  """One episode of at most info.episode_length steps, recorded; pure and jittable.
+
+  act_fn, key and policy_key as in `evaluate` (with a batch of one observation): the
+  episode is `evaluate`'s with num_envs=1.
+  Returns:
+    (states, length, return): the env's `State`s from the reset on, stacked on a leading
+    axis of episode_length + 1 (those past the episode's end repeat its last state), the
+    number of steps T before the first done (or the time limit), and the return of those
+    steps.
+  """
+  env = info.env
+  state = batched_reset(env, jax.random.split(key, 1))  # evaluate's first of num_envs=1
+  state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
+                        done=jnp.zeros((1,), jnp.float32))
+
+  def body(carry, step_key):
+    state, active, ret, length = carry
+    action = act_fn(state.obs) if policy_key is None else act_fn(state.obs, step_key)
+    nstate = batched_step(env, state, action)
+    ret = ret + jnp.where(active, nstate.reward[0], 0.0)
+    length = length + active.astype(jnp.int32)
+    state = jax.tree.map(lambda x, y: jnp.where(active, x, y), nstate, state)
+    active = active & (nstate.done[0] == 0)
+    return (state, active, ret, length), state
+
+  step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
+  init = (state, jnp.array(True), jnp.float32(0.0), jnp.int32(0))
+  (_, _, ret, length), states = jax.lax.scan(body, init, step_keys, length=info.episode_length)
+  states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state, states)
+  return jax.tree.map(lambda x: x[:, 0], states), length, ret

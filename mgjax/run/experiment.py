@@ -30,7 +30,7 @@ class _Run:
   """One call of `run`: its runs, folders, outputs and clocks."""
 
   def __init__(self, config: Config, seeds: Sequence[int], out: Path, sweep, devices,
-               resume_point: bool, log):
+               resume_point: bool, log, tensorboard: bool | None = None):
     self.start = self.call_start = time.time()
     self.log, self.out, self.sweep, self.seeds = log, out, sweep, list(seeds)
     self.configs = check_sweep(config, sweep)
@@ -39,6 +39,9 @@ class _Run:
     self.meta = resume.load_checked(out, self.identity) if resume_point else None
     if devices is None:  # a resumed run keeps its layout, so that its numbers do not change
       devices = resume.saved_devices(self.meta)
+    if tensorboard is None:  # ... and its TensorBoard logging
+      tensorboard = bool(self.meta and self.meta.get("tensorboard"))
+    self.tensorboard = tensorboard
     self.mesh = placement.make_mesh(devices)
     placement.check_layout(len(seeds), len(self.settings), self.mesh)
     self.sharding = placement.runs_sharding(self.mesh)
@@ -64,7 +67,8 @@ class _Run:
       outputs.write_json(d / "config.json", {**describe(c), "seeds": seeds,
                                              **({"sweep": s} if sweep else {})})
       writers.append(recording.MetricsWriter(d / "metrics.csv",
-                                             self.meta["iteration"] if self.meta else None))
+                                             self.meta["iteration"] if self.meta else None,
+                                             tensorboard=self.tensorboard))
     return writers
 
   def compile(self, trainer):
@@ -123,6 +127,7 @@ class _Run:
       outputs.save_resume_point(self.out, leaves, {
           "identity": self.identity, "chunks": chunks, "iteration": iteration,
           "sessions": self.sessions, "devices": self.mesh.size,
+          "tensorboard": self.tensorboard,
           "times": {"wall_s": time.time() - self.start, "train_s": train_s,
                     "compile_s": self.before["compile_s"] + compile_s}})
 
@@ -130,7 +135,8 @@ class _Run:
 def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = True,
         log=print, devices: int | None = None,
         sweep: dict[str, Sequence[float]] | None = None, resume: bool = False,
-        save_every_s: float = 600.0, time_limit_s: float | None = None) -> dict[str, Any]:
+        save_every_s: float = 600.0, time_limit_s: float | None = None,
+        tensorboard: bool | None = None) -> dict[str, Any]:
   """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
   writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
   folder per setting `out/NAME=VALUE,...`) and the checkpoint/ of all runs into `out`.
@@ -140,8 +146,12 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   ends `save_every_s` after the previous save. `resume=True` continues from it (ResumeError
   if there is none or it was saved by another config, seeds or sweep); metrics rows written
   after it are dropped and written again. With `time_limit_s`, the run saves and returns
-  with status "paused" after the first chunk that ends past that many seconds."""
-  r = _Run(config, seeds, out, sweep, devices, resume, log)
+  with status "paused" after the first chunk that ends past that many seconds.
+
+  `tensorboard=True` also writes metrics.csv's scalars as TensorBoard event files into
+  tensorboard/seed_S/ beside it; a resumed run keeps its first session's choice unless
+  told otherwise."""
+  r = _Run(config, seeds, out, sweep, devices, resume, log, tensorboard)
   writers = r.open_outputs(config)
   bar = recording.Progress(run_schedule(config).num_iterations,
                            progress and r.writes, f"{config.algo}/{config.env}")
@@ -183,6 +193,8 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
     raise
   finally:
     bar.close()
+    for writer in writers:
+      writer.close()
   _finish(r, state, summaries, final, time.time() - run_start, compile_s)
   return summaries[0]
 

@@ -1,11 +1,13 @@
-"""What a run records while it goes: metrics.csv rows per evaluation, the progress bar, and
-the watch for numerical blow-up.
+"""What a run records while it goes: metrics.csv rows per evaluation (and, on request, the
+same scalars as TensorBoard event files), the progress bar, and the watch for numerical
+blow-up.
 
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
 everything it had measured.
 """
 import csv
 import math
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -34,7 +36,7 @@ class MetricsWriter:
   A new writer starts the file afresh; with `keep_through` (a resumed run) it keeps the
   rows of iterations up to that one and drops later ones, which the run will write again."""
 
-  def __init__(self, path: Path, keep_through: int | None = None):
+  def __init__(self, path: Path, keep_through: int | None = None, tensorboard: bool = False):
     self.path = path
     kept = []
     if keep_through is not None and path.exists():
@@ -43,12 +45,66 @@ class MetricsWriter:
       w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore", restval="")
       w.writeheader()
       w.writerows(kept)
+    self.tensorboard = None
+    if tensorboard:
+      self.tensorboard = TensorBoardWriter(path.parent / "tensorboard", kept,
+                                           resumed=keep_through is not None)
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    rows = list(rows)
     with open(self.path, "a", newline="") as f:
       w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
       for row in rows:
         w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
+    if self.tensorboard is not None:
+      self.tensorboard.write(rows)
+
+  def close(self) -> None:
+    if self.tensorboard is not None:
+      self.tensorboard.close()
+
+
+class TensorBoardWriter:
+  """metrics.csv's rows as TensorBoard scalars (tensorboardX): one event folder per seed,
+  FOLDER/seed_S, each metric under its column name with the env steps as the step (metrics
+  without a value in a row, such as a model's metrics for ppo, are left out).
+
+  A resumed run purges what its earlier sessions logged past the rows metrics.csv keeps
+  (`kept`), so that TensorBoard shows every step once. Events reach the files through
+  tensorboardX's writer thread, completely once `close` returns (the run closes the writer
+  when it finishes, pauses or stops); metrics.csv is the record."""
+
+  NOT_SCALARS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
+
+  def __init__(self, folder: Path, kept: Sequence[dict[str, Any]] = (), resumed: bool = False):
+    self.folder, self.resumed, self.writers = folder, resumed, {}
+    self.last_kept: dict[int, int] = {}
+    for r in kept:
+      seed = int(r["seed"])
+      self.last_kept[seed] = max(self.last_kept.get(seed, -1), int(r["env_steps"]))
+
+  def _writer(self, seed: int):
+    if seed not in self.writers:
+      from tensorboardX import SummaryWriter
+      purge = self.last_kept.get(seed, -1) + 1 if self.resumed else None
+      # A file of its own per session, in the order of the sessions, even for two sessions
+      # in the same second (readers take the files in name order).
+      self.writers[seed] = SummaryWriter(str(self.folder / f"seed_{seed}"), purge_step=purge,
+                                         filename_suffix=f".{time.time_ns()}")
+    return self.writers[seed]
+
+  def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    for row in rows:
+      writer, step = self._writer(int(row["seed"])), int(row["env_steps"])
+      for name in METRIC_COLUMNS:
+        value = _cell(row.get(name, float("nan")))
+        if name not in self.NOT_SCALARS and isinstance(value, (int, float)):
+          writer.add_scalar(name, value, step)
+
+  def close(self) -> None:
+    for writer in self.writers.values():
+      writer.close()
+    self.writers = {}
 
 
 def chunk_rows(iters: dict[str, np.ndarray], evals: dict[str, np.ndarray],

@@ -1,0 +1,106 @@
+"""Evaluate a trained run's policy, render an episode to a video, or write a 3D viewer page.
+
+  python experiments/evaluate.py runs/hopper                    # every seed, 10 episodes
+  python experiments/evaluate.py runs/hopper --seed 0 --stochastic --episodes 50
+  python experiments/evaluate.py runs/hopper --video hopper.mp4  # seed 0's first episode
+
+The policy comes from the run folder's checkpoint (`mgjax.load_policy`): deterministic (the
+mean action, as the evaluations in metrics.csv) unless --stochastic. Each seed plays
+--episodes fresh episodes of at most the run's episode length, all seeds in one jitted,
+vmapped program. Writes RUN_DIR/eval.json (or --out): per seed the returns and lengths of
+every episode and their mean and standard deviation.
+
+--video FILE.mp4 renders one episode (--video-seed, default the first seed) with MuJoCo's
+own renderer, headless (`MUJOCO_GL=egl` by default; `osmesa` where EGL is missing), and
+encodes it with the ffmpeg binary that ships in the imageio-ffmpeg package, in real time.
+--frame FILE.png writes the episode's middle frame as a picture.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parse(argv):
+  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("run_dir", help="a run folder (or one setting's folder of a sweep)")
+  p.add_argument("--seed", type=int, action="append", default=None,
+                 help="evaluate this seed of the run (repeatable; default every seed)")
+  p.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
+  p.add_argument("--stochastic", action="store_true",
+                 help="sample actions from the policy instead of taking its mean")
+  p.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes (default 0)")
+  p.add_argument("--out", default=None, help="where eval.json goes (default RUN_DIR/eval.json)")
+  p.add_argument("--video", default=None, metavar="FILE.mp4",
+                 help="render one episode of --video-seed to this mp4")
+  p.add_argument("--frame", default=None, metavar="FILE.png",
+                 help="write the middle frame of that episode as a picture")
+  p.add_argument("--video-seed", type=int, default=None,
+                 help="whose episode --video and --frame render (default the first seed "
+                      "evaluated)")
+  p.add_argument("--width", type=int, default=480, help="video width in pixels")
+  p.add_argument("--height", type=int, default=360, help="video height in pixels")
+  args = p.parse_args(argv)
+  if args.episodes < 1:
+    p.error(f"episodes={args.episodes}: must be positive")
+  if args.video is not None and not args.video.endswith(".mp4"):
+    p.error(f"video={args.video!r}: must name an .mp4 file")
+  if args.frame is not None and not args.frame.endswith(".png"):
+    p.error(f"frame={args.frame!r}: must name a .png file")
+  for name in ("width", "height"):
+    if not 16 <= getattr(args, name) <= 4096:
+      p.error(f"{name}={getattr(args, name)}: must be between 16 and 4096 pixels")
+  return p, args
+
+
+def main(argv=None) -> int:
+  p, args = _parse(argv)
+  from mgjax.run import evaluation
+  from mgjax.run.outputs import OutputError
+  try:
+    render = args.video or args.frame
+    if render:
+      evaluation.check_renderable(args.run_dir)
+    result = evaluation.evaluate_run(args.run_dir, seeds=args.seed, episodes=args.episodes,
+                                     deterministic=not args.stochastic, key=args.key)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{result['algo']} on {result['env']}, {args.episodes} "
+          f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:")
+    for seed, r in result["seeds"].items():
+      print(f"  seed {seed}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
+            f"length {r['length_mean']:.0f}")
+    print(f"wrote {out}")
+    if render:
+      seed = args.video_seed if args.video_seed is not None else int(next(iter(result["seeds"])))
+      frames, fps, episode_return = evaluation.render_episode(
+          args.run_dir, seed=seed, deterministic=not args.stochastic, key=args.key,
+          width=args.width, height=args.height)
+      if args.video:
+        evaluation.write_mp4(args.video, frames, fps)
+        print(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, seed {seed}, "
+              f"return {episode_return:.6g})")
+      if args.frame:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
+        plt.imsave(args.frame, frames[len(frames) // 2])
+        print(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, seed {seed})")
+  except (OutputError, OSError) as e:
+    p.error(str(e).splitlines()[0])
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
