@@ -1,8 +1,8 @@
-"""Evaluate a trained run's policy, render an episode to a video, or write a 3D viewer page.
+"""Evaluate a trained run's policy, and render an episode to a video or a picture.
 
   python experiments/evaluate.py runs/hopper                    # every seed, 10 episodes
   python experiments/evaluate.py runs/hopper --seed 0 --stochastic --episodes 50
-  python experiments/evaluate.py runs/hopper --video hopper.mp4  # seed 0's first episode
+  python experiments/evaluate.py runs/hopper --video hopper.mp4  # the first seed, one episode
 
 The policy comes from the run folder's checkpoint (`mgjax.load_policy`): deterministic (the
 mean action, as the evaluations in metrics.csv) unless --stochastic. Each seed plays
