@@ -100,6 +100,37 @@ class TrainingEnv:
         info=new_info)
 
 
+def _episodes(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array, num_envs: int,
+              policy_key: jax.Array | None, record: bool):
+  """num_envs fresh episodes -> (returns [num_envs], lengths [num_envs], and with `record`
+  the states from the reset on [episode_length + 1, num_envs, ...], else None)."""
+  env = info.env
+  state = batched_reset(env, jax.random.split(key, num_envs))
+  state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
+                        done=jnp.zeros((num_envs,), jnp.float32))
+
+  def body(carry, step_key):
+    state, active, returns, lengths = carry
+    action = act_fn(state.obs) if policy_key is None else act_fn(state.obs, step_key)
+    nstate = batched_step(env, state, action)
+    returns = returns + jnp.where(active, nstate.reward, 0.0)
+    lengths = lengths + active.astype(jnp.int32)
+    # Finished envs stay frozen in their final state (no NaNs from stepping past the end).
+    state = jax.tree.map(lambda x, y: where_done(active, x, y), nstate, state)
+    active = active & (nstate.done == 0)
+    return (state, active, returns, lengths), (state if record else None)
+
+  init = (state, jnp.ones((num_envs,), bool), jnp.zeros((num_envs,), jnp.float32),
+          jnp.zeros((num_envs,), jnp.int32))
+  step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
+  (_, _, returns, lengths), states = jax.lax.scan(body, init, step_keys,
+                                                  length=info.episode_length)
+  if record:
+    states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]),
+                          state, states)
+  return returns, lengths, states
+
+
 def evaluate(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
              num_envs: int, policy_key: jax.Array | None = None) -> dict[str, jax.Array]:
   """Runs num_envs fresh episodes of at most info.episode_length steps; pure and jittable.
@@ -115,26 +146,7 @@ def evaluate(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
     {"return": mean return, "returns": [num_envs], "length": mean episode length,
      "lengths": [num_envs]}; reward counts up to and including each env's first done.
   """
-  env = info.env
-  state = batched_reset(env, jax.random.split(key, num_envs))
-  state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
-                        done=jnp.zeros((num_envs,), jnp.float32))
-
-  def body(carry, step_key):
-    state, active, returns, lengths = carry
-    action = act_fn(state.obs) if policy_key is None else act_fn(state.obs, step_key)
-    nstate = batched_step(env, state, action)
-    returns = returns + jnp.where(active, nstate.reward, 0.0)
-    lengths = lengths + active.astype(jnp.int32)
-    # Finished envs stay frozen in their final state (no NaNs from stepping past the end).
-    state = jax.tree.map(lambda x, y: where_done(active, x, y), nstate, state)
-    active = active & (nstate.done == 0)
-    return (state, active, returns, lengths), None
-
-  init = (state, jnp.ones((num_envs,), bool), jnp.zeros((num_envs,), jnp.float32),
-          jnp.zeros((num_envs,), jnp.int32))
-  step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
-  (_, _, returns, lengths), _ = jax.lax.scan(body, init, step_keys, length=info.episode_length)
+  returns, lengths, _ = _episodes(info, act_fn, key, num_envs, policy_key, record=False)
   return {"return": jnp.mean(returns), "returns": returns,
           "length": jnp.mean(lengths.astype(jnp.float32)), "lengths": lengths}
 
@@ -151,23 +163,5 @@ def play_episode(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array
     number of steps T before the first done (or the time limit), and the return of those
     steps.
   """
-  env = info.env
-  state = batched_reset(env, jax.random.split(key, 1))  # evaluate's first of num_envs=1
-  state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
-                        done=jnp.zeros((1,), jnp.float32))
-
-  def body(carry, step_key):
-    state, active, ret, length = carry
-    action = act_fn(state.obs) if policy_key is None else act_fn(state.obs, step_key)
-    nstate = batched_step(env, state, action)
-    ret = ret + jnp.where(active, nstate.reward[0], 0.0)
-    length = length + active.astype(jnp.int32)
-    state = jax.tree.map(lambda x, y: jnp.where(active, x, y), nstate, state)
-    active = active & (nstate.done[0] == 0)
-    return (state, active, ret, length), state
-
-  step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
-  init = (state, jnp.array(True), jnp.float32(0.0), jnp.int32(0))
-  (_, _, ret, length), states = jax.lax.scan(body, init, step_keys, length=info.episode_length)
-  states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state, states)
-  return jax.tree.map(lambda x: x[:, 0], states), length, ret
+  returns, lengths, states = _episodes(info, act_fn, key, 1, policy_key, record=True)
+  return jax.tree.map(lambda x: x[:, 0], states), lengths[0], returns[0]
