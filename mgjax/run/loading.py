@@ -21,12 +21,20 @@ from mgjax.run.outputs import OutputError, restore_checkpoint
 
 
 class RunFolder(NamedTuple):
-  """Where a run's policy lives: its config, its checkpoint and its row in it."""
+  """Where a run's policies live: its config, its checkpoint and its rows in it."""
   config: Config
   checkpoint: Path
   seeds: list[int]
-  row: int            # index of the seed's run in the checkpoint's runs axis
+  offset: int         # the checkpoint's row of the folder's first seed (its sweep setting)
   runs: int           # runs in the checkpoint
+  where: str          # "run_dir='...'", for errors
+
+  def row(self, seed: int) -> int:
+    """The checkpoint's row of `seed`; OutputError if the run has no such seed."""
+    if seed not in self.seeds:
+      raise OutputError(f"seed={seed}: not a seed of {self.where} (its seeds: "
+                        f"{', '.join(map(str, self.seeds))})")
+    return self.offset + self.seeds.index(seed)
 
 
 def _read_json(path: Path, where: str) -> dict[str, Any]:
@@ -38,9 +46,9 @@ def _read_json(path: Path, where: str) -> dict[str, Any]:
     raise OutputError(f"{where}: {path.name} is unreadable ({e})") from None
 
 
-def find_run(run_dir: str | os.PathLike, seed: int | None = None) -> RunFolder:
-  """The config, checkpoint and runs-axis row of `seed` (default: the first seed) in a run
-  folder, or in one setting's folder of a sweep; OutputError says why not, in one line."""
+def find_run(run_dir: str | os.PathLike) -> RunFolder:
+  """The config, checkpoint and runs-axis rows of a run folder, or of one setting's folder of
+  a sweep; OutputError says why not, in one line."""
   from mgjax.algorithms import config_from_dict
   run_dir = Path(run_dir)
   where = f"run_dir={str(run_dir)!r}"
@@ -65,11 +73,6 @@ def find_run(run_dir: str | os.PathLike, seed: int | None = None) -> RunFolder:
   if not seeds:
     raise OutputError(f"{where}: config.json names no seeds (written by another version "
                       "of mgjax)")
-  if seed is None:
-    seed = seeds[0]
-  if seed not in seeds:
-    raise OutputError(f"seed={seed}: not a seed of {where} (its seeds: "
-                      f"{', '.join(map(str, seeds))})")
   try:
     config = config_from_dict(data)
   except (ConfigError, TypeError, ValueError) as e:
@@ -82,8 +85,8 @@ def find_run(run_dir: str | os.PathLike, seed: int | None = None) -> RunFolder:
               "(resume it with --resume)" if status in ("running", "paused") else
               "no checkpoint/ folder")
     raise OutputError(f"{where}: {reason}")
-  return RunFolder(config, checkpoint, seeds, setting * len(seeds) + seeds.index(seed),
-                   num_settings * len(seeds))
+  return RunFolder(config, checkpoint, seeds, setting * len(seeds), num_settings * len(seeds),
+                   where)
 
 
 def _status(run_dir: Path) -> str | None:
@@ -97,13 +100,13 @@ def restore_policy_params(run_dir: str | os.PathLike, seeds: Sequence[int] | Non
   """The trainer of a run folder and the saved policy parameters of `seeds` (default: all
   the run's seeds) -> (trainer, seeds, params with a leading axis over those seeds)."""
   from mgjax.algorithms import make_trainer
-  first = find_run(run_dir, seeds[0] if seeds else None)
-  seeds = list(seeds) if seeds else first.seeds
-  rows = np.asarray([find_run(run_dir, s).row for s in seeds])
-  trainer = make_trainer(first.config)
-  keys = jax.vmap(jax.random.key)(jnp.arange(first.runs, dtype=jnp.uint32))
+  run = find_run(run_dir)
+  seeds = list(seeds) if seeds else run.seeds
+  rows = np.asarray([run.row(s) for s in seeds])
+  trainer = make_trainer(run.config)
+  keys = jax.vmap(jax.random.key)(jnp.arange(run.runs, dtype=jnp.uint32))
   like = trainer.algorithm.policy_params(jax.eval_shape(jax.vmap(trainer.init), keys))
-  params = restore_checkpoint(first.checkpoint, like)
+  params = restore_checkpoint(run.checkpoint, like)
   return trainer, seeds, jax.tree.map(lambda x: np.asarray(x)[rows], params)
 
 
