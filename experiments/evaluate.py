@@ -3,6 +3,7 @@
   python experiments/evaluate.py runs/hopper                    # every seed, 10 episodes
   python experiments/evaluate.py runs/hopper --seed 0 --stochastic --episodes 50
   python experiments/evaluate.py runs/hopper --video hopper.mp4  # the first seed, one episode
+  python experiments/evaluate.py runs/hopper --html hopper.html  # the same episode in 3D
 
 The policy comes from the run folder's checkpoint (`mgjax.load_policy`): deterministic (the
 mean action, as the evaluations in metrics.csv) unless --stochastic. Each seed plays
@@ -13,7 +14,10 @@ every episode and their mean and standard deviation.
 --video FILE.mp4 renders one episode (--video-seed, default the first seed) with MuJoCo's
 own renderer, headless (`MUJOCO_GL=egl` by default; `osmesa` where EGL is missing), and
 encodes it with the ffmpeg binary that ships in the imageio-ffmpeg package, in real time.
---frame FILE.png writes the episode's middle frame as a picture.
+--frame FILE.png writes the episode's middle frame as a picture. --html FILE.html writes
+brax's interactive 3D viewer of that episode as one self-contained page that opens offline
+(three.js and lil-gui from their npm packages, shipped with mgjax, and brax's viewer modules
+are inside the page).
 """
 import argparse
 import json
@@ -45,9 +49,11 @@ def _parse(argv):
                  help="render one episode of --video-seed to this mp4")
   p.add_argument("--frame", default=None, metavar="FILE.png",
                  help="write the middle frame of that episode as a picture")
+  p.add_argument("--html", default=None, metavar="FILE.html",
+                 help="write brax's 3D viewer of that episode, offline, to this page")
   p.add_argument("--video-seed", type=int, default=None,
-                 help="whose episode --video and --frame render (default the first seed "
-                      "evaluated)")
+                 help="whose episode --video, --frame and --html show: one of the "
+                      "evaluated seeds (default the first)")
   p.add_argument("--width", type=int, default=480, help="video width in pixels")
   p.add_argument("--height", type=int, default=360, help="video height in pixels")
   args = p.parse_args(argv)
@@ -57,6 +63,8 @@ def _parse(argv):
     p.error(f"video={args.video!r}: must name an .mp4 file")
   if args.frame is not None and not args.frame.endswith(".png"):
     p.error(f"frame={args.frame!r}: must name a .png file")
+  if args.html is not None and not args.html.endswith(".html"):
+    p.error(f"html={args.html!r}: must name an .html file")
   for name in ("width", "height"):
     if not 16 <= getattr(args, name) <= 4096:
       p.error(f"{name}={getattr(args, name)}: must be between 16 and 4096 pixels")
@@ -68,35 +76,44 @@ def main(argv=None) -> int:
   from mgjax.run import evaluation
   from mgjax.run.outputs import OutputError
   try:
-    render = args.video or args.frame
-    if render:
-      evaluation.check_renderable(args.run_dir)
-    result = evaluation.evaluate_run(args.run_dir, seeds=args.seed, episodes=args.episodes,
+    run = evaluation.load_run(args.run_dir, args.seed)
+    seed = run.seeds[0] if args.video_seed is None else args.video_seed
+    show = args.video or args.frame or args.html
+    if show:  # what cannot be shown stops before anything runs
+      if seed not in run.seeds:
+        p.error(f"video-seed={seed}: not among the evaluated seeds {run.seeds}")
+      evaluation.mujoco_model(run.trainer.setup.env)
+    result = evaluation.evaluate_run(run, episodes=args.episodes,
                                      deterministic=not args.stochastic, key=args.key)
     out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{result['algo']} on {result['env']}, {args.episodes} "
           f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:")
-    for seed, r in result["seeds"].items():
-      print(f"  seed {seed}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
+    for s, r in result["seeds"].items():
+      print(f"  seed {s}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
             f"length {r['length_mean']:.0f}")
     print(f"wrote {out}")
-    if render:
-      seed = args.video_seed if args.video_seed is not None else int(next(iter(result["seeds"])))
-      frames, fps, episode_return = evaluation.render_episode(
-          args.run_dir, seed=seed, deterministic=not args.stochastic, key=args.key,
-          width=args.width, height=args.height)
+    if show:
+      episode = evaluation.play_episode(run, seed, deterministic=not args.stochastic,
+                                        key=args.key)
+      about = f"seed {seed}, return {episode.ret:.6g}, {episode.length} steps"
+    if args.video or args.frame:
+      frames = evaluation.render_frames(episode, args.width, args.height)
+      fps = 1.0 / float(episode.env.env.dt)
       if args.video:
         evaluation.write_mp4(args.video, frames, fps)
-        print(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, seed {seed}, "
-              f"return {episode_return:.6g})")
+        print(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, {about})")
       if args.frame:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
         plt.imsave(args.frame, frames[len(frames) // 2])
-        print(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, seed {seed})")
+        print(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, {about})")
+    if args.html:
+      size = evaluation.write_html(
+          args.html, episode, f"{result['algo']} on {result['env']}, {about}")
+      print(f"wrote {args.html} ({size / 1e6:.1f} MB, {about})")
   except (OutputError, OSError) as e:
     p.error(str(e).splitlines()[0])
   return 0

@@ -206,11 +206,14 @@ def test_evaluate_writes_every_seeds_episodes(smoke, tmp_path):
   assert sto["seeds"]["1"]["returns"] != det["seeds"]["1"]["returns"]  # sampled actions
   for args, field in ((["--episodes", "0"], "episodes=0"), (["--seed", "9"], "seed=9"),
                       (["--video", "x.gif"], "video='x.gif'"),
-                      (["--video", str(tmp_path / "x.mp4")], "env='pointmass'")):
+                      (["--html", "x.htm"], "html='x.htm'"),
+                      (["--html", str(tmp_path / "x.html")], "env='pointmass'"),
+                      (["--seed", "0", "--video-seed", "1", "--frame", str(tmp_path / "x.png")],
+                       "video-seed=1")):
     bad = _run("experiments/evaluate.py", str(run_dir), *args)
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1 and field in lines[0], bad.stderr
-  assert not (tmp_path / "x.mp4").exists()
+  assert not any(tmp_path.glob("x.*"))
 
 
 def test_set_reads_config_fields_and_their_earlier_names():

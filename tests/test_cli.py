@@ -21,6 +21,7 @@ import sys
 import typing
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 
@@ -458,9 +459,9 @@ def test_hopper_mjx_run(hopper_run):
 def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path):
   out, proc = hopper_run
   assert proc.returncode == 0, proc.stderr[-3000:]
-  video, frame = tmp_path / "episode.mp4", tmp_path / "frame.png"
+  video, frame, page = tmp_path / "episode.mp4", tmp_path / "frame.png", tmp_path / "3d.html"
   proc = run_script(EVALUATE, out, "--episodes", "1", "--video", video, "--frame", frame,
-                    "--width", "160", "--height", "120", timeout=1500)
+                    "--html", page, "--width", "160", "--height", "120", timeout=1500)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "eval.json").read_text())
   assert (result["algo"], result["env"], result["episodes"], result["deterministic"]) == (
@@ -468,9 +469,10 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
   (length,), (episode_return,) = result["seeds"]["0"]["lengths"], result["seeds"]["0"]["returns"]
   assert 1 <= length <= 50 and np.isfinite(episode_return)  # --episode-length 50
   # The rendered episode is the evaluated one: its return, and a frame per state.
-  shown = re.search(r"\((\d+) frames at 125 fps, seed 0, return (\S+)\)", proc.stdout)
+  shown = re.search(r"\((\d+) frames at 125 fps, seed 0, return ([^,]+), (\d+) steps\)",
+                    proc.stdout)
   assert shown, proc.stdout
-  assert int(shown[1]) == length + 1
+  assert int(shown[1]) == length + 1 and int(shown[3]) == length
   assert float(shown[2]) == pytest.approx(episode_return, rel=1e-5)
   import imageio_ffmpeg
   reader = imageio_ffmpeg.read_frames(str(video))
@@ -481,6 +483,12 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
   picture = matplotlib.image.imread(frame)
   assert picture.shape[:2] == (120, 160)
   assert picture[..., :3].std() > 0.05  # floor, sky and the hopper, not a blank image
+  # The 3D viewer of the same episode: every state, and it draws offline without errors.
+  system = json.loads(re.search(r'id="brax-system">(.*?)</script>', page.read_text(), re.S)[1])
+  assert len(system["states"]["x"]) == length + 1
+  seen = browser.visit(page, "window.viewer !== undefined")
+  assert seen.errors == [] and seen.requests == []
+  assert seen.screenshot.std() > 0.05
 
 
 @pytest.mark.slow
