@@ -146,10 +146,22 @@ def _mg_stages(su: mg.Setup) -> dict:
           "policy_updates": policy_updates, "evaluation": evaluation}
 
 
-def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
+def _in_groups(f, n: int, group: int):
+  """vmap(f) over n runs, `group` at a time, the groups one after another (lax.map)."""
+  def grouped(x):
+    x = jax.tree.map(lambda a: a.reshape((n // group, group) + a.shape[1:]), x)
+    y = jax.lax.map(jax.vmap(f), x)
+    return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), y)
+  return grouped
+
+
+def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
+                 group: int | None = None) -> dict:
   """One evaluation chunk with n vmapped seeds, and where its growth comes from: each stage
   of an mg iteration vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
-  one flat batch of n·num_envs envs, all relative to n = counts[0]."""
+  one flat batch of n·num_envs envs, all relative to n = counts[0]. With `group`, also the
+  chunk of n seeds vmapped `group` at a time, the groups in sequence ("chunk_grouped"),
+  for each n that `group` divides into several groups."""
   trainer = make_trainer(config)
   su = trainer.setup
   chunk = jax.jit(jax.vmap(trainer.chunk))
@@ -160,6 +172,9 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
   for n in counts:
     state = jax.jit(jax.vmap(trainer.init))(jax.random.split(jax.random.key(0), n))
     t = {"chunk": timed(lambda s: chunk(s)[1], state, repeats=repeats)}
+    if group and n > group and n % group == 0:
+      grouped = jax.jit(_in_groups(trainer.chunk, n, group))
+      t["chunk_grouped"] = timed(lambda s: grouped(s)[1], state, repeats=repeats)
     state = iteration(state)
     for name, stage in stages.items():
       t[name] = timed(stage, state, repeats=repeats)
@@ -173,9 +188,9 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8)) -> dict:
     out[n] = t
     print(n, {k: round(v, 3) for k, v in t.items()}, flush=True)
   first = out[counts[0]]
-  return {"seconds": {str(n): t for n, t in out.items()},
-          "time_over_first": {str(n): {k: v / first[k] for k, v in t.items()}
-                              for n, t in out.items()}}
+  return {"group": group, "seconds": {str(n): t for n, t in out.items()},
+          "time_over_first": {str(n): {k: v / first.get(k, first["chunk"])
+                                       for k, v in t.items()} for n, t in out.items()}}
 
 
 def compile_times(config: Config, envs) -> dict:
@@ -388,6 +403,9 @@ def main(argv=None) -> int:
                  help="envs for the compile-time figure (default: --env)")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--seed-counts", type=int, nargs="*", default=[1, 2, 4, 8])
+  p.add_argument("--vmap-group", type=int, default=None,
+                 help="seed_scaling also times each count's chunk vmapped this many seeds at "
+                      "a time, the groups in sequence")
   p.add_argument("--out", default="results/speed.json")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a Config field (as in benchmark.py)")
@@ -417,7 +435,8 @@ def main(argv=None) -> int:
   runs = {
       "collection": lambda: collection(config, args.repeats),
       "iterations": lambda: iterations(config, args.repeats),
-      "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts),
+      "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts,
+                                           args.vmap_group),
       "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
       "roofline": lambda: roofline(args.env, args.repeats, args.segment_iterations,
                                    parse_set(args.sac_set)),

@@ -125,7 +125,8 @@ def main(argv=None) -> int:
                  help="override a Config field in every cell")
   p.add_argument("--devices", type=int, default=None,
                  help="shard each cell's seeds over the first N devices (default all; a CPU "
-                      "is split into a device per core, or as many as divide the seeds evenly)")
+                      "is split into a device per core, or as many as divide the seeds evenly, "
+                      "and the SAC family's cells take its first device)")
   p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                  help="pause (resumably) after the first evaluation chunk past MIN minutes; "
                       "later cells are not started (the first one always is)")
@@ -156,8 +157,10 @@ def main(argv=None) -> int:
 
   from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, make_mesh,
                          outputs, run)
-  from mgjax.run.placement import cpu_layout, split_cpu
-  split_cpu(args.devices or cpu_layout(seeds))  # on a CPU, a device per core (before JAX starts)
+  from mgjax.run.placement import cpu_devices, default_devices, split_cpu
+  # On a CPU, a device per core for the cells whose algorithm gains from it (before JAX
+  # starts); the others run on the first device.
+  split_cpu(args.devices or max(cpu_devices(algo, seeds) for algo, _, _ in cells))
   try:
     check_layout(seeds, 1, make_mesh(args.devices))
   except LayoutError as e:
@@ -184,7 +187,8 @@ def main(argv=None) -> int:
     start = time.time()
     try:
       summary = run(
-          config, seeds=list(range(seeds)), out=run_dir, progress=False, devices=args.devices,
+          config, seeds=list(range(seeds)), out=run_dir, progress=False,
+          devices=args.devices or (None if resume else default_devices(algo)),
           resume=resume, save_every_s=60 * args.save_every,
           time_limit_s=None if deadline is None else max(0.0, deadline - time.time()))
       if summary["status"] == "paused":

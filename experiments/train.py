@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--devices", type=int, default=None,
                  help="shard the runs over the first N devices; seeds x sweep settings must "
                       "be a multiple of N (default: all devices of all processes; a CPU is "
-                      "split into a device per core, or as many as divide the runs evenly)")
+                      "split into a device per core, or as many as divide the runs evenly, "
+                      "except for the SAC family: mbpo, mg-sac and sac stay on one)")
   p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
                  help="run every combination of these values of sweepable numeric fields as "
                       "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
   from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, check_sweep,
                          make_mesh, outputs, run, setting_name, sweep_settings)
-  from mgjax.run.placement import cpu_layout, split_cpu
+  from mgjax.run.placement import cpu_devices, split_cpu
   saved_devices = None
   if args.resume is not None:
     config, seeds, sweep, saved_devices = _saved_run(args, fields)
@@ -217,7 +218,7 @@ def main(argv=None) -> int:
     check_sweep(config, sweep)
     runs = len(seeds) * len(sweep_settings(sweep))
     if not args.distributed:  # on a CPU, a device per core (before JAX starts)
-      split_cpu(args.devices or saved_devices or cpu_layout(runs))
+      split_cpu(args.devices or saved_devices or cpu_devices(config.algo, runs))
     check_layout(len(seeds), len(sweep_settings(sweep)), make_mesh(args.devices))
   except (ConfigError, LayoutError) as e:
     _fail(str(e))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mgjax.run.placement import cpu_devices
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +43,11 @@ def test_stratified_bootstrap_keeps_strata_and_covers_the_point():
   assert stratified_bootstrap_ci([np.ones(4)], reps=50) == (1.0, 1.0, 1.0)
 
 
-# One device: split over two, the smoke cells' tiny SAC programs run several times slower
-# on a 2-core CPU (the CPU default is tested in test_sharding).
-ONE_DEVICE = ("--devices", "1")
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
   base = tmp_path_factory.mktemp("smoke")
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
-              "--runs", str(base / "runs"), *ONE_DEVICE)
+              "--runs", str(base / "runs"))
   assert proc.returncode == 0, proc.stderr[-2000:]
   return base, proc
 
@@ -63,6 +59,9 @@ def test_smoke_suite_writes_every_cell(smoke):
   for algo in SMOKE_ALGOS:
     summary = json.loads((suite / f"{algo}-pointmass" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["seeds"] == [0, 1]
+    # The CPU's default placement of each cell: a device per core where the algorithm gains
+    # from it, the first device for the SAC family.
+    assert summary["devices"] == cpu_devices(algo, 2)
     assert not (suite / f"{algo}-pointmass" / "checkpoint").exists()  # checkpoints stay in runs/
     assert (base / "runs" / "smoke" / f"{algo}-pointmass" / "checkpoint").is_dir()
   with open(suite / "metrics.csv", newline="") as f:
@@ -87,7 +86,7 @@ def test_smoke_suite_writes_every_cell(smoke):
 def test_smoke_suite_resumes_without_rerunning(smoke):
   base, _ = smoke
   proc = _run("experiments/benchmark.py", "--suite", "smoke", "--results", str(base / "res"),
-              "--runs", str(base / "runs"), *ONE_DEVICE)
+              "--runs", str(base / "runs"))
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.count("done, skipped") == len(SMOKE_ALGOS)  # every cell
   assert "compiled" not in proc.stdout
@@ -97,7 +96,7 @@ def test_smoke_suite_resumes_without_rerunning(smoke):
 def test_smoke_cell_pauses_at_the_time_limit_and_continues(smoke, tmp_path):
   base, _ = smoke
   args = ("experiments/benchmark.py", "--suite", "smoke", "--algo", "ppo", "--results",
-          str(tmp_path / "res"), "--runs", str(tmp_path / "runs"), *ONE_DEVICE)
+          str(tmp_path / "res"), "--runs", str(tmp_path / "runs"))
   proc = _run(*args, "--time-limit", "0")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "ppo-pointmass: paused at 2560 env steps" in proc.stdout

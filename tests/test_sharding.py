@@ -22,7 +22,7 @@ import pytest
 
 from mgjax import make_trainer
 from mgjax.config import Config
-from mgjax.run.placement import cpu_layout
+from mgjax.run.placement import cpu_devices, cpu_layout, default_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
@@ -120,6 +120,17 @@ def test_cpu_layout_always_divides_the_runs():
     for n in range(1, 65):
       d = cpu_layout(n, cores)
       assert n % d == 0 and 1 <= d <= 4 * cores, (n, cores, d)
+
+
+def test_the_sac_family_stays_on_one_cpu_device_by_default():
+  # Measured slower split over the cores (RESULTS.md, "Every core for several runs").
+  for cores in (2, 16):
+    assert cpu_devices("mg", 4, cores) == cpu_layout(4, cores) > 1
+    for algo in ("mbpo", "mg-sac", "sac"):
+      assert cpu_devices(algo, 4, cores) == 1
+  # In a process whose CPU is split for other runs (benchmark.py's cells).
+  assert default_devices("mg") is None and default_devices("ppo") is None
+  assert {default_devices(a) for a in ("mbpo", "mg-sac", "sac")} == {1}
 
 
 @pytest.mark.slow

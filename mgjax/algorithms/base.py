@@ -49,6 +49,9 @@ class Algorithm(NamedTuple):
     validate: config -> None; raises ConfigError for settings this algorithm cannot run.
     preset: env name -> the Config fields it sets by default on that env.
     initial_steps: config -> env steps taken in `init`, before the first iteration.
+    cpu_split: whether several runs of it on a CPU go, by default, one XLA device per core
+      (`mgjax.run.placement.cpu_devices`): where that is measured faster than vmapping them
+      all on one device (RESULTS.md, "Every core for several runs").
   """
   name: str
   setup: Callable[[Config, envs.EnvInfo], Any]
@@ -63,6 +66,7 @@ class Algorithm(NamedTuple):
   validate: Callable[[Config], None]
   preset: Callable[[str], dict[str, Any]]
   initial_steps: Callable[[Config], int] = lambda config: 0
+  cpu_split: bool = True
 
 
 class Schedule(NamedTuple):

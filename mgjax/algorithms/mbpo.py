@@ -317,7 +317,7 @@ MBPO = Algorithm(name="mbpo", setup=setup, init=init, iteration=iteration, evalu
                  policy_params=policy_params, make_policy=make_policy,
                  metrics=METRICS, sweepable=SWEEPABLE["mbpo"], watched=watched,
                  validate=validate, preset=preset,
-                 initial_steps=lambda c: c.exploration_steps)
+                 initial_steps=lambda c: c.exploration_steps, cpu_split=False)  # as sac.SAC
 MG_SAC = MBPO._replace(name="mg-sac", sweepable=SWEEPABLE["mg-sac"],
                        metrics=METRICS + ("mg_loss", "mg_grad_norm"),
                        preset=lambda env: {**preset(env), **MG_SAC_PRESET})
