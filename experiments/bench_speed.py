@@ -11,7 +11,8 @@
 (d) compile time of the jitted evaluation chunk per env (mg);
 (e) roofline: the machine's f32 matmul peak; the FLOPs (counted from the network shapes) of
     one SAC update, one ensemble training step and one branched-rollout step at mbpo's
-    settings for --env, their time and share of the peak; and a real run segment of mbpo
+    settings for --env (the rollout step with each `elite_draw`), their time and share of
+    the peak; and a real run segment of mbpo
     and mg-sac (--segment-iterations iterations from a fresh start, each stage of the
     iteration a program of its own): seconds per 1000 env steps in SAC updates, model
     fitting, MG steps, the alignment diagnostic, branched rollouts and env steps;
@@ -238,6 +239,7 @@ MATMULS = {
     "sac_layer": (1, 256, 256, 256),             # a hidden layer of SAC's networks, batch 256
     "ensemble_layer": (7, 256, 200, 200),        # a hidden layer of 7 members, 256 rows each
     "rollout_layer": (1, 100_000, 200, 200),     # a hidden layer of one elite on 100k rollouts
+    "rollout_block_layer": (5, 20_000, 200, 200),  # 5 elites on 20k rollouts each (block)
 }
 
 
@@ -277,7 +279,7 @@ def _sac_setup(algo: str, env: str, overrides: dict):
 def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
   """The hot kernels of mbpo at its preset for `env`: one SAC update on a mixed minibatch and
   one ensemble training step (each timed over 20 in one scan, as they run in the loop), and
-  one branched-rollout step of all rollout_batch rollouts."""
+  one branched-rollout step of all rollout_batch rollouts under each elite_draw."""
   from mgjax.algorithms import mbpo
   from mgjax.algorithms import sac as sac_loop
   from mgjax.models.ensemble import member_minibatches
@@ -304,14 +306,18 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
       return apply_gradients(su.model_optimizer, params, opt, grads), ()
     return jax.lax.scan(step, (s.model_params, s.model_opt), jax.random.split(k, calls))[0]
 
-  def rollout_step(s, k):  # one step of every branched rollout, the predicted states kept
-    buf = mbpo.branched_rollouts(su, s, k, jnp.int32(1)).model_buffer
-    return jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
-                                        c.rollout_batch)
+  def rollout_step(draw):  # one step of every branched rollout, the predicted states kept
+    su_draw = dataclasses.replace(su, elite_draw=draw)
+
+    def step(s, k):
+      buf = mbpo.branched_rollouts(su_draw, s, k, jnp.int32(1)).model_buffer
+      return jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
+                                          c.rollout_batch)
+    return step
 
   f_model, _ = mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
   f_actor, _ = mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
-  return {
+  out = {
       "config": {k: getattr(c, k) for k in ("sac_batch", "sac_hidden", "ensemble_size",
                                             "elites", "mle_batch", "model_hidden",
                                             "rollout_batch")},
@@ -320,10 +326,15 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
                             calls),
       "ensemble_step": _kernel(ensemble_steps, (state, key), ensemble_step_flops(
           c.ensemble_size, c.mle_batch, D, A, c.model_hidden), peak, repeats, calls),
-      # Every elite predicts every row (one is then drawn per row), as MBPO does.
-      "rollout_step": _kernel(rollout_step, (state, key), c.elites * f_model + f_actor, peak,
-                              max(1, repeats // 2)),
+      # elite_draw "row": every elite predicts every row (one is then drawn per row), as
+      # MBPO does.
+      "rollout_step": _kernel(rollout_step("row"), (state, key), c.elites * f_model + f_actor,
+                              peak, max(1, repeats // 2)),
   }
+  if c.rollout_batch % c.elites == 0:  # "block": each row is predicted by its elite alone
+    out["rollout_step_block"] = _kernel(rollout_step("block"), (state, key), f_model + f_actor,
+                                        peak, max(1, repeats // 2))
+  return out
 
 
 def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
@@ -361,13 +372,14 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
           "total_s_per_1000_env_steps": sum(split.values())}
 
 
-def roofline(env: str, repeats: int, iterations: int, overrides: dict) -> dict:
-  """The matmul peak, the hot kernels' share of it, and a real segment of mbpo and mg-sac."""
+def roofline(env: str, repeats: int, iterations: int, overrides: dict,
+             algos=("mbpo", "mg-sac")) -> dict:
+  """The matmul peak, the hot kernels' share of it, and a real segment of each of `algos`."""
   peak = matmul_peak(repeats)
   out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"],
                                           overrides)}
   print(json.dumps(out, indent=1), flush=True)
-  for algo in ("mbpo", "mg-sac") if iterations else ():
+  for algo in algos if iterations else ():
     out[f"segment_{algo}"] = segment(algo, env, iterations, overrides)
     print(json.dumps(out[f"segment_{algo}"], indent=1), flush=True)
   return out
@@ -420,6 +432,8 @@ def main(argv=None) -> int:
   p.add_argument("--segment-iterations", type=int, default=4,
                  help="timed iterations of the roofline's run segments (250 env steps each "
                       "at MBPO's settings; 0: no segments)")
+  p.add_argument("--segment-algos", nargs="+", default=["mbpo", "mg-sac"],
+                 choices=["mbpo", "mg-sac"], help="the algorithms of the run segments")
   p.add_argument("--sac-set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a field of the roofline's mbpo/mg-sac configs (their presets "
                       "otherwise), e.g. to time a CPU configuration")
@@ -439,7 +453,7 @@ def main(argv=None) -> int:
                                            args.vmap_group),
       "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
       "roofline": lambda: roofline(args.env, args.repeats, args.segment_iterations,
-                                   parse_set(args.sac_set)),
+                                   parse_set(args.sac_set), args.segment_algos),
       "device_scaling": lambda: device_scaling(config, max(1, args.repeats // 2),
                                                args.device_runs, args.device_counts),
   }

@@ -10,6 +10,7 @@ from mgjax.model_gradient import ESTIMATORS, SIMILARITIES
 from mgjax.nets.networks import ACTION_MODES
 
 MG_STARTS = ("buffer", "batch")
+ELITE_DRAWS = ("row", "block")
 # Names of earlier versions, still read from config.json, resume points and the CLI.
 ALIASES = {"rollout_schedule": "branch_schedule"}
 
@@ -87,6 +88,10 @@ class Config:
                                     # round (warm-started, epochs of model_epoch_steps, no
                                     # early stopping); 0 = MBPO's early stopping
   rollout_batch: int = 100_000      # branched rollouts started per model training round
+  elite_draw: str = "row"           # which elite steps a rollout: row (MBPO: drawn per row
+                                    # and step, every elite computed for every row) | block
+                                    # (each step a random permutation deals the rollouts out
+                                    # in equal blocks, one per elite; only it is computed)
   branch_schedule: tuple[int, ...] = (20, 100, 1, 15)  # model branch length: epochs a->b,
                                     # length x->y (1 epoch = 1000 env steps)
   model_retain_epochs: int = 1      # model data older than this many epochs is not sampled
@@ -153,6 +158,8 @@ def check_common(config: Config) -> None:
     fail("similarity", c.similarity, f"choose one of {', '.join(SIMILARITIES)}")
   if c.estimator not in ESTIMATORS:
     fail("estimator", c.estimator, f"choose one of {', '.join(ESTIMATORS)}")
+  if c.elite_draw not in ELITE_DRAWS:
+    fail("elite_draw", c.elite_draw, f"choose one of {', '.join(ELITE_DRAWS)}")
   if c.mg_start not in MG_STARTS:
     fail("mg_start", c.mg_start, f"choose one of {', '.join(MG_STARTS)}")
   if c.action_mode not in ACTION_MODES:

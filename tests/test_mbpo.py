@@ -77,7 +77,9 @@ def test_mg_sac_takes_mbpo_presets_and_the_pathwise_estimator():
     ({"branch_schedule": (1, 2, 3)}, "branch_schedule="), ({"real_ratio": 1.5}, "real_ratio="),
     ({"rollout_schedule": (1, 2, 3)}, "branch_schedule="),  # the field's old name
     ({"tau": -0.1}, "tau="), ({"updates_per_step": 0}, "updates_per_step=0"),
-    ({"total_steps": 900}, "total_steps=900"), ({"bogus": 1}, "bogus")])
+    ({"total_steps": 900}, "total_steps=900"), ({"bogus": 1}, "bogus"),
+    ({"elite_draw": "member"}, "elite_draw='member'"),
+    ({"elite_draw": "block", "rollout_batch": 255}, "rollout_batch=255: elite_draw='block'")])
 def test_mbpo_config_errors_name_the_field(changes, field):
   with pytest.raises(ConfigError, match=field):
     make_config(**{**_SMALL, "total_steps": _E2E_STEPS, **changes})
@@ -149,8 +151,12 @@ def test_branched_rollouts_add_length_steps_and_stop_at_termination(explored):
   assert np.all(np.asarray(out.model_buffer.data["termination"][:256]) == 1.0)
 
 
-def test_branched_rollouts_step_only_the_elites(explored):
+@pytest.mark.parametrize("draw", ["row", "block"])
+def test_branched_rollouts_step_only_the_elites(explored, draw):
   su, state = explored
+  # No rollout ends early: each of the 2 steps adds all 256 rows, in that order.
+  info = dataclasses.replace(su.env, termination_fn=lambda obs: jnp.float32(0.0))
+  su = dataclasses.replace(su, env=info, elite_draw=draw)
   out_size = 2 * (su.env.obs_size + 1)
   # A 3-member ensemble whose member e predicts reward 100·e (zero kernels, so the output
   # is the last bias) with negligible noise; elites 2 and 0.
@@ -166,9 +172,43 @@ def test_branched_rollouts_step_only_the_elites(explored):
   state = state.replace(model_params=params, elites=jnp.array([2, 0]))
   out = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(2)))(
       state, jax.random.key(5))
-  rewards = np.asarray(out.model_buffer.data["reward"][:int(out.model_buffer.size)])
+  assert int(out.model_buffer.size) == 512
+  rewards = np.asarray(out.model_buffer.data["reward"][:512]).reshape(2, 256)
   np.testing.assert_allclose(np.unique(np.round(rewards, 3)), [0.0, 200.0])
-  assert 0.4 < np.mean(rewards > 100.0) < 0.6  # the elites are drawn uniformly (512 rows)
+  if draw == "row":  # the elites are drawn uniformly and independently (512 rows)
+    assert 0.4 < np.mean(rewards > 100.0) < 0.6
+  else:  # every step deals its 256 rows out in equal blocks: 128 to each elite
+    np.testing.assert_array_equal(np.sum(rewards > 100.0, axis=1), [128, 128])
+
+
+@pytest.mark.parametrize("draw", ["row", "block"])
+def test_elite_step_predicts_each_row_with_one_elite(explored, draw):
+  """Each row's next state is one elite's prediction for that row: under "block", elite
+  n // (N/E) for row n, the same prediction as "row" computes for it from all elites."""
+  from mgjax.nets.normalization import normalize, std
+  su, state = explored
+  # The members as trained at init, their noise made negligible (σ = e^−12).
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.full_like(x, -12.0) if "log_std" in jax.tree_util.keystr(path) else x,
+      state.model_params)
+  elite_params = jax.tree.map(lambda p: p[jnp.array([2, 0])], params)
+  obs = state.buffer.data["obs"][:256]
+  action = jax.random.uniform(jax.random.key(6), (256, su.env.action_size), minval=-1, maxval=1)
+  model = su.model(state.obs_stats)
+  next_obs, _, _ = jax.jit(lambda k: mbpo.elite_step(model, elite_params, obs, action, k, draw))(
+      jax.random.key(7))
+  mean, _ = jax.vmap(su.model_net.apply, in_axes=(None, 0, 0))(
+      elite_params, normalize(state.obs_stats, obs), action)
+  predicted = np.asarray(obs[:, None] + std(state.obs_stats)[None, None] * mean[..., :-1])  # [256, 2, D]
+  error = np.abs(np.asarray(next_obs)[:, None] - predicted).max(axis=-1)       # [256, 2]
+  spread = np.abs(predicted[:, 0] - predicted[:, 1]).max(axis=-1)
+  assert np.all(spread > 1e-2)  # the two elites' predictions tell them apart
+  assert np.all(error.min(axis=1) < 1e-4)  # each row is one elite's prediction
+  used = error.argmin(axis=1)
+  if draw == "block":
+    np.testing.assert_array_equal(used, np.repeat([0, 1], 128))
+  else:
+    assert 0.35 < used.mean() < 0.65
 
 
 def test_sac_batch_mixes_real_and_model_rows(explored):

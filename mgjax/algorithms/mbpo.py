@@ -7,9 +7,9 @@ buffer. One iteration covers num_envs·rollout_length real env steps (MBPO: 1·2
      `model_patience` epochs; each member keeps its best snapshot and the `elites` best
      members generate rollouts.
   2. `branched_rollouts`: `rollout_batch` rollouts of length k(epoch) (`branch_schedule`) start
-     from real states, act with the current actor and step a random elite per transition;
-     they go to the model buffer, of which only the last `model_retain_epochs` epochs are
-     sampled.
+     from real states, act with the current actor and step a random elite per transition
+     (`elite_step`); they go to the model buffer, of which only the last
+     `model_retain_epochs` epochs are sampled.
   3. `collect_and_update`: each real env step is stored and followed by
      updates_per_step·num_envs SAC updates on minibatches that mix `real_ratio` real rows
      with model rows.
@@ -46,7 +46,7 @@ from mgjax.models.ensemble import EnsembleFit, fit_ensemble
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, update_stats
 from mgjax.optim import adam, set_learning_rate
-from mgjax.types import Params, Policy, Transition
+from mgjax.types import Model, Params, Policy, Transition
 
 EPOCH_LENGTH = 1000    # env steps per MBPO epoch (the unit of the branch schedule)
 SWEEPABLE = {
@@ -85,6 +85,7 @@ class MBPOSetup(SACSetup):
   fit: EnsembleFit
   real_ratio: float
   rollout_batch: int
+  elite_draw: str
   branch_schedule: tuple[int, int, int, int]
   model_retain_epochs: int
   mg: "MGSACSettings"           # mg-sac's MG stage, and both algorithms' alignment diagnostic
@@ -137,7 +138,7 @@ def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
       model_optimizer=adam(c.model_learning_rate),
       fit=EnsembleFit(c.ensemble_size, c.mle_batch, c.model_epoch_steps, c.model_patience,
                       c.model_max_epochs, c.elites, c.model_fit_budget),
-      real_ratio=c.real_ratio, rollout_batch=c.rollout_batch,
+      real_ratio=c.real_ratio, rollout_batch=c.rollout_batch, elite_draw=c.elite_draw,
       branch_schedule=tuple(c.branch_schedule), model_retain_epochs=c.model_retain_epochs,
       mg=MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator),
       algo=c.algo)
@@ -182,10 +183,34 @@ def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
   return state.replace(model_params=params, model_opt=opt, elites=elites), metrics
 
 
+def elite_step(model: Model, elite_params: Params, obs: jax.Array, action: jax.Array,
+               key: jax.Array, draw: str):
+  """One model step of every row of obs [N, D], action [N, A] -> (next_obs, reward, done).
+
+  draw "row" (MBPO): row n steps with elite e_n ~ U{0..E−1}, drawn independently per row;
+  every elite is computed for every row and one kept (E× the FLOPs of one member).
+  draw "block": the rows are cut into E equal blocks and block e steps with elite e alone,
+  one batched contraction over the elites. A caller that permutes the rows at random first
+  gives each row a uniform elite with exactly N/E rows per elite (`branched_rollouts`).
+  """
+  keys = jax.random.split(key, obs.shape[0])
+  sample = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))
+  if draw == "row":
+    return sample(elite_params, obs, action, keys)
+  elites = jax.tree.leaves(elite_params)[0].shape[0]
+  blocks = lambda x: x.reshape(elites, -1, *x.shape[1:])
+  # Each elite as an ensemble of one ([E, 1, ...]): its own draw of a member is that member.
+  alone = jax.tree.map(lambda p: p[:, None], elite_params)
+  out = jax.vmap(sample)(alone, blocks(obs), blocks(action), blocks(keys))
+  return jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:]), out)
+
+
 def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
                       length: jax.Array) -> MBPOState:
   """`rollout_batch` model rollouts of `length` steps from real buffer states into the
-  model buffer; a rollout stops after its first predicted termination."""
+  model buffer; a rollout stops after its first predicted termination. Each step's elites
+  are drawn as `su.elite_draw` says (`elite_step`; "block" deals the rollouts out anew at
+  every step, by a random permutation)."""
   skey, key = jax.random.split(key)
   start = buffer_sample(state.buffer, skey, su.rollout_batch)["obs"]
   # Only the elites are evaluated: member i of `elite_params` is member elites[i].
@@ -195,9 +220,12 @@ def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
   def step(t, carry):
     obs, alive, buf, k = carry
     k, akey, mkey = jax.random.split(k, 3)
+    if su.elite_draw == "block":
+      pkey, mkey = jax.random.split(mkey)
+      order = jax.random.permutation(pkey, obs.shape[0])
+      obs, alive = obs[order], alive[order]
     action = sample_actions(su.actor_net, state.sac.actor, obs, akey)
-    next_obs, reward, done = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))(
-        elite_params, obs, action, jax.random.split(mkey, obs.shape[0]))
+    next_obs, reward, done = elite_step(model, elite_params, obs, action, mkey, su.elite_draw)
     buf = buffer_add_masked(buf, rows(obs, action, reward, next_obs, done), alive)
     return next_obs, alive & (done == 0), buf, k
 
@@ -303,6 +331,9 @@ def validate(c: Config) -> None:
   if c.model_fit_budget and c.model_epoch_steps and c.model_fit_budget % c.model_epoch_steps:
     fail("model_fit_budget", c.model_fit_budget,
          f"not a multiple of model_epoch_steps = {c.model_epoch_steps}")
+  if c.elite_draw == "block" and c.rollout_batch % c.elites:
+    fail("rollout_batch", c.rollout_batch,
+         f"elite_draw='block' deals it out in equal blocks: not a multiple of elites = {c.elites}")
   if c.algo == "mg-sac" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
 
