@@ -181,6 +181,26 @@ def test_every_algorithms_loaded_policy_acts_as_its_evaluation(smoke):
 
 
 @pytest.mark.slow
+def test_sac_alignment_measures_the_mg_sac_cell(smoke, tmp_path):
+  # The mg-sac cell's run folder is what train.py writes; its alignment and noise ceiling
+  # come from its checkpoint.
+  from test_cli import check_outputs
+  base, _ = smoke
+  run_dir = base / "runs" / "smoke" / "mg-sac-pointmass"
+  check_outputs(run_dir, algo="mg-sac", env="pointmass", seeds=[0, 1],
+                flags={"num_envs": 1, "rollout_length": 128, "exploration_steps": 1024,
+                       "ensemble_size": 3, "branch_schedule": (0, 2, 1, 3), "mg_horizon": 3})
+  proc = _run("experiments/sac_alignment.py", str(run_dir), "--draws", "2", "--out",
+              str(tmp_path / "ceiling.json"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads((tmp_path / "ceiling.json").read_text())
+  assert result["algo"] == "mg-sac" and set(result["seeds"]) == {"0", "1"}
+  for values in [*result["seeds"].values(), result["mean"]]:
+    assert set(values) == {"model_vs_real", "real_vs_real"}
+    assert all(-1.0 <= v <= 1.0 for v in values.values()), values
+
+
+@pytest.mark.slow
 def test_evaluate_writes_every_seeds_episodes(smoke, tmp_path):
   base, _ = smoke
   run_dir = base / "runs" / "smoke" / "mbpo-pointmass"
@@ -279,24 +299,27 @@ def test_roofline_counts_the_kernels_flops_and_splits_a_run_segment(tmp_path):
   # Small networks on pointmass: our FLOP count of each kernel agrees with XLA's (which adds
   # the element-wise work), and the stages of one timed iteration add up to the total.
   out = tmp_path / "speed.json"
-  small = ("sac_hidden=32,32", "model_hidden=32,32", "rollout_batch=256", "buffer_size=20000",
+  small = ("sac_hidden=32,32", "model_hidden=32,32", "rollout_batch=250", "buffer_size=20000",
            "exploration_steps=500", "updates_per_step=2", "model_max_epochs=2",
            "mg_rollouts=16", "mg_horizon=3")
+  # mg-sac's segment: every stage of mbpo's and its MG steps.
   proc = _run("experiments/bench_speed.py", "--env", "pointmass", "--sections", "roofline",
-              "--repeats", "1", "--segment-iterations", "1", "--out", str(out),
+              "--repeats", "1", "--segment-iterations", "1", "--segment-algos", "mg-sac",
+              "--out", str(out),
               *(x for item in small for x in ("--sac-set", item)))
   assert proc.returncode == 0, proc.stderr[-2000:]
   roofline = json.loads(out.read_text())["roofline"]
   assert roofline["peak"]["matmul_2048_cube_gflops"] > 0
-  for name in ("sac_update", "ensemble_step", "rollout_step"):
+  # Under elite_draw "block" XLA's count too is one elite's share of the rollout step's.
+  for name in ("sac_update", "ensemble_step", "rollout_step", "rollout_step_block"):
     k = roofline["kernels"][name]
     assert k["flops"] <= k["xla_flops"] <= 1.3 * k["flops"], (name, k)
     assert k["of_peak"] == pytest.approx(k["gflops"] / roofline["peak"][
         "matmul_2048_cube_gflops"])
-  for algo, stages in (("mbpo", set()), ("mg-sac", {"mg_steps"})):
-    segment = roofline[f"segment_{algo}"]
-    split = segment["s_per_1000_env_steps"]
-    assert set(split) == {"model_fitting", "alignment", "rollouts", "env_steps",
-                          "sac_updates"} | stages
-    assert all(t >= 0 for t in split.values()), split
-    assert segment["total_s_per_1000_env_steps"] == pytest.approx(sum(split.values()))
+  assert "segment_mbpo" not in roofline
+  segment = roofline["segment_mg-sac"]
+  split = segment["s_per_1000_env_steps"]
+  assert set(split) == {"model_fitting", "mg_steps", "alignment", "rollouts", "env_steps",
+                        "sac_updates"}
+  assert all(t >= 0 for t in split.values()), split
+  assert segment["total_s_per_1000_env_steps"] == pytest.approx(sum(split.values()))

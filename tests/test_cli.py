@@ -25,6 +25,8 @@ import browser
 import numpy as np
 import pytest
 
+from mgjax.run.placement import cpu_devices
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
 SAC_ALIGNMENT = ROOT / "experiments" / "sac_alignment.py"
@@ -62,7 +64,9 @@ HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1
 
 
 def run_script(path, *args, timeout=900) -> subprocess.CompletedProcess:
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  # No XLA_FLAGS: each run places itself as the CLI does by default.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = str(ROOT)
   return subprocess.run([sys.executable, str(path), *map(str, args)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 
@@ -320,6 +324,11 @@ def test_pointmass_run_succeeds(pointmass_run):
   assert "Traceback" not in proc.stderr
   for name in ("config.json", "metrics.csv", "summary.json", "checkpoint"):
     assert (out / name).exists(), name
+  # Without XLA_FLAGS the CLI splits the CPU itself: the 2 seeds of mg and ppo get a device
+  # per core (2 on 2 cores); test_sharding checks split runs against unsplit ones.
+  devices = cpu_devices(algo, 2)
+  assert f"on {devices} device(s)" in proc.stdout, proc.stdout
+  assert json.loads((out / "summary.json").read_text())["devices"] == devices
 
 
 @pytest.mark.slow
@@ -414,28 +423,6 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
   assert summary["status"] == "diverged"
   assert summary["algo"] == "ppo" and summary["env"] == "pointmass"
   assert summary["seeds"] == [3, 4]
-
-
-@pytest.mark.slow
-def test_mg_sac_pointmass_run(tmp_path):
-  # mg-sac: MBPO's loop with MG steps (mbpo's own CLI run is the MJX one below).
-  out, algo = tmp_path / "run", "mg-sac"
-  proc = train("--algo", algo, "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
-               *MBPO_SMALL, "--mg-rollouts", "16", "--mg-horizon", "3", "--mg-steps", "1",
-               "--out", out)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
-  check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
-                flags={"num_envs": 1, "rollout_length": 25, "exploration_steps": 200,
-                       "ensemble_size": 3, "branch_schedule": (0, 1, 1, 3)})
-  # The alignment and its noise ceiling, from the run's checkpoint.
-  proc = run_script(SAC_ALIGNMENT, out, "--draws", "2", "--out", tmp_path / "ceiling.json")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.loads((tmp_path / "ceiling.json").read_text())
-  assert result["algo"] == algo and set(result["seeds"]) == {"0", "1"}
-  for values in [*result["seeds"].values(), result["mean"]]:
-    assert set(values) == {"model_vs_real", "real_vs_real"}
-    assert all(-1.0 <= v <= 1.0 for v in values.values()), values
 
 
 # ----------------------------------------------------------------------------- MJX

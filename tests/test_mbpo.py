@@ -199,8 +199,9 @@ def test_elite_step_predicts_each_row_with_one_elite(explored, draw):
       jax.random.key(7))
   mean, _ = jax.vmap(su.model_net.apply, in_axes=(None, 0, 0))(
       elite_params, normalize(state.obs_stats, obs), action)
-  predicted = np.asarray(obs[:, None] + std(state.obs_stats)[None, None] * mean[..., :-1])  # [256, 2, D]
-  error = np.abs(np.asarray(next_obs)[:, None] - predicted).max(axis=-1)       # [256, 2]
+  # [256 rows, 2 elites, D] and [256, 2]
+  predicted = np.asarray(obs[:, None] + std(state.obs_stats)[None, None] * mean[..., :-1])
+  error = np.abs(np.asarray(next_obs)[:, None] - predicted).max(axis=-1)
   spread = np.abs(predicted[:, 0] - predicted[:, 1]).max(axis=-1)
   assert np.all(spread > 1e-2)  # the two elites' predictions tell them apart
   assert np.all(error.min(axis=1) < 1e-4)  # each row is one elite's prediction

@@ -41,12 +41,10 @@ SMALL = ("--algo", "mg", "--env", "pointmass", "--total-steps", "1024", "--num-e
 LOSSES = ("model_nll", "mle_loss", "mg_loss", "policy_loss", "value_loss", "entropy")
 
 
-def train_cli(*args, devices=4):
-  """train.py on a CPU split into `devices` devices (None: as the CLI splits it itself)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["PYTHONPATH"] = str(ROOT)
-  if devices is not None:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+def train_cli(*args):
+  """train.py on a CPU split into 4 devices."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT),
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
   return subprocess.run([sys.executable, TRAIN, *map(str, args)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
 
@@ -70,11 +68,10 @@ def runs(tmp_path_factory):
       "seeds23_on2": ("--seeds", "2", "--seed", "2", "--devices", "2"),
       "sweep": ("--seeds", "2", "--sweep", "mle_weight=0.1,1.0"),  # 2 x 2 runs on 4 devices
       "mle_weight_0.1": ("--seeds", "2", "--devices", "2", "--mle-weight", "0.1"),
-      "cpu_default": ("--seeds", "4"),                            # the CLI splits the CPU
   }
+  # The CLI's own split of the CPU (no XLA_FLAGS) is checked on test_cli's pointmass runs.
   for name, args in cases.items():
-    proc = train_cli(*SMALL, *args, "--out", base / name,
-                     devices=None if name == "cpu_default" else 4)
+    proc = train_cli(*SMALL, *args, "--out", base / name)
     assert proc.returncode == 0, (name, proc.stderr[-3000:])
     out[name] = (base / name, proc)
   return out
@@ -131,17 +128,6 @@ def test_the_sac_family_stays_on_one_cpu_device_by_default():
   # In a process whose CPU is split for other runs (benchmark.py's cells).
   assert default_devices("mg") is None and default_devices("ppo") is None
   assert {default_devices(a) for a in ("mbpo", "mg-sac", "sac")} == {1}
-
-
-@pytest.mark.slow
-def test_a_cpu_gives_each_core_its_own_runs_by_default(runs):
-  # No XLA_FLAGS: the CLI splits the CPU itself (4 seeds: 2 devices on 2 cores, 4 on 4 or
-  # more); its numbers are those of the unsharded run to float tolerance.
-  path, proc = runs["cpu_default"]
-  devices = cpu_layout(4)
-  assert f"on {devices} device(s)" in proc.stdout, proc.stdout
-  assert json.loads((path / "summary.json").read_text())["devices"] == devices
-  assert_close_to_unsharded(rows(path), rows(runs["unsharded"][0]))
 
 
 @pytest.mark.slow
