@@ -12,9 +12,9 @@
 (e) roofline: the machine's f32 matmul peak; the FLOPs (counted from the network shapes) of
     one SAC update, one ensemble training step and one branched-rollout step at mbpo's
     settings for --env (the rollout step with each `elite_draw`), their time and share of
-    the peak; and a real run segment of mbpo
-    and mg-sac (--segment-iterations iterations from a fresh start, each stage of the
-    iteration a program of its own): seconds per 1000 env steps in SAC updates, model
+    the peak; and a real run segment of mbpo and mg-sac (--segment-algos;
+    --segment-iterations iterations from a fresh start, each stage of the iteration a
+    program of its own): seconds per 1000 env steps in SAC updates, model
     fitting, MG steps, the alignment diagnostic, branched rollouts and env steps;
 (f) device_scaling: one evaluation chunk of --device-runs seeds sharded over 1, 2, 4 devices
     (`--host-devices 4` splits a CPU into 4 XLA devices: a functional check, not a speed-up).
