@@ -7,7 +7,8 @@
     same env and batch (zero actions, same auto-reset wrapper) in a lax.scan;
 (b) one mg iteration vs one mle iteration, and one model-gradient step vs one NLL step;
 (c) one evaluation chunk with 1, 2, 4, 8 vmapped seeds vs 1 seed, and the same ratio for each
-    stage of an mg iteration and for raw MJX stepping of one flat batch of as many envs;
+    stage of an mg iteration and for raw MJX stepping of one flat batch of as many envs
+    (with --set env_group=G, also the chunk and collection with all envs stepped at once);
 (d) compile time of the jitted evaluation chunk per env (mg);
 (e) roofline: the machine's f32 matmul peak; the FLOPs (counted from the network shapes) of
     one SAC update, one ensemble training step and one branched-rollout step at mbpo's
@@ -162,23 +163,34 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
   of an mg iteration vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
   one flat batch of n·num_envs envs, all relative to n = counts[0]. With `group`, also the
   chunk of n seeds vmapped `group` at a time, the groups in sequence ("chunk_grouped"),
-  for each n that `group` divides into several groups."""
+  for each n that `group` divides into several groups. With `config.env_group`, also the
+  chunk and the collection with all envs stepped at once ("chunk_all_envs",
+  "collect_all_envs") and raw stepping of the flat batch n·env_group envs at a time, as
+  the vmapped collection steps it ("raw_mjx_grouped")."""
   trainer = make_trainer(config)
   su = trainer.setup
   chunk = jax.jit(jax.vmap(trainer.chunk))
   iteration = jax.jit(jax.vmap(lambda s: mg.iteration(su, s)[0]))
   stages = {name: jax.jit(jax.vmap(f)) for name, f in _mg_stages(su).items()}
+  if config.env_group:
+    flat = make_trainer(dataclasses.replace(config, env_group=0))
+    flat_chunk = jax.jit(jax.vmap(flat.chunk))
+    flat_collect = jax.jit(jax.vmap(_mg_stages(flat.setup)["collect"]))
   env = su.env.env
   out = {}
   for n in counts:
     state = jax.jit(jax.vmap(trainer.init))(jax.random.split(jax.random.key(0), n))
     t = {"chunk": timed(lambda s: chunk(s)[1], state, repeats=repeats)}
+    if config.env_group:
+      t["chunk_all_envs"] = timed(lambda s: flat_chunk(s)[1], state, repeats=repeats)
     if group and n > group and n % group == 0:
       grouped = jax.jit(_in_groups(trainer.chunk, n, group))
       t["chunk_grouped"] = timed(lambda s: grouped(s)[1], state, repeats=repeats)
     state = iteration(state)
     for name, stage in stages.items():
       t[name] = timed(stage, state, repeats=repeats)
+    if config.env_group:
+      t["collect_all_envs"] = timed(flat_collect, state, repeats=repeats)
     batch = n * config.num_envs
     env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(
         jax.random.key(0))
@@ -186,6 +198,11 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
     raw = jax.jit(lambda s: jax.lax.scan(lambda s, _: (batched_step(env, s, zeros), ()),
                                          s, None, length=32)[0].obs)
     t["raw_mjx_flat_batch"] = timed(raw, env_state, repeats=repeats)
+    if config.env_group:  # the same batch stepped n·env_group at a time, as in collection
+      grouped_raw = jax.jit(lambda s: jax.lax.scan(
+          lambda s, _: (batched_step(env, s, zeros, n * config.env_group), ()),
+          s, None, length=32)[0].obs)
+      t["raw_mjx_grouped"] = timed(grouped_raw, env_state, repeats=repeats)
     out[n] = t
     print(n, {k: round(v, 3) for k, v in t.items()}, flush=True)
   first = out[counts[0]]

@@ -28,6 +28,8 @@ class Config:
   backend: str = "mjx"              # brax physics backend
   total_steps: int = 100_000        # real env steps per seed (rounded to whole eval chunks)
   num_envs: int = 32                # parallel training envs per seed
+  env_group: int = 0                # training envs of a run stepped at once, the groups in
+                                    # sequence (divides num_envs); 0 = all num_envs
   rollout_length: int = 32          # real env steps per env per iteration
   episode_length: int = 0           # time limit; 0 = the env's default
   eval_every: int = 10              # iterations between evaluations (one jitted chunk)
@@ -135,7 +137,7 @@ def check_common(config: Config) -> None:
                "model_retain_epochs"):
     if getattr(c, name) <= 0:
       fail(name, getattr(c, name), "must be positive")
-  for name in ("mle_steps", "mg_steps", "episode_length", "exploration_steps",
+  for name in ("env_group", "mle_steps", "mg_steps", "episode_length", "exploration_steps",
                "model_epoch_steps", "model_fit_budget"):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
@@ -158,6 +160,8 @@ def check_common(config: Config) -> None:
     fail("similarity", c.similarity, f"choose one of {', '.join(SIMILARITIES)}")
   if c.estimator not in ESTIMATORS:
     fail("estimator", c.estimator, f"choose one of {', '.join(ESTIMATORS)}")
+  if c.env_group and c.num_envs % c.env_group:
+    fail("env_group", c.env_group, f"does not divide num_envs = {c.num_envs}")
   if c.elite_draw not in ELITE_DRAWS:
     fail("elite_draw", c.elite_draw, f"choose one of {', '.join(ELITE_DRAWS)}")
   if c.mg_start not in MG_STARTS:

@@ -138,6 +138,7 @@ BAD_INPUT = [
     ("seeds_not_int", ["--seeds", "abc"], None, ("seeds",), "abc"),
     ("seed_negative", ["--seed", "-1"], None, ("seed",), "-1"),
     ("num_envs_zero", ["--num-envs", "0"], None, ("num_envs", "num-envs"), "0"),
+    ("env_group", ["--env-group", "5"], None, ("env_group", "env-group"), "5"),
     ("num_minibatches", ["--num-minibatches", "7"], None,
      ("num_minibatches", "num-minibatches"), "7"),
     ("hidden_not_ints", ["--model-hidden", "3,x"], None, ("model_hidden", "model-hidden"),

@@ -44,6 +44,8 @@ def test_validate_accepts_defaults_and_the_test_configs():
     (dict(buffer_size=1000), "buffer_size=1000: smaller than one iteration's batch"),
     (dict(mg_start="recent"), "mg_start='recent': choose one of buffer, batch"),
     (dict(real_grad_ema=1.0), "real_grad_ema=1.0: must lie in [0, 1)"),
+    (dict(env_group=-8), "env_group=-8: must be non-negative"),
+    (dict(env_group=5), "env_group=5: does not divide num_envs = 32"),
 ])
 def test_validate_names_field_and_value(changes, expected):
   with pytest.raises(ConfigError, match=re.escape(expected)):

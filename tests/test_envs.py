@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from mgjax import envs
+from mgjax.envs.core import batched_step
 
 
-def _random_rollout(info, num_envs, num_steps, key, scale=1.0):
+def _random_rollout(info, num_envs, num_steps, key, scale=1.0, group=0):
   """Random actions through TrainingEnv in one scan -> (final state, per-step outputs)."""
-  train_env = envs.TrainingEnv(info, num_envs)
+  train_env = envs.TrainingEnv(info, num_envs, group)
 
   def run(key):
     key_reset, key_steps = jax.random.split(key)
@@ -19,7 +20,7 @@ def _random_rollout(info, num_envs, num_steps, key, scale=1.0):
                                           maxval=1.0)
       state = train_env.step(state, action)
       predicted = jax.vmap(info.termination_fn)(state.info["final_obs"])
-      return state, (predicted, state.info["termination"], state.done)
+      return state, (predicted, state.info["termination"], state.done, state.obs)
 
     return jax.lax.scan(body, train_env.reset(key_reset),
                         jax.random.split(key_steps, num_steps))
@@ -59,7 +60,8 @@ def test_pointmass_reset_and_step_shapes():
 
 def test_pointmass_termination_fn_matches_training_env():
   info = envs.make_env("pointmass", episode_length=50)
-  state, (predicted, termination, done) = _random_rollout(info, 32, 200, jax.random.key(1))
+  state, (predicted, termination, done, _) = _random_rollout(info, 32, 200,
+                                                             jax.random.key(1))
   np.testing.assert_array_equal(predicted, termination)
   assert termination.sum() > 10
   assert np.all(done >= termination)
@@ -161,9 +163,37 @@ def test_evaluate_vmaps_over_keys():
   assert len(set(np.asarray(out["return"]).tolist())) == 3
 
 
-def test_hopper_termination_fn_matches_mjx_env():
+def test_grouped_steps_follow_the_same_trajectories():
+  # 24 envs stepped 8 at a time (3 groups in sequence) against all 24 at once, through
+  # terminations, time limits and resets: the same episodes, to float rounding.
+  info = envs.make_env("pointmass", episode_length=30)
+  flat, (_, term, done, obs) = _random_rollout(info, 24, 120, jax.random.key(5), scale=3.0)
+  grouped, (_, g_term, g_done, g_obs) = _random_rollout(info, 24, 120, jax.random.key(5),
+                                                        scale=3.0, group=8)
+  assert term.sum() > 10 and done.sum() > term.sum()  # both ways an episode can end
+  np.testing.assert_array_equal(g_term, term)
+  np.testing.assert_array_equal(g_done, done)
+  np.testing.assert_allclose(g_obs, obs, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(grouped.info["episodes_done"], flat.info["episodes_done"])
+  np.testing.assert_allclose(grouped.info["last_episode_return"],
+                             flat.info["last_episode_return"], rtol=1e-5)
+
+
+def test_a_group_must_divide_the_envs():
+  info = envs.make_env("pointmass")
+  with pytest.raises(ValueError, match="group=5: must be 0 or divide num_envs = 8"):
+    envs.TrainingEnv(info, 8, 5)
+  state = jax.vmap(info.env.reset)(jax.random.split(jax.random.key(0), 6))
+  with pytest.raises(ValueError, match="group=4: does not divide the 6 envs"):
+    batched_step(info.env, state, jnp.zeros((6, 2)), 4)
+
+
+# Grouped: MJX's State holds leaves of size zero, which the grouping reshapes too.
+@pytest.mark.parametrize("group", [0, 8])
+def test_hopper_termination_fn_matches_mjx_env(group):
   info = envs.make_env("hopper", backend="mjx")
   assert (info.obs_size, info.action_size, info.episode_length) == (11, 3, 1000)
-  _, (predicted, termination, _) = _random_rollout(info, 16, 100, jax.random.key(7))
+  _, (predicted, termination, _, _) = _random_rollout(info, 16, 100, jax.random.key(7),
+                                                      group=group)
   np.testing.assert_array_equal(predicted, termination)
   assert termination.sum() >= 5

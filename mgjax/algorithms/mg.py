@@ -135,7 +135,7 @@ class Setup:
 
 def setup(c: Config, info: envs.EnvInfo) -> Setup:
   return Setup(
-      env=info, train_env=envs.TrainingEnv(info, c.num_envs),
+      env=info, train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
       nets=PPONetworks(
           networks.make_policy_network(info.obs_size, info.action_size, c.policy_hidden,
                                        c.init_log_std),

@@ -65,7 +65,7 @@ class SACSetup:
 
 def setup(c: Config, info: envs.EnvInfo) -> SACSetup:
   return SACSetup(
-      env=info, train_env=envs.TrainingEnv(info, c.num_envs),
+      env=info, train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
       actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
       q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
       sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),

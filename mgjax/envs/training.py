@@ -29,14 +29,18 @@ class TrainingEnv:
     last_episode_return, last_episode_length: totals of the last finished episode (0 before).
     episodes_done: number of finished episodes.
   Done envs jump to cached reset states (as brax's AutoResetWrapper); `refresh_resets`
-  draws new ones. Methods are pure; jit the caller.
+  draws new ones. `group` > 0 steps the envs that many at a time (`batched_step`). Methods
+  are pure; jit the caller.
   """
 
-  def __init__(self, info: EnvInfo, num_envs: int):
+  def __init__(self, info: EnvInfo, num_envs: int, group: int = 0):
     if num_envs < 1:
       raise ValueError(f"num_envs={num_envs!r}: must be a positive integer")
+    if group < 0 or (group and num_envs % group):
+      raise ValueError(f"group={group!r}: must be 0 or divide num_envs = {num_envs}")
     self.info = info
     self.num_envs = num_envs
+    self.group = group  # envs stepped at once (`batched_step`); 0 = all
 
   def _reset_batch(self, key: jax.Array) -> State:
     return batched_reset(self.info.env, jax.random.split(key, self.num_envs))
@@ -71,7 +75,7 @@ class TrainingEnv:
   def step(self, state: State, action: jax.Array) -> State:
     """action [num_envs, action_size] (in the env's action range) -> next State."""
     info = state.info
-    nstate = batched_step(self.info.env, state, action)
+    nstate = batched_step(self.info.env, state, action, self.group)
     termination = nstate.done
     steps = info["steps"] + 1
     time_up = (steps >= self.info.episode_length).astype(jnp.float32)
