@@ -195,14 +195,12 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
     env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(
         jax.random.key(0))
     zeros = jnp.zeros((batch, su.env.action_size))
-    raw = jax.jit(lambda s: jax.lax.scan(lambda s, _: (batched_step(env, s, zeros), ()),
-                                         s, None, length=32)[0].obs)
-    t["raw_mjx_flat_batch"] = timed(raw, env_state, repeats=repeats)
+    def raw(group):  # 32 steps of the flat batch, `group` envs at a time (0: all)
+      return jax.jit(lambda s: jax.lax.scan(
+          lambda s, _: (batched_step(env, s, zeros, group), ()), s, None, length=32)[0].obs)
+    t["raw_mjx_flat_batch"] = timed(raw(0), env_state, repeats=repeats)
     if config.env_group:  # the same batch stepped n·env_group at a time, as in collection
-      grouped_raw = jax.jit(lambda s: jax.lax.scan(
-          lambda s, _: (batched_step(env, s, zeros, n * config.env_group), ()),
-          s, None, length=32)[0].obs)
-      t["raw_mjx_grouped"] = timed(grouped_raw, env_state, repeats=repeats)
+      t["raw_mjx_grouped"] = timed(raw(n * config.env_group), env_state, repeats=repeats)
     out[n] = t
     print(n, {k: round(v, 3) for k, v in t.items()}, flush=True)
   first = out[counts[0]]
