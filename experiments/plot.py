@@ -6,7 +6,8 @@
 
 A run folder holds the metrics.csv of its seeds, a sweep's folder one per setting (each
 becomes a run named after its setting). Runs of the same algorithm and env in several
-folders are told apart as ALGO:FOLDER. For run folders, metrics.png also draws every
+folders are told apart as ALGO:FOLDER, FOLDER being as many of the folder's trailing path
+parts as it takes to tell them apart. For run folders, metrics.png also draws every
 per-iteration metric (losses, alignment, entropy, ...) against env steps, mean over seeds.
 
 - learning_curves.png: eval return vs env steps per env, IQM over seeds with a 95%
@@ -16,7 +17,7 @@ per-iteration metric (losses, alignment, entropy, ...) against env steps, mean o
 - aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
   algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps;
 - table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
-  (and the suite's last), IQM [95% CI] per env and algorithm.
+  and at the run's last (unless that is one of them), IQM [95% CI] per env and algorithm.
 """
 import argparse
 import csv
@@ -161,7 +162,9 @@ def table(data, out: Path):
       if (env, algo) not in data:
         continue
       d = data[(env, algo)]
-      marks = [m for m in MILESTONES if m <= d["steps"][-1] * 1.1] or [int(d["steps"][-1])]
+      last = int(d["steps"][-1])
+      marks = [m for m in MILESTONES if m <= last * 1.1]
+      marks += [last] if all(abs(last - m) > 0.1 * m for m in marks) else []
       for m in marks:
         i = int(np.argmin(np.abs(d["steps"] - m)))
         mid, lo, hi = stratified_bootstrap_ci([d["return"][:, i]])
@@ -206,9 +209,21 @@ def load_runs(paths: list[Path]):
     single |= (f.parent / "summary.json").is_file()  # a run's folder, not a suite's
     for r in read_metrics(f):
       if len(cells[(r["env"], r["algo"])]) > 1:
-        r = {**r, "algo": f"{r['algo']}:{f.parent.name}"}
+        r = {**r, "algo": f"{r['algo']}:{folder_names(cells[(r['env'], r['algo'])])[f]}"}
       rows.append(r)
   return group(rows), single
+
+
+def folder_names(files) -> dict:
+  """Each file's folder named by the fewest trailing path parts that tell the folders apart:
+  runs/a and runs/b are "a" and "b", x/mbpo-hopper and y/mbpo-hopper "x/mbpo-hopper" and
+  "y/mbpo-hopper"."""
+  parts = {f: f.parent.resolve().parts for f in files}
+  for k in range(1, max(map(len, parts.values())) + 1):
+    names = {f: "/".join(p[-k:]) for f, p in parts.items()}
+    if len(set(names.values())) == len(set(parts.values())):
+      return names
+  return names
 
 
 def plot_metrics(rows_by_cell, out: Path) -> None:

@@ -1,0 +1,64 @@
+"""experiments/plot.py's tables from run folders, on hand-written metrics.csv files."""
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def plot():
+  spec = importlib.util.spec_from_file_location("plot_cli", ROOT / "experiments" / "plot.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float) -> None:
+  """A run folder's metrics.csv: eval return = offset + seed + env_steps / 1000."""
+  folder.mkdir(parents=True)
+  with open(folder / "metrics.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, ["algo", "env", "seed", "iteration", "env_steps", "eval_return"])
+    w.writeheader()
+    for seed in range(seeds):
+      for i, steps in enumerate(range(5000, last + 1, 5000)):
+        w.writerow({"algo": algo, "env": "hopper", "seed": seed, "iteration": i,
+                    "env_steps": steps, "eval_return": offset + seed + steps / 1000})
+  (folder / "summary.json").write_text("{}")
+
+
+def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(plot, tmp_path):
+  # Two runs of mbpo on hopper in folders of the same name: 5 seeds to 40k and 1 seed to
+  # 100k. Each keeps its own seeds and steps, labelled by as much of its path as it takes.
+  write_run(tmp_path / "cpu-sac" / "mbpo-hopper", "mbpo", 5, 40_000, 0.0)
+  write_run(tmp_path / "cpu-1seed" / "mbpo-hopper", "mbpo", 1, 100_000, 1000.0)
+  write_run(tmp_path / "cpu" / "mg-hopper", "mg", 2, 100_000, 0.0)
+  data, single = plot.load_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
+                                 tmp_path / "cpu-1seed" / "mbpo-hopper",
+                                 tmp_path / "cpu" / "mg-hopper"])
+  assert single
+  assert set(data) == {("hopper", "mbpo:cpu-sac/mbpo-hopper"),
+                       ("hopper", "mbpo:cpu-1seed/mbpo-hopper"), ("hopper", "mg")}
+  five = data[("hopper", "mbpo:cpu-sac/mbpo-hopper")]
+  assert five["return"].shape == (5, 8) and five["steps"][-1] == 40_000
+  np.testing.assert_array_equal(five["return"][:, -1], 40.0 + np.arange(5))
+  one = data[("hopper", "mbpo:cpu-1seed/mbpo-hopper")]
+  assert one["return"].shape == (1, 20) and one["return"][0, -1] == 1100.0
+
+  plot.table(data, tmp_path)
+  with open(tmp_path / "table.csv", newline="") as f:
+    marks = {(r["algo"], int(r["milestone"])): int(r["env_steps"]) for r in csv.DictReader(f)}
+  # The 40k run's last evaluation is a column of its own; a 100k run's is the 100k milestone.
+  assert {m for a, m in marks if a == "mbpo:cpu-sac/mbpo-hopper"} == {25_000, 40_000}
+  assert {m for a, m in marks if a == "mg"} == {25_000, 50_000, 100_000}
+  assert "| hopper | mbpo:cpu-sac/mbpo-hopper | 27 [" in (tmp_path / "table.md").read_text()
+
+
+def test_folder_names_use_the_fewest_trailing_parts(plot, tmp_path):
+  files = [tmp_path / "a" / "run" / "metrics.csv", tmp_path / "b" / "run" / "metrics.csv"]
+  assert list(plot.folder_names(files).values()) == ["a/run", "b/run"]
+  files = [tmp_path / "x" / "lr=1e-3" / "metrics.csv", tmp_path / "x" / "lr=1e-4" / "metrics.csv"]
+  assert list(plot.folder_names(files).values()) == ["lr=1e-3", "lr=1e-4"]
