@@ -22,6 +22,7 @@ per-iteration metric (losses, alignment, entropy, ...) against env steps, mean o
 import argparse
 import csv
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -241,8 +242,10 @@ def plot_metrics(rows_by_cell, out: Path) -> None:
   for ax, name in zip(axes.flat, names):
     for (env, algo), d in sorted(rows_by_cell.items()):
       if name in d and np.isfinite(d[name]).any():
-        ax.plot(d["steps"], np.nanmean(d[name], axis=0), color=color(algo, labels),
-                label=f"{algo} ({env})")
+        with warnings.catch_warnings():  # a step no seed logged stays a gap (NaN)
+          warnings.simplefilter("ignore", RuntimeWarning)
+          mean = np.nanmean(d[name], axis=0)
+        ax.plot(d["steps"], mean, color=color(algo, labels), label=f"{algo} ({env})")
     ax.set_title(name, fontsize=9)
     ax.set_xlabel("env steps", fontsize=8)
     ax.grid(alpha=0.3)
