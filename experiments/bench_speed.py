@@ -16,7 +16,8 @@
     the peak; and a real run segment of mbpo and mg-sac (--segment-algos;
     --segment-iterations iterations from a fresh start, each stage of the iteration a
     program of its own): seconds per 1000 env steps in SAC updates, model
-    fitting, MG steps, the alignment diagnostic, branched rollouts and env steps;
+    fitting, MG steps, the alignment diagnostic, branched rollouts and env steps; with
+    --variant-set, each segment again with those fields changed, and the speed-up;
 (f) device_scaling: one evaluation chunk of --device-runs seeds sharded over 1, 2, 4 devices
     (`--host-devices 4` splits a CPU into 4 XLA devices: a functional check, not a speed-up).
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
@@ -388,15 +389,23 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
 
 
 def roofline(env: str, repeats: int, iterations: int, overrides: dict,
-             algos=("mbpo", "mg-sac")) -> dict:
-  """The matmul peak, the hot kernels' share of it, and a real segment of each of `algos`."""
+             algos=("mbpo", "mg-sac"), variant: dict | None = None) -> dict:
+  """The matmul peak, the hot kernels' share of it, and a real segment of each of `algos`;
+  with `variant`, each segment again with those fields changed too, and the ratio of the
+  two totals (segment / variant: the variant's speed-up)."""
   peak = matmul_peak(repeats)
   out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"],
                                           overrides)}
   print(json.dumps(out, indent=1), flush=True)
   for algo in algos if iterations else ():
-    out[f"segment_{algo}"] = segment(algo, env, iterations, overrides)
-    print(json.dumps(out[f"segment_{algo}"], indent=1), flush=True)
+    base = out[f"segment_{algo}"] = segment(algo, env, iterations, overrides)
+    print(json.dumps(base, indent=1), flush=True)
+    if variant:
+      other = segment(algo, env, iterations, {**overrides, **variant})
+      other["variant"] = variant
+      other["speedup"] = base["total_s_per_1000_env_steps"] / other["total_s_per_1000_env_steps"]
+      out[f"segment_{algo}_variant"] = other
+      print(json.dumps(other, indent=1), flush=True)
   return out
 
 
@@ -452,6 +461,9 @@ def main(argv=None) -> int:
   p.add_argument("--sac-set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a field of the roofline's mbpo/mg-sac configs (their presets "
                       "otherwise), e.g. to time a CPU configuration")
+  p.add_argument("--variant-set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="time each run segment a second time in the same run with these fields "
+                      "changed as well, e.g. a CPU configuration against the preset")
   args = p.parse_args(argv)
   from benchmark import parse_set  # same directory
   config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
@@ -468,7 +480,8 @@ def main(argv=None) -> int:
                                            args.vmap_group),
       "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
       "roofline": lambda: roofline(args.env, args.repeats, args.segment_iterations,
-                                   parse_set(args.sac_set), args.segment_algos),
+                                   parse_set(args.sac_set), args.segment_algos,
+                                   parse_set(args.variant_set)),
       "device_scaling": lambda: device_scaling(config, max(1, args.repeats // 2),
                                                args.device_runs, args.device_counts),
   }

@@ -327,10 +327,11 @@ def test_roofline_counts_the_kernels_flops_and_splits_a_run_segment(tmp_path):
   small = ("sac_hidden=32,32", "model_hidden=32,32", "rollout_batch=250", "buffer_size=20000",
            "exploration_steps=500", "updates_per_step=2", "model_max_epochs=2",
            "mg_rollouts=16", "mg_horizon=3")
-  # mg-sac's segment: every stage of mbpo's and its MG steps.
+  # mg-sac's segment: every stage of mbpo's and its MG steps; and again as a variant with
+  # one SAC update per env step.
   proc = _run("experiments/bench_speed.py", "--env", "pointmass", "--sections", "roofline",
               "--repeats", "1", "--segment-iterations", "1", "--segment-algos", "mg-sac",
-              "--out", str(out),
+              "--out", str(out), "--variant-set", "updates_per_step=1",
               *(x for item in small for x in ("--sac-set", item)))
   assert proc.returncode == 0, proc.stderr[-2000:]
   roofline = json.loads(out.read_text())["roofline"]
@@ -348,3 +349,8 @@ def test_roofline_counts_the_kernels_flops_and_splits_a_run_segment(tmp_path):
                         "sac_updates"}
   assert all(t >= 0 for t in split.values()), split
   assert segment["total_s_per_1000_env_steps"] == pytest.approx(sum(split.values()))
+  variant = roofline["segment_mg-sac_variant"]
+  assert variant["variant"] == {"updates_per_step": 1}
+  assert set(variant["s_per_1000_env_steps"]) == set(split)
+  assert variant["speedup"] == pytest.approx(segment["total_s_per_1000_env_steps"] /
+                                             variant["total_s_per_1000_env_steps"])
