@@ -283,9 +283,10 @@ def main(argv=None) -> int:
   # different quantities: one figure each.
   for name, group, what in (("alignment.png", ("mg", "mle"), ""),
                             ("alignment_sac.png", ("mbpo", "mg-sac"), "\n(SAC actor-loss gradients)")):
-    if any(a in group for _, a in data):
+    algos = sorted({a for _, a in data if a.split(":")[0] in group})  # ALGO or ALGO:FOLDER
+    if algos:
       plot_learning_curves(data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}",
-                           algos=list(group), name=name)
+                           algos=algos, name=name)
       written.append(name)
   if single:
     plot_metrics(data, out)

@@ -21,12 +21,14 @@ def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float) -> 
   """A run folder's metrics.csv: eval return = offset + seed + env_steps / 1000."""
   folder.mkdir(parents=True)
   with open(folder / "metrics.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, ["algo", "env", "seed", "iteration", "env_steps", "eval_return"])
+    w = csv.DictWriter(f, ["algo", "env", "seed", "iteration", "env_steps", "eval_return",
+                           "model_grad_cosine"])
     w.writeheader()
     for seed in range(seeds):
       for i, steps in enumerate(range(5000, last + 1, 5000)):
         w.writerow({"algo": algo, "env": "hopper", "seed": seed, "iteration": i,
-                    "env_steps": steps, "eval_return": offset + seed + steps / 1000})
+                    "env_steps": steps, "eval_return": offset + seed + steps / 1000,
+                    "model_grad_cosine": 0.1})
   (folder / "summary.json").write_text("{}")
 
 
@@ -62,3 +64,13 @@ def test_folder_names_use_the_fewest_trailing_parts(plot, tmp_path):
   assert list(plot.folder_names(files).values()) == ["a/run", "b/run"]
   files = [tmp_path / "x" / "lr=1e-3" / "metrics.csv", tmp_path / "x" / "lr=1e-4" / "metrics.csv"]
   assert list(plot.folder_names(files).values()) == ["lr=1e-3", "lr=1e-4"]
+
+
+def test_labelled_sac_runs_get_their_alignment_figure(plot, tmp_path):
+  for parent in ("cpu-sac", "cpu-1seed"):
+    write_run(tmp_path / parent / "mbpo-hopper", "mbpo", 2, 10_000, 0.0)
+  out = tmp_path / "plots"
+  assert plot.main([str(tmp_path / "cpu-sac" / "mbpo-hopper"),
+                    str(tmp_path / "cpu-1seed" / "mbpo-hopper"), "--out", str(out)]) == 0
+  assert (out / "alignment_sac.png").stat().st_size > 0
+  assert not (out / "alignment.png").exists()
