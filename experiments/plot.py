@@ -205,13 +205,13 @@ def load_runs(paths: list[Path]):
   for path, f in files:
     for r in read_metrics(f):
       cells[(r["env"], r["algo"])].add(f)
+  names = {cell: folder_names(fs) for cell, fs in cells.items() if len(fs) > 1}
   rows, single = [], False
   for path, f in files:
     single |= (f.parent / "summary.json").is_file()  # a run's folder, not a suite's
     for r in read_metrics(f):
-      if len(cells[(r["env"], r["algo"])]) > 1:
-        r = {**r, "algo": f"{r['algo']}:{folder_names(cells[(r['env'], r['algo'])])[f]}"}
-      rows.append(r)
+      cell = (r["env"], r["algo"])
+      rows.append({**r, "algo": f"{r['algo']}:{names[cell][f]}"} if cell in names else r)
   return group(rows), single
 
 
@@ -220,11 +220,10 @@ def folder_names(files) -> dict:
   runs/a and runs/b are "a" and "b", x/mbpo-hopper and y/mbpo-hopper "x/mbpo-hopper" and
   "y/mbpo-hopper"."""
   parts = {f: f.parent.resolve().parts for f in files}
-  for k in range(1, max(map(len, parts.values())) + 1):
+  for k in range(1, max(map(len, parts.values())) + 1):  # at the full paths they differ
     names = {f: "/".join(p[-k:]) for f, p in parts.items()}
     if len(set(names.values())) == len(set(parts.values())):
       return names
-  return names
 
 
 def plot_metrics(rows_by_cell, out: Path) -> None:
