@@ -17,7 +17,10 @@ per-iteration metric (losses, alignment, entropy, ...) against env steps, mean o
 - aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
   algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps;
 - table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
-  and at the run's last (unless that is one of them), IQM [95% CI] per env and algorithm.
+  (or those of --at) and at the run's last (unless that is one of them), IQM [95% CI] per
+  env and algorithm.
+
+  python experiments/plot.py runs/a runs/b --out plots/ --at 10000 --at 15000
 """
 import argparse
 import csv
@@ -155,7 +158,9 @@ def plot_aggregate(data, out: Path):
   plt.close(fig)
 
 
-def table(data, out: Path):
+def table(data, out: Path, milestones=MILESTONES):
+  """table.csv and table.md: per env and algorithm, IQM [95% CI] over seeds at the
+  evaluation nearest each milestone the run reaches (within 10%) and at its last."""
   envs, algos = _envs_algos(data)
   lines = []
   for env in envs:
@@ -164,7 +169,7 @@ def table(data, out: Path):
         continue
       d = data[(env, algo)]
       last = int(d["steps"][-1])
-      marks = [m for m in MILESTONES if m <= last * 1.1]
+      marks = [m for m in milestones if m <= last * 1.1]
       marks += [last] if all(abs(last - m) > 0.1 * m for m in marks) else []
       for m in marks:
         i = int(np.argmin(np.abs(d["steps"] - m)))
@@ -177,7 +182,7 @@ def table(data, out: Path):
     w.writeheader()
     w.writerows(lines)
   marks = sorted({r["milestone"] for r in lines})
-  md = ["| env | algo | " + " | ".join(f"{m // 1000}k" for m in marks) + " |",
+  md = ["| env | algo | " + " | ".join(f"{m / 1000:g}k" for m in marks) + " |",
         "|---|---|" + "---|" * len(marks)]
   for env in envs:
     for algo in algos:
@@ -263,7 +268,14 @@ def main(argv=None) -> int:
                  help="a benchmark suite folder, or run folders (train.py --out)")
   p.add_argument("--out", default=None,
                  help="where the figures go (default: the folder, if only one is given)")
+  p.add_argument("--at", action="append", default=None, metavar="STEPS",
+                 help="env steps of a table column (repeatable; default 25000, 50000, 100000)")
   args = p.parse_args(argv)
+  for at in args.at or ():
+    if not at.isdigit() or int(at) <= 0:
+      print(f"plot.py: error: at={at!r}: must be a positive number of env steps",
+            file=sys.stderr)
+      return 2
   paths = [Path(x) for x in args.paths]
   for path in paths:
     if not metric_files(path):
@@ -291,7 +303,7 @@ def main(argv=None) -> int:
     plot_metrics(data, out)
     written.append("metrics.png")
   plot_aggregate(data, out)
-  table(data, out)
+  table(data, out, sorted({int(a) for a in args.at}) if args.at else MILESTONES)
   print(f"wrote {', '.join(written)}, aggregate.png, table.csv, table.md in {out}")
   return 0
 

@@ -74,3 +74,22 @@ def test_labelled_sac_runs_get_their_alignment_figure(plot, tmp_path):
                     str(tmp_path / "cpu-1seed" / "mbpo-hopper"), "--out", str(out)]) == 0
   assert (out / "alignment_sac.png").stat().st_size > 0
   assert not (out / "alignment.png").exists()
+
+
+def test_table_columns_at_chosen_env_steps(plot, tmp_path, capsys):
+  # --at replaces 25k/50k/100k; a run's last evaluation still gets a column of its own.
+  write_run(tmp_path / "a" / "mbpo-hopper", "mbpo", 3, 40_000, 0.0)
+  write_run(tmp_path / "b" / "mbpo-hopper", "mbpo", 3, 15_000, 100.0)
+  runs = [str(tmp_path / f / "mbpo-hopper") for f in ("a", "b")]
+  out = tmp_path / "plots"
+  assert plot.main(runs + ["--out", str(out), "--at", "15000", "--at", "10000"]) == 0
+  with open(out / "table.csv", newline="") as f:
+    rows = {(r["algo"], int(r["milestone"])): float(r["iqm"]) for r in csv.DictReader(f)}
+  assert rows == {("mbpo:a/mbpo-hopper", 10_000): 11.0, ("mbpo:a/mbpo-hopper", 15_000): 16.0,
+                  ("mbpo:a/mbpo-hopper", 40_000): 41.0, ("mbpo:b/mbpo-hopper", 10_000): 111.0,
+                  ("mbpo:b/mbpo-hopper", 15_000): 116.0}
+  assert (out / "table.md").read_text().splitlines()[0] == "| env | algo | 10k | 15k | 40k |"
+  for bad in ("0", "-5", "1e4", "ten"):
+    assert plot.main(runs + ["--out", str(out), "--at", bad]) == 2
+    assert capsys.readouterr().err == (f"plot.py: error: at={bad!r}: must be a positive "
+                                       "number of env steps\n")
