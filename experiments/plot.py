@@ -205,16 +205,16 @@ def metric_files(path: Path) -> list[Path]:
 def load_runs(paths: list[Path]):
   """Rows of every folder's metrics.csv; where two folders hold the same (env, algo), the
   algo is labelled ALGO:FOLDER -> (load()'s data, whether any folder is a single run)."""
-  files = [(path, f) for path in paths for f in metric_files(path)]
+  files = {f: read_metrics(f) for path in paths for f in metric_files(path)}
   cells = defaultdict(set)
-  for path, f in files:
-    for r in read_metrics(f):
+  for f, file_rows in files.items():
+    for r in file_rows:
       cells[(r["env"], r["algo"])].add(f)
   names = {cell: folder_names(fs) for cell, fs in cells.items() if len(fs) > 1}
   rows, single = [], False
-  for path, f in files:
+  for f, file_rows in files.items():
     single |= (f.parent / "summary.json").is_file()  # a run's folder, not a suite's
-    for r in read_metrics(f):
+    for r in file_rows:
       cell = (r["env"], r["algo"])
       rows.append({**r, "algo": f"{r['algo']}:{names[cell][f]}"} if cell in names else r)
   return group(rows), single
@@ -276,6 +276,7 @@ def main(argv=None) -> int:
       print(f"plot.py: error: at={at!r}: must be a positive number of env steps",
             file=sys.stderr)
       return 2
+  milestones = sorted({int(at) for at in args.at}) if args.at else MILESTONES
   paths = [Path(x) for x in args.paths]
   for path in paths:
     if not metric_files(path):
@@ -303,7 +304,7 @@ def main(argv=None) -> int:
     plot_metrics(data, out)
     written.append("metrics.png")
   plot_aggregate(data, out)
-  table(data, out, sorted({int(a) for a in args.at}) if args.at else MILESTONES)
+  table(data, out, milestones)
   print(f"wrote {', '.join(written)}, aggregate.png, table.csv, table.md in {out}")
   return 0
 
