@@ -1,14 +1,19 @@
 """Fixed-seed regression: every metric of a short run of each algorithm, bit for bit.
 
-The values in data/regression_metrics.json were recorded on CPU (jaxlib named in the file)
-before the package was restructured around `mgjax.algorithms`; a refactor must reproduce
-them exactly. XLA's float arithmetic differs between jaxlib versions and backends, so the
-test runs only where the recording's jaxlib and platform match.
+The values in data/regression_metrics_SIMD.json were recorded on CPU before the package was
+restructured around `mgjax.algorithms`; a refactor must reproduce them exactly. XLA's float
+arithmetic differs between jaxlib versions, backends and the CPU's vector instruction sets
+(`recorded.platform_key`), so each file names its platform and the test compares against the
+file of this machine's platform, or skips where there is none:
+- `_avx2`: recorded before the restructuring;
+- `_avx512f`: recorded later, from a commit whose numbers reproduced `_avx2` bit for bit on an
+  AVX2 machine (no numbers had changed since), on an AVX-512 machine.
 
-Record again (only after a deliberate change of numbers):
+Record this platform's file (only after a deliberate change of numbers, then on every
+platform):
     python tests/test_regression.py --record
 """
-import importlib.metadata
+import functools
 import json
 import sys
 from pathlib import Path
@@ -20,8 +25,9 @@ import pytest
 
 from mgjax import make_config, make_train
 from mgjax.algorithms import COLUMN_ALIASES
+from recorded import platform_key
 
-DATA = Path(__file__).parent / "data" / "regression_metrics.json"
+DATA = Path(__file__).parent / "data"
 SEEDS = (0, 3)
 
 _PPO_FAMILY = dict(env="pointmass", total_steps=3 * 4 * 8 * 2, num_envs=4, rollout_length=8,
@@ -60,31 +66,31 @@ def _bits(x: np.ndarray) -> list[int]:
   return x.astype(x.dtype.newbyteorder("<")).view(f"<u{x.dtype.itemsize}").ravel().tolist()
 
 
-def _platform() -> dict[str, str]:
-  return {"jaxlib": importlib.metadata.version("jaxlib"), "backend": jax.default_backend()}
-
-
 def record() -> None:
-  out = {"platform": _platform(), "seeds": list(SEEDS), "algos": {}}
+  out = {"platform": platform_key(), "seeds": list(SEEDS), "algos": {}}
   for algo in CONFIGS:
     out["algos"][algo] = {
         name: {"dtype": str(v.dtype), "shape": list(v.shape), "bits": _bits(v),
                "values": v.ravel().tolist()}
         for name, v in sorted(run_metrics(algo).items())}
     print(algo, "recorded")
-  DATA.write_text(json.dumps(out, indent=1) + "\n")
+  path = DATA / f"regression_metrics_{out['platform']['simd']}.json"
+  path.write_text(json.dumps(out, indent=1) + "\n")
+  print("wrote", path)
 
 
-def _recorded() -> dict:
-  return json.loads(DATA.read_text())
+@functools.cache
+def _recordings() -> list[dict]:
+  return [json.loads(p.read_text()) for p in sorted(DATA.glob("regression_metrics_*.json"))]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", list(CONFIGS))
 def test_every_metric_equals_the_recording(algo):
-  recorded = _recorded()
-  if recorded["platform"] != _platform():
-    pytest.skip(f"recorded on {recorded['platform']}, this is {_platform()}")
+  here = platform_key()
+  recorded = next((r for r in _recordings() if r["platform"] == here), None)
+  if recorded is None:
+    pytest.skip(f"recorded on {[r['platform'] for r in _recordings()]}, this is {here}")
   expected = recorded["algos"][algo]
   got = run_metrics(algo)
   # A metric renamed since the recording is compared under its new name.
