@@ -36,20 +36,20 @@ def _without_clock(rows):
 
 @pytest.fixture(scope="module", params=["ppo", "mbpo", "mg-sac"])
 def resumed(request, tmp_path_factory):
-  """(algo, metrics rows of its old resume point continued to the end, those of the old
+  """(metrics rows of ALGO's old resume point continued to the end, those of its old
   uninterrupted run), the continuation run once per module."""
   algo = request.param
   out = tmp_path_factory.mktemp("resumed") / algo
   shutil.copytree(OLD / f"{algo}-paused", out)
   run(_config(out), seeds=SEEDS, out=out, resume=True, progress=False, log=lambda *_: None)
   assert json.loads((out / "summary.json").read_text())["status"] == "finished"
-  return (algo, outputs.read_metrics(out / "metrics.csv"),
+  return (outputs.read_metrics(out / "metrics.csv"),
           outputs.read_metrics(OLD / f"{algo}-finished" / "metrics.csv"))
 
 
 @pytest.mark.slow
 def test_old_resume_point_finishes_its_schedule(resumed):
-  _, rows, expected = resumed
+  rows, expected = resumed
   where = lambda rs: [(r["seed"], r["iteration"], r["env_steps"], sorted(r)) for r in rs]
   assert where(rows) == where(expected)
   assert all(np.isfinite(float(r["eval_return"])) for r in rows)
@@ -59,7 +59,7 @@ def test_old_resume_point_finishes_its_schedule(resumed):
 def test_old_resume_point_continues_with_the_old_numbers(resumed):
   if platform_key() != WRITTEN_ON:
     pytest.skip(f"data/v0.1 was written on {WRITTEN_ON}, this is {platform_key()}")
-  _, rows, expected = resumed
+  rows, expected = resumed
   assert _without_clock(rows) == _without_clock(expected)
 
 
