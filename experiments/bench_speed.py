@@ -470,8 +470,7 @@ def main(argv=None) -> int:
   out = Path(args.out)
   report = json.loads(out.read_text()) if out.is_file() else {}
   report.update({"machine": {"platform": platform.platform(),
-                             "device": jax.devices()[0].device_kind,
-                             "cpu_count": __import__("os").cpu_count()},
+                             "device": jax.devices()[0].device_kind, **outputs.host()},
                  "versions": outputs.package_versions(), "config": dataclasses.asdict(config)})
   runs = {
       "collection": lambda: collection(config, args.repeats),

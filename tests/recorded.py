@@ -7,27 +7,13 @@ A recording names its platform, jaxlib, backend and that instruction set, and is
 only where all three match.
 """
 import importlib.metadata
-import platform
-from pathlib import Path
 
 import jax
 
-SIMD_EXTENSIONS = ("avx512f", "avx2", "avx")  # widest first
-
-
-def simd() -> str:
-  """The widest of `SIMD_EXTENSIONS` this CPU has (Linux's /proc/cpuinfo flags), or the
-  machine's name (`platform.machine()`) where there is none or no /proc/cpuinfo."""
-  try:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-  except OSError:
-    return platform.machine()
-  flags = next((set(line.split(":", 1)[1].split()) for line in lines
-                if line.startswith("flags")), set())
-  return next((ext for ext in SIMD_EXTENSIONS if ext in flags), platform.machine())
+from mgjax.run.outputs import host
 
 
 def platform_key() -> dict[str, str]:
-  """What a recording's bits depend on: {"jaxlib", "backend", "simd"}."""
+  """What a recording's bits depend on: {"jaxlib", "backend", "simd"} (`outputs.host`)."""
   return {"jaxlib": importlib.metadata.version("jaxlib"), "backend": jax.default_backend(),
-          "simd": simd()}
+          "simd": host()["simd"]}

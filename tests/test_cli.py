@@ -25,6 +25,7 @@ import browser
 import numpy as np
 import pytest
 
+from mgjax.run import outputs
 from mgjax.run.placement import cpu_devices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,6 +282,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   assert summary["compile_time_s"] > 0
   assert summary["wall_time_s"] >= summary["compile_time_s"]
   assert summary["versions"]["jax"] == jax.__version__
+  assert summary["host"] == outputs.host()
 
   # checkpoint/: restorable into the shape of the vmapped initial state.
   from mgjax import make_trainer

@@ -6,6 +6,8 @@ PRNG keys) runs uninterrupted, paused and resumed, and resumed from an older poi
 """
 import csv
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -59,6 +61,7 @@ def test_pause_writes_what_it_measured_and_a_resume_point(runs):
   meta = json.loads((base / "point-1" / "meta.json").read_text())
   assert (meta["chunks"], meta["iteration"], meta["sessions"]) == (1, 2, 1)
   assert meta["devices"] == 1  # its layout, which the resumed run keeps
+  assert meta["platform"] == resume.platform_key()
 
 
 def test_a_resumed_run_keeps_its_saved_layout():
@@ -87,8 +90,36 @@ def test_resume_from_an_older_point_drops_the_later_rows(runs):
   # A run killed after its point at chunk 1 had already written the rows of chunks 2-4.
   shutil.copytree(base / "point-1", base / "paused" / "resume")
   assert len(_rows(base / "paused")) == 8
-  _run(base / "paused", resume=True)
+  # ... and written, as far as its meta.json says, on a CPU with other vector instructions:
+  # the run continues and says which fields differ.
+  meta_path = base / "paused" / "resume" / "meta.json"
+  meta = json.loads(meta_path.read_text())
+  meta["platform"]["simd"] = "sse2"
+  meta_path.write_text(json.dumps(meta))
+  logged = []
+  run(CONFIG, seeds=SEEDS, out=base / "paused", progress=False, log=logged.append, resume=True)
   assert _rows(base / "paused") == _rows(base / "whole")
+  warned = [line for line in logged if "another platform" in line]
+  assert len(warned) == 1 and f"simd sse2 -> {outputs.host()['simd']}" in warned[0], logged
+
+
+def test_host_reads_the_cpu_and_its_widest_vector_extension():
+  info = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+          "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu avx512f\n")
+  assert outputs.host(info)["cpu"] == "AMD EPYC"
+  assert outputs.host(info)["simd"] == "avx2"  # the first processor's flags
+  assert outputs.host(info.replace("fma", "avx512f avx512bw"))["simd"] == "avx512f"
+  assert outputs.host("")["simd"] == outputs.host("")["cpu"] == platform.machine()
+  assert outputs.host()["cores"] == os.cpu_count()
+
+
+def test_platform_changes_name_each_field_that_differs():
+  saved = {"jaxlib": "0.10.2", "mujoco": "4.0.0", "simd": "avx2"}
+  assert resume.platform_changes(saved, dict(saved)) == []
+  assert resume.platform_changes(None, saved) == []  # a point of an earlier version
+  assert resume.platform_changes(saved, {**saved, "mujoco": "4.0.1", "simd": "avx512f"}) == [
+      "mujoco 4.0.0 -> 4.0.1", "simd avx2 -> avx512f"]
+  assert resume.platform_changes(saved, {**saved, "backend": "cpu"}) == ["backend None -> cpu"]
 
 
 @pytest.mark.slow

@@ -37,6 +37,12 @@ class _Run:
     self.settings = sweep_settings(sweep)
     self.identity = resume.identity(self.configs, seeds, sweep)
     self.meta = resume.load_checked(out, self.identity) if resume_point else None
+    self.platform = resume.platform_key()
+    changed = resume.platform_changes(self.meta and self.meta.get("platform"), self.platform)
+    if changed:
+      log(f"resumed on another platform than its point's ({'; '.join(changed)}): the run "
+          "continues, but its numbers can differ from an uninterrupted run's in the last "
+          "float places, which a long run amplifies")
     if devices is None:  # a resumed run keeps its layout, so that its numbers do not change
       devices = resume.saved_devices(self.meta)
     if tensorboard is None:  # ... and its TensorBoard logging
@@ -101,6 +107,7 @@ class _Run:
     versions = outputs.package_versions()
     return [{"algo": config.algo, "env": config.env, "seeds": self.seeds, "status": "running",
              **({"sweep": s} if self.sweep else {}), "versions": versions,
+             "host": outputs.host(),
              "device": str(self.mesh.devices.flat[0].platform), "devices": self.mesh.size,
              "processes": jax.process_count()} for s in self.settings]
 
@@ -126,7 +133,7 @@ class _Run:
     if self.writes:
       outputs.save_resume_point(self.out, leaves, {
           "identity": self.identity, "chunks": chunks, "iteration": iteration,
-          "sessions": self.sessions, "devices": self.mesh.size,
+          "sessions": self.sessions, "devices": self.mesh.size, "platform": self.platform,
           "tensorboard": self.tensorboard,
           "times": {"wall_s": time.time() - self.start, "train_s": train_s,
                     "compile_s": self.before["compile_s"] + compile_s}})

@@ -23,6 +23,7 @@ from mgjax.algorithms import COLUMN_ALIASES
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx",
              "orbax-checkpoint", "numpy")
+SIMD_EXTENSIONS = ("avx512f", "avx2", "avx")  # widest first
 
 
 class OutputError(ValueError):
@@ -85,6 +86,30 @@ def package_versions() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
       versions[name] = "not installed"
   return versions
+
+
+def host(cpuinfo: str | None = None) -> dict[str, Any]:
+  """The CPU this process runs on: {"cpu": its model name, "simd": the widest of
+  `SIMD_EXTENSIONS` among its flags, "cores": `os.cpu_count()`}, read from Linux's
+  /proc/cpuinfo (or from `cpuinfo`, text in its format); `platform.machine()` stands in for
+  what that does not say.
+
+  XLA:CPU chooses its kernels by the CPU's widest vector extension at run time, so the same
+  program and seed give different float bits on an AVX2 and on an AVX-512 CPU: last-place
+  differences that a long run amplifies."""
+  if cpuinfo is None:
+    try:
+      cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+      cpuinfo = ""
+  fields: dict[str, str] = {}
+  for line in cpuinfo.splitlines():  # the first processor's lines come first
+    key, _, value = line.partition(":")
+    fields.setdefault(key.strip(), value.strip())
+  flags = set(fields.get("flags", "").split())
+  return {"cpu": fields.get("model name") or platform.machine(),
+          "simd": next((ext for ext in SIMD_EXTENSIONS if ext in flags), platform.machine()),
+          "cores": os.cpu_count()}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
 A point (`outputs.save_resume_point`: out/resume/{state.npz, meta.json}) holds the leaves of
 the whole vmapped state and the identity of the runs that wrote it: every run's config,
 the seeds and the sweep. A run continues from it only with the same identity, so a resumed
-run gives the numbers an uninterrupted one gives.
+run gives the numbers an uninterrupted one gives, on the same platform: the point also
+records the package versions, backend and vector extension it was written with, and a run
+resumed on another is told which of them differ.
 """
 import json
 from pathlib import Path
@@ -53,6 +55,22 @@ def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
         raise ResumeError(f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, "
                           f"not {new.get(name)!r}")
   return meta
+
+
+def platform_key() -> dict[str, str]:
+  """What a run's float bits depend on besides its identity: the package versions, the
+  backend and the CPU's widest vector extension (`outputs.host`)."""
+  return {**outputs.package_versions(), "backend": jax.default_backend(),
+          "simd": outputs.host()["simd"]}
+
+
+def platform_changes(saved: dict[str, str] | None, current: dict[str, str]) -> list[str]:
+  """Where `current` differs from the platform a resume point was `saved` on, as
+  "NAME SAVED -> CURRENT" per field; none for points of versions that did not record it."""
+  if saved is None:
+    return []
+  return [f"{k} {saved.get(k)} -> {current.get(k)}" for k in sorted(set(saved) | set(current))
+          if saved.get(k) != current.get(k)]
 
 
 def saved_devices(meta: dict[str, Any] | None) -> int | None:
