@@ -210,7 +210,7 @@ def main(argv=None) -> int:
       p.error(f"{e} (remove {run_dir} to start the cell afresh)")
     except Divergence as e:
       print(f"[{name}] {cell}: stopped: {e}", flush=True)
-    (suite_dir / cell).mkdir(exist_ok=True)
+    (suite_dir / cell).mkdir(parents=True, exist_ok=True)  # even if moved away meanwhile
     for f in _KEEP:
       if (run_dir / f).exists():
         shutil.copy(run_dir / f, suite_dir / cell / f)
