@@ -6,14 +6,13 @@ float bits on an AVX2 and on an AVX-512 CPU: last-place differences that a long 
 A recording names its platform, jaxlib, backend and that instruction set, and is compared
 only where all three match.
 """
-import importlib.metadata
+from mgjax.run import resume
 
-import jax
-
-from mgjax.run.outputs import host
+RECORDING_FIELDS = ("jaxlib", "backend", "simd")
 
 
 def platform_key() -> dict[str, str]:
-  """What a recording's bits depend on: {"jaxlib", "backend", "simd"} (`outputs.host`)."""
-  return {"jaxlib": importlib.metadata.version("jaxlib"), "backend": jax.default_backend(),
-          "simd": host()["simd"]}
+  """What a recording's bits depend on: the jaxlib, backend and vector-extension fields of
+  `mgjax.run.resume.platform_key`."""
+  key = resume.platform_key()
+  return {k: key[k] for k in RECORDING_FIELDS}
