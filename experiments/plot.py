@@ -15,7 +15,8 @@ per-iteration metric (losses, alignment, entropy, ...) against env steps, mean o
 - alignment.png: model_grad_cosine vs env steps for mg and mle (IQM and CI), and
   alignment_sac.png the same for mbpo and mg-sac (cosine of SAC actor-loss gradients);
 - aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
-  algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps;
+  algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps, for
+  the algorithms run on every env;
 - table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
   (or those of --at) and at the run's last (unless that is one of them), IQM [95% CI] per
   env and algorithm.
@@ -122,14 +123,15 @@ def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, nam
 
 def normalised_scores(data):
   """{algo: (steps, [{env: per-seed normalised scores}] per evaluation)}, normalising each env
-  by the best algorithm's final IQM return on it."""
+  by the best algorithm's final IQM return on it. Only algorithms with a run on every env
+  are aggregated: one on fewer envs would be averaged over other tasks than the rest."""
   envs, algos = _envs_algos(data)
   best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data)
           for e in envs}
   out = {}
   for algo in algos:
     cells = [e for e in envs if (e, algo) in data]
-    if not cells:
+    if len(cells) < len(envs):
       continue
     n = min(len(data[(e, algo)]["steps"]) for e in cells)
     steps = data[(cells[0], algo)]["steps"][:n]

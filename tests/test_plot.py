@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mgjax.stats import iqm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,7 +19,8 @@ def plot():
   return module
 
 
-def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float) -> None:
+def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float,
+              env: str = "hopper") -> None:
   """A run folder's metrics.csv: eval return = offset + seed + env_steps / 1000."""
   folder.mkdir(parents=True)
   with open(folder / "metrics.csv", "w", newline="") as f:
@@ -26,7 +29,7 @@ def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float) -> 
     w.writeheader()
     for seed in range(seeds):
       for i, steps in enumerate(range(5000, last + 1, 5000)):
-        w.writerow({"algo": algo, "env": "hopper", "seed": seed, "iteration": i,
+        w.writerow({"algo": algo, "env": env, "seed": seed, "iteration": i,
                     "env_steps": steps, "eval_return": offset + seed + steps / 1000,
                     "model_grad_cosine": 0.1})
   (folder / "summary.json").write_text("{}")
@@ -93,3 +96,20 @@ def test_table_columns_at_chosen_env_steps(plot, tmp_path, capsys):
     assert plot.main(runs + ["--out", str(out), "--at", bad]) == 2
     assert capsys.readouterr().err == (f"plot.py: error: at={bad!r}: must be a positive "
                                        "number of env steps\n")
+
+
+def test_aggregate_takes_only_the_algorithms_run_on_every_env(plot, tmp_path):
+  # mg on hopper and walker2d, sac on hopper only: sac's hopper runs would otherwise be
+  # aggregated against mg's average over two envs.
+  write_run(tmp_path / "mg-hopper", "mg", 3, 20_000, 100.0)
+  write_run(tmp_path / "mg-walker2d", "mg", 3, 20_000, 200.0, env="walker2d")
+  write_run(tmp_path / "sac-hopper", "sac", 3, 20_000, 0.0)
+  data, _ = plot.load_runs([tmp_path / n for n in ("mg-hopper", "mg-walker2d", "sac-hopper")])
+  scores = plot.normalised_scores(data)
+  assert list(scores) == ["mg"]
+  steps, per_eval = scores["mg"]
+  np.testing.assert_array_equal(steps, [5000, 10000, 15000, 20000])
+  # Each env is normalised by its best final IQM, mg's own on both (sac's hopper runs are
+  # lower): the final returns 120-122 on hopper and 220-222 on walker2d over their IQM.
+  final = [np.array([120.0, 121.0, 122.0]), np.array([220.0, 221.0, 222.0])]
+  np.testing.assert_allclose(per_eval[-1], [f / iqm(f) for f in final])
