@@ -130,12 +130,11 @@ def normalised_scores(data):
           for e in envs}
   out = {}
   for algo in algos:
-    cells = [e for e in envs if (e, algo) in data]
-    if len(cells) < len(envs):
+    if any((e, algo) not in data for e in envs):
       continue
-    n = min(len(data[(e, algo)]["steps"]) for e in cells)
-    steps = data[(cells[0], algo)]["steps"][:n]
-    out[algo] = (steps, [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in cells]
+    n = min(len(data[(e, algo)]["steps"]) for e in envs)
+    steps = data[(envs[0], algo)]["steps"][:n]
+    out[algo] = (steps, [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in envs]
                          for i in range(n)])
   return out
 
