@@ -49,7 +49,8 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
   if not hasattr(jax, "device_put_replicated"):
     jax.device_put_replicated = _device_put_replicated
   info = envs.make_env(config.env, backend=config.backend,
-                       episode_length=config.episode_length or None)
+                       episode_length=config.episode_length or None,
+                       distractor_dims=config.distractor_dims)
   steps_per_update = config.num_envs * config.rollout_length
   schedule = run_schedule(config)  # the same iterations and evaluations as mgjax's run
   evals, t_first = [], []

@@ -32,6 +32,8 @@ class Config:
                                     # sequence (divides num_envs); 0 = all num_envs
   rollout_length: int = 32          # real env steps per env per iteration
   episode_length: int = 0           # time limit; 0 = the env's default
+  distractor_dims: int = 0          # D observation entries appended with their own dynamics,
+                                    # independent of action and reward (mgjax.envs.distractors)
   eval_every: int = 10              # iterations between evaluations (one jitted chunk)
   num_eval_envs: int = 8            # deterministic-policy episodes per evaluation
   # -- networks
@@ -137,8 +139,8 @@ def check_common(config: Config) -> None:
                "model_retain_epochs"):
     if getattr(c, name) <= 0:
       fail(name, getattr(c, name), "must be positive")
-  for name in ("env_group", "mle_steps", "mg_steps", "episode_length", "exploration_steps",
-               "model_epoch_steps", "model_fit_budget"):
+  for name in ("env_group", "mle_steps", "mg_steps", "episode_length", "distractor_dims",
+               "exploration_steps", "model_epoch_steps", "model_fit_budget"):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
   for name in ("learning_rate", "model_learning_rate", "clip_eps", "max_grad_norm",

@@ -142,7 +142,8 @@ def bind(config: Config, algorithm: Algorithm, progress: Callable | None = None,
          env_info: envs.EnvInfo | None = None) -> Trainer:
   """The algorithm's functions bound to one validated config (and its env)."""
   info = env_info or envs.make_env(config.env, backend=config.backend,
-                                   episode_length=config.episode_length or None)
+                                   episode_length=config.episode_length or None,
+                                   distractor_dims=config.distractor_dims)
   setup = algorithm.setup(config, info)
   return Trainer(algorithm, config, setup, schedule(config, algorithm),
                  functools.partial(algorithm.init, setup),

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 # MJX backend does not need it, and the notice would mix into the CLIs' output.
 with contextlib.redirect_stdout(io.StringIO()):
   from brax import envs as brax_envs
-  from brax.envs.base import Env, State
+  from brax.envs.base import Env, State, Wrapper
 
-__all__ = ["Env", "State", "brax_envs", "batched_reset", "batched_step", "where_done"]
+__all__ = ["Env", "State", "Wrapper", "brax_envs", "batched_reset", "batched_step", "where_done"]
 
 
 def where_done(done: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:

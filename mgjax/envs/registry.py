@@ -11,7 +11,7 @@ from typing import Callable
 
 import jax
 
-from mgjax.envs import pointmass, terminations
+from mgjax.envs import distractors, pointmass, terminations
 from mgjax.envs.core import Env, batched_reset, brax_envs
 
 ENV_NAMES = ("hopper", "walker2d", "halfcheetah", "ant", "humanoid", "inverted_pendulum",
@@ -26,12 +26,14 @@ class EnvInfo:
 
   Attributes:
     name: registry name.
-    env: the unwrapped, unbatched brax `Env`.
-    obs_size: observation length.
+    env: the unbatched brax `Env` (wrapped in `distractors.Distractors` when
+      distractor_dims > 0, else the env itself).
+    obs_size: observation length (the env's own, plus distractor_dims).
     action_size: action length; actions live in [-1, 1]^action_size.
     episode_length: time limit for training and evaluation.
     termination_fn: next_obs [obs_size] -> float32 scalar, 1.0 where the env would set done
-      because of a terminal state (never because of the time limit).
+      because of a terminal state (never because of the time limit); it reads only the
+      first obs_size − distractor_dims entries.
   """
   name: str
   env: Env
@@ -42,13 +44,17 @@ class EnvInfo:
 
 
 
-def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = None) -> EnvInfo:
+def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = None,
+             distractor_dims: int = 0) -> EnvInfo:
   """Builds an environment by name.
 
   Args:
     name: "pointmass" or any env registered in brax (`brax.envs.get_environment`).
     backend: brax physics backend ("mjx", "generalized", ...); ignored for pointmass.
     episode_length: time limit; default 100 for pointmass, 1000 (brax's) for brax envs.
+    distractor_dims: D ≥ 0 observation entries appended with their own dynamics
+      x' = tanh(W x + b), independent of action, reward and termination
+      (`mgjax.envs.distractors`); 0 = the env as it is.
   Returns:
     EnvInfo. termination_fn reproduces the env's done from the next observation for hopper,
     walker2d, ant, humanoid, inverted_pendulum, inverted_double_pendulum and pointmass
@@ -57,7 +63,8 @@ def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = No
     humanoidstandup) also get an always-0 termination_fn: correct for brax 0.14's envs,
     not derived for envs registered by users.
   Raises:
-    ValueError: unknown name or backend, or episode_length not a positive integer.
+    ValueError: unknown name or backend, episode_length not a positive integer, or
+      distractor_dims not a non-negative integer.
   """
   registered = _brax_names()
   known = sorted(set(ENV_NAMES) | registered)
@@ -78,12 +85,23 @@ def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = No
     episode_length = default_length
   if not isinstance(episode_length, numbers.Integral) or episode_length < 1:
     raise ValueError(f"episode_length={episode_length!r}: must be a positive integer")
+  if not isinstance(distractor_dims, numbers.Integral) or distractor_dims < 0:
+    raise ValueError(f"distractor_dims={distractor_dims!r}: must be a non-negative integer")
+  if distractor_dims:
+    env = distractors.Distractors(env, int(distractor_dims))
+    termination_fn = _first_entries(termination_fn, int(distractor_dims))
   # eval_shape traces reset instead of running it (brax's observation_size runs it eagerly).
   reset = functools.partial(batched_reset, env)
   obs_shape = jax.eval_shape(reset, jax.random.split(jax.random.key(0), 1)).obs.shape
   return EnvInfo(name=name, env=env, obs_size=int(obs_shape[-1]),
                  action_size=int(env.action_size), episode_length=int(episode_length),
                  termination_fn=termination_fn)
+
+
+def _first_entries(fn: Callable[[jax.Array], jax.Array],
+                   dims: int) -> Callable[[jax.Array], jax.Array]:
+  """fn of obs [n] -> fn of obs [n + dims], reading its first n entries."""
+  return lambda obs: fn(obs[:-dims])
 
 
 def _brax_names() -> set[str]:
