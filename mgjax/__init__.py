@@ -4,24 +4,55 @@ The model-gradient objective and its estimators (`model_gradient_loss`,
 `actor_model_gradient_loss`, ...), the RL losses they build on, and the algorithms that use
 them: `REGISTRY` maps each name to an `Algorithm`; `make_train(config)` returns a pure
 `train(key)` for any of them; `load_policy(run_dir)` returns a trained run's policy.
+
+The names load lazily, each with its module on first use: the losses and estimators
+(`mgjax.model_gradient`, `mgjax.losses`, `mgjax.types`) need only jax and chex, so code that
+uses them does not import the environments, the runner, plots or video.
 """
-from mgjax.algorithms import (REGISTRY, Algorithm, get_algorithm, make_config, make_train,
-                              make_trainer)
-from mgjax.config import Config, ConfigError
-from mgjax.losses import gae, gaussian_entropy, gaussian_nll, ppo_policy_loss, value_loss
-from mgjax.model_gradient import (actor_gradient, actor_model_gradient_loss,
-                                  model_gradient_loss, policy_gradient, rollout,
-                                  similarity_value)
-from mgjax.run.loading import load_policy
-from mgjax.types import Model, Policy, Transition
+import importlib
+import importlib.util
 
 __version__ = "0.2.0"
+
+# Each public name and the module that defines it.
+_LAZY = {
+    "Model": "mgjax.types", "Policy": "mgjax.types", "Transition": "mgjax.types",
+    "gae": "mgjax.losses", "gaussian_entropy": "mgjax.losses",
+    "gaussian_nll": "mgjax.losses", "ppo_policy_loss": "mgjax.losses",
+    "value_loss": "mgjax.losses",
+    "model_gradient_loss": "mgjax.model_gradient", "policy_gradient": "mgjax.model_gradient",
+    "rollout": "mgjax.model_gradient", "similarity_value": "mgjax.model_gradient",
+    "actor_gradient": "mgjax.model_gradient",
+    "actor_model_gradient_loss": "mgjax.model_gradient",
+    "tanh_gaussian_policy": "mgjax.agents.sac",
+    "Algorithm": "mgjax.algorithms", "REGISTRY": "mgjax.algorithms",
+    "get_algorithm": "mgjax.algorithms", "make_config": "mgjax.algorithms",
+    "make_train": "mgjax.algorithms", "make_trainer": "mgjax.algorithms",
+    "Config": "mgjax.config", "ConfigError": "mgjax.config",
+    "load_policy": "mgjax.run.loading",
+}
 
 __all__ = [
     "Model", "Policy", "Transition",
     "gae", "gaussian_entropy", "gaussian_nll", "ppo_policy_loss", "value_loss",
     "model_gradient_loss", "policy_gradient", "rollout", "similarity_value",
-    "actor_gradient", "actor_model_gradient_loss",
+    "actor_gradient", "actor_model_gradient_loss", "tanh_gaussian_policy",
     "Algorithm", "Config", "ConfigError", "REGISTRY", "get_algorithm", "make_config",
     "make_train", "make_trainer", "load_policy",
 ]
+
+
+def __getattr__(name: str):
+  """A public name from its module, or a submodule (`mgjax.envs`), imported on first use."""
+  if name in _LAZY:
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+  elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+    value = importlib.import_module(f"{__name__}.{name}")
+  else:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  globals()[name] = value  # later look-ups skip __getattr__
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))

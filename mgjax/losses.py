@@ -1,7 +1,10 @@
-"""Pure losses shared by the algorithms: GAE, PPO surrogate and value losses, Gaussian NLL.
+"""Pure losses shared by the algorithms: GAE, PPO surrogate and value losses, the diagonal
+Gaussian's NLL, entropy and reparameterised sample.
 
 All functions are pure and jittable. Time-major conventions follow brax
 (`brax/training/agents/ppo/losses.py`): arrays are `[T, ...]` with any trailing batch axes.
+Each checks the shapes of its inputs when it is traced (no run-time cost) and names the
+argument at fault.
 """
 import math
 
@@ -34,8 +37,10 @@ def gae(rewards: jax.Array, values: jax.Array, bootstrap_value: jax.Array,
   Returns:
     (advantages, value_targets), both [T, ...]; gradients stopped unless differentiable.
   """
-  chex.assert_equal_shape([rewards, values, terminations])
-  chex.assert_equal_shape([rewards[0], bootstrap_value])
+  _check_like(rewards, "rewards", values=values, terminations=terminations,
+              truncations=truncations)
+  chex.assert_equal_shape([bootstrap_value, rewards[0]], custom_message=(
+      "bootstrap_value must be shaped like one step of rewards, [...]"))
   if truncations is None:
     truncations = jnp.zeros_like(rewards)
   keep = 1.0 - truncations
@@ -58,11 +63,25 @@ def gae_from_next_values(rewards: jax.Array, values: jax.Array, next_values: jax
 
   Args: all [T, ...]. Returns (advantages, value_targets), gradients stopped.
   """
-  chex.assert_equal_shape([rewards, values, next_values, terminations, truncations])
+  _check_like(rewards, "rewards", values=values, next_values=next_values,
+              terminations=terminations, truncations=truncations)
   not_term = 1.0 - terminations
   deltas = rewards + discount * not_term * next_values - values
   advantages = _discounted_cumsum(deltas, discount * gae_lambda * not_term * (1 - truncations))
   return _targets(advantages, values, differentiable=False)
+
+
+def _check_like(x: jax.Array, name: str, **others: jax.Array | None) -> None:
+  """Every array in `others` (None: absent) must be shaped like x; the error names it."""
+  for other_name, other in others.items():
+    if other is not None:
+      chex.assert_equal_shape([other, x], custom_message=(
+          f"{other_name} must be shaped like {name}"))
+
+
+def _check_has_last_axis(x: jax.Array, name: str) -> None:
+  if jnp.ndim(x) < 1:
+    raise ValueError(f"{name} must be [..., D], got shape {jnp.shape(x)}")
 
 
 def _discounted_cumsum(x: jax.Array, factors: jax.Array) -> jax.Array:
@@ -87,7 +106,7 @@ def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """mean(x) or Σ w x / Σ w (e.g. w = alive mask of model rollouts)."""
   if weights is None:
     return jnp.mean(x)
-  chex.assert_equal_shape([x, weights])
+  _check_like(x, "x", weights=weights)
   return jnp.sum(weights * x) / jnp.maximum(jnp.sum(weights), 1e-8)
 
 
@@ -100,7 +119,9 @@ def ppo_policy_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: ja
   Args: log_prob, old_log_prob, advantages, weights (optional, e.g. alive mask): [B].
     clip_eps: ε.
   """
-  chex.assert_equal_shape([log_prob, old_log_prob, advantages])
+  chex.assert_rank(log_prob, 1, custom_message="log_prob must be [B]")
+  _check_like(log_prob, "log_prob", old_log_prob=old_log_prob, advantages=advantages,
+              weights=weights)
   ratio = jnp.exp(log_prob - old_log_prob)
   unclipped = ratio * advantages
   clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
@@ -110,7 +131,8 @@ def ppo_policy_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: ja
 def value_loss(values: jax.Array, targets: jax.Array,
                weights: jax.Array | None = None) -> jax.Array:
   """Squared-error value loss L = ½ mean_w[(V(s) − target)²]. values, targets, weights: [B]."""
-  chex.assert_equal_shape([values, targets])
+  chex.assert_rank(values, 1, custom_message="values must be [B]")
+  _check_like(values, "values", targets=targets, weights=weights)
   return 0.5 * weighted_mean(jnp.square(values - targets), weights)
 
 
@@ -120,11 +142,20 @@ def gaussian_nll(mean: jax.Array, log_std: jax.Array, target: jax.Array) -> jax.
     −log N(x; μ, σ²) = ½ Σ_i [((x_i − μ_i)/σ_i)² + 2 log σ_i + log 2π]
   Args: mean, log_std, target: [..., D]. Returns [...].
   """
-  chex.assert_equal_shape([mean, log_std, target])
+  _check_has_last_axis(mean, "mean")
+  _check_like(mean, "mean", log_std=log_std, target=target)
   z = (target - mean) * jnp.exp(-log_std)
   return 0.5 * jnp.sum(jnp.square(z) + 2.0 * log_std + _LOG_2PI, axis=-1)
 
 
 def gaussian_entropy(log_std: jax.Array) -> jax.Array:
   """Entropy of a diagonal Gaussian, H = Σ_i (log σ_i + ½ log 2πe). log_std: [..., D] -> [...]."""
+  _check_has_last_axis(log_std, "log_std")
   return jnp.sum(log_std + 0.5 * (_LOG_2PI + 1.0), axis=-1)
+
+
+def gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.Array:
+  """Reparameterised sample x = μ + σ ε, ε ~ N(0, I), of a diagonal Gaussian: differentiable
+  in mean and log_std. mean, log_std: [..., D] -> [..., D]."""
+  _check_like(mean, "mean", log_std=log_std)
+  return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)

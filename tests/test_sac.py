@@ -221,6 +221,33 @@ def test_actor_loss_treats_alpha_as_constant():
   assert abs(float(g["log_std"][0])) > 1e-2
 
 
+def test_actor_objective_is_the_scalar_per_state_loss_actor_loss_averages():
+  # What actor_model_gradient_loss takes as actor_loss: a scalar per state, whose mean over
+  # the keys jax.random.split(key, B) is actor_loss.
+  obs = jnp.array([[1.0], [2.0]])
+  actor, key = _actor_params(0.2, -0.5), jax.random.key(3)
+  objective = functools.partial(sac.actor_objective, q_params=_Q, log_alpha=0.0,
+                                q_fn=_linear_q, actor_fn=_const_actor)
+  assert objective(actor, obs[0], key).shape == ()
+  per_state = jax.vmap(objective, in_axes=(None, 0, 0))(actor, obs, jax.random.split(key, 2))
+  np.testing.assert_allclose(jnp.mean(per_state), _actor(actor, _Q, 0.0, obs, key)[0],
+                             rtol=_RTOL)
+
+
+def test_tanh_gaussian_policy_samples_and_inverts_the_squashing():
+  # sample is tanh_gaussian_sample's action; log_prob(sample) its log π, through arctanh.
+  mean, log_std = jnp.array([0.3, -0.2]), jnp.array([-0.5, -1.0])
+  policy = sac.tanh_gaussian_policy(lambda params, obs: (params * mean, log_std))
+  key = jax.random.key(4)
+  action = jax.jit(policy.sample)(1.0, jnp.zeros(3), key)
+  expected, expected_log_prob = sac.tanh_gaussian_sample(mean, log_std, key)
+  np.testing.assert_allclose(action, expected, rtol=_RTOL)
+  np.testing.assert_allclose(jax.jit(policy.log_prob)(1.0, jnp.zeros(3), action),
+                             expected_log_prob, rtol=1e-4)
+  # Actions on the boundary (a deterministic env action) stay finite.
+  assert np.isfinite(policy.log_prob(1.0, jnp.zeros(3), jnp.array([1.0, -1.0])))
+
+
 # ------------------------------------------------------------------- alpha loss, Polyak
 def test_alpha_loss_value_and_sign():
   fn = jax.jit(lambda la, lp: sac.alpha_loss(la, log_prob=lp, target_entropy=-1.0)[0])

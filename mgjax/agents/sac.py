@@ -1,6 +1,7 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications",
-arXiv:1812.05905) as small pure functions: tanh-Gaussian policy, twin-critic, actor and
-temperature losses, Polyak averaging, and one composed jittable update step.
+arXiv:1812.05905) as small pure functions: tanh-Gaussian policy (also as an `mgjax.Policy`,
+`tanh_gaussian_policy`), twin-critic, actor and temperature losses, Polyak averaging, and one
+composed jittable update step.
 
 Losses take plain unbatched functions, not `Network`s, so that callers can close over
 observation normalisation or anything else:
@@ -18,13 +19,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mgjax.losses import gaussian_nll
+from mgjax.losses import gaussian_nll, gaussian_sample
 from mgjax.nets.networks import MLP, Network
 from mgjax.optim import apply_gradients
-from mgjax.types import Params, Transition
+from mgjax.types import Params, Policy, Transition
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _LOG_2 = math.log(2.0)
+_ACTION_EDGE = 1.0 - 1e-6  # |a| is clipped below 1 before arctanh, to keep u finite
 
 QFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
 ActorFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
@@ -86,8 +88,27 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, u: jax.Array) ->
 def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array,
                          key: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Reparameterised a = tanh(μ + σ ε), ε ~ N(0, I); returns (a, log π(a)). Unbatched [A]."""
-  u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+  u = gaussian_sample(mean, log_std, key)
   return jnp.tanh(u), tanh_gaussian_log_prob(mean, log_std, u)
+
+
+def tanh_gaussian_policy(actor_fn: ActorFn) -> Policy:
+  """The tanh-Gaussian actor as an `mgjax.Policy` over squashed actions a ∈ (−1, 1)^A:
+
+    sample(params, obs, key)     = tanh(μ + σ ε), reparameterised (differentiable in obs and
+                                   params, as the pathwise model gradient needs)
+    log_prob(params, obs, action) = `tanh_gaussian_log_prob` at u = arctanh(a), |a| clipped to
+                                   1 − 1e-6 so that u stays finite
+  with (μ, log σ) = actor_fn(params, obs), unbatched.
+  """
+  def sample(params, obs, key):
+    return tanh_gaussian_sample(*actor_fn(params, obs), key)[0]
+
+  def log_prob(params, obs, action):
+    u = jnp.arctanh(jnp.clip(action, -_ACTION_EDGE, _ACTION_EDGE))
+    return tanh_gaussian_log_prob(*actor_fn(params, obs), u)
+
+  return Policy(sample, log_prob)
 
 
 def deterministic_action(mean: jax.Array) -> jax.Array:
@@ -100,8 +121,10 @@ def default_target_entropy(action_size: int) -> float:
   return -float(action_size)
 
 
-def _sample_actions(actor_fn, actor_params, obs, key):
-  """a_b ~ π(·|obs_b) with keys jax.random.split(key, B); returns ([B, A], [B])."""
+def sample_actions(actor_fn: ActorFn, actor_params: Params, obs: jax.Array,
+                   key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """a_b ~ π(·|obs_b), tanh-Gaussian, with keys jax.random.split(key, B)
+  -> (a [B, A], log π(a_b|obs_b) [B]). obs: [B, D]."""
   mean, log_std = jax.vmap(actor_fn, in_axes=(None, 0))(actor_params, obs)
   return jax.vmap(tanh_gaussian_sample)(mean, log_std, jax.random.split(key, obs.shape[0]))
 
@@ -124,7 +147,7 @@ def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Para
   """
   chex.assert_rank([batch.reward, batch.termination], 1)
   chex.assert_equal_shape([batch.reward, batch.termination])
-  next_action, next_log_prob = _sample_actions(actor_fn, actor_params, batch.next_obs, key)
+  next_action, next_log_prob = sample_actions(actor_fn, actor_params, batch.next_obs, key)
   next_q = jax.vmap(q_fn, in_axes=(None, 0, 0))(target_q_params, batch.next_obs, next_action)
   alpha = jnp.exp(log_alpha)
   soft_value = jnp.min(next_q, axis=-1) - alpha * next_log_prob
@@ -138,13 +161,21 @@ def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Para
 
 def actor_objective(actor_params: Params, obs: jax.Array, key: jax.Array, *,
                     q_params: Params, log_alpha: jax.Array, q_fn: QFn,
-                    actor_fn: ActorFn) -> tuple[jax.Array, jax.Array]:
-  """One state's policy objective  α log π(a|s) − min_j Q_j(s, a), a = tanh(μ(s) + σ(s) ε)
-  reparameterised by key -> (objective, log π(a|s)). Unbatched: obs [D].
+                    actor_fn: ActorFn) -> jax.Array:
+  """One state's policy objective  ℓ(θ, s, key) = α log π(a|s) − min_j Q_j(s, a),
+  a = tanh(μ(s) + σ(s) ε) reparameterised by key, α = exp(log_alpha) held constant.
+  Unbatched: obs [D] -> a scalar.
 
-  `actor_loss` is its batch mean; as a per-state loss ℓ(θ, s, key) it is what
-  `mgjax.actor_gradient` and `mgjax.actor_model_gradient_loss` take (mg-sac).
+  `actor_loss` is its batch mean. Bound with functools.partial to the critics and α, it is
+  the per-state loss `mgjax.actor_gradient` and `mgjax.actor_model_gradient_loss` take as
+  `actor_loss` (mg-sac).
   """
+  return _objective_and_log_prob(actor_params, obs, key, q_params=q_params,
+                                 log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn)[0]
+
+
+def _objective_and_log_prob(actor_params, obs, key, *, q_params, log_alpha, q_fn, actor_fn):
+  """(`actor_objective`, the log π(a|s) of its action)."""
   mean, log_std = actor_fn(actor_params, obs)
   action, log_prob = tanh_gaussian_sample(mean, log_std, key)
   # α is the temperature's own business (alpha_loss); here it is a constant.
@@ -162,8 +193,8 @@ def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
   Gradients reach Q's parameters only if a caller differentiates w.r.t. q_params.
   """
   chex.assert_rank(obs, 2)
-  objective = functools.partial(actor_objective, q_params=q_params, log_alpha=log_alpha,
-                                q_fn=q_fn, actor_fn=actor_fn)
+  objective = functools.partial(_objective_and_log_prob, q_params=q_params,
+                                log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn)
   values, log_prob = jax.vmap(objective, in_axes=(None, 0, 0))(
       actor_params, obs, jax.random.split(key, obs.shape[0]))
   mean_log_prob = jnp.mean(log_prob)

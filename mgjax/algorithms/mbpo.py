@@ -106,14 +106,7 @@ class MBPOSetup(SACSetup):
 
   def policy(self) -> Policy:
     """The actor as an `mgjax.Policy` over tanh-squashed actions (reparameterised sample)."""
-    def sample(params, obs, key):
-      return sac.tanh_gaussian_sample(*self.actor_net.apply(params, obs), key)[0]
-
-    def log_prob(params, obs, action):
-      u = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
-      return sac.tanh_gaussian_log_prob(*self.actor_net.apply(params, obs), u)
-
-    return Policy(sample, log_prob)
+    return sac.tanh_gaussian_policy(self.actor_net.apply)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,15 +7,11 @@ use: its networks, the model, the NLL loss, the model optimizer and the MG setti
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mgjax.buffer import ReplayBuffer, buffer_sample, buffer_sample_recent
 from mgjax.model_gradient import model_gradient_loss
-from mgjax.models.fitting import combine_model_grads
-from mgjax.optim import apply_gradients
+from mgjax.models import fitting
 from mgjax.types import Params
-
-_NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 
 
 def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
@@ -47,37 +43,34 @@ def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params):
   `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
   skey, rkey = jax.random.split(key)
   start = mg_start_obs(su.mg, state.buffer, skey, su.batch_steps)
+  return mg_loss_from(su, state, params, start, rkey, real_grad)
+
+
+def mg_loss_from(su, state, params: Params, start_obs: jax.Array, key: jax.Array,
+                 real_grad: Params, estimator: str | None = None):
+  """`model_gradient_loss` of φ = params on rollouts from the given start states, with the
+  run's policy, value function, model, horizon, discount, GAE λ, similarity and (unless
+  given) estimator -> (loss, metrics)."""
   stats = state.obs_stats
   return model_gradient_loss(
       params, policy_params=state.agent_params["policy"],
-      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start,
-      key=rkey, policy=su.nets.make_policy(stats), model=su.model(stats),
+      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start_obs,
+      key=key, policy=su.nets.make_policy(stats), model=su.model(stats),
       value_fn=su.nets.make_value_fn(stats), horizon=su.mg.horizon, discount=su.discount,
-      gae_lambda=su.gae_lambda, similarity=su.mg.similarity, estimator=su.mg.estimator)
+      gae_lambda=su.gae_lambda, similarity=su.mg.similarity,
+      estimator=estimator or su.mg.estimator)
 
 
 def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
   """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
-  MG term's gradient clipped (`combine_model_grads`) -> (state, (mean loss, mean |g_mg|))."""
+  MG term's gradient clipped (`mgjax.models.fit_model_mg`)
+  -> (state, (mean loss, mean |g_mg|))."""
   nll = su.nll(state.obs_stats)
-  hp = state.hparams
-
-  def step(s, k):
-    mkey, bkey = jax.random.split(k)
-    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
-        su, s, s.model_params, mkey, real_grad)
-    nll_value, g_nll = jax.value_and_grad(nll)(
-        s.model_params, buffer_sample(s.buffer, bkey, su.mle_batch))
-    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
-                                         max_norm=hp["mg_max_grad_norm"])
-    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
-    return (s.replace(model_params=params, model_opt=opt),
-            (mg + hp["mle_weight"] * nll_value, mg_norm))
-
-  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
-  if not su.mg.steps:
-    return state, (_NAN, _NAN)
-  return state, (jnp.mean(loss), jnp.mean(mg_norm))
+  return fitting.fit_model_mg(
+      state, key,
+      mg_loss=lambda params, s, k: mg_loss(su, s, params, k, real_grad),
+      nll_loss=lambda params, s, k: nll(params, buffer_sample(s.buffer, k, su.mle_batch)),
+      optimizer=su.model_optimizer, steps=su.mg.steps)
 
 
 def model_alignment(su, state, key: jax.Array,

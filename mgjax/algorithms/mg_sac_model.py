@@ -9,24 +9,21 @@ networks, the model, the model optimizer, the ensemble fit and the MG settings.
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from mgjax import model_gradient
 from mgjax.agents import sac
 from mgjax.buffer import buffer_sample
+from mgjax.models import fitting
 from mgjax.models.ensemble import member_minibatches
-from mgjax.models.fitting import combine_model_grads
 from mgjax.models.nll import ensemble_nll_loss
-from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
 
 def _actor_loss(su, sac_params: sac.SACParams):
   """SAC's per-state actor objective ℓ(θ, s, key) with the current critics and α."""
-  objective = functools.partial(sac.actor_objective, q_params=sac_params.q,
-                                log_alpha=sac_params.log_alpha, q_fn=su.q_net.apply,
-                                actor_fn=su.actor_net.apply)
-  return lambda params, obs, key: objective(params, obs, key)[0]
+  return functools.partial(sac.actor_objective, q_params=sac_params.q,
+                           log_alpha=sac_params.log_alpha, q_fn=su.q_net.apply,
+                           actor_fn=su.actor_net.apply)
 
 
 def real_actor_gradient(su, state, sample_key: jax.Array,
@@ -73,22 +70,12 @@ def alignment_ceiling(su, state, key: jax.Array) -> dict:
 def fit_model_mg(su, state, key: jax.Array):
   """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
   ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
-  them), the MG term's gradient clipped (`combine_model_grads`)
+  them), the MG term's gradient clipped (`mgjax.models.fit_model_mg`)
   -> (state, (mean loss, mean |g_mg|))."""
-  hp = state.hparams
+  def nll_loss(params, s, key):
+    minibatches = member_minibatches(s.buffer, key, su.fit.members, su.fit.batch_size)
+    return ensemble_nll_loss(params, minibatches, net=su.model_net, stats=s.obs_stats)
 
-  def step(s, k):
-    mkey, bkey = jax.random.split(k)
-    (mg, _), g_mg = jax.value_and_grad(mg_loss, argnums=2, has_aux=True)(
-        su, s, s.model_params, mkey)
-    minibatches = member_minibatches(s.buffer, bkey, su.fit.members, su.fit.batch_size)
-    nll, g_nll = jax.value_and_grad(ensemble_nll_loss)(
-        s.model_params, minibatches, net=su.model_net, stats=s.obs_stats)
-    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
-                                         max_norm=hp["mg_max_grad_norm"])
-    params, opt = apply_gradients(su.model_optimizer, s.model_params, s.model_opt, grads)
-    s = s.replace(model_params=params, model_opt=opt)
-    return s, (mg + hp["mle_weight"] * nll, mg_norm)
-
-  state, (loss, mg_norm) = jax.lax.scan(step, state, jax.random.split(key, su.mg.steps))
-  return state, (jnp.mean(loss), jnp.mean(mg_norm))
+  return fitting.fit_model_mg(
+      state, key, mg_loss=lambda params, s, k: mg_loss(su, s, params, k),
+      nll_loss=nll_loss, optimizer=su.model_optimizer, steps=su.mg.steps)

@@ -109,9 +109,7 @@ def env_step(train_env: envs.TrainingEnv, state, action: jax.Array):
 def sample_actions(actor_net: networks.Network, actor_params: Params, obs: jax.Array,
                    key: jax.Array) -> jax.Array:
   """Stochastic SAC actions for a batch of observations [N, obs_size]."""
-  mean, log_std = jax.vmap(actor_net.apply, in_axes=(None, 0))(actor_params, obs)
-  keys = jax.random.split(key, obs.shape[0])
-  return jax.vmap(sac.tanh_gaussian_sample)(mean, log_std, keys)[0]
+  return sac.sample_actions(actor_net.apply, actor_params, obs, key)[0]
 
 
 def as_transition(batch: dict[str, jax.Array]) -> Transition:
@@ -160,11 +158,10 @@ def make_policy(su, params: dict, deterministic: bool = True):
   actor = params["sac"]["actor"]
 
   def act(obs, key=None):
-    mean, log_std = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(actor, obs)
     if deterministic:
+      mean, _ = jax.vmap(su.actor_net.apply, in_axes=(None, 0))(actor, obs)
       return sac.deterministic_action(mean)
-    keys = jax.random.split(key, obs.shape[0])
-    return jax.vmap(sac.tanh_gaussian_sample)(mean, log_std, keys)[0]
+    return sample_actions(su.actor_net, actor, obs, key)
 
   return act
 

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mgjax.losses import gaussian_nll
+from mgjax.losses import gaussian_nll, gaussian_sample
 from mgjax.nets.normalization import RunningStats, normalize, std
 from mgjax.types import Model, Params, Policy
 
@@ -119,8 +119,7 @@ def make_policy(net: Network, stats: RunningStats) -> Policy:
   """Gaussian policy over the raw (pre-squash) action, on normalised observations."""
 
   def sample(params, obs, key):
-    mean, log_std = net.apply(params, normalize(stats, obs))
-    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return gaussian_sample(*net.apply(params, normalize(stats, obs)), key)
 
   def log_prob(params, obs, action):
     mean, log_std = net.apply(params, normalize(stats, obs))
