@@ -465,7 +465,7 @@ def main(argv=None) -> int:
                  help="time each run segment a second time in the same run with these fields "
                       "changed as well, e.g. a CPU configuration against the preset")
   args = p.parse_args(argv)
-  from benchmark import parse_set  # same directory
+  from mgjax.run.cli import parse_set
   config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
   out = Path(args.out)
   report = json.loads(out.read_text()) if out.is_file() else {}

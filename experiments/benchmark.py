@@ -24,7 +24,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 from mgjax.algorithms import make_config, run_schedule  # noqa: E402
-from mgjax.config import ALIASES, Config, ConfigError  # noqa: E402
+from mgjax.config import Config, ConfigError  # noqa: E402
+from mgjax.run import compile_cache  # noqa: E402
+from mgjax.run.cli import parse_set  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,24 +105,6 @@ def gather(suite_dir: Path) -> Path:
   return out
 
 
-def parse_set(items: list[str]) -> dict:
-  """--set field=value pairs, typed like the Config field (earlier field names, as
-  rollout_schedule, under their current ones)."""
-  types = {f.name: type(f.default) for f in dataclasses.fields(Config)}
-  out = {}
-  for item in items:
-    name, _, text = item.partition("=")
-    name = ALIASES.get(name, name)
-    if name not in types:
-      raise ConfigError(f"set={item!r}: unknown Config field {name!r}")
-    kind = types[name]
-    try:
-      out[name] = tuple(int(x) for x in text.split(",")) if kind is tuple else kind(text)
-    except ValueError:
-      raise ConfigError(f"{name}={text!r}: not a valid {kind.__name__}") from None
-  return out
-
-
 def main(argv=None) -> int:
   p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--suite", default="cpu", help=f"one of {', '.join(SUITES)}")
@@ -141,7 +125,14 @@ def main(argv=None) -> int:
                       "later cells are not started (the first one always is)")
   p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
                  help="minutes between a cell's resume points (default 10)")
+  p.add_argument("--no-memory-check", action="store_true",
+                 help="run a cell even where its memory estimate exceeds what is available")
+  compile_cache.add_flag(p)
   args = p.parse_args(argv)
+  try:  # before the first compile
+    compile_cache.enable(not args.no_compile_cache)
+  except compile_cache.CacheError as e:
+    p.error(str(e))
   if args.time_limit is not None and not args.time_limit >= 0:
     p.error(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:
@@ -164,8 +155,8 @@ def main(argv=None) -> int:
   except ConfigError as e:
     p.error(str(e))
 
-  from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, make_mesh,
-                         outputs, run)
+  from mgjax.run import (Divergence, LayoutError, MemoryCheckError, ResumeError, check_layout,
+                         make_mesh, outputs, run)
   from mgjax.run.placement import cpu_devices, default_devices, split_cpu
   # On a CPU, a device per core for the cells whose algorithm gains from it (before JAX
   # starts); the others run on the first device.
@@ -199,7 +190,8 @@ def main(argv=None) -> int:
           config, seeds=list(range(seeds)), out=run_dir, progress=False,
           devices=args.devices or (None if resume else default_devices(algo)),
           resume=resume, save_every_s=60 * args.save_every,
-          time_limit_s=None if deadline is None else max(0.0, deadline - time.time()))
+          time_limit_s=None if deadline is None else max(0.0, deadline - time.time()),
+          memory_check=not args.no_memory_check)
       if summary["status"] == "paused":
         print(f"[{name}] {cell}: paused at {summary['total_env_steps']} env steps, "
               f"{time.time() - start:.0f}s; the next call continues it", flush=True)
@@ -208,6 +200,8 @@ def main(argv=None) -> int:
               f"{time.time() - start:.0f}s", flush=True)
     except ResumeError as e:
       p.error(f"{e} (remove {run_dir} to start the cell afresh)")
+    except MemoryCheckError as e:
+      p.error(f"{cell}: {e}")
     except Divergence as e:
       print(f"[{name}] {cell}: stopped: {e}", flush=True)
     (suite_dir / cell).mkdir(parents=True, exist_ok=True)  # even if moved away meanwhile

@@ -18,6 +18,9 @@ encodes it with the ffmpeg binary that ships in the imageio-ffmpeg package, in r
 brax's interactive 3D viewer of that episode as one self-contained page that opens offline
 (three.js and lil-gui from their npm packages, shipped with mgjax, and brax's viewer modules
 are inside the page).
+
+Compiled programs are kept in ~/.cache/mgjax/xla for the next launch (--no-compile-cache;
+mgjax.run.compile_cache).
 """
 import argparse
 import json
@@ -56,6 +59,8 @@ def _parse(argv):
                       "evaluated seeds (default the first)")
   p.add_argument("--width", type=int, default=480, help="video width in pixels")
   p.add_argument("--height", type=int, default=360, help="video height in pixels")
+  from mgjax.run import compile_cache
+  compile_cache.add_flag(p)
   args = p.parse_args(argv)
   if args.episodes < 1:
     p.error(f"episodes={args.episodes}: must be positive")
@@ -73,7 +78,11 @@ def _parse(argv):
 
 def main(argv=None) -> int:
   p, args = _parse(argv)
-  from mgjax.run import evaluation
+  from mgjax.run import compile_cache, evaluation
+  try:  # before the first compile
+    compile_cache.enable(not args.no_compile_cache)
+  except compile_cache.CacheError as e:
+    p.error(str(e))
   from mgjax.run.outputs import OutputError
   try:
     run = evaluation.load_run(args.run_dir, args.seed)

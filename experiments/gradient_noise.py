@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmark import parse_set  # experiments/benchmark.py: this script's folder is on sys.path
+from mgjax.run.cli import parse_set
 from mgjax import make_trainer
 from mgjax.algorithms import make_config, mg
 from mgjax.buffer import buffer_add

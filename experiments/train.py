@@ -15,6 +15,11 @@ Writes DIR/config.json, metrics.csv, summary.json and checkpoint/ (docs/design.m
 
   python experiments/train.py --algo mbpo --out runs/mbpo --time-limit 120   # pauses
   python experiments/train.py --resume runs/mbpo                          # continues
+
+Before anything compiles or is written, the memory the runs need is estimated and held
+against what the host (or each accelerator) has: runs that do not fit are refused (exit
+status 2); --dry-run prints the estimate and stops. Compiled programs are kept in
+~/.cache/mgjax/xla for the next launch (--no-compile-cache; mgjax.run.compile_cache).
 """
 import argparse
 import dataclasses
@@ -97,6 +102,7 @@ def _initialize_distributed(argv) -> None:
 def build_parser() -> argparse.ArgumentParser:
   from mgjax.algorithms import REGISTRY
   from mgjax.config import Config
+  from mgjax.run import compile_cache
   p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
   p.add_argument("--seed", type=int, default=None,
@@ -124,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
                  help="run every combination of these values of sweepable numeric fields as "
                       "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
+  p.add_argument("--dry-run", action="store_true",
+                 help="print the memory the runs need, component by component, against "
+                      "what the host or device has, and stop (nothing compiled or written)")
+  p.add_argument("--no-memory-check", action="store_true",
+                 help="run even where the memory estimate exceeds what is available")
+  compile_cache.add_flag(p)
   _add_distributed_flags(p)
   hints = typing.get_type_hints(Config)
   docs = _field_comments()
@@ -187,7 +199,12 @@ def _saved_run(args, fields: dict):
 def main(argv=None) -> int:
   _initialize_distributed(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
-  from mgjax.algorithms import make_config, run_schedule
+  from mgjax.run import compile_cache
+  try:  # before the first compile
+    compile_cache.enable(not args.no_compile_cache)
+  except compile_cache.CacheError as e:
+    _fail(str(e))
+  from mgjax.algorithms import make_config, make_trainer, run_schedule
   from mgjax.config import Config, ConfigError
   fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
             if getattr(args, f.name) is not None}
@@ -195,8 +212,9 @@ def main(argv=None) -> int:
     _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
-  from mgjax.run import (Divergence, LayoutError, ResumeError, check_layout, check_sweep,
-                         make_mesh, outputs, run, setting_name, sweep_settings)
+  from mgjax.run import (Divergence, LayoutError, MemoryCheckError, ResumeError, check_layout,
+                         check_sweep, make_mesh, memory, outputs, run, setting_name,
+                         sweep_settings)
   from mgjax.run.placement import cpu_devices, split_cpu
   saved_devices = None
   if args.resume is not None:
@@ -219,12 +237,27 @@ def main(argv=None) -> int:
     runs = len(seeds) * len(sweep_settings(sweep))
     if not args.distributed:  # on a CPU, a device per core (before JAX starts)
       split_cpu(args.devices or saved_devices or cpu_devices(config.algo, runs))
-    check_layout(len(seeds), len(sweep_settings(sweep)), make_mesh(args.devices))
+    mesh = make_mesh(args.devices)
+    check_layout(len(seeds), len(sweep_settings(sweep)), mesh)
   except (ConfigError, LayoutError) as e:
     _fail(str(e))
   out = args.resume or args.out or os.path.join(
       "runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
   import jax
+  try:  # a used --out fails fast; it is written only once the memory check has passed
+    if jax.process_index() == 0 and args.resume is None and not args.dry_run:
+      outputs.check_out_dir(out, args.overwrite)
+  except outputs.OutputError as e:
+    _fail(str(e))
+  # The memory the runs need, before anything compiles or --out is touched.
+  estimate = memory.estimate(make_trainer(config), mesh, len(seeds), len(sweep_settings(sweep)),
+                             tuple(sweep or ()))
+  if args.dry_run:
+    print(memory.report(estimate, f"{config.algo} on {config.env}"))
+    return 0
+  if not args.no_memory_check and not memory.fits(estimate):
+    _fail(memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check "
+          "runs anyway)")
   try:  # with several processes, process 0 owns the folder
     if jax.process_index() == 0 and args.resume is None:
       out = outputs.prepare_out_dir(out, args.overwrite)
@@ -239,8 +272,9 @@ def main(argv=None) -> int:
         config, seeds=seeds, out=out, progress=not args.no_progress, devices=args.devices,
         sweep=sweep, resume=args.resume is not None, save_every_s=60 * args.save_every,
         time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-        tensorboard=args.tensorboard or None)
-  except ResumeError as e:
+        tensorboard=args.tensorboard or None, memory_check=not args.no_memory_check,
+        memory_estimate=estimate)
+  except (ResumeError, MemoryCheckError) as e:
     _fail(str(e))
   except Divergence as e:
     print(f"train.py: stopped: {e}", file=sys.stderr)

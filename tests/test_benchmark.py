@@ -1,6 +1,7 @@
 """The smoke benchmark suite runs end to end, resumes, and the plotting code renders it."""
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mgjax.config import ConfigError
+from mgjax.run import cli
 from mgjax.run.placement import cpu_devices
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
@@ -17,8 +20,10 @@ SMOKE_ALGOS = ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac")  # the smoke suite's
 
 
 def _run(*args):
+  # The session's compilation cache (conftest.py), not the user's.
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                             "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})
 
 
 def test_iqm_by_hand():
@@ -246,11 +251,11 @@ def _load_benchmark():
 
 def test_set_reads_config_fields_and_their_earlier_names():
   benchmark = _load_benchmark()
-  assert benchmark.parse_set(["branch_schedule=0,2,1,3", "tau=0.01", "num_envs=4"]) == {
+  assert cli.parse_set(["branch_schedule=0,2,1,3", "tau=0.01", "num_envs=4"]) == {
       "branch_schedule": (0, 2, 1, 3), "tau": 0.01, "num_envs": 4}
-  assert benchmark.parse_set(["rollout_schedule=0,2,1,3"]) == {"branch_schedule": (0, 2, 1, 3)}
-  with pytest.raises(benchmark.ConfigError, match="unknown Config field 'nope'"):
-    benchmark.parse_set(["nope=1"])
+  assert cli.parse_set(["rollout_schedule=0,2,1,3"]) == {"branch_schedule": (0, 2, 1, 3)}
+  with pytest.raises(ConfigError, match="unknown Config field 'nope'"):
+    cli.parse_set(["nope=1"])
   # The smoke suite's SAC cells keep their settings under the field's current name.
   config = benchmark.SUITES["smoke"].config("mbpo", "pointmass", {})
   assert config.branch_schedule == (0, 2, 1, 3) and config.rollout_length == 128

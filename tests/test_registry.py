@@ -81,13 +81,17 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_library_modules_do_not_reach_up_the_layers():
-  """Lower layers never import the runner or the algorithms."""
+  """Lower layers never import the runner or the algorithms; neither imports the analyses
+  built on top of them."""
   graph = import_graph()
+  upper = ("mgjax.run", "mgjax.algorithms", "mgjax.analysis")
   for name, deps in graph.items():
-    if not name.startswith(("mgjax.run", "mgjax.algorithms")) and name != "mgjax":
-      assert not {d for d in deps if d.startswith(("mgjax.run", "mgjax.algorithms"))}, name
+    if not name.startswith(upper) and name != "mgjax":
+      assert not {d for d in deps if d.startswith(upper)}, name
     if name.startswith("mgjax.algorithms"):
-      assert not {d for d in deps if d.startswith("mgjax.run")}, name
+      assert not {d for d in deps if d.startswith(("mgjax.run", "mgjax.analysis"))}, name
+    if name.startswith("mgjax.run"):
+      assert not {d for d in deps if d.startswith("mgjax.analysis")}, name
 
 
 def test_registry_is_the_one_list_of_algorithms():

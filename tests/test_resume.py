@@ -179,7 +179,9 @@ def test_interrupted_save_keeps_the_older_point(tmp_path):
 def _train(*args):
   return subprocess.run([sys.executable, "experiments/train.py", *map(str, args)], cwd=ROOT,
                         capture_output=True, text=True, timeout=300,
-                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                             # the session's compilation cache (conftest.py), not the user's
+                             "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})
 
 
 @pytest.mark.parametrize("args, expected", [

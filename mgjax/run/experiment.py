@@ -9,6 +9,11 @@ every `save_every_s`, saves a resume point (`mgjax.run.resume`): `run(..., resum
 continues from it with the numbers an uninterrupted run gives, and `time_limit_s` pauses a
 run (status "paused") so that it can be continued later. `experiments/train.py` and
 `experiments/benchmark.py` are thin CLIs over this.
+
+Before anything compiles, the memory the runs need is estimated and held against what the
+devices have (`mgjax.run.memory`); runs that do not fit are refused (MemoryCheckError).
+The chunk program calls back to no Python code, so that XLA's persistent compilation
+cache can store it (`mgjax.run.compile_cache`); the progress bar advances as chunks end.
 """
 import time
 from pathlib import Path
@@ -17,13 +22,14 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from mgjax.algorithms import describe, make_trainer, run_schedule, watched
+from mgjax.algorithms import describe, make_trainer, watched
 from mgjax.config import Config
-from mgjax.run import outputs, placement, recording, resume
+from mgjax.run import compile_cache, memory, outputs, placement, recording, resume
+from mgjax.run.memory import MemoryCheckError
 from mgjax.run.recording import Divergence
 from mgjax.run.sweep import check_sweep, setting_name, sweep_settings
 
-__all__ = ["Divergence", "run"]
+__all__ = ["Divergence", "MemoryCheckError", "run"]
 
 
 class _Run:
@@ -103,13 +109,14 @@ class _Run:
              f"{sched.num_chunks}) from {self.meta['_dir']}")
     return state, chunk, compile_s, self.meta["chunks"]
 
-  def summaries(self, config: Config) -> list[dict[str, Any]]:
+  def summaries(self, config: Config, memory_estimate: dict[str, Any]) -> list[dict[str, Any]]:
     versions = outputs.package_versions()
     return [{"algo": config.algo, "env": config.env, "seeds": self.seeds, "status": "running",
              **({"sweep": s} if self.sweep else {}), "versions": versions,
              "host": outputs.host(),
              "device": str(self.mesh.devices.flat[0].platform), "devices": self.mesh.size,
-             "processes": jax.process_count()} for s in self.settings]
+             "processes": jax.process_count(), "memory_estimate": memory_estimate,
+             "compile_cache": compile_cache.current()} for s in self.settings]
 
   def write_summaries(self, summaries, **fields) -> None:
     for d, summary in zip(self.dirs, summaries):
@@ -143,7 +150,8 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
         log=print, devices: int | None = None,
         sweep: dict[str, Sequence[float]] | None = None, resume: bool = False,
         save_every_s: float = 600.0, time_limit_s: float | None = None,
-        tensorboard: bool | None = None) -> dict[str, Any]:
+        tensorboard: bool | None = None, memory_check: bool = True,
+        memory_estimate: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
   writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
   folder per setting `out/NAME=VALUE,...`) and the checkpoint/ of all runs into `out`.
@@ -157,15 +165,28 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
 
   `tensorboard=True` also writes metrics.csv's scalars as TensorBoard event files into
   tensorboard/seed_S/ beside it; a resumed run keeps its first session's choice unless
-  told otherwise."""
+  told otherwise.
+
+  Before anything is compiled or written, the memory the runs need is estimated
+  (`mgjax.run.memory.estimate`, or `memory_estimate` if the caller has it) and, unless
+  `memory_check=False`, runs that do not fit raise MemoryCheckError; summary.json records
+  the estimate."""
   r = _Run(config, seeds, out, sweep, devices, resume, log, tensorboard)
+  # No progress callback inside the chunk: XLA's cache cannot store a program with one.
+  trainer = make_trainer(config)
+  if memory_estimate is None:
+    memory_estimate = memory.estimate(trainer, r.mesh, len(r.seeds), len(r.settings),
+                                      tuple(r.sweep or ()))
+  if memory_check:
+    memory.check(memory_estimate)
   writers = r.open_outputs(config)
-  bar = recording.Progress(run_schedule(config).num_iterations,
-                           progress and r.writes, f"{config.algo}/{config.env}")
-  trainer = make_trainer(config, progress=bar)
   state, chunk, compile_s, done = r.compile(trainer)
+  # Next to the estimate, what XLA reports for the compiled chunk (per device).
+  memory_estimate = {**memory_estimate, "compiled_chunk": memory.compiled_bytes(chunk)}
+  bar = recording.Progress(trainer.schedule.num_iterations, progress and r.writes,
+                           f"{config.algo}/{config.env}", initial=done * config.eval_every)
   r.start -= r.before["wall_s"]
-  summaries = r.summaries(config)
+  summaries = r.summaries(config, memory_estimate)
   final, last_save = np.full(len(r.runs), np.nan), time.time()
   run_start = time.time() - r.before["train_s"]
   try:
@@ -178,6 +199,7 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
       for writer, setting_rows in zip(writers, rows):
         writer.write(setting_rows)
       final = evals["eval_return"]
+      bar(evals["iteration"])
       bar.postfix(eval_return=float(np.mean(final)))
       diverged = r.divergence(iters, i, config.eval_every, watched(config))
       if diverged is not None:

@@ -57,14 +57,21 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
     return [{COLUMN_ALIASES.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
-  """Creates `path` (refusing a directory that already holds a run unless overwrite)."""
+def check_out_dir(path: str | os.PathLike, overwrite: bool) -> None:
+  """The checks of `prepare_out_dir` that write nothing: OutputError if `path` is a file, or
+  a directory that already holds a run (unless overwrite)."""
   out = Path(path)
   if out.exists() and not out.is_dir():
     raise OutputError(f"out={str(path)!r}: exists and is not a directory")
   if out.is_dir() and any(out.iterdir()) and not overwrite:
     raise OutputError(f"out={str(path)!r}: already used (not empty); pass --overwrite to "
                       "replace it")
+
+
+def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+  """Creates `path` (refusing a directory that already holds a run unless overwrite)."""
+  out = Path(path)
+  check_out_dir(path, overwrite)
   try:
     out.mkdir(parents=True, exist_ok=True)
     probe = out / ".write_test"

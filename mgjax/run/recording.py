@@ -136,14 +136,16 @@ def first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
 
 
 class Progress:
-  """tqdm bar over iterations, advanced from inside jit by a host callback."""
+  """tqdm bar over iterations, advanced by calling it with the iteration reached (the
+  runner does so as each chunk ends; a host callback from inside jit can too), from
+  `initial` iterations (those of a resumed run's earlier sessions)."""
 
-  def __init__(self, total: int, enabled: bool, desc: str):
+  def __init__(self, total: int, enabled: bool, desc: str, initial: int = 0):
     self.bar, self.total = None, total
     if enabled:
       from tqdm.auto import tqdm
-      self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
-    self.done = 0
+      self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, initial=initial)
+    self.done = initial
 
   def __call__(self, iteration):
     # vmapped seeds report the same iteration, possibly out of order.

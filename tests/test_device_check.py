@@ -1,0 +1,80 @@
+"""experiments/device_check.py's CPU rehearsal (`mgjax.run.device_check`): tiny pointmass
+runs of every algorithm with finite metrics, and parts that fail or outrun their limit
+recorded without stopping the others."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgjax.algorithms import REGISTRY
+from mgjax.run import device_check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_part_past_its_limit_is_recorded_and_the_next_part_runs(tmp_path):
+  # Each part in a process of its own: the platform part is killed after 1 s (while JAX is
+  # still loading), then sac's part compiles and runs a few iterations.
+  out = tmp_path / "check.json"
+  logged = []
+  record = device_check.check(out, cpu=True, isolate=True, only=("platform", "sac"),
+                              limits={"platform": 1.0}, log=logged.append)
+  assert json.loads(out.read_text()) == json.loads(json.dumps(record, default=str))
+  assert record["parts"]["platform"]["status"] == "timeout", record
+  sac = record["parts"]["sac"]
+  assert sac["status"] == "ok", sac
+  assert sac["finite"] and sac["iterations"] >= 1 and sac["s_per_1000_env_steps"] > 0
+  assert sac["compile_init_s"] > 0 and sac["compile_iteration_s"] > 0
+  assert record["algorithms"] == {"sac": "ok"}
+  assert any("platform: timeout" in line for line in logged)
+
+
+def test_a_failing_part_is_recorded_with_one_line(tmp_path, monkeypatch):
+  def broken(emit, deadline):
+    emit({"backend": "cpu", "matmul_precision": "highest"})
+    raise RuntimeError("no devices\nmore detail")
+
+  def quick(emit, deadline):
+    return {"algo": "mg", "finite": True, "wall_s": 1.0}
+
+  real = device_check.parts
+  monkeypatch.setattr(device_check, "parts", lambda cpu: [
+      p._replace(fn={"platform": broken, "mg": quick}.get(p.name, p.fn)) for p in real(cpu)])
+  record = device_check.check(tmp_path / "check.json", cpu=True, only=("platform", "mg"),
+                              log=lambda *_: None)
+  platform = record["parts"]["platform"]
+  assert platform["status"] == "failed" and platform["error"] == "RuntimeError: no devices"
+  assert platform["matmul_precision"] == "highest"  # what it measured before failing is kept
+  assert record["parts"]["mg"]["status"] == "ok"  # the part after it ran
+  assert record["algorithms"] == {"mg": "ok"}
+
+
+@pytest.mark.slow
+def test_cpu_mode_runs_every_algorithm(tmp_path):
+  out = tmp_path / "check.json"
+  proc = subprocess.run([sys.executable, "experiments/device_check.py", "--cpu", "--out",
+                         str(out), "--precision", "high"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  record = json.loads(out.read_text())
+  assert record["algorithms"] == {algo: "ok" for algo in ("mg", "mbpo", "sac")} | {
+      algo: "ok" for algo in REGISTRY if algo not in ("mg", "mbpo", "sac")}
+  assert set(record["algorithms"]) == set(REGISTRY)
+  platform = record["parts"]["platform"]
+  assert platform["backend"] == "cpu" and platform["matmul_precision"] == "high"
+  assert platform["devices"] and platform["versions"]["jax"]
+  mg = record["parts"]["mg"]
+  assert mg["compile_s"] > 0 and mg["wall_s_for_all_steps"] >= mg["wall_s"] > 0
+  for algo in ("mbpo", "sac"):
+    assert record["parts"][algo]["s_per_1000_env_steps"] > 0
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+  proc = subprocess.run([sys.executable, "experiments/device_check.py", "--cpu",
+                         "--budget", "0", "--out", str(tmp_path / "x.json")], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 2 and len(lines) == 1 and "budget=0.0" in lines[0], proc.stderr
+  assert not (tmp_path / "x.json").exists()
