@@ -6,7 +6,8 @@
 Trains one seed of --algo (default mle) and saves a snapshot (a resume point) after each
 number of evaluation chunks in --at under --snapshots/chunks=N, or reuses the snapshots
 already there; `--from RUN_DIR` measures the resume point of a `train.py` run instead. At
-each snapshot, every objective (--objectives, default all of `mgjax.analysis.probe.DEFAULT_OBJECTIVES`)
+each snapshot, every objective (--objectives; default all of
+`mgjax.analysis.probe.DEFAULT_OBJECTIVES`)
 is fitted from the snapshot's model with --fit-keys keys and measured on held-out real
 batches: pooled and single-batch alignment and held-out NLL, mean and 95% CI over keys, and
 each MG objective's paired difference to NLL only. The JSON (a list, one entry per
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
                  help="measure this run's resume point instead of training")
   p.add_argument("--run-index", type=int, default=0, help="which run of --from's point")
   p.add_argument("--objectives", default="all",
-                 help="comma-separated names of mgjax.analysis.probe.DEFAULT_OBJECTIVES, or all")
+                 help="comma-separated names of mgjax.analysis.probe.DEFAULT_OBJECTIVES or "
+                 "EXTRA_OBJECTIVES, or all (the default ones)")
   p.add_argument("--fit-keys", type=int, default=6)
   p.add_argument("--fit-batches", type=int, default=16)
   p.add_argument("--heldout-batches", type=int, default=32)
@@ -85,8 +87,9 @@ def main(argv=None) -> int:
     print(probe.probe_table(points))
     return 0
 
-  known = {o.name: o for o in probe.DEFAULT_OBJECTIVES}
-  names = list(known) if args.objectives == "all" else args.objectives.split(",")
+  known = {o.name: o for o in probe.DEFAULT_OBJECTIVES + probe.EXTRA_OBJECTIVES}
+  names = ([o.name for o in probe.DEFAULT_OBJECTIVES] if args.objectives == "all"
+           else args.objectives.split(","))
   for name in names:
     if name not in known:
       return _error("objectives", name, f"unknown; choose from {', '.join(known)}")

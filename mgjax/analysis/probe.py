@@ -87,6 +87,11 @@ DEFAULT_OBJECTIVES = (
     Objective("nll-500", steps=500),
     Objective("mg-500-target16", mg=True, steps=500, target_batches=16),
 )
+# Targets of more batches, for snapshots whose g_R is noisier (needs --fit-batches 64).
+EXTRA_OBJECTIVES = (
+    Objective("mg-target64", mg=True, target_batches=64),
+    Objective("mg-pathwise-target64", mg=True, estimator="pathwise", target_batches=64),
+)
 
 
 class RealBatches(NamedTuple):
@@ -358,7 +363,7 @@ def _verdict(row: dict[str, Any], metric: str) -> int:
 def plot_probe(points: Sequence[dict[str, Any]], path) -> None:
   """One column per snapshot: the pooled alignment (top), the single-batch alignment
   (middle) and the held-out NLL (bottom) of every objective, mean and 95% CI over fit
-  keys; dashed, the snapshot's own model. Green: better than NLL only with the paired CI
+  keys; dashed, the snapshot's own model; dotted, the pooled ceiling. Green: better than NLL only with the paired CI
   clear of zero; red: worse; grey: NLL only."""
   import matplotlib
   matplotlib.use("Agg")
@@ -380,6 +385,10 @@ def plot_probe(points: Sequence[dict[str, Any]], path) -> None:
         ax.errorbar([x], [s["mean"]], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]],
                     fmt="o", color=color, capsize=3)
       ax.axhline(p["start"][metric], color="k", ls="--", lw=0.8)
+      if metric == "pooled":  # what a noiseless ĝ_M could score against these batches
+        ax.axhline(pooled_ceiling(p["floor"]["pooled_split_half"]), color="k", ls=":", lw=0.8)
+      if metric == "nll":  # MG-only fits reach hundreds of nats
+        ax.set_yscale("symlog", linthresh=1.0)
       ax.set_xticks(range(len(names)))
       ax.set_xticklabels(names if row == len(METRICS) - 1 else [], rotation=70, fontsize=7)
       ax.grid(axis="y", lw=0.3)
