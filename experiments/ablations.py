@@ -8,15 +8,15 @@ Each `benchmark.py --tag NAME --set FIELD=VALUE` run lives in RESULTS/SUITE-NAME
 This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseline as
 "ALGO:default"), writes them to RESULTS/SUITE-ablations-ENV/metrics.csv
 (`mgjax.run.outputs.concat_metrics`: columns of earlier versions under their current names)
-and draws the learning curves, alignment curves and the milestone table there with plot.py's
-code.
+and draws the learning curves, alignment curves and the milestone table there
+(`mgjax.analysis.curves`).
 """
-import argparse
 import sys
 from pathlib import Path
 
-import plot  # experiments/plot.py: this script's folder is on sys.path
+from mgjax.analysis import curves
 from mgjax.run import outputs
+from mgjax.run.cli import Parser
 
 
 def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str, ...] = (),
@@ -40,8 +40,7 @@ def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("--results", default="results")
   p.add_argument("--suite", default="cpu")
   p.add_argument("--env", default="hopper")
@@ -55,14 +54,13 @@ def main(argv=None) -> int:
     out, names = gather(Path(args.results), args.suite, args.algo, args.env,
                         tuple(args.reference), args.out and Path(args.out))
   except FileNotFoundError as e:
-    print(f"ablations.py: error: {e}", file=sys.stderr)
-    return 2
-  data = plot.load(out / "metrics.csv")
-  plot.plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
-                            name="learning_curves.png")
-  plot.plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
-                            name="alignment.png")
-  plot.table(data, out)
+    p.error(str(e))
+  data = curves.load(out / "metrics.csv")
+  curves.plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
+                              name="learning_curves.png")
+  curves.plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
+                              name="alignment.png")
+  curves.table(data, out)
   print(f"{len(names)} cells ({', '.join(names)}) -> {out}")
   return 0
 

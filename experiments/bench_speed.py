@@ -23,12 +23,11 @@
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
 `--sections` runs some of them and merges them into an existing --out file.
 """
-import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -46,21 +45,12 @@ import jax.numpy as jnp  # noqa: E402
 
 from mgjax import make_config, make_trainer  # noqa: E402
 from mgjax.algorithms import mg  # noqa: E402
+from mgjax.analysis import speed  # noqa: E402
+from mgjax.analysis.speed import timed  # noqa: E402
 from mgjax.config import Config  # noqa: E402
 from mgjax.envs.core import batched_reset, batched_step  # noqa: E402
-from mgjax.models import fit_mle  # noqa: E402
 from mgjax.run import outputs  # noqa: E402
-
-
-def timed(fn, *args, repeats: int) -> float:
-  """Median wall time of fn(*args) over `repeats` calls after one warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+from mgjax.run.cli import Parser, parse_set  # noqa: E402
 
 
 def _setup(config: Config) -> mg.Setup:
@@ -79,7 +69,8 @@ def collection(config: Config, repeats: int) -> dict:
   su = _setup(config)
   state = _filled_state(su, jax.random.key(0))
 
-  collect = jax.jit(_mg_stages(su)["collect"])  # the training loop's collect stage
+  # The training loop's collect stage, as the iteration calls it.
+  collect = jax.jit(lambda s: mg.collect_batch(su, s, s.key)[1].obs)
   env = su.train_env
   zeros = jnp.zeros((config.num_envs, su.env.action_size))
 
@@ -109,44 +100,11 @@ def iterations(config: Config, repeats: int) -> dict:
   state = _filled_state(su, jax.random.key(0))
   real_grad = jax.tree.map(jnp.ones_like, state.agent_params["policy"])
   mg_step = jax.jit(lambda s, k: mg.fit_model_mg(su, s, k, real_grad))
-
-  def nll_step(s, k):  # mle_steps = 1 NLL step on the buffer, as in `fit_model`
-    return fit_mle(s.model_params, s.model_opt, s.buffer, k, loss=su.nll(s.obs_stats),
-                   optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)
-
-  nll_step = jax.jit(nll_step)
+  nll_step = jax.jit(lambda s, k: mg.nll_steps(su, s, k))  # mle_steps = 1, as in `fit_model`
   out["mg_step_s"] = timed(mg_step, state, jax.random.key(2), repeats=repeats)
   out["nll_step_s"] = timed(nll_step, state, jax.random.key(2), repeats=repeats)
   out["mg_step_over_nll_step"] = out["mg_step_s"] / out["nll_step_s"]
   return out
-
-
-def _mg_stages(su: mg.Setup) -> dict:
-  """The stages of one mg iteration on a train state, each a function of the state alone."""
-  def collect(s):
-    return mg.collect(su.train_env, su.nets.make_policy(s.obs_stats), s.agent_params["policy"],
-                      s.env_state, s.key, rollout_length=su.rollout_length,
-                      action_mode=su.action_mode)[1].obs
-
-  def nll_steps(s):
-    return fit_mle(s.model_params, s.model_opt, s.buffer, s.key, loss=su.nll(s.obs_stats),
-                   optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)[0]
-
-  def mg_steps(s):
-    real_grad = jax.tree.map(jnp.ones_like, s.agent_params["policy"])
-    return mg.fit_model_mg(su, s, s.key, real_grad)[0].model_params
-
-  def policy_updates(s):  # model rollouts and PPO on them, as in the iteration
-    def one(s, k):
-      bk, uk = jax.random.split(k)
-      return mg.policy_update(su, s, mg.model_ppo_batch(su, s, bk), uk)
-    return jax.lax.scan(one, s, jax.random.split(s.key, su.model_updates))[0].agent_params
-
-  def evaluation(s):
-    return mg.evaluate(su, s, s.key)["eval_return"]
-
-  return {"collect": collect, "nll_steps": nll_steps, "mg_steps": mg_steps,
-          "policy_updates": policy_updates, "evaluation": evaluation}
 
 
 def _in_groups(f, n: int, group: int):
@@ -161,7 +119,8 @@ def _in_groups(f, n: int, group: int):
 def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
                  group: int | None = None) -> dict:
   """One evaluation chunk with n vmapped seeds, and where its growth comes from: each stage
-  of an mg iteration vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
+  of an mg iteration (`mg.iteration`'s stage hook, on the data it has in an iteration) and
+  the evaluation vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
   one flat batch of n·num_envs envs, all relative to n = counts[0]. With `group`, also the
   chunk of n seeds vmapped `group` at a time, the groups in sequence ("chunk_grouped"),
   for each n that `group` divides into several groups. With `config.env_group`, also the
@@ -172,11 +131,11 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
   su = trainer.setup
   chunk = jax.jit(jax.vmap(trainer.chunk))
   iteration = jax.jit(jax.vmap(lambda s: mg.iteration(su, s)[0]))
-  stages = {name: jax.jit(jax.vmap(f)) for name, f in _mg_stages(su).items()}
+  evaluation = jax.jit(jax.vmap(lambda s: mg.evaluate(su, s, s.key)["eval_return"]))
   if config.env_group:
     flat = make_trainer(dataclasses.replace(config, env_group=0))
     flat_chunk = jax.jit(jax.vmap(flat.chunk))
-    flat_collect = jax.jit(jax.vmap(_mg_stages(flat.setup)["collect"]))
+    flat_collect = jax.jit(jax.vmap(functools.partial(mg.collect_batch, flat.setup)))
   env = su.env.env
   out = {}
   for n in counts:
@@ -188,10 +147,12 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
       grouped = jax.jit(_in_groups(trainer.chunk, n, group))
       t["chunk_grouped"] = timed(lambda s: grouped(s)[1], state, repeats=repeats)
     state = iteration(state)
-    for name, stage in stages.items():
-      t[name] = timed(stage, state, repeats=repeats)
+    stages = speed.stage_inputs(mg.iteration, su, state)
+    for name, (stage, args) in stages.items():
+      t[name] = timed(jax.jit(jax.vmap(stage)), *args, repeats=repeats)
+    t["evaluation"] = timed(evaluation, state, repeats=repeats)
     if config.env_group:
-      t["collect_all_envs"] = timed(flat_collect, state, repeats=repeats)
+      t["collect_all_envs"] = timed(flat_collect, *stages["collect"][1], repeats=repeats)
     batch = n * config.num_envs
     env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(
         jax.random.key(0))
@@ -220,69 +181,6 @@ def compile_times(config: Config, envs) -> dict:
     jax.jit(jax.vmap(trainer.chunk)).lower(state).compile()
     out[env] = time.perf_counter() - t
   return out
-
-
-def mlp_flops(batch: int, sizes) -> tuple[int, int]:
-  """FLOPs of a dense MLP's forward pass on `batch` rows, 2·B·Σ n_i·n_(i+1) (multiply-adds
-  of its matmuls; activations and biases are not counted), and those of its first layer."""
-  layers = [2 * batch * i * o for i, o in zip(sizes[:-1], sizes[1:])]
-  return sum(layers), layers[0]
-
-
-def sac_update_flops(batch: int, obs: int, act: int, hidden, num_q: int = 2) -> int:
-  """FLOPs of one `sac_update`, counted from the network shapes. A backward pass costs a
-  forward for the weight gradients and one for the input gradients (but the first layer's).
-    critic step: actor on s', num_q target critics, num_q critics forward and backward;
-    actor step: actor forward and backward, num_q critics forward and back to the action."""
-  f_a, first_a = mlp_flops(batch, [obs, *hidden, 2 * act])
-  f_q, first_q = mlp_flops(batch, [obs + act, *hidden, 1])
-  critic = f_a + num_q * f_q + num_q * (3 * f_q - first_q)
-  actor = (3 * f_a - first_a) + num_q * 2 * f_q
-  return critic + actor
-
-
-def ensemble_step_flops(members: int, batch: int, obs: int, act: int, hidden) -> int:
-  """FLOPs of one ensemble training step: every member forward and backward on its own
-  minibatch (inputs obs+act, outputs mean and log-std of Δobs and reward)."""
-  f, first = mlp_flops(batch, [obs + act, *hidden, 2 * (obs + 1)])
-  return members * (3 * f - first)
-
-
-# Matmuls timed by `matmul_peak`: (batch, m, k, n), a batch of independent [m,k]·[k,n].
-MATMULS = {
-    "2048_cube": (1, 2048, 2048, 2048),          # the machine's peak
-    "256_wide": (1, 4096, 256, 256),
-    "sac_layer": (1, 256, 256, 256),             # a hidden layer of SAC's networks, batch 256
-    "ensemble_layer": (7, 256, 200, 200),        # a hidden layer of 7 members, 256 rows each
-    "rollout_layer": (1, 100_000, 200, 200),     # a hidden layer of one elite on 100k rollouts
-    "rollout_block_layer": (5, 20_000, 200, 200),  # 5 elites on 20k rollouts each (block)
-}
-
-
-def matmul_peak(repeats: int) -> dict:
-  """The machine's f32 matmul throughput (GFLOP/s): the 2048³ peak, and the shapes of the SAC
-  family's hidden layers, which bound what its kernels can reach."""
-  out = {}
-  for name, (b, m, k, n) in MATMULS.items():
-    x = jax.random.normal(jax.random.key(0), (b, m, k))
-    w = jax.random.normal(jax.random.key(1), (b, k, n))
-    mm = jax.jit(lambda x, w: jnp.einsum("bmk,bkn->bmn", x, w))
-    out[f"matmul_{name}_gflops"] = 2 * b * m * k * n / timed(mm, x, w, repeats=repeats) / 1e9
-  return out
-
-
-def _kernel(fn, args, flops: int, peak: float, repeats: int, calls: int = 1) -> dict:
-  """Time of one call of a kernel, its FLOPs (ours and XLA's count) and the share of the
-  peak. With calls > 1, `fn` makes that many calls in one program (a lax.scan, as in the
-  training loop), and the figures are per call (XLA's cost analysis counts a loop's body
-  once, so its count is one call's already)."""
-  compiled = jax.jit(fn).lower(*args).compile()
-  t = timed(compiled, *args, repeats=repeats) / calls
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  # XLA's count covers a loop's body once, i.e. one call.
-  return {"s": t, "flops": flops, "xla_flops": float(cost.get("flops", float("nan"))),
-          "gflops": flops / t / 1e9, "of_peak": flops / t / 1e9 / peak}
 
 
 def _sac_setup(algo: str, env: str, overrides: dict):
@@ -331,25 +229,25 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
                                           c.rollout_batch)
     return step
 
-  f_model, _ = mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
-  f_actor, _ = mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
+  f_model, _ = speed.mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
+  f_actor, _ = speed.mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
   out = {
       "config": {k: getattr(c, k) for k in ("sac_batch", "sac_hidden", "ensemble_size",
                                             "elites", "mle_batch", "model_hidden",
                                             "rollout_batch")},
-      "sac_update": _kernel(sac_updates, (state, key),
-                            sac_update_flops(c.sac_batch, D, A, c.sac_hidden), peak, repeats,
-                            calls),
-      "ensemble_step": _kernel(ensemble_steps, (state, key), ensemble_step_flops(
+      "sac_update": speed.kernel(sac_updates, (state, key),
+                                 speed.sac_update_flops(c.sac_batch, D, A, c.sac_hidden), peak,
+                                 repeats, calls),
+      "ensemble_step": speed.kernel(ensemble_steps, (state, key), speed.ensemble_step_flops(
           c.ensemble_size, c.mle_batch, D, A, c.model_hidden), peak, repeats, calls),
       # elite_draw "row": every elite predicts every row (one is then drawn per row), as
       # MBPO does.
-      "rollout_step": _kernel(rollout_step("row"), (state, key), c.elites * f_model + f_actor,
-                              peak, max(1, repeats // 2)),
+      "rollout_step": speed.kernel(rollout_step("row"), (state, key),
+                                   c.elites * f_model + f_actor, peak, max(1, repeats // 2)),
   }
   if c.rollout_batch % c.elites == 0:  # "block": each row is predicted by its elite alone
-    out["rollout_step_block"] = _kernel(rollout_step("block"), (state, key), f_model + f_actor,
-                                        peak, max(1, repeats // 2))
+    out["rollout_step_block"] = speed.kernel(rollout_step("block"), (state, key),
+                                             f_model + f_actor, peak, max(1, repeats // 2))
   return out
 
 
@@ -393,7 +291,7 @@ def roofline(env: str, repeats: int, iterations: int, overrides: dict,
   """The matmul peak, the hot kernels' share of it, and a real segment of each of `algos`;
   with `variant`, each segment again with those fields changed too, and the ratio of the
   two totals (segment / variant: the variant's speed-up)."""
-  peak = matmul_peak(repeats)
+  peak = speed.matmul_peak(repeats)
   out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"],
                                           overrides)}
   print(json.dumps(out, indent=1), flush=True)
@@ -432,8 +330,7 @@ SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "roofline",
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
   p.add_argument("--compile-envs", nargs="*", default=None,
                  help="envs for the compile-time figure (default: --env)")
@@ -465,7 +362,6 @@ def main(argv=None) -> int:
                  help="time each run segment a second time in the same run with these fields "
                       "changed as well, e.g. a CPU configuration against the preset")
   args = p.parse_args(argv)
-  from mgjax.run.cli import parse_set
   config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
   out = Path(args.out)
   report = json.loads(out.read_text()) if out.is_file() else {}

@@ -12,7 +12,6 @@ and the launches' output folders are temporary and removed afterwards, unless --
 names a folder to keep. Takes minutes of every core for the default run; run nothing else
 meanwhile.
 """
-import argparse
 import json
 import os
 import re
@@ -26,11 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "experiments" / "train.py"
 STARTED = re.compile(r"^compiled in ([0-9.]+)s")
-
-
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def launch(train_args: list[str], cache: Path, out: Path, timeout: float) -> dict:
@@ -76,7 +70,8 @@ def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   train_args = argv[argv.index("--") + 1:] if "--" in argv else []
   own = argv[:argv.index("--")] if "--" in argv else argv
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from mgjax.run.cli import Parser
+  p = Parser(description=__doc__)
   p.add_argument("--launches", type=int, default=2, help="launches in a row (default 2)")
   p.add_argument("--cache", default=None,
                  help="the cache folder, kept afterwards (default: a fresh temporary one); "

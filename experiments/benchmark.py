@@ -12,8 +12,6 @@ it from there; --time-limit pauses the call (its cell's metrics so far are copie
 
   python experiments/benchmark.py --suite cpu --algo mbpo --env hopper --time-limit 150
 """
-import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -23,69 +21,13 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
-from mgjax.algorithms import make_config, run_schedule  # noqa: E402
-from mgjax.config import Config, ConfigError  # noqa: E402
+from mgjax.algorithms import run_schedule  # noqa: E402
+from mgjax.config import ConfigError  # noqa: E402
 from mgjax.run import compile_cache  # noqa: E402
-from mgjax.run.cli import parse_set  # noqa: E402
+from mgjax.run.cli import Parser, parse_set  # noqa: E402
+from mgjax.run.suites import SUITES  # noqa: E402
 
-
-@dataclasses.dataclass(frozen=True)
-class Suite:
-  envs: tuple[str, ...]
-  algos: tuple[str, ...]
-  seeds: int
-  total_steps: int
-  overrides: tuple[tuple[str, object], ...] = ()  # Config fields shared by every cell
-  algo_overrides: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # per algo
-
-  def config(self, algo: str, env: str, extra: dict) -> Config:
-    """The algorithm's preset, then the suite's overrides, then --set fields."""
-    own = dict(dict(self.algo_overrides).get(algo, ()))
-    return make_config(**{**dict(self.overrides), **own, "algo": algo, "env": env,
-                          "total_steps": self.total_steps, **extra})
-
-
-# Evaluations every 5 iterations of 1024 steps (5120 env steps) so that the 25k/50k/100k
-# milestones of the results table fall within half a chunk of an evaluation.
-_EVAL = (("eval_every", 5),)
-# mbpo keeps its own iteration of 250 env steps (MBPO's model round); evaluations every 5
-# of them, after the 5000 exploration steps, also land on the milestones.
-_SMOKE_SAC_LOOP = (("num_envs", 1), ("rollout_length", 128), ("eval_every", 4),
-                   ("exploration_steps", 1024), ("sac_hidden", (32, 32)), ("sac_batch", 64),
-                   ("updates_per_step", 1))
-_SMOKE_SAC = _SMOKE_SAC_LOOP + (
-    ("ensemble_size", 3), ("elites", 2), ("rollout_batch", 64), ("model_max_epochs", 2),
-    ("model_epoch_steps", 5), ("branch_schedule", (0, 2, 1, 3)))
-# The SAC family's CPU configuration (RESULTS.md, "The SAC family on a CPU"): MBPO's
-# published settings but for the three stages that cost most on a CPU, each cut where the
-# roofline measured it: 5 instead of 20 SAC updates per env step, a model round of exactly
-# 100 warm-started ensemble steps (2 epochs of 50) instead of early stopping over the whole
-# buffer, and rollouts stepped by their drawn elite only.
-_CPU_SAC = (("updates_per_step", 5), ("model_fit_budget", 100), ("model_epoch_steps", 50),
-            ("elite_draw", "block"))
-# mg-sac (MBPO with MG model steps) is not in the cpu and gpu suites: a cell costs what an
-# mbpo cell does. Run it with --algo mg-sac.
-SUITES = {
-    "cpu": Suite(("hopper", "walker2d", "halfcheetah", "ant"),
-                 ("mg", "mle", "ppo", "mbpo", "sac"), 5, 100_000, _EVAL),
-    "gpu": Suite(("hopper", "walker2d", "halfcheetah", "ant", "humanoid"),
-                 ("mg", "mle", "ppo", "mbpo", "sac"), 10, 300_000, _EVAL),
-    "smoke": Suite(("pointmass",), ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac"), 2, 5120, (
-        ("num_envs", 16), ("rollout_length", 32), ("eval_every", 5), ("num_eval_envs", 4),
-        ("model_hidden", (32, 32)), ("mle_steps", 5), ("mg_steps", 1), ("mg_rollouts", 32),
-        ("model_rollouts", 64), ("model_updates", 1)), algo_overrides=(
-        ("mbpo", _SMOKE_SAC), ("mg-sac", _SMOKE_SAC + (("mg_horizon", 3),)),
-        ("sac", _SMOKE_SAC_LOOP))),
-    "cpu-sac": Suite(("hopper", "walker2d", "halfcheetah", "ant"), ("mbpo", "mg-sac"), 5,
-                     40_000, _EVAL, algo_overrides=(("mbpo", _CPU_SAC), ("mg-sac", _CPU_SAC))),
-}
 _KEEP = ("metrics.csv", "summary.json", "config.json")
-SAC_ALGOS = ("mbpo", "mg-sac", "sac")  # SAC's loop: G updates per env step
-
-
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _finished(cell_dir: Path) -> bool:
@@ -106,7 +48,7 @@ def gather(suite_dir: Path) -> Path:
 
 
 def main(argv=None) -> int:
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("--suite", default="cpu", help=f"one of {', '.join(SUITES)}")
   p.add_argument("--results", default="results", help="where the small per-cell files go")
   p.add_argument("--runs", default="runs/bench", help="where full run folders go")
@@ -141,17 +83,11 @@ def main(argv=None) -> int:
   if args.suite not in SUITES:
     p.error(f"suite={args.suite!r}: unknown; choose one of {', '.join(SUITES)}")
   suite = SUITES[args.suite]
-  envs = tuple(args.env or suite.envs)
-  algos = tuple(args.algo or suite.algos)
   seeds = args.seeds if args.seeds is not None else suite.seeds
   if seeds <= 0:
     p.error(f"seeds={seeds}: must be positive")
   try:
-    extra = parse_set(args.set)
-    cells = [(a, e, suite.config(a, e, extra)) for e in envs for a in algos]
-    # mbpo's and mg-sac's cells (SAC's loop) cost hundreds of times more per env step
-    # (RESULTS.md): run them last.
-    cells.sort(key=lambda cell: cell[0] in SAC_ALGOS)
+    cells = suite.cells(args.env, args.algo, parse_set(args.set))  # the SAC family's last
   except ConfigError as e:
     p.error(str(e))
 

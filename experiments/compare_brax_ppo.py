@@ -14,7 +14,6 @@ envs. Known differences: brax masks time-limit truncations (its bootstrap_on_tim
 wrapper field its own env wrappers do not set here) where mgjax bootstraps them from the
 pre-reset observation; brax's networks use swish activations and a tanh-squashed policy.
 """
-import argparse
 import functools
 import json
 import sys
@@ -32,6 +31,7 @@ from mgjax import envs  # noqa: E402
 from mgjax.algorithms import run_schedule  # noqa: E402
 from mgjax.config import Config  # noqa: E402
 from mgjax.run import outputs, run  # noqa: E402
+from mgjax.run.cli import Parser  # noqa: E402
 
 
 def _device_put_replicated(x, devices):
@@ -87,8 +87,7 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
   p.add_argument("--total-steps", type=int, default=100_000)
   p.add_argument("--seeds", type=int, default=3)

@@ -21,14 +21,10 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv=None) -> int:
   from mgjax.run import compile_cache, device_check
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from mgjax.run.cli import Parser
+  p = Parser(description=__doc__)
   p.add_argument("--cpu", action="store_true",
                  help="the same parts on pointmass at tiny sizes, on the CPU (a rehearsal)")
   p.add_argument("--out", default=None,

@@ -22,7 +22,6 @@ are inside the page).
 Compiled programs are kept in ~/.cache/mgjax/xla for the next launch (--no-compile-cache;
 mgjax.run.compile_cache).
 """
-import argparse
 import json
 import os
 import sys
@@ -33,13 +32,9 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parse(argv):
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from mgjax.run.cli import Parser
+  p = Parser(description=__doc__)
   p.add_argument("run_dir", help="a run folder (or one setting's folder of a sweep)")
   p.add_argument("--seed", type=int, action="append", default=None,
                  help="evaluate this seed of the run (repeatable; default every seed)")

@@ -27,7 +27,6 @@ Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iterat
 Other Config fields can be set with --set FIELD=VALUE. `--plot DIR` draws every JSON file
 in DIR as one panel of DIR/gradient_noise.png.
 """
-import argparse
 import dataclasses
 import json
 import sys
@@ -38,11 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mgjax.run.cli import parse_set
 from mgjax import make_trainer
 from mgjax.algorithms import make_config, mg
 from mgjax.buffer import buffer_add
 from mgjax.config import MG_STARTS, ConfigError
+from mgjax.run.cli import Parser, parse_set
 
 
 def _flat(tree) -> jax.Array:
@@ -64,9 +63,7 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     """Collect one real batch with the frozen policy; g_R; ĝ_M draws on the grown buffer."""
     ckey, bkey, pkey = jax.random.split(key, 3)
     policy = su.nets.make_policy(state.obs_stats)
-    env_state, batch = mg.collect(su.train_env, policy, state.agent_params["policy"],
-                                  state.env_state, ckey, rollout_length=su.rollout_length,
-                                  action_mode=su.action_mode)
+    env_state, batch = mg.collect_batch(su, state, ckey)  # the iteration's collect stage
     state = state.replace(env_state=env_state)
     adv, _ = mg.real_advantages(su.nets.make_value_fn(state.obs_stats),
                                 state.agent_params["value"], batch, discount=su.discount,
@@ -167,8 +164,7 @@ def plot(folder: Path) -> Path:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
   p.add_argument("--algo", default="mle", choices=("mg", "mle"))
   p.add_argument("--at", default="0,2,5,9",
@@ -184,25 +180,20 @@ def main(argv=None) -> int:
     try:
       print(plot(Path(args.plot)))
     except FileNotFoundError as e:
-      print(f"error: --plot={args.plot!r}: {e}", file=sys.stderr)
-      return 2
+      p.error(f"--plot={args.plot!r}: {e}")
     return 0
   try:
     at = [int(x) for x in args.at.split(",")]
   except ValueError:
     at = []
   if not at or at != sorted(at) or at[0] < 0:
-    print(f"error: --at={args.at!r}: expected ascending non-negative chunk counts, e.g. 0,2,5",
-          file=sys.stderr)
-    return 2
+    p.error(f"--at={args.at!r}: expected ascending non-negative chunk counts, e.g. 0,2,5")
   if args.batches < 2:
-    print(f"error: --batches={args.batches}: need at least 2", file=sys.stderr)
-    return 2
+    p.error(f"--batches={args.batches}: need at least 2")
   try:
     config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
   except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    p.error(str(e))
   result = measure(config, at, args.batches, args.seed)
   if args.out:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ per seed, averages over --draws key draws (`mgjax.algorithms.mbpo.alignment_ceil
 
 Prints one JSON object and writes it to --out if given.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,11 +24,7 @@ import numpy as np
 from mgjax import make_trainer
 from mgjax.algorithms import config_from_dict, mbpo
 from mgjax.run import restore_checkpoint
-
-
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
+from mgjax.run.cli import Parser
 
 
 def measure(run: Path, draws: int) -> dict:
@@ -56,7 +51,7 @@ def measure(run: Path, draws: int) -> dict:
 
 
 def main(argv=None) -> int:
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = Parser(description=__doc__)
   p.add_argument("run", help="a finished mbpo or mg-sac run folder (train.py --out)")
   p.add_argument("--draws", type=int, default=32, help="key draws averaged per seed")
   p.add_argument("--out", default=None, help="also write the JSON here")

@@ -22,12 +22,10 @@ status 2); --dry-run prints the estimate and stops. Compiled programs are kept i
 ~/.cache/mgjax/xla for the next launch (--no-compile-cache; mgjax.run.compile_cache).
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
-import typing
 import warnings
 from pathlib import Path
 
@@ -35,47 +33,6 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 # mgjax is imported inside the functions: importing it starts JAX's backend, which
 # jax.distributed.initialize (--distributed) must precede.
-
-
-class _Parser(argparse.ArgumentParser):
-  """argparse that reports bad input in one line, exit status 2."""
-
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _tuple_of_ints(text: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-
-
-def _field_comments() -> dict[str, str]:
-  """The `# comment` after each Config field in mgjax/config.py (with the comment lines
-  indented past the field that continue it), for --help."""
-  import inspect
-
-  from mgjax.config import Config
-  out, last, indent = {}, None, 0
-  for line in inspect.getsource(Config).splitlines():
-    if line.strip().startswith("#"):  # a continuation, or a section heading
-      if last is not None and line.index("#") > indent:
-        out[last] += " " + line.strip()[1:].strip()
-      continue
-    name, _, rest = line.strip().partition(":")
-    last = None
-    if "#" in rest and name.isidentifier():
-      out[name] = rest.split("#", 1)[1].strip()
-      last, indent = name, len(line) - len(line.lstrip())
-  return out
-
-
-def _flags(field: str) -> list[str]:
-  """The field's flag, then those of its names in earlier versions (`mgjax.config.ALIASES`)."""
-  from mgjax.config import ALIASES
-  names = [field] + [old for old, new in ALIASES.items() if new == field]
-  return ["--" + n.replace("_", "-") for n in names]
 
 
 def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
@@ -90,7 +47,8 @@ def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
 def _initialize_distributed(argv) -> None:
   """jax.distributed.initialize if --distributed is given, before anything (importing mgjax
   included) starts JAX's backend."""
-  p = _Parser(add_help=False)
+  from mgjax.run.cli import Parser
+  p = Parser(add_help=False)
   _add_distributed_flags(p)
   args, _ = p.parse_known_args(argv)
   if args.distributed:
@@ -100,10 +58,8 @@ def _initialize_distributed(argv) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from mgjax.algorithms import REGISTRY
-  from mgjax.config import Config
-  from mgjax.run import compile_cache
-  p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from mgjax.run import cli, compile_cache
+  p = cli.Parser(description=__doc__)
   p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
   p.add_argument("--seed", type=int, default=None,
                  help="first seed; seeds are seed..seed+N-1 (default 0)")
@@ -137,17 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="run even where the memory estimate exceeds what is available")
   compile_cache.add_flag(p)
   _add_distributed_flags(p)
-  hints = typing.get_type_hints(Config)
-  docs = _field_comments()
-  for f in dataclasses.fields(Config):
-    kind = hints[f.name]
-    conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
-    default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    choices = list(REGISTRY) if f.name == "algo" else None
-    # default None: unset flags take the algorithm's per-env preset, then Config's default.
-    p.add_argument(*_flags(f.name), dest=f.name, type=conv, default=None, choices=choices,
-                   help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"))
-  return p
+  return cli.add_config_flags(p)
 
 
 def _fail(message: str) -> None:
@@ -205,9 +151,9 @@ def main(argv=None) -> int:
   except compile_cache.CacheError as e:
     _fail(str(e))
   from mgjax.algorithms import make_config, make_trainer, run_schedule
-  from mgjax.config import Config, ConfigError
-  fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-            if getattr(args, f.name) is not None}
+  from mgjax.config import ConfigError
+  from mgjax.run.cli import config_fields
+  fields = config_fields(args)
   if args.time_limit is not None and not args.time_limit >= 0:
     _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:

@@ -2,8 +2,9 @@
 
 The model-gradient objective and its estimators (`model_gradient_loss`,
 `actor_model_gradient_loss`, ...), the RL losses they build on, and the algorithms that use
-them: `REGISTRY` maps each name to an `Algorithm`; `make_train(config)` returns a pure
-`train(key)` for any of them; `load_policy(run_dir)` returns a trained run's policy.
+them: `REGISTRY` maps each name to an `Algorithm` (`register` adds one of your own);
+`make_train(config)` returns a pure `train(key)` for any of them; `load_policy(run_dir)`
+returns a trained run's policy.
 
 The names load lazily, each with its module on first use: the losses and estimators
 (`mgjax.model_gradient`, `mgjax.losses`, `mgjax.types`) need only jax and chex, so code that
@@ -28,6 +29,7 @@ _LAZY = {
     "Algorithm": "mgjax.algorithms", "REGISTRY": "mgjax.algorithms",
     "get_algorithm": "mgjax.algorithms", "make_config": "mgjax.algorithms",
     "make_train": "mgjax.algorithms", "make_trainer": "mgjax.algorithms",
+    "register": "mgjax.algorithms",
     "Config": "mgjax.config", "ConfigError": "mgjax.config",
     "load_policy": "mgjax.run.loading",
 }
@@ -38,7 +40,7 @@ __all__ = [
     "model_gradient_loss", "policy_gradient", "rollout", "similarity_value",
     "actor_gradient", "actor_model_gradient_loss", "tanh_gaussian_policy",
     "Algorithm", "Config", "ConfigError", "REGISTRY", "get_algorithm", "make_config",
-    "make_train", "make_trainer", "load_policy",
+    "make_train", "make_trainer", "register", "load_policy",
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from mgjax.config import ConfigError
 from mgjax.run import cli
 from mgjax.run.placement import cpu_devices
+from mgjax.run.suites import SUITES
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,37 +241,26 @@ def test_evaluate_writes_every_seeds_episodes(smoke, tmp_path):
   assert not any(tmp_path.glob("x.*"))
 
 
-def _load_benchmark():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("benchmark_cli",
-                                                ROOT / "experiments" / "benchmark.py")
-  benchmark = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(benchmark)
-  return benchmark
-
-
 def test_set_reads_config_fields_and_their_earlier_names():
-  benchmark = _load_benchmark()
   assert cli.parse_set(["branch_schedule=0,2,1,3", "tau=0.01", "num_envs=4"]) == {
       "branch_schedule": (0, 2, 1, 3), "tau": 0.01, "num_envs": 4}
   assert cli.parse_set(["rollout_schedule=0,2,1,3"]) == {"branch_schedule": (0, 2, 1, 3)}
   with pytest.raises(ConfigError, match="unknown Config field 'nope'"):
     cli.parse_set(["nope=1"])
   # The smoke suite's SAC cells keep their settings under the field's current name.
-  config = benchmark.SUITES["smoke"].config("mbpo", "pointmass", {})
+  config = SUITES["smoke"].config("mbpo", "pointmass", {})
   assert config.branch_schedule == (0, 2, 1, 3) and config.rollout_length == 128
 
 
 def test_every_suite_cell_is_a_valid_config_and_cpu_sac_cuts_the_cpu_costs():
-  benchmark = _load_benchmark()
-  for name, suite in benchmark.SUITES.items():
+  for name, suite in SUITES.items():
     for env in suite.envs:
       for algo in suite.algos:
         config = suite.config(algo, env, {})  # make_config validates; raises on a bad cell
         assert (config.algo, config.env) == (algo, env), name
-  published = benchmark.SUITES["cpu"].config("mbpo", "hopper", {})
+  published = SUITES["cpu"].config("mbpo", "hopper", {})
   for algo in ("mbpo", "mg-sac"):
-    config = benchmark.SUITES["cpu-sac"].config(algo, "hopper", {})
+    config = SUITES["cpu-sac"].config(algo, "hopper", {})
     # The three CPU cuts, and nothing else moved from the published hopper settings.
     assert (config.updates_per_step, config.model_fit_budget, config.model_epoch_steps,
             config.elite_draw) == (5, 100, 50, "block")
@@ -279,6 +269,14 @@ def test_every_suite_cell_is_a_valid_config_and_cpu_sac_cuts_the_cpu_costs():
             "sac_hidden", "sac_batch", "real_ratio", "exploration_steps", "rollout_length")
     assert all(getattr(config, f) == getattr(published, f) for f in same)
     assert config.total_steps == 40_000
+
+
+def test_suite_cells_go_env_by_env_with_the_sac_family_last():
+  cells = SUITES["cpu"].cells(("hopper", "ant"), ("sac", "mg", "mbpo", "ppo"))
+  assert [(a, e) for a, e, _ in cells] == [
+      ("mg", "hopper"), ("ppo", "hopper"), ("mg", "ant"), ("ppo", "ant"),
+      ("sac", "hopper"), ("mbpo", "hopper"), ("sac", "ant"), ("mbpo", "ant")]
+  assert all(c.total_steps == 100_000 and c.eval_every == 5 for _, _, c in cells)
 
 
 def test_benchmark_rejects_unknown_suite():

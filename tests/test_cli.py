@@ -25,7 +25,7 @@ import browser
 import numpy as np
 import pytest
 
-from mgjax.run import outputs
+from mgjax.run import cli, outputs
 from mgjax.run.placement import cpu_devices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,17 +187,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, val
 
 
 # ------------------------------------------------------------- the earlier flag name
-def _train_module():
-  """experiments/train.py as a module (its parser, without running anything)."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("train_cli", TRAIN)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_rollout_schedule_is_an_alias_of_branch_schedule(tmp_path):
-  parser = _train_module().build_parser()
+  parser = cli.add_config_flags(cli.Parser())  # train.py's Config flags
   for flag in ("--branch-schedule", "--rollout-schedule"):
     assert parser.parse_args([flag, "0,1,1,3"]).branch_schedule == (0, 1, 1, 3), flag
     assert not hasattr(parser.parse_args([flag, "0,1,1,3"]), "rollout_schedule"), flag

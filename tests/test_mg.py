@@ -16,6 +16,7 @@ import pytest
 import mgjax
 from mgjax import models
 from mgjax.algorithms import mg, mg_model, run_schedule
+from mgjax.analysis import speed
 from mgjax.buffer import buffer_add
 from mgjax.config import Config
 from mgjax.nets import update_stats
@@ -108,6 +109,29 @@ def stage_setup():
 
   env_state, batch = collect(state, jax.random.key(3))
   return su, state, env_state, batch
+
+
+@pytest.mark.slow
+def test_iteration_stages_run_apart_on_the_data_they_have_in_the_iteration():
+  # The stage hook, `mg.iteration(su, state, stage)`: every named stage, recorded with its
+  # inputs (`speed.stage_inputs`) and run as a program of its own, gives what it gives in the
+  # iteration (to float rounding: XLA fuses a program of its own differently).
+  trainer = mgjax.make_trainer(SMALL)
+  su = trainer.setup
+  states = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(0), jax.random.key(1)]))
+  stages = speed.stage_inputs(mg.iteration, su, states)
+  assert list(stages) == ["collect", "nll_steps", "mg_steps", "alignment", "policy_updates"]
+  after, metrics = jax.jit(jax.vmap(lambda s: mg.iteration(su, s)))(states)
+  fn, args = stages["alignment"]
+  np.testing.assert_allclose(jax.jit(jax.vmap(fn))(*args), metrics["model_grad_cosine"],
+                             rtol=1e-5, atol=1e-6)
+  fn, args = stages["policy_updates"]
+  alone, _ = jax.jit(jax.vmap(fn))(*args)
+  for x, y in zip(jax.tree.leaves(alone.agent_params), jax.tree.leaves(after.agent_params)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  ppo = mgjax.make_trainer(dataclasses.replace(SMALL, algo="ppo"))
+  assert list(speed.stage_inputs(mg.iteration, ppo.setup, jax.jit(jax.vmap(ppo.init))(
+      jnp.stack([jax.random.key(0)])))) == ["collect", "policy_update"]
 
 
 def test_init_state_types_per_algorithm(stage_setup):

@@ -1,22 +1,18 @@
-"""experiments/plot.py's tables from run folders, on hand-written metrics.csv files."""
+"""mgjax.analysis.curves (experiments/plot.py's figures and tables) on run folders of
+hand-written metrics.csv files, and plot.py's command line."""
 import csv
-import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from mgjax import algorithms
+from mgjax.analysis import curves
 from mgjax.stats import iqm
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def plot():
-  spec = importlib.util.spec_from_file_location("plot_cli", ROOT / "experiments" / "plot.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float,
@@ -35,13 +31,13 @@ def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float,
   (folder / "summary.json").write_text("{}")
 
 
-def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(plot, tmp_path):
+def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(tmp_path):
   # Two runs of mbpo on hopper in folders of the same name: 5 seeds to 40k and 1 seed to
   # 100k. Each keeps its own seeds and steps, labelled by as much of its path as it takes.
   write_run(tmp_path / "cpu-sac" / "mbpo-hopper", "mbpo", 5, 40_000, 0.0)
   write_run(tmp_path / "cpu-1seed" / "mbpo-hopper", "mbpo", 1, 100_000, 1000.0)
   write_run(tmp_path / "cpu" / "mg-hopper", "mg", 2, 100_000, 0.0)
-  data, single = plot.load_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
+  data, single = curves.load_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
                                  tmp_path / "cpu-1seed" / "mbpo-hopper",
                                  tmp_path / "cpu" / "mg-hopper"])
   assert single
@@ -53,7 +49,7 @@ def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(plot,
   one = data[("hopper", "mbpo:cpu-1seed/mbpo-hopper")]
   assert one["return"].shape == (1, 20) and one["return"][0, -1] == 1100.0
 
-  plot.table(data, tmp_path)
+  curves.table(data, tmp_path)
   with open(tmp_path / "table.csv", newline="") as f:
     marks = {(r["algo"], int(r["milestone"])): int(r["env_steps"]) for r in csv.DictReader(f)}
   # The 40k run's last evaluation is a column of its own; a 100k run's is the 100k milestone.
@@ -62,50 +58,88 @@ def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(plot,
   assert "| hopper | mbpo:cpu-sac/mbpo-hopper | 27 [" in (tmp_path / "table.md").read_text()
 
 
-def test_folder_names_use_the_fewest_trailing_parts(plot, tmp_path):
+def test_folder_names_use_the_fewest_trailing_parts(tmp_path):
   files = [tmp_path / "a" / "run" / "metrics.csv", tmp_path / "b" / "run" / "metrics.csv"]
-  assert list(plot.folder_names(files).values()) == ["a/run", "b/run"]
+  assert list(curves.folder_names(files).values()) == ["a/run", "b/run"]
   files = [tmp_path / "x" / "lr=1e-3" / "metrics.csv", tmp_path / "x" / "lr=1e-4" / "metrics.csv"]
-  assert list(plot.folder_names(files).values()) == ["lr=1e-3", "lr=1e-4"]
+  assert list(curves.folder_names(files).values()) == ["lr=1e-3", "lr=1e-4"]
 
 
-def test_labelled_sac_runs_get_their_alignment_figure(plot, tmp_path):
+def test_labelled_sac_runs_get_their_alignment_figure(tmp_path):
   for parent in ("cpu-sac", "cpu-1seed"):
     write_run(tmp_path / parent / "mbpo-hopper", "mbpo", 2, 10_000, 0.0)
   out = tmp_path / "plots"
-  assert plot.main([str(tmp_path / "cpu-sac" / "mbpo-hopper"),
-                    str(tmp_path / "cpu-1seed" / "mbpo-hopper"), "--out", str(out)]) == 0
+  out.mkdir()
+  written = curves.plot_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
+                            tmp_path / "cpu-1seed" / "mbpo-hopper"], out)
+  assert "alignment_sac.png" in written and "alignment.png" not in written
   assert (out / "alignment_sac.png").stat().st_size > 0
   assert not (out / "alignment.png").exists()
 
 
-def test_table_columns_at_chosen_env_steps(plot, tmp_path, capsys):
-  # --at replaces 25k/50k/100k; a run's last evaluation still gets a column of its own.
+def test_table_columns_at_chosen_env_steps(tmp_path):
+  # Milestones (plot.py's --at) replace 25k/50k/100k; a run's last evaluation still gets a
+  # column of its own.
   write_run(tmp_path / "a" / "mbpo-hopper", "mbpo", 3, 40_000, 0.0)
   write_run(tmp_path / "b" / "mbpo-hopper", "mbpo", 3, 15_000, 100.0)
-  runs = [str(tmp_path / f / "mbpo-hopper") for f in ("a", "b")]
   out = tmp_path / "plots"
-  assert plot.main(runs + ["--out", str(out), "--at", "15000", "--at", "10000"]) == 0
+  out.mkdir()
+  curves.plot_runs([tmp_path / f / "mbpo-hopper" for f in ("a", "b")], out, [10_000, 15_000])
   with open(out / "table.csv", newline="") as f:
     rows = {(r["algo"], int(r["milestone"])): float(r["iqm"]) for r in csv.DictReader(f)}
   assert rows == {("mbpo:a/mbpo-hopper", 10_000): 11.0, ("mbpo:a/mbpo-hopper", 15_000): 16.0,
                   ("mbpo:a/mbpo-hopper", 40_000): 41.0, ("mbpo:b/mbpo-hopper", 10_000): 111.0,
                   ("mbpo:b/mbpo-hopper", 15_000): 116.0}
   assert (out / "table.md").read_text().splitlines()[0] == "| env | algo | 10k | 15k | 40k |"
-  for bad in ("0", "-5", "1e4", "ten"):
-    assert plot.main(runs + ["--out", str(out), "--at", bad]) == 2
-    assert capsys.readouterr().err == (f"plot.py: error: at={bad!r}: must be a positive "
-                                       "number of env steps\n")
 
 
-def test_aggregate_takes_only_the_algorithms_run_on_every_env(plot, tmp_path):
+def _plot_cli(*args):
+  return subprocess.run([sys.executable, "experiments/plot.py", *map(str, args)], cwd=ROOT,
+                        capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_plot_cli_draws_a_run_and_refuses_bad_milestones_in_one_line(tmp_path):
+  write_run(tmp_path / "mg-hopper", "mg", 2, 10_000, 0.0)
+  proc = _plot_cli(tmp_path / "mg-hopper", "--at", "5000")
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / "mg-hopper" / "metrics.png").stat().st_size > 0  # a run's folder
+  assert (tmp_path / "mg-hopper" / "table.md").read_text().splitlines()[0] == (
+      "| env | algo | 5k | 10k |")
+  for bad in ("0", "1e4"):
+    proc = _plot_cli(tmp_path / "mg-hopper", "--at", bad)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"plot.py: error: at={bad!r}: must be a positive number of env "
+                           "steps\n")
+
+
+def test_registered_algorithms_keep_their_colours_and_other_labels_take_free_ones():
+  labels = ["mg", "mle", "mbpo:a", "mbpo:b"]
+  assert [curves.color(a, labels) for a in ("mg", "mle")] == [
+      algorithms.get_algorithm("mg").color, algorithms.get_algorithm("mle").color]
+  free = [curves.color(a, labels) for a in ("mbpo:a", "mbpo:b")]
+  assert len(set(free)) == 2 and not set(free) & {curves.color(a, labels) for a in ("mg", "mle")}
+
+
+def test_columns_of_other_algorithms_are_kept(tmp_path):
+  # A metric no registered algorithm reports (an algorithm registered in another program)
+  # is read with the rest.
+  rows = [{"algo": "noise", "env": "pointmass", "seed": "0", "env_steps": str(t),
+           "eval_return": "1.0", "action_std": "0.5"} for t in (100, 200)]
+  data = curves.group(rows)
+  np.testing.assert_array_equal(data[("pointmass", "noise")]["action_std"], [[0.5, 0.5]])
+  assert np.isnan(data[("pointmass", "noise")]["model_nll"]).all()
+  assert curves.envs_algos(data) == (["pointmass"], ["noise"])
+
+
+def test_aggregate_takes_only_the_algorithms_run_on_every_env(tmp_path):
   # mg on hopper and walker2d, sac on hopper only: sac's hopper runs would otherwise be
   # aggregated against mg's average over two envs.
   write_run(tmp_path / "mg-hopper", "mg", 3, 20_000, 100.0)
   write_run(tmp_path / "mg-walker2d", "mg", 3, 20_000, 200.0, env="walker2d")
   write_run(tmp_path / "sac-hopper", "sac", 3, 20_000, 0.0)
-  data, _ = plot.load_runs([tmp_path / n for n in ("mg-hopper", "mg-walker2d", "sac-hopper")])
-  scores = plot.normalised_scores(data)
+  data, _ = curves.load_runs([tmp_path / n for n in ("mg-hopper", "mg-walker2d", "sac-hopper")])
+  scores = curves.normalised_scores(data)
   assert list(scores) == ["mg"]
   steps, per_eval = scores["mg"]
   np.testing.assert_array_equal(steps, [5000, 10000, 15000, 20000])

@@ -1,6 +1,9 @@
 """The algorithm registry and the package's import graph."""
 import ast
 import dataclasses
+import math
+import re
+import types
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from flax import struct
 
 import mgjax
 from mgjax import algorithms, envs
-from mgjax.algorithms import base
+from mgjax.algorithms import base, mg
 from mgjax.config import Config, ConfigError
 
 PACKAGE = Path(mgjax.__file__).parent
@@ -209,3 +212,72 @@ def test_importing_mgjax_starts_no_jax_backend():
           "from jax._src import xla_bridge\n"
           "assert not xla_bridge.backends_are_initialized()\n")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------- an algorithm registered elsewhere
+def _design_recipe() -> str:
+  """The code of docs/design.md's "Adding an algorithm", as written there."""
+  text = (PACKAGE.parent / "docs" / "design.md").read_text()
+  section = text.split("### Adding an algorithm", 1)[1].split("\n## ", 1)[0]
+  (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+  return code
+
+
+@pytest.fixture
+def noise():
+  """docs/design.md's recipe as a module of its own, which registers "noise"; taken out of
+  the registry afterwards."""
+  module = types.ModuleType("noise")
+  try:
+    exec(compile(_design_recipe(), "docs/design.md", "exec"), module.__dict__)
+    yield module.NOISE
+  finally:
+    algorithms.REGISTRY.pop("noise", None)
+
+
+def test_register_refuses_a_taken_name(noise):
+  assert algorithms.get_algorithm("noise") is noise and mgjax.REGISTRY["noise"] is noise
+  with pytest.raises(ValueError, match=r"^algorithm.name='noise': an algorithm of that name "
+                                       r"is registered already \(mg, .*, noise\)"):
+    algorithms.register(noise)
+  with pytest.raises(ValueError, match=r"^algorithm.name='mg'"):
+    mgjax.register(noise._replace(name="mg"))
+  assert algorithms.get_algorithm("mg") is mg.MG
+  with pytest.raises(TypeError, match="not an mgjax.Algorithm"):
+    algorithms.register({"name": "dict"})
+
+
+def test_an_algorithm_registered_elsewhere_runs_sweeps_and_writes_its_metrics(noise, tmp_path):
+  from mgjax.run import check_sweep, prepare_out_dir, run
+  from mgjax.run.outputs import read_metrics
+  from mgjax.run.placement import cpu_devices, cpu_layout
+  # What follows from the registry, read when asked, under the current and earlier names.
+  assert algorithms.sweepable("noise") == algorithms.SWEEPABLE["noise"] == ("init_log_std",)
+  columns = algorithms.metric_columns()
+  assert columns == algorithms.METRIC_COLUMNS and columns[-2:] == ("action_std", "wall_time_s")
+  assert algorithms.metric_columns(["noise"]) == base_columns("train_return", "action_std")
+  assert cpu_devices("noise", 4, cores=2) == cpu_layout(4, 2)  # the default placement
+  # 128 env steps per seed: 2 chunks of 2 iterations x 4 envs x 8 steps.
+  config = mgjax.make_config(algo="noise", env="pointmass", num_envs=4, rollout_length=8,
+                             eval_every=2, total_steps=128, num_eval_envs=2)
+  quiet = dict(progress=False, log=lambda *a: None, devices=1)
+  summary = run(config, seeds=[0, 1], out=prepare_out_dir(tmp_path / "run", False), **quiet)
+  assert summary["status"] == "finished" and summary["total_env_steps"] == 128
+  rows = read_metrics(tmp_path / "run" / "metrics.csv")
+  assert [(r["seed"], r["env_steps"]) for r in rows] == [
+      ("0", "64"), ("1", "64"), ("0", "128"), ("1", "128")]
+  assert all(float(r["action_std"]) == pytest.approx(math.exp(-0.5)) for r in rows)
+  # A sweep of its sweepable field: one program, a folder per value, each value as data.
+  with pytest.raises(ConfigError, match="not sweepable for algo='noise'; choose from "
+                                        "init_log_std$"):
+    check_sweep(config, {"learning_rate": [1e-3]})
+  run(config, seeds=[0, 1], out=prepare_out_dir(tmp_path / "sweep", False),
+      sweep={"init_log_std": [-1.0, 0.0]}, **quiet)
+  for value in (-1.0, 0.0):
+    rows = read_metrics(tmp_path / "sweep" / f"init_log_std={value:g}" / "metrics.csv")
+    assert len(rows) == 4 and {r["algo"] for r in rows} == {"noise"}
+    assert all(float(r["action_std"]) == pytest.approx(math.exp(value)) for r in rows)
+
+
+def base_columns(*metrics: str) -> tuple[str, ...]:
+  return algorithms.registry.KEY_COLUMNS + metrics + ("wall_time_s",)

@@ -5,14 +5,24 @@ generic trainer that runs any of them.
     mbpo, mg-sac      mgjax.algorithms.mbpo   SAC on real and branched ensemble data
     sac               mgjax.algorithms.sac    model-free SAC in the same loop (its stages are
                                               shared with mbpo)
+
+Code outside mgjax adds an algorithm with `register(algorithm)`.
 """
+from mgjax.algorithms import registry
 from mgjax.algorithms.base import Algorithm, Schedule, Trainer
-from mgjax.algorithms.registry import (COLUMN_ALIASES, METRIC_COLUMNS, REGISTRY, SWEEPABLE,
-                                       config_from_dict, describe, get_algorithm, make_config,
-                                       make_train, make_trainer, preset, run_schedule,
-                                       validate, watched)
+from mgjax.algorithms.registry import (COLUMN_ALIASES, REGISTRY, config_from_dict, describe,
+                                       get_algorithm, make_config, make_train, make_trainer,
+                                       metric_columns, preset, register, run_schedule,
+                                       sweepable, validate, watched)
 
 __all__ = ["Algorithm", "COLUMN_ALIASES", "METRIC_COLUMNS", "REGISTRY", "SWEEPABLE",
            "Schedule", "Trainer", "config_from_dict", "describe", "get_algorithm",
-           "make_config", "make_train", "make_trainer", "preset", "run_schedule", "validate",
-           "watched"]
+           "make_config", "make_train", "make_trainer", "metric_columns", "preset",
+           "register", "run_schedule", "sweepable", "validate", "watched"]
+
+
+def __getattr__(name: str):
+  """METRIC_COLUMNS and SWEEPABLE (`registry.__getattr__`): the registry as it is now."""
+  if name in ("METRIC_COLUMNS", "SWEEPABLE"):
+    return getattr(registry, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

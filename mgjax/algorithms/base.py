@@ -49,9 +49,8 @@ class Algorithm(NamedTuple):
     validate: config -> None; raises ConfigError for settings this algorithm cannot run.
     preset: env name -> the Config fields it sets by default on that env.
     initial_steps: config -> env steps taken in `init`, before the first iteration.
-    cpu_split: whether several runs of it on a CPU go, by default, one XLA device per core
-      (`mgjax.run.placement.cpu_devices`): where that is measured faster than vmapping them
-      all on one device (RESULTS.md, "Every core for several runs").
+    color: its colour in figures (a matplotlib colour, `mgjax.analysis.curves`); None: one
+      of the colour cycle's that no drawn algorithm has.
   """
   name: str
   setup: Callable[[Config, envs.EnvInfo], Any]
@@ -66,7 +65,7 @@ class Algorithm(NamedTuple):
   validate: Callable[[Config], None]
   preset: Callable[[str], dict[str, Any]]
   initial_steps: Callable[[Config], int] = lambda config: 0
-  cpu_split: bool = True
+  color: str | None = None
 
 
 class Schedule(NamedTuple):
@@ -97,6 +96,14 @@ def init_hparams(algo: str, defaults: dict[str, float],
                      f"(sweepable: {', '.join(defaults)})")
   return {n: jnp.asarray((overrides or {}).get(n, v), jnp.float32)
           for n, v in defaults.items()}
+
+
+def inline(name: str, fn, *args):
+  """How an iteration runs its stages by default (`stage(name, fn, *args)`, mg's and mbpo's):
+  a plain call, inside the training program. A benchmark passes its own, which times each
+  named stage as a program of its own."""
+  del name
+  return fn(*args)
 
 
 def mean_episode_return(env_state) -> jax.Array:

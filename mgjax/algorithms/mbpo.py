@@ -30,7 +30,7 @@ from flax import struct
 
 from mgjax import envs
 from mgjax.agents import sac
-from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
+from mgjax.algorithms.base import Algorithm, init_hparams, inline, mean_episode_return
 # alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 # The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
 from mgjax.algorithms.sac import (SACSetup, as_transition, collect_and_update,  # noqa: F401
@@ -239,13 +239,6 @@ def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Ar
 
 
 # ------------------------------------------------------------------------------ the loop
-def inline(name: str, fn, *args):
-  """How `iteration` runs a stage by default: a plain call (inside the training program).
-  A benchmark passes its own, which times each named stage as a program of its own."""
-  del name
-  return fn(*args)
-
-
 def act_and_update(su: MBPOSetup, state: MBPOState, key: jax.Array, reset_key: jax.Array,
                    length: jax.Array):
   """rollout_length env steps, each followed by updates_per_step·num_envs SAC updates on
@@ -341,7 +334,7 @@ MBPO = Algorithm(name="mbpo", setup=setup, init=init, iteration=iteration, evalu
                  policy_params=policy_params, make_policy=make_policy,
                  metrics=METRICS, sweepable=SWEEPABLE["mbpo"], watched=watched,
                  validate=validate, preset=preset,
-                 initial_steps=lambda c: c.exploration_steps, cpu_split=False)  # as sac.SAC
-MG_SAC = MBPO._replace(name="mg-sac", sweepable=SWEEPABLE["mg-sac"],
+                 initial_steps=lambda c: c.exploration_steps, color="C2")  # green
+MG_SAC = MBPO._replace(name="mg-sac", sweepable=SWEEPABLE["mg-sac"], color="C1",  # orange
                        metrics=METRICS + ("mg_loss", "mg_grad_norm"),
                        preset=lambda env: {**preset(env), **MG_SAC_PRESET})

@@ -7,7 +7,9 @@ One iteration (see docs/design.md, "The loops"):
      K_mg steps of −S(ĝ_M(φ), g_R) + λ_mle · NLL; `model_alignment` logs cos(ĝ_M, g_R);
   4. (mg, mle) model_updates PPO updates on branched model rollouts (`model_ppo_batch`);
      (ppo) one PPO update on the real batch.
-Each stage is a top-level function of the parts it uses.
+Each stage is a top-level function of the parts it uses; `iteration` runs the costly ones
+through a stage hook, `stage(name, fn, su, *args)` (as `mbpo.iteration` does), so that a
+benchmark can take each apart.
 """
 import dataclasses
 import functools
@@ -21,7 +23,7 @@ from flax import struct
 
 from mgjax import envs, losses
 from mgjax.agents.ppo import PPOBatch, PPOCoefficients, PPONetworks, ppo_update
-from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
+from mgjax.algorithms.base import Algorithm, init_hparams, inline, mean_episode_return
 # mg_loss and mg_start_obs are part of this module's API (the MG stage).
 from mgjax.algorithms.mg_model import (average_real_grad, fit_model_mg, mg_loss,  # noqa: F401
                                        mg_start_obs, model_alignment)
@@ -289,10 +291,35 @@ def evaluate(su: Setup, state, key: jax.Array) -> dict[str, jax.Array]:
 
 
 # ------------------------------------------------------------------------------ the loop
+def collect_batch(su: Setup, state, key: jax.Array):
+  """Step 1: `collect` with the state's policy and envs -> (env_state, Transition [T, N])."""
+  return collect(su.train_env, su.nets.make_policy(state.obs_stats),
+                 state.agent_params["policy"], state.env_state, key,
+                 rollout_length=su.rollout_length, action_mode=su.action_mode)
+
+
+def nll_steps(su: Setup, state: ModelState, key: jax.Array):
+  """K_mle NLL steps of the model on the buffer -> (params, opt_state, mean loss)."""
+  return fit_mle(state.model_params, state.model_opt, state.buffer, key,
+                 loss=su.nll(state.obs_stats), optimizer=su.model_optimizer,
+                 steps=su.mle_steps, batch_size=su.mle_batch)
+
+
+def model_policy_updates(su: Setup, state: ModelState, key: jax.Array):
+  """Step 4 of mg and mle: model_updates PPO updates, each on fresh branched model rollouts
+  -> (state, (policy losses, value losses, entropies) [model_updates])."""
+  def policy_round(s, k):
+    bk, uk = jax.random.split(k)
+    return policy_update(su, s, model_ppo_batch(su, s, bk), uk)
+
+  return jax.lax.scan(policy_round, state, jax.random.split(key, su.model_updates))
+
+
 def fit_model(su: Setup, state: ModelState, batch: Transition, real_grad: Params,
-              key: jax.Array):
+              key: jax.Array, stage=inline):
   """Step 3: the batch joins the buffer, K_mle NLL steps, (mg) K_mg MG steps, and the
-  alignment diagnostic -> (state, metrics)."""
+  alignment diagnostic -> (state, metrics). The last three run through
+  `stage(name, fn, *args)` ("nll_steps", "mg_steps", "alignment"), as in `iteration`."""
   new_rows = batch_rows(batch)
   # Held out: the model has not been fitted on this batch yet.
   metrics = {"model_nll": model_nll(su.model_net, state.obs_stats, state.model_params,
@@ -300,26 +327,24 @@ def fit_model(su: Setup, state: ModelState, batch: Transition, real_grad: Params
                                     new_rows["reward"], su.action_mode)}
   state = state.replace(buffer=buffer_add(state.buffer, new_rows))
   k1, k2, k3 = jax.random.split(key, 3)
-  params, opt, metrics["mle_loss"] = fit_mle(
-      state.model_params, state.model_opt, state.buffer, k1, loss=su.nll(state.obs_stats),
-      optimizer=su.model_optimizer, steps=su.mle_steps, batch_size=su.mle_batch)
+  params, opt, metrics["mle_loss"] = stage("nll_steps", nll_steps, su, state, k1)
   state = state.replace(model_params=params, model_opt=opt)
   if isinstance(state, MGState):
     avg, target = average_real_grad(state.real_grad_avg, real_grad,
                                     state.hparams["real_grad_ema"], state.iteration)
-    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = fit_model_mg(
-        su, state.replace(real_grad_avg=avg), k2, target)
-  metrics["model_grad_cosine"] = model_alignment(su, state, k3, real_grad)
+    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = stage(
+        "mg_steps", fit_model_mg, su, state.replace(real_grad_avg=avg), k2, target)
+  metrics["model_grad_cosine"] = stage("alignment", model_alignment, su, state, k3, real_grad)
   return state, metrics
 
 
-def iteration(su: Setup, state):
-  """One collect–fit–optimise iteration -> (state, per-iteration metrics)."""
+def iteration(su: Setup, state, stage=inline):
+  """One collect–fit–optimise iteration -> (state, per-iteration metrics). Its stages run
+  through `stage(name, fn, su, *args)`: "collect", then for mg and mle "nll_steps",
+  (mg) "mg_steps", "alignment" and "policy_updates", for ppo "policy_update"; the default
+  calls `fn` in place (`experiments/bench_speed.py` passes one that times each stage)."""
   key, ckey, mkey, gkey, akey, pkey = jax.random.split(state.key, 6)
-  policy = su.nets.make_policy(state.obs_stats)
-  env_state, batch = collect(su.train_env, policy, state.agent_params["policy"],
-                             state.env_state, ckey, rollout_length=su.rollout_length,
-                             action_mode=su.action_mode)
+  env_state, batch = stage("collect", collect_batch, su, state, ckey)
   stats = update_stats(state.obs_stats, batch.obs)
   state = state.replace(env_state=env_state, obs_stats=stats, key=key,
                         iteration=state.iteration + 1,
@@ -331,18 +356,13 @@ def iteration(su: Setup, state):
   if isinstance(state, ModelState):
     real_grad = real_policy_gradient(su.nets.make_policy(stats), state.agent_params["policy"],
                                      batch, adv)
-    state, fit_metrics = fit_model(su, state, batch, real_grad, mkey)
+    state, fit_metrics = fit_model(su, state, batch, real_grad, mkey, stage)
     metrics.update(fit_metrics)
-
-    def policy_round(s, k):
-      bk, uk = jax.random.split(k)
-      return policy_update(su, s, model_ppo_batch(su, s, bk), uk)
-
-    state, (pl, vl, ent) = jax.lax.scan(policy_round, state,
-                                        jax.random.split(pkey, su.model_updates))
+    state, (pl, vl, ent) = stage("policy_updates", model_policy_updates, su, state, pkey)
     pl, vl, ent = pl.mean(), vl.mean(), ent.mean()
   else:
-    state, (pl, vl, ent) = policy_update(su, state, real_ppo_batch(batch, adv, targets), pkey)
+    state, (pl, vl, ent) = stage("policy_update", policy_update, su, state,
+                                 real_ppo_batch(batch, adv, targets), pkey)
   metrics.update(policy_loss=pl, value_loss=vl, entropy=ent, env_steps=state.env_steps)
   for name in METRICS:
     metrics.setdefault(name, _NAN)
@@ -377,10 +397,12 @@ def watched(c: Config) -> tuple[str, ...]:
           + (("mg_loss",) if c.algo == "mg" and c.mg_steps else ()))
 
 
-def _algorithm(name: str) -> Algorithm:
+def _algorithm(name: str, color: str) -> Algorithm:
   return Algorithm(name=name, setup=setup, init=init, iteration=iteration, evaluate=evaluate,
-                   policy_params=policy_params, make_policy=make_policy, metrics=METRICS, sweepable=SWEEPABLE[name], watched=watched,
-                   validate=validate, preset=lambda env: {})
+                   policy_params=policy_params, make_policy=make_policy, metrics=METRICS,
+                   sweepable=SWEEPABLE[name], watched=watched, validate=validate,
+                   preset=lambda env: {}, color=color)
 
 
-MG, MLE, PPO = _algorithm("mg"), _algorithm("mle"), _algorithm("ppo")
+# Red, blue and gray in figures.
+MG, MLE, PPO = _algorithm("mg", "C3"), _algorithm("mle", "C0"), _algorithm("ppo", "C7")

@@ -1,9 +1,11 @@
 """The algorithms by name, and what follows from them: configs with presets, validation,
 run sizes, sweepable fields, CSV columns and the divergence watch.
 
-A new algorithm is one module that builds an `Algorithm` and one line in `REGISTRY`.
+A new algorithm is one module that builds an `Algorithm`, registered by `register` (from
+any code) or by a line in `REGISTRY` (mgjax's own). What follows from the registry is read
+from it when a run is set up, so an algorithm registered later counts as one of these.
 """
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import jax
 
@@ -23,11 +25,21 @@ REGISTRY: dict[str, Algorithm] = {
 
 # metrics.csv: who and when, every algorithm's metrics (first-seen order), the wall clock.
 KEY_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return", "eval_length")
-METRIC_COLUMNS = KEY_COLUMNS + tuple(dict.fromkeys(
-    name for a in REGISTRY.values() for name in a.metrics)) + ("wall_time_s",)
 # Column names of earlier versions, read as the current ones.
 COLUMN_ALIASES = {"rollout_length": "branch_length"}
-SWEEPABLE: dict[str, tuple[str, ...]] = {name: a.sweepable for name, a in REGISTRY.items()}
+
+
+def register(algorithm: Algorithm) -> Algorithm:
+  """Adds `algorithm` to REGISTRY under its name and returns it: `make_config`, the runner,
+  sweeps and metrics.csv then take it as they take mgjax's own. A name that is registered
+  already is refused (ValueError naming it)."""
+  if not isinstance(algorithm, Algorithm):
+    raise TypeError(f"algorithm={algorithm!r}: not an mgjax.Algorithm")
+  if algorithm.name in REGISTRY:
+    raise ValueError(f"algorithm.name={algorithm.name!r}: an algorithm of that name is "
+                     f"registered already ({', '.join(REGISTRY)}); choose another name")
+  REGISTRY[algorithm.name] = algorithm
+  return algorithm
 
 
 def get_algorithm(name: str) -> Algorithm:
@@ -35,6 +47,29 @@ def get_algorithm(name: str) -> Algorithm:
   if name not in REGISTRY:
     fail("algo", name, f"unknown algorithm; choose one of {', '.join(REGISTRY)}")
   return REGISTRY[name]
+
+
+def metric_columns(algos: Iterable[str] | None = None) -> tuple[str, ...]:
+  """metrics.csv's header: the key columns, the metrics of `algos` (default every registered
+  algorithm) in first-seen order, then wall_time_s."""
+  names = REGISTRY if algos is None else algos
+  return KEY_COLUMNS + tuple(dict.fromkeys(
+      m for name in names for m in get_algorithm(name).metrics)) + ("wall_time_s",)
+
+
+def sweepable(algo: str) -> tuple[str, ...]:
+  """The Config fields a sweep of `algo` may vary (those it keeps in `state.hparams`)."""
+  return get_algorithm(algo).sweepable
+
+
+def __getattr__(name: str):
+  """METRIC_COLUMNS and SWEEPABLE, the names of earlier versions, read from the registry as
+  it is now."""
+  if name == "METRIC_COLUMNS":
+    return metric_columns()
+  if name == "SWEEPABLE":
+    return {algo: a.sweepable for algo, a in REGISTRY.items()}
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preset(algo: str, env: str) -> dict[str, Any]:

@@ -227,10 +227,8 @@ def validate(c: Config) -> None:
     fail("buffer_size", c.buffer_size, "smaller than exploration_steps + one iteration")
 
 
-# Split over a CPU's cores, the SAC loop gained nothing at MBPO's hopper sizes and ran 7x
-# slower at small sizes (RESULTS.md, "Every core for several runs"): cpu_split=False.
 SAC = Algorithm(name="sac", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
                 policy_params=policy_params, make_policy=make_policy, metrics=METRICS,
                 sweepable=SWEEPABLE, watched=lambda c: ("critic_loss", "actor_loss"),
                 validate=validate, preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
-                initial_steps=lambda c: c.exploration_steps, cpu_split=False)
+                initial_steps=lambda c: c.exploration_steps, color="C4")  # purple

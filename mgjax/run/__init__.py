@@ -1,6 +1,7 @@
 """Running experiments: placement and sharding of runs over devices, sweeps, the memory
 check, recording (metrics.csv, progress, divergence), resume points, the output files, a
-trained policy loaded from them, and the command lines' compilation cache."""
+trained policy loaded from them, the benchmark suites (`suites`), and what the command
+lines share (`cli`, the compilation cache)."""
 from mgjax.run.experiment import run
 from mgjax.run.loading import load_policy
 from mgjax.run.memory import MemoryCheckError

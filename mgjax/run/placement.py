@@ -2,9 +2,10 @@
 moving arrays between the host and that layout.
 
 On a CPU, XLA can present the machine as several devices (`split_cpu`); the command lines
-give several runs of `mg`, `mle` or `ppo` a device per core by default (`cpu_layout`), which
-costs less than vmapping them all on one device, and keep the SAC family's runs on one device,
-where the split costs more (`Algorithm.cpu_split`; RESULTS.md, "Every core for several runs").
+give several runs of an algorithm a device per core by default (`cpu_layout`), which costs
+less than vmapping them all on one device for `mg`, `mle` and `ppo`, and keep the SAC
+family's runs on one device, where the split costs more (`cpu_split`; RESULTS.md, "Every
+core for several runs").
 """
 import os
 
@@ -12,7 +13,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mgjax.algorithms import get_algorithm
+# Split over a CPU's cores, the SAC loop gained nothing at MBPO's hopper sizes and ran 7x
+# slower at small sizes (RESULTS.md, "Every core for several runs").
+ONE_CPU_DEVICE = frozenset({"mbpo", "mg-sac", "sac"})
 
 
 class LayoutError(ValueError):
@@ -31,17 +34,23 @@ def cpu_layout(runs: int, cores: int | None = None) -> int:
   return max(n for n in range(1, cores + 1) if runs % n == 0)
 
 
+def cpu_split(algo: str) -> bool:
+  """Whether several runs of `algo` on a CPU go, by default, one XLA device per core: all
+  but the SAC family's (`ONE_CPU_DEVICE`), an algorithm registered elsewhere included."""
+  return algo not in ONE_CPU_DEVICE
+
+
 def cpu_devices(algo: str, runs: int, cores: int | None = None) -> int:
   """How many XLA CPU devices `runs` runs of `algo` get by default: `cpu_layout` for an
-  algorithm whose runs gain from a device per core (`Algorithm.cpu_split`), else 1."""
-  return cpu_layout(runs, cores) if get_algorithm(algo).cpu_split else 1
+  algorithm whose runs gain from a device per core (`cpu_split`), else 1."""
+  return cpu_layout(runs, cores) if cpu_split(algo) else 1
 
 
 def default_devices(algo: str) -> int | None:
   """The `devices` of a fresh run of `algo` that names none, in a process whose CPU may be
-  split for other runs (benchmark.py's cells): 1 on a CPU for an algorithm with
-  `cpu_split=False`; otherwise None, every device. (A resumed run keeps its own layout.)"""
-  if jax.devices()[0].platform == "cpu" and not get_algorithm(algo).cpu_split:
+  split for other runs (benchmark.py's cells): 1 on a CPU for an algorithm not `cpu_split`;
+  otherwise None, every device. (A resumed run keeps its own layout.)"""
+  if jax.devices()[0].platform == "cpu" and not cpu_split(algo):
     return 1
   return None
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mgjax.algorithms import METRIC_COLUMNS
+from mgjax.algorithms import metric_columns
 from mgjax.run.outputs import read_metrics
 
 
@@ -31,31 +31,34 @@ def _cell(value: Any) -> Any:
 
 
 class MetricsWriter:
-  """Appends rows to DIR/metrics.csv (columns `METRIC_COLUMNS`), flushing after every batch.
+  """Appends rows to DIR/metrics.csv, flushing after every batch. Its columns are
+  `mgjax.algorithms.metric_columns()` when the writer is made: every algorithm registered
+  by then has its metrics among them.
 
   A new writer starts the file afresh; with `keep_through` (a resumed run) it keeps the
   rows of iterations up to that one and drops later ones, which the run will write again."""
 
   def __init__(self, path: Path, keep_through: int | None = None, tensorboard: bool = False):
-    self.path = path
+    self.path, self.columns = path, metric_columns()
     kept = []
     if keep_through is not None and path.exists():
       kept = [r for r in read_metrics(path) if int(r["iteration"]) <= keep_through]
     with open(path, "w", newline="") as f:
-      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore", restval="")
+      w = csv.DictWriter(f, self.columns, extrasaction="ignore", restval="")
       w.writeheader()
       w.writerows(kept)
     self.tensorboard = None
     if tensorboard:
       self.tensorboard = TensorBoardWriter(path.parent / "tensorboard", kept,
-                                           resumed=keep_through is not None)
+                                           resumed=keep_through is not None,
+                                           columns=self.columns)
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
     rows = list(rows)
     with open(self.path, "a", newline="") as f:
-      w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+      w = csv.DictWriter(f, self.columns, extrasaction="ignore")
       for row in rows:
-        w.writerow({k: _cell(row.get(k, float("nan"))) for k in METRIC_COLUMNS})
+        w.writerow({k: _cell(row.get(k, float("nan"))) for k in self.columns})
     if self.tensorboard is not None:
       self.tensorboard.write(rows)
 
@@ -67,7 +70,8 @@ class MetricsWriter:
 class TensorBoardWriter:
   """metrics.csv's rows as TensorBoard scalars (tensorboardX): one event folder per seed,
   FOLDER/seed_S, each metric under its column name with the env steps as the step (metrics
-  without a value in a row, such as a model's metrics for ppo, are left out).
+  without a value in a row, such as a model's metrics for ppo, are left out). The columns
+  are metrics.csv's (`columns`; default `metric_columns()`).
 
   A resumed run purges what its earlier sessions logged past the rows metrics.csv keeps
   (`kept`), so that TensorBoard shows every step once. Events reach the files through
@@ -76,8 +80,10 @@ class TensorBoardWriter:
 
   NOT_SCALARS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
 
-  def __init__(self, folder: Path, kept: Sequence[dict[str, Any]] = (), resumed: bool = False):
+  def __init__(self, folder: Path, kept: Sequence[dict[str, Any]] = (), resumed: bool = False,
+               columns: Sequence[str] | None = None):
     self.folder, self.resumed, self.writers = folder, resumed, {}
+    self.columns = metric_columns() if columns is None else columns
     self.last_kept: dict[int, int] = {}
     for r in kept:
       seed = int(r["seed"])
@@ -96,7 +102,7 @@ class TensorBoardWriter:
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
       writer, step = self._writer(int(row["seed"])), int(row["env_steps"])
-      for name in METRIC_COLUMNS:
+      for name in self.columns:
         value = _cell(row.get(name, float("nan")))
         if name not in self.NOT_SCALARS and isinstance(value, (int, float)):
           writer.add_scalar(name, value, step)

@@ -3,7 +3,7 @@ import dataclasses
 import itertools
 from typing import Sequence
 
-from mgjax.algorithms import SWEEPABLE, validate
+from mgjax.algorithms import sweepable, validate
 from mgjax.config import Config, ConfigError
 
 
@@ -22,10 +22,11 @@ def setting_name(setting: dict[str, float]) -> str:
 
 def check_sweep(config: Config, sweep: dict[str, Sequence[float]] | None) -> list[Config]:
   """The config of each sweep setting, validated; ConfigError names a bad field or value."""
+  fields = sweepable(config.algo)
   for name, values in (sweep or {}).items():
-    if name not in SWEEPABLE[config.algo]:
+    if name not in fields:
       raise ConfigError(f"sweep={name!r}: not sweepable for algo={config.algo!r}; choose from "
-                        + ", ".join(SWEEPABLE[config.algo]))
+                        + ", ".join(fields))
     if not values:
       raise ConfigError(f"sweep={name!r}: no values")
   return [validate(dataclasses.replace(config, **s)) for s in sweep_settings(sweep)]

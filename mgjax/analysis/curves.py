@@ -1,0 +1,339 @@
+"""Learning curves, alignment curves and tables from metrics.csv files: runs grouped by
+(env, algo), IQM with stratified-bootstrap 95% CIs, normalised aggregates, the milestone
+table and the headline figures (`experiments/plot.py`, `summarize.py`, `ablations.py`).
+
+`load_runs(paths)` reads run or suite folders into {(env, algo): arrays}; a label of two
+folders' runs of the same (env, algo) is ALGO:FOLDER. `plot_runs(paths, out)` draws and
+tables them:
+
+- learning_curves.png: eval return vs env steps per env, IQM over seeds with a 95%
+  bootstrap CI band;
+- alignment.png: model_grad_cosine vs env steps (IQM and CI) for the algorithms whose
+  cosine is one of PPO's policy gradients (mg, mle), alignment_sac.png for those of SAC's
+  actor-loss gradients (mbpo, mg-sac);
+- aggregate.png: IQM over all (env, seed) runs of the return normalised by the best
+  algorithm's final IQM on each env, with 95% stratified-bootstrap CIs, vs env steps, for
+  the algorithms run on every env;
+- metrics.png (run folders only): every per-iteration metric against env steps, mean over
+  seeds;
+- table.csv / table.md: eval return at the evaluations nearest 25k, 50k and 100k env steps
+  (or other milestones) and at the run's last (unless that is one of them), IQM [95% CI]
+  per env and algorithm.
+
+Algorithms are drawn in the registry's order and colours (`Algorithm.color`); other labels
+(ALGO:FOLDER, an algorithm without a colour) take cycle colours that no drawn algorithm has.
+"""
+import csv
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from mgjax.algorithms import REGISTRY, metric_columns
+from mgjax.run.outputs import read_metrics
+from mgjax.stats import iqm, stratified_bootstrap_ci
+
+MILESTONES = (25_000, 50_000, 100_000)
+NOT_METRICS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
+# cos(ĝ_M, g_R) of PPO's policy gradient and of SAC's actor-loss gradient are different
+# quantities: a figure each, for the algorithms that report the loss of that gradient.
+ALIGNMENT_FIGURES = (("alignment.png", "policy_loss", ""),
+                     ("alignment_sac.png", "actor_loss", "\n(SAC actor-loss gradients)"))
+_CYCLE = tuple(f"C{i}" for i in range(10))
+
+
+def load(path: Path):
+  """-> {(env, algo): {"steps": [E], "return": [S, E], "cosine": [S, E], and every other
+  metric column [S, E]}} over complete seeds (metrics.csv of any version: `read_metrics`
+  reads earlier column names as current ones)."""
+  return group(read_metrics(path))
+
+
+def group(rows):
+  """metrics.csv rows -> load()'s {(env, algo): arrays}: the registered algorithms' metric
+  columns (NaN where a file lacks one) and any other the rows have."""
+  cells = defaultdict(lambda: defaultdict(dict))
+  for r in rows:
+    cells[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
+  names = [n for n in dict.fromkeys([*metric_columns(), *(k for r in rows for k in r)])
+           if n not in NOT_METRICS]
+  data = {}
+  for cell, seeds in cells.items():
+    steps = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    num = lambda k: np.array([[_float(seeds[s][t].get(k)) for t in steps]
+                              for s in sorted(seeds)])
+    data[cell] = {"steps": np.array(steps), "return": num("eval_return"),
+                  "cosine": num("model_grad_cosine"), **{n: num(n) for n in names}}
+  return data
+
+
+def _float(x: str) -> float:
+  return float(x) if x not in ("", None) else float("nan")
+
+
+def color(label: str, labels) -> str:
+  """The registered algorithm's colour, or for other labels (e.g. "mbpo:TAG") a cycle colour
+  that no algorithm drawn with them uses (line and band alike)."""
+  own = {name: a.color for name, a in REGISTRY.items() if a.color}
+  if label in own:
+    return own[label]
+  taken = {own[a] for a in labels if a in own}
+  free = [c for c in _CYCLE if c not in taken]
+  others = [a for a in labels if a not in own]
+  return free[others.index(label) % len(free)]
+
+
+def envs_algos(data):
+  """The envs of `data`, sorted, and its labels: registered algorithms in the registry's
+  order, then the others sorted."""
+  labels = {a for _, a in data}
+  algos = [a for a in REGISTRY if a in labels]
+  return sorted({e for e, _ in data}), algos + sorted(labels - set(algos))
+
+
+def curve(values: np.ndarray):
+  """values [S, E] -> IQM, CI low, CI high per evaluation (finite seeds only)."""
+  out = np.full((3, values.shape[1]), np.nan)
+  for e in range(values.shape[1]):
+    v = values[:, e][np.isfinite(values[:, e])]
+    if v.size:
+      out[:, e] = stratified_bootstrap_ci([v], reps=1000)
+  return out
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, name=None):
+  """One panel per env of `key` (IQM and 95% CI band) against env steps, into out/name."""
+  plt = _pyplot()
+  envs, all_algos = envs_algos(data)
+  algos = algos or all_algos
+  fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
+  for ax, env in zip(axes[0], envs):
+    for algo in algos:
+      if (env, algo) not in data:
+        continue
+      d = data[(env, algo)]
+      mid, lo, hi = curve(d[key])
+      ax.plot(d["steps"], mid, color=color(algo, algos), label=algo)
+      ax.fill_between(d["steps"], lo, hi, color=color(algo, algos), alpha=0.2)
+    ax.set_title(env)
+    ax.set_xlabel("env steps")
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel(ylabel)
+  axes[0][-1].legend()
+  fig.tight_layout()
+  fig.savefig(out / name, dpi=110)
+  plt.close(fig)
+
+
+def alignment_labels(data, loss: str) -> list[str]:
+  """The labels (ALGO or ALGO:FOLDER) of registered algorithms that report `loss` and whose
+  runs logged a finite model_grad_cosine, sorted."""
+  def reports(label):
+    algo = REGISTRY.get(label.split(":")[0])
+    return algo is not None and loss in algo.metrics
+  return sorted({a for (_, a), d in data.items()
+                 if reports(a) and np.isfinite(d["cosine"]).any()})
+
+
+def normalised_scores(data):
+  """{algo: (steps, [{env: per-seed normalised scores}] per evaluation)}, normalising each env
+  by the best algorithm's final IQM return on it. Only algorithms with a run on every env
+  are aggregated: one on fewer envs would be averaged over other tasks than the rest."""
+  envs, algos = envs_algos(data)
+  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data)
+          for e in envs}
+  out = {}
+  for algo in algos:
+    if any((e, algo) not in data for e in envs):
+      continue
+    n = min(len(data[(e, algo)]["steps"]) for e in envs)
+    steps = data[(envs[0], algo)]["steps"][:n]
+    out[algo] = (steps, [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in envs]
+                         for i in range(n)])
+  return out
+
+
+def plot_aggregate(data, out: Path):
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  scores = normalised_scores(data)
+  for algo, (steps, per_eval) in scores.items():
+    ci = np.array([stratified_bootstrap_ci(s, reps=1000) for s in per_eval]).T
+    ax.plot(steps, ci[0], color=color(algo, scores), label=algo)
+    ax.fill_between(steps, ci[1], ci[2], color=color(algo, scores), alpha=0.2)
+  ax.set_xlabel("env steps")
+  ax.set_ylabel("IQM normalised return")
+  ax.set_title("aggregate over environments")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out / "aggregate.png", dpi=110)
+  plt.close(fig)
+
+
+def table(data, out: Path, milestones=MILESTONES):
+  """table.csv and table.md: per env and algorithm, IQM [95% CI] over seeds at the
+  evaluation nearest each milestone the run reaches (within 10%) and at its last."""
+  envs, algos = envs_algos(data)
+  lines = []
+  for env in envs:
+    for algo in algos:
+      if (env, algo) not in data:
+        continue
+      d = data[(env, algo)]
+      last = int(d["steps"][-1])
+      marks = [m for m in milestones if m <= last * 1.1]
+      marks += [last] if all(abs(last - m) > 0.1 * m for m in marks) else []
+      for m in marks:
+        i = int(np.argmin(np.abs(d["steps"] - m)))
+        mid, lo, hi = stratified_bootstrap_ci([d["return"][:, i]])
+        lines.append({"env": env, "algo": algo, "milestone": m, "env_steps": int(d["steps"][i]),
+                      "seeds": d["return"].shape[0], "iqm": mid, "ci_low": lo, "ci_high": hi})
+  with open(out / "table.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, ["env", "algo", "milestone", "env_steps", "seeds", "iqm", "ci_low",
+                           "ci_high"])
+    w.writeheader()
+    w.writerows(lines)
+  marks = sorted({r["milestone"] for r in lines})
+  md = ["| env | algo | " + " | ".join(f"{m / 1000:g}k" for m in marks) + " |",
+        "|---|---|" + "---|" * len(marks)]
+  for env in envs:
+    for algo in algos:
+      cells = {r["milestone"]: r for r in lines if r["env"] == env and r["algo"] == algo}
+      if cells:
+        md.append(f"| {env} | {algo} | " + " | ".join(
+            f"{cells[m]['iqm']:.0f} [{cells[m]['ci_low']:.0f}, {cells[m]['ci_high']:.0f}]"
+            if m in cells else "" for m in marks) + " |")
+  (out / "table.md").write_text("\n".join(md) + "\n")
+  return lines
+
+
+def metric_files(path: Path) -> list[Path]:
+  """The metrics.csv of a suite or run folder, or those of a sweep's settings."""
+  if (path / "metrics.csv").is_file():
+    return [path / "metrics.csv"]
+  return sorted(path.glob("*/metrics.csv"))
+
+
+def load_runs(paths: list[Path]):
+  """Rows of every folder's metrics.csv; where two folders hold the same (env, algo), the
+  algo is labelled ALGO:FOLDER -> (load()'s data, whether any folder is a single run)."""
+  files = {f: read_metrics(f) for path in paths for f in metric_files(path)}
+  cells = defaultdict(set)
+  for f, file_rows in files.items():
+    for r in file_rows:
+      cells[(r["env"], r["algo"])].add(f)
+  names = {cell: folder_names(fs) for cell, fs in cells.items() if len(fs) > 1}
+  rows, single = [], False
+  for f, file_rows in files.items():
+    single |= (f.parent / "summary.json").is_file()  # a run's folder, not a suite's
+    for r in file_rows:
+      cell = (r["env"], r["algo"])
+      rows.append({**r, "algo": f"{r['algo']}:{names[cell][f]}"} if cell in names else r)
+  return group(rows), single
+
+
+def folder_names(files) -> dict:
+  """Each file's folder named by the fewest trailing path parts that tell the folders apart:
+  runs/a and runs/b are "a" and "b", x/mbpo-hopper and y/mbpo-hopper "x/mbpo-hopper" and
+  "y/mbpo-hopper"."""
+  parts = {f: f.parent.resolve().parts for f in files}
+  for k in range(1, max(map(len, parts.values())) + 1):  # at the full paths they differ
+    names = {f: "/".join(p[-k:]) for f, p in parts.items()}
+    if len(set(names.values())) == len(set(parts.values())):
+      return names
+
+
+def plot_metrics(rows_by_cell, out: Path) -> None:
+  """metrics.png: every per-iteration metric of the runs against env steps, mean over
+  seeds, one panel per metric."""
+  plt = _pyplot()
+  columns = dict.fromkeys(n for d in rows_by_cell.values() for n in d)
+  names = [n for n in columns if n not in ("steps", "return", "cosine", *NOT_METRICS)
+           and any(np.isfinite(d[n]).any() for d in rows_by_cell.values() if n in d)]
+  cols = min(4, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+  labels = sorted({a for _, a in rows_by_cell})
+  for ax, name in zip(axes.flat, names):
+    for (env, algo), d in sorted(rows_by_cell.items()):
+      if name in d and np.isfinite(d[name]).any():
+        with warnings.catch_warnings():  # a step no seed logged stays a gap (NaN)
+          warnings.simplefilter("ignore", RuntimeWarning)
+          mean = np.nanmean(d[name], axis=0)
+        ax.plot(d["steps"], mean, color=color(algo, labels), label=f"{algo} ({env})")
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("env steps", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out / "metrics.png", dpi=100)
+  plt.close(fig)
+
+
+def plot_runs(paths: list[Path], out: Path, milestones=MILESTONES) -> list[str]:
+  """Every figure and table of the module docstring for the runs in `paths`, into `out`
+  -> the names of the files written."""
+  data, single = load_runs(paths)
+  plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
+                       name="learning_curves.png")
+  written = ["learning_curves.png"]
+  for name, loss, what in ALIGNMENT_FIGURES:
+    algos = alignment_labels(data, loss)
+    if algos:
+      plot_learning_curves(data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}",
+                           algos=algos, name=name)
+      written.append(name)
+  if single:
+    plot_metrics(data, out)
+    written.append("metrics.png")
+  plot_aggregate(data, out)
+  table(data, out, milestones)
+  return written + ["aggregate.png", "table.csv", "table.md"]
+
+
+def headline(suite: Path) -> dict:
+  """RESULTS.md's headline figures of a suite folder (its table.csv, from `plot_runs`, and
+  metrics.csv): MG/MLE and MG/PPO IQM ratios at the last milestone per env;
+  cos(ĝ_M, g_R) averaged over training (per seed, then mean ± s.e. over seeds); the
+  aggregate normalised IQM [95% CI] at the last common evaluation."""
+  with open(suite / "table.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  last = {}
+  for r in rows:
+    key = (r["env"], r["algo"])
+    if key not in last or int(r["milestone"]) > int(last[key]["milestone"]):
+      last[key] = r
+  ratios = {}
+  for env in sorted({e for e, _ in last}):
+    value = {a: float(last[(env, a)]["iqm"]) for e, a in last if e == env}
+    if "mg" in value:
+      ratios[env] = {f"mg_over_{b}": value["mg"] / value[b] for b in ("mle", "ppo")
+                     if b in value}
+  data = load(suite / "metrics.csv")
+  alignment = {}
+  for (env, algo), d in data.items():
+    if not np.any(np.isfinite(d["cosine"])):  # no model (ppo)
+      continue
+    per_seed = np.nanmean(d["cosine"], axis=1)
+    per_seed = per_seed[np.isfinite(per_seed)]
+    if per_seed.size:
+      alignment.setdefault(env, {})[algo] = {
+          "mean": float(per_seed.mean()),
+          "se": float(per_seed.std() / np.sqrt(per_seed.size))}
+  aggregate = {}
+  for algo, (steps, per_eval) in normalised_scores(data).items():
+    mid, lo, hi = stratified_bootstrap_ci(per_eval[-1], reps=2000)
+    aggregate[algo] = {"env_steps": int(steps[-1]), "iqm": mid, "ci": [lo, hi]}
+  return {"ratios_at_last_milestone": ratios, "alignment_mean_over_training": alignment,
+          "aggregate_normalised": aggregate}
