@@ -14,6 +14,7 @@ cos(ĝ_M, g_R) on fresh rollouts as the fit goes on.
 
     python examples/mg_loss_in_your_code.py
 """
+
 import functools
 
 import flax.linen as nn
@@ -104,13 +105,19 @@ def zero_value(value_params, obs):
 def real_policy_gradient(theta, start_obs, key):
   """g_R = ∇_θ mean_{t,τ}[log π(a_t|s_t) Â_t] on real rollouts, Â_t the reward-to-go less its
   mean over the rollouts at the same t (a baseline that leaves g_R's mean unchanged)."""
-  obs, actions, rewards, dones, _ = rollout(None, theta, start_obs, key, policy=POLICY,
-                                            model=REAL, horizon=HORIZON)
+  obs, actions, rewards, dones, _ = rollout(
+    None, theta, start_obs, key, policy=POLICY, model=REAL, horizon=HORIZON
+  )
   zeros = jnp.zeros_like(rewards)  # V = 0, and no bootstrap after the last step
   to_go, _ = gae(rewards, zeros, zeros[0], dones, discount=1.0, gae_lambda=1.0)
   advantages = to_go - jnp.mean(to_go, axis=1, keepdims=True)
-  return policy_gradient(theta, policy=POLICY, obs=obs[:-1].reshape(-1, OBS),
-                         actions=actions.reshape(-1, ACT), advantages=advantages.reshape(-1))
+  return policy_gradient(
+    theta,
+    policy=POLICY,
+    obs=obs[:-1].reshape(-1, OBS),
+    actions=actions.reshape(-1, ACT),
+    advantages=advantages.reshape(-1),
+  )
 
 
 def start_states(key, n):
@@ -119,10 +126,18 @@ def start_states(key, n):
 
 # ------------------------------------------------------------------------------ the fit
 # The functions and the settings that shape the program are closed over; arrays are arguments.
-mg_loss = functools.partial(model_gradient_loss, value_params=jnp.float32(0.0),
-                            policy=POLICY, model=MODEL, value_fn=zero_value,
-                            horizon=HORIZON, discount=1.0, gae_lambda=1.0,
-                            similarity="cosine", estimator="pathwise")
+mg_loss = functools.partial(
+  model_gradient_loss,
+  value_params=jnp.float32(0.0),
+  policy=POLICY,
+  model=MODEL,
+  value_fn=zero_value,
+  horizon=HORIZON,
+  discount=1.0,
+  gae_lambda=1.0,
+  similarity="cosine",
+  estimator="pathwise",
+)
 
 
 def train(key):
@@ -138,16 +153,25 @@ def train(key):
 
   def alignment(phi):
     skey, rkey = jax.random.split(keval)
-    _, metrics = mg_loss(phi, policy_params=theta, real_grad=g_real,
-                         start_obs=start_states(skey, EVAL_ROLLOUTS), key=rkey)
+    _, metrics = mg_loss(
+      phi,
+      policy_params=theta,
+      real_grad=g_real,
+      start_obs=start_states(skey, EVAL_ROLLOUTS),
+      key=rkey,
+    )
     return metrics["cosine"]
 
   def step(carry, k):
     phi, opt_state = carry
     skey, rkey = jax.random.split(k)
     grads, _ = jax.grad(mg_loss, has_aux=True)(
-        phi, policy_params=theta, real_grad=g_real,
-        start_obs=start_states(skey, MG_ROLLOUTS), key=rkey)
+      phi,
+      policy_params=theta,
+      real_grad=g_real,
+      start_obs=start_states(skey, MG_ROLLOUTS),
+      key=rkey,
+    )
     updates, opt_state = optimizer.update(grads, opt_state)
     return (optax.apply_updates(phi, updates), opt_state), None
 

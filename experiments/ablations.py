@@ -11,6 +11,7 @@ This script relabels every such cell's rows as algorithm "ALGO:NAME" (the baseli
 and draws the learning curves, alignment curves and the milestone table there
 (`mgjax.analysis.curves`).
 """
+
 import sys
 from pathlib import Path
 
@@ -19,12 +20,18 @@ from mgjax.run import outputs
 from mgjax.run.cli import Parser
 
 
-def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str, ...] = (),
-           out: Path | None = None) -> tuple[Path, list[str]]:
+def gather(
+  results: Path,
+  suite: str,
+  algo: str,
+  env: str,
+  references: tuple[str, ...] = (),
+  out: Path | None = None,
+) -> tuple[Path, list[str]]:
   cells = [("default", results / suite / f"{algo}-{env}")]
   refs = {f"{ref}-{env}": ref for ref in references}
   for d in sorted(results.glob(f"{suite}-*/{algo}-{env}")):
-    tag = d.parent.name[len(suite) + 1:]
+    tag = d.parent.name[len(suite) + 1 :]
     if not tag.startswith("ablations"):
       cells.append((tag, d))
   out = out or results / f"{suite}-ablations-{env}"
@@ -33,8 +40,9 @@ def gather(results: Path, suite: str, algo: str, env: str, references: tuple[str
   found = [(tag, d) for tag, d in cells if (d / "metrics.csv").is_file()]
   # References keep their own name; tagged cells become ALGO:TAG.
   names = [f"{algo}:{tag}" if tag else refs[d.name] for tag, d in found]
-  if not outputs.concat_metrics(((d / "metrics.csv", {"algo": name})
-                                 for (_, d), name in zip(found, names)), out / "metrics.csv"):
+  if not outputs.concat_metrics(
+    ((d / "metrics.csv", {"algo": name}) for (_, d), name in zip(found, names)), out / "metrics.csv"
+  ):
     raise FileNotFoundError(f"no {algo}-{env} cells under {results}/{suite}*")
   return out, names
 
@@ -45,21 +53,32 @@ def main(argv=None) -> int:
   p.add_argument("--suite", default="cpu")
   p.add_argument("--env", default="hopper")
   p.add_argument("--algo", default="mg")
-  p.add_argument("--reference", action="append", default=[],
-                 help="also draw this algorithm's cell of the suite (e.g. mle)")
-  p.add_argument("--out", default=None,
-                 help="output folder (default RESULTS/SUITE-ablations-ENV)")
+  p.add_argument(
+    "--reference",
+    action="append",
+    default=[],
+    help="also draw this algorithm's cell of the suite (e.g. mle)",
+  )
+  p.add_argument("--out", default=None, help="output folder (default RESULTS/SUITE-ablations-ENV)")
   args = p.parse_args(argv)
   try:
-    out, names = gather(Path(args.results), args.suite, args.algo, args.env,
-                        tuple(args.reference), args.out and Path(args.out))
+    out, names = gather(
+      Path(args.results),
+      args.suite,
+      args.algo,
+      args.env,
+      tuple(args.reference),
+      args.out and Path(args.out),
+    )
   except FileNotFoundError as e:
     p.error(str(e))
   data = curves.load(out / "metrics.csv")
-  curves.plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
-                              name="learning_curves.png")
-  curves.plot_learning_curves(data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)",
-                              name="alignment.png")
+  curves.plot_learning_curves(
+    data, out, "return", "eval return (IQM, 95% CI)", name="learning_curves.png"
+  )
+  curves.plot_learning_curves(
+    data, out, "cosine", "cos(ĝ_M, g_R) (IQM, 95% CI)", name="alignment.png"
+  )
   curves.table(data, out)
   print(f"{len(names)} cells ({', '.join(names)}) -> {out}")
   return 0

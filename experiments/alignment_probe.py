@@ -13,6 +13,7 @@ batches: pooled and single-batch alignment and held-out NLL, mean and 95% CI ove
 each MG objective's paired difference to NLL only. The JSON (a list, one entry per
 snapshot, rewritten after each) goes to --out and the figure beside it (.png).
 """
+
 import argparse
 import json
 import sys
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import jax
 
-from mgjax.analysis import probe
 from mgjax.algorithms import make_config, make_trainer
+from mgjax.analysis import probe
 from mgjax.config import ConfigError
 from mgjax.run.cli import parse_set
 
@@ -47,27 +48,46 @@ def _snapshots(args, config) -> list[tuple[int, Path]]:
       eval_return = float(metrics["eval"]["eval_return"])
       done = n
       if n in missing:
-        probe.save_snapshot(root / f"chunks={n}", config, state,
-                            {"chunks": n, "eval_return": eval_return, "seed": args.seed})
-        print(f"snapshot after {done} chunks ({int(state.env_steps)} env steps, eval return "
-              f"{eval_return:.1f})", flush=True)
+        probe.save_snapshot(
+          root / f"chunks={n}",
+          config,
+          state,
+          {"chunks": n, "eval_return": eval_return, "seed": args.seed},
+        )
+        print(
+          f"snapshot after {done} chunks ({int(state.env_steps)} env steps, eval return "
+          f"{eval_return:.1f})",
+          flush=True,
+        )
   return wanted
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--env", default="hopper")
   p.add_argument("--algo", default="mle", choices=("mg", "mle"))
   p.add_argument("--at", default="3,6,9", help="snapshots after these evaluation chunks")
-  p.add_argument("--snapshots", default="~/mgjax-runs/probe/hopper",
-                 help="folder of the snapshots (reused when present)")
-  p.add_argument("--from", dest="from_run", default=None, metavar="RUN_DIR",
-                 help="measure this run's resume point instead of training")
+  p.add_argument(
+    "--snapshots",
+    default="~/mgjax-runs/probe/hopper",
+    help="folder of the snapshots (reused when present)",
+  )
+  p.add_argument(
+    "--from",
+    dest="from_run",
+    default=None,
+    metavar="RUN_DIR",
+    help="measure this run's resume point instead of training",
+  )
   p.add_argument("--run-index", type=int, default=0, help="which run of --from's point")
-  p.add_argument("--objectives", default="all",
-                 help="comma-separated names of mgjax.analysis.probe.DEFAULT_OBJECTIVES or "
-                 "EXTRA_OBJECTIVES, or all (the default ones)")
+  p.add_argument(
+    "--objectives",
+    default="all",
+    help="comma-separated names of mgjax.analysis.probe.DEFAULT_OBJECTIVES or "
+    "EXTRA_OBJECTIVES, or all (the default ones)",
+  )
   p.add_argument("--fit-keys", type=int, default=6)
   p.add_argument("--fit-batches", type=int, default=16)
   p.add_argument("--heldout-batches", type=int, default=32)
@@ -75,8 +95,11 @@ def main(argv=None) -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   p.add_argument("--out", required=True, help="JSON file to write")
-  p.add_argument("--table", action="store_true",
-                 help="measure nothing: print --out's table (Markdown) and redraw its figure")
+  p.add_argument(
+    "--table",
+    action="store_true",
+    help="measure nothing: print --out's table (Markdown) and redraw its figure",
+  )
   args = p.parse_args(argv)
   if args.table:
     try:
@@ -88,8 +111,11 @@ def main(argv=None) -> int:
     return 0
 
   known = {o.name: o for o in probe.DEFAULT_OBJECTIVES + probe.EXTRA_OBJECTIVES}
-  names = ([o.name for o in probe.DEFAULT_OBJECTIVES] if args.objectives == "all"
-           else args.objectives.split(","))
+  names = (
+    [o.name for o in probe.DEFAULT_OBJECTIVES]
+    if args.objectives == "all"
+    else args.objectives.split(",")
+  )
   for name in names:
     if name not in known:
       return _error("objectives", name, f"unknown; choose from {', '.join(known)}")
@@ -105,8 +131,7 @@ def main(argv=None) -> int:
   for field in ("fit_keys", "fit_batches", "heldout_batches", "draws"):
     if getattr(args, field) < 2:
       return _error(field.replace("_", "-"), getattr(args, field), "needs at least 2")
-  settings = probe.ProbeSettings(args.fit_batches, args.heldout_batches, args.draws,
-                                 args.fit_keys)
+  settings = probe.ProbeSettings(args.fit_batches, args.heldout_batches, args.draws, args.fit_keys)
   if max(o.target_batches for o in objectives) > settings.fit_batches:
     return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
   try:
@@ -127,20 +152,37 @@ def main(argv=None) -> int:
     config, trainer, state = probe.load_snapshot(folder, args.run_index)
     meta = probe.load_snapshot_meta(folder)
     print(f"== {folder} ({int(state.env_steps)} env steps)", flush=True)
-    result = probe.run_probe(trainer.setup, state, objectives,
-                             jax.random.key(args.seed + 1000), settings,
-                             config.mg_max_grad_norm)
+    result = probe.run_probe(
+      trainer.setup,
+      state,
+      objectives,
+      jax.random.key(args.seed + 1000),
+      settings,
+      config.mg_max_grad_norm,
+    )
     bad = probe.check_finite(result)
     if bad:
-      print(f"error: objectives {bad} blew up at {folder} (fit keys of seed {args.seed})",
-            file=sys.stderr)
-    results.append({"env": config.env, "algo": config.algo, "chunks": chunks,
-                    "env_steps": int(state.env_steps), "snapshot": str(folder),
-                    "eval_return": meta.get("eval_return"),
-                    "probe_settings": settings.__dict__, "seed": args.seed,
-                    "mg_rollouts": config.mg_rollouts, "mg_horizon": config.mg_horizon,
-                    "batch_steps": config.batch_steps, **result,
-                    "elapsed_s": round(time.time() - t0, 1)})
+      print(
+        f"error: objectives {bad} blew up at {folder} (fit keys of seed {args.seed})",
+        file=sys.stderr,
+      )
+    results.append(
+      {
+        "env": config.env,
+        "algo": config.algo,
+        "chunks": chunks,
+        "env_steps": int(state.env_steps),
+        "snapshot": str(folder),
+        "eval_return": meta.get("eval_return"),
+        "probe_settings": settings.__dict__,
+        "seed": args.seed,
+        "mg_rollouts": config.mg_rollouts,
+        "mg_horizon": config.mg_horizon,
+        "batch_steps": config.batch_steps,
+        **result,
+        "elapsed_s": round(time.time() - t0, 1),
+      }
+    )
     out.write_text(json.dumps(results, indent=1) + "\n")
     probe.plot_probe(results, out.with_suffix(".png"))
     if bad:

@@ -23,6 +23,7 @@
 Timings are medians of --repeats runs after a warm-up call; compile times are single runs.
 `--sections` runs some of them and merges them into an existing --out file.
 """
+
 import dataclasses
 import functools
 import json
@@ -37,8 +38,9 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 
 if "--host-devices" in sys.argv:  # must reach XLA before jax starts
   _n = sys.argv[sys.argv.index("--host-devices") + 1]
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + f" --xla_force_host_platform_device_count={_n}")
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_n}"
+  )
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -76,15 +78,21 @@ def collection(config: Config, repeats: int) -> dict:
 
   @jax.jit
   def raw(env_state):
-    return jax.lax.scan(lambda s, _: (env.step(s, zeros), ()), env_state, None,
-                        length=config.rollout_length)[0]
+    return jax.lax.scan(
+      lambda s, _: (env.step(s, zeros), ()), env_state, None, length=config.rollout_length
+    )[0]
 
   steps = config.num_envs * config.rollout_length
   t_collect = timed(collect, state, repeats=repeats)
   t_raw = timed(raw, state.env_state, repeats=repeats)
-  return {"env": config.env, "num_envs": config.num_envs, "steps": steps,
-          "collect_steps_per_s": steps / t_collect, "raw_steps_per_s": steps / t_raw,
-          "collect_over_raw": t_raw / t_collect}
+  return {
+    "env": config.env,
+    "num_envs": config.num_envs,
+    "steps": steps,
+    "collect_steps_per_s": steps / t_collect,
+    "raw_steps_per_s": steps / t_raw,
+    "collect_over_raw": t_raw / t_collect,
+  }
 
 
 def iterations(config: Config, repeats: int) -> dict:
@@ -92,8 +100,9 @@ def iterations(config: Config, repeats: int) -> dict:
   for algo in ("mg", "mle"):
     su = _setup(dataclasses.replace(config, algo=algo))
     state = _filled_state(su, jax.random.key(0))
-    out[f"{algo}_iteration_s"] = timed(jax.jit(lambda s: mg.iteration(su, s)), state,
-                                       repeats=repeats)
+    out[f"{algo}_iteration_s"] = timed(
+      jax.jit(lambda s: mg.iteration(su, s)), state, repeats=repeats
+    )
   out["mg_over_mle_iteration"] = out["mg_iteration_s"] / out["mle_iteration_s"]
 
   su = _setup(dataclasses.replace(config, algo="mg", mg_steps=1, mle_steps=1))
@@ -109,15 +118,18 @@ def iterations(config: Config, repeats: int) -> dict:
 
 def _in_groups(f, n: int, group: int):
   """vmap(f) over n runs, `group` at a time, the groups one after another (lax.map)."""
+
   def grouped(x):
     x = jax.tree.map(lambda a: a.reshape((n // group, group) + a.shape[1:]), x)
     y = jax.lax.map(jax.vmap(f), x)
     return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), y)
+
   return grouped
 
 
-def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
-                 group: int | None = None) -> dict:
+def seed_scaling(
+  config: Config, repeats: int, counts=(1, 2, 4, 8), group: int | None = None
+) -> dict:
   """One evaluation chunk with n vmapped seeds, and where its growth comes from: each stage
   of an mg iteration (`mg.iteration`'s stage hook, on the data it has in an iteration) and
   the evaluation vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
@@ -154,21 +166,31 @@ def seed_scaling(config: Config, repeats: int, counts=(1, 2, 4, 8),
     if config.env_group:
       t["collect_all_envs"] = timed(flat_collect, *stages["collect"][1], repeats=repeats)
     batch = n * config.num_envs
-    env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(
-        jax.random.key(0))
+    env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(jax.random.key(0))
     zeros = jnp.zeros((batch, su.env.action_size))
+
     def raw(group):  # 32 steps of the flat batch, `group` envs at a time (0: all)
-      return jax.jit(lambda s: jax.lax.scan(
-          lambda s, _: (batched_step(env, s, zeros, group), ()), s, None, length=32)[0].obs)
+      return jax.jit(
+        lambda s: (
+          jax.lax.scan(lambda s, _: (batched_step(env, s, zeros, group), ()), s, None, length=32)[
+            0
+          ].obs
+        )
+      )
+
     t["raw_mjx_flat_batch"] = timed(raw(0), env_state, repeats=repeats)
     if config.env_group:  # the same batch stepped n·env_group at a time, as in collection
       t["raw_mjx_grouped"] = timed(raw(n * config.env_group), env_state, repeats=repeats)
     out[n] = t
     print(n, {k: round(v, 3) for k, v in t.items()}, flush=True)
   first = out[counts[0]]
-  return {"group": group, "seconds": {str(n): t for n, t in out.items()},
-          "time_over_first": {str(n): {k: v / first.get(k, first["chunk"])
-                                       for k, v in t.items()} for n, t in out.items()}}
+  return {
+    "group": group,
+    "seconds": {str(n): t for n, t in out.items()},
+    "time_over_first": {
+      str(n): {k: v / first.get(k, first["chunk"]) for k, v in t.items()} for n, t in out.items()
+    },
+  }
 
 
 def compile_times(config: Config, envs) -> dict:
@@ -185,6 +207,7 @@ def compile_times(config: Config, envs) -> dict:
 
 def _sac_setup(algo: str, env: str, overrides: dict):
   from mgjax.algorithms import make_config, mbpo
+
   c = make_config(algo=algo, env=env, **overrides)
   su = make_trainer(c).setup
   return c, su, jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(0))
@@ -199,13 +222,16 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
   from mgjax.models.ensemble import member_minibatches
   from mgjax.models.nll import ensemble_nll_loss
   from mgjax.optim import apply_gradients
+
   c, su, state = _sac_setup("mbpo", env, overrides)
   state = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(1)))(
-      state, jax.random.key(1))
+    state, jax.random.key(1)
+  )
   D, A = su.env.obs_size, su.env.action_size
   window = jnp.int32(c.rollout_batch)
-  mixed = lambda s, k: mbpo.sac_batch(s.buffer, s.model_buffer, k, window,
-                                      batch_size=su.sac_batch, real_ratio=su.real_ratio)
+  mixed = lambda s, k: mbpo.sac_batch(
+    s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch, real_ratio=su.real_ratio
+  )
   key, calls = jax.random.key(2), 20
 
   def sac_updates(s, k):  # `calls` updates in a scan, as between two env steps
@@ -218,6 +244,7 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
       rows = member_minibatches(s.buffer, k, su.fit.members, su.fit.batch_size)
       grads = jax.grad(ensemble_nll_loss)(params, rows, net=su.model_net, stats=s.obs_stats)
       return apply_gradients(su.model_optimizer, params, opt, grads), ()
+
     return jax.lax.scan(step, (s.model_params, s.model_opt), jax.random.split(k, calls))[0]
 
   def rollout_step(draw):  # one step of every branched rollout, the predicted states kept
@@ -225,29 +252,53 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
 
     def step(s, k):
       buf = mbpo.branched_rollouts(su_draw, s, k, jnp.int32(1)).model_buffer
-      return jax.lax.dynamic_slice_in_dim(buf.data["next_obs"], s.model_buffer.position,
-                                          c.rollout_batch)
+      return jax.lax.dynamic_slice_in_dim(
+        buf.data["next_obs"], s.model_buffer.position, c.rollout_batch
+      )
+
     return step
 
   f_model, _ = speed.mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
   f_actor, _ = speed.mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
   out = {
-      "config": {k: getattr(c, k) for k in ("sac_batch", "sac_hidden", "ensemble_size",
-                                            "elites", "mle_batch", "model_hidden",
-                                            "rollout_batch")},
-      "sac_update": speed.kernel(sac_updates, (state, key),
-                                 speed.sac_update_flops(c.sac_batch, D, A, c.sac_hidden), peak,
-                                 repeats, calls),
-      "ensemble_step": speed.kernel(ensemble_steps, (state, key), speed.ensemble_step_flops(
-          c.ensemble_size, c.mle_batch, D, A, c.model_hidden), peak, repeats, calls),
-      # elite_draw "row": every elite predicts every row (one is then drawn per row), as
-      # MBPO does.
-      "rollout_step": speed.kernel(rollout_step("row"), (state, key),
-                                   c.elites * f_model + f_actor, peak, max(1, repeats // 2)),
+    "config": {
+      k: getattr(c, k)
+      for k in (
+        "sac_batch",
+        "sac_hidden",
+        "ensemble_size",
+        "elites",
+        "mle_batch",
+        "model_hidden",
+        "rollout_batch",
+      )
+    },
+    "sac_update": speed.kernel(
+      sac_updates,
+      (state, key),
+      speed.sac_update_flops(c.sac_batch, D, A, c.sac_hidden),
+      peak,
+      repeats,
+      calls,
+    ),
+    "ensemble_step": speed.kernel(
+      ensemble_steps,
+      (state, key),
+      speed.ensemble_step_flops(c.ensemble_size, c.mle_batch, D, A, c.model_hidden),
+      peak,
+      repeats,
+      calls,
+    ),
+    # elite_draw "row": every elite predicts every row (one is then drawn per row), as
+    # MBPO does.
+    "rollout_step": speed.kernel(
+      rollout_step("row"), (state, key), c.elites * f_model + f_actor, peak, max(1, repeats // 2)
+    ),
   }
   if c.rollout_batch % c.elites == 0:  # "block": each row is predicted by its elite alone
-    out["rollout_step_block"] = speed.kernel(rollout_step("block"), (state, key),
-                                             f_model + f_actor, peak, max(1, repeats // 2))
+    out["rollout_step_block"] = speed.kernel(
+      rollout_step("block"), (state, key), f_model + f_actor, peak, max(1, repeats // 2)
+    )
   return out
 
 
@@ -257,6 +308,7 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
   program of its own and timed. The env steps' share of `act_and_update` is that stage
   again on the same state with no SAC updates. Seconds per 1000 env steps, per stage."""
   from mgjax.algorithms import mbpo
+
   c, su, state = _sac_setup(algo, env, overrides)
   no_updates = dataclasses.replace(su, updates_per_step=0)
   compiled, spent = {}, {}
@@ -279,21 +331,30 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
   per_1000 = 1000 / (iterations * c.batch_steps)
   split = {name: t * per_1000 for name, t in spent.items()}
   split["sac_updates"] = split.pop("act_and_update") - split["env_steps"]
-  return {"algo": algo, "env": env, "iterations": iterations,
-          "env_steps": [int(state.env_steps) - iterations * c.batch_steps,
-                        int(state.env_steps)],
-          "per_iteration": metrics, "s_per_1000_env_steps": split,
-          "total_s_per_1000_env_steps": sum(split.values())}
+  return {
+    "algo": algo,
+    "env": env,
+    "iterations": iterations,
+    "env_steps": [int(state.env_steps) - iterations * c.batch_steps, int(state.env_steps)],
+    "per_iteration": metrics,
+    "s_per_1000_env_steps": split,
+    "total_s_per_1000_env_steps": sum(split.values()),
+  }
 
 
-def roofline(env: str, repeats: int, iterations: int, overrides: dict,
-             algos=("mbpo", "mg-sac"), variant: dict | None = None) -> dict:
+def roofline(
+  env: str,
+  repeats: int,
+  iterations: int,
+  overrides: dict,
+  algos=("mbpo", "mg-sac"),
+  variant: dict | None = None,
+) -> dict:
   """The matmul peak, the hot kernels' share of it, and a real segment of each of `algos`;
   with `variant`, each segment again with those fields changed too, and the ratio of the
   two totals (segment / variant: the variant's speed-up)."""
   peak = speed.matmul_peak(repeats)
-  out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"],
-                                          overrides)}
+  out = {"peak": peak, "kernels": kernels(env, repeats, peak["matmul_2048_cube_gflops"], overrides)}
   print(json.dumps(out, indent=1), flush=True)
   for algo in algos if iterations else ():
     base = out[f"segment_{algo}"] = segment(algo, env, iterations, overrides)
@@ -310,7 +371,9 @@ def roofline(env: str, repeats: int, iterations: int, overrides: dict,
 def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) -> dict:
   """One evaluation chunk of `runs` vmapped seeds sharded over 1, 2, 4, ... devices."""
   from jax.sharding import NamedSharding, PartitionSpec
+
   from mgjax.run import make_mesh
+
   trainer = make_trainer(config)
   counts = [n for n in counts if n <= len(jax.devices())]
   out = {}
@@ -320,71 +383,135 @@ def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) ->
     state = jax.jit(jax.vmap(trainer.init), out_shardings=sharding)(keys)
     chunk = jax.jit(jax.vmap(trainer.chunk), in_shardings=sharding, out_shardings=sharding)
     out[n] = timed(lambda s: chunk(s)[1], state, repeats=repeats)
-  return {"runs": runs, "devices": [str(d) for d in jax.devices()][:max(counts)],
-          "chunk_s": {str(n): t for n, t in out.items()},
-          "speedup_over_1_device": {str(n): out[counts[0]] / t for n, t in out.items()}}
+  return {
+    "runs": runs,
+    "devices": [str(d) for d in jax.devices()][: max(counts)],
+    "chunk_s": {str(n): t for n, t in out.items()},
+    "speedup_over_1_device": {str(n): out[counts[0]] / t for n, t in out.items()},
+  }
 
 
-SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "roofline",
-            "device_scaling")
+SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "roofline", "device_scaling")
 
 
 def main(argv=None) -> int:
   p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
-  p.add_argument("--compile-envs", nargs="*", default=None,
-                 help="envs for the compile-time figure (default: --env)")
+  p.add_argument(
+    "--compile-envs",
+    nargs="*",
+    default=None,
+    help="envs for the compile-time figure (default: --env)",
+  )
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--seed-counts", type=int, nargs="*", default=[1, 2, 4, 8])
-  p.add_argument("--vmap-group", type=int, default=None,
-                 help="seed_scaling also times each count's chunk vmapped this many seeds at "
-                      "a time, the groups in sequence")
+  p.add_argument(
+    "--vmap-group",
+    type=int,
+    default=None,
+    help="seed_scaling also times each count's chunk vmapped this many seeds at "
+    "a time, the groups in sequence",
+  )
   p.add_argument("--out", default="results/speed.json")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="override a Config field (as in benchmark.py)")
-  p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS,
-                  help="figures to measure (default all); others are kept from --out")
-  p.add_argument("--host-devices", type=int, default=None,
-                 help="split the CPU into N XLA devices (the functional check of "
-                      "device_scaling on a machine without accelerators)")
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="override a Config field (as in benchmark.py)",
+  )
+  p.add_argument(
+    "--sections",
+    nargs="*",
+    default=list(SECTIONS),
+    choices=SECTIONS,
+    help="figures to measure (default all); others are kept from --out",
+  )
+  p.add_argument(
+    "--host-devices",
+    type=int,
+    default=None,
+    help="split the CPU into N XLA devices (the functional check of "
+    "device_scaling on a machine without accelerators)",
+  )
   p.add_argument("--device-runs", type=int, default=8, help="seeds in device_scaling")
-  p.add_argument("--device-counts", type=int, nargs="*", default=[1, 2, 4],
-                 help="device counts of device_scaling (each must divide --device-runs)")
-  p.add_argument("--segment-iterations", type=int, default=4,
-                 help="timed iterations of the roofline's run segments (250 env steps each "
-                      "at MBPO's settings; 0: no segments)")
-  p.add_argument("--segment-algos", nargs="+", default=["mbpo", "mg-sac"],
-                 choices=["mbpo", "mg-sac"], help="the algorithms of the run segments")
-  p.add_argument("--sac-set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="override a field of the roofline's mbpo/mg-sac configs (their presets "
-                      "otherwise), e.g. to time a CPU configuration")
-  p.add_argument("--variant-set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="time each run segment a second time in the same run with these fields "
-                      "changed as well, e.g. a CPU configuration against the preset")
+  p.add_argument(
+    "--device-counts",
+    type=int,
+    nargs="*",
+    default=[1, 2, 4],
+    help="device counts of device_scaling (each must divide --device-runs)",
+  )
+  p.add_argument(
+    "--segment-iterations",
+    type=int,
+    default=4,
+    help="timed iterations of the roofline's run segments (250 env steps each "
+    "at MBPO's settings; 0: no segments)",
+  )
+  p.add_argument(
+    "--segment-algos",
+    nargs="+",
+    default=["mbpo", "mg-sac"],
+    choices=["mbpo", "mg-sac"],
+    help="the algorithms of the run segments",
+  )
+  p.add_argument(
+    "--sac-set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="override a field of the roofline's mbpo/mg-sac configs (their presets "
+    "otherwise), e.g. to time a CPU configuration",
+  )
+  p.add_argument(
+    "--variant-set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="time each run segment a second time in the same run with these fields "
+    "changed as well, e.g. a CPU configuration against the preset",
+  )
   args = p.parse_args(argv)
   config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
   out = Path(args.out)
   report = json.loads(out.read_text()) if out.is_file() else {}
-  report.update({"machine": {"platform": platform.platform(),
-                             "device": jax.devices()[0].device_kind, **outputs.host()},
-                 "versions": outputs.package_versions(), "config": dataclasses.asdict(config)})
+  report.update(
+    {
+      "machine": {
+        "platform": platform.platform(),
+        "device": jax.devices()[0].device_kind,
+        **outputs.host(),
+      },
+      "versions": outputs.package_versions(),
+      "config": dataclasses.asdict(config),
+    }
+  )
   runs = {
-      "collection": lambda: collection(config, args.repeats),
-      "iterations": lambda: iterations(config, args.repeats),
-      "seed_scaling": lambda: seed_scaling(config, max(1, args.repeats // 2), args.seed_counts,
-                                           args.vmap_group),
-      "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
-      "roofline": lambda: roofline(args.env, args.repeats, args.segment_iterations,
-                                   parse_set(args.sac_set), args.segment_algos,
-                                   parse_set(args.variant_set)),
-      "device_scaling": lambda: device_scaling(config, max(1, args.repeats // 2),
-                                               args.device_runs, args.device_counts),
+    "collection": lambda: collection(config, args.repeats),
+    "iterations": lambda: iterations(config, args.repeats),
+    "seed_scaling": lambda: seed_scaling(
+      config, max(1, args.repeats // 2), args.seed_counts, args.vmap_group
+    ),
+    "compile_s": lambda: compile_times(config, args.compile_envs or [args.env]),
+    "roofline": lambda: roofline(
+      args.env,
+      args.repeats,
+      args.segment_iterations,
+      parse_set(args.sac_set),
+      args.segment_algos,
+      parse_set(args.variant_set),
+    ),
+    "device_scaling": lambda: device_scaling(
+      config, max(1, args.repeats // 2), args.device_runs, args.device_counts
+    ),
   }
   for name in SECTIONS:
     if name in args.sections:
       # A roofline without segments (--segment-iterations 0) keeps the segments measured before.
-      report[name] = {**report.get(name, {}), **runs[name]()} if name == "roofline" else \
-          runs[name]()
+      report[name] = (
+        {**report.get(name, {}), **runs[name]()} if name == "roofline" else runs[name]()
+      )
       print(json.dumps(report[name], indent=1), flush=True)
   out.parent.mkdir(parents=True, exist_ok=True)
   outputs.write_json(out, report)

@@ -12,6 +12,7 @@ and the launches' output folders are temporary and removed afterwards, unless --
 names a folder to keep. Takes minutes of every core for the default run; run nothing else
 meanwhile.
 """
+
 import json
 import os
 import re
@@ -35,15 +36,18 @@ def launch(train_args: list[str], cache: Path, out: Path, timeout: float) -> dic
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
   cmd = [sys.executable, str(TRAIN), *train_args, "--out", str(out), "--no-progress"]
   start = time.perf_counter()
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, cwd=ROOT)
+  proc = subprocess.Popen(
+    cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+  )
   result = {"error": "train.py ended before its first iteration"}
   try:
     for line in proc.stdout:
       found = STARTED.match(line)
       if found:
-        result = {"first_iteration_s": time.perf_counter() - start,
-                  "compile_s": float(found.group(1))}
+        result = {
+          "first_iteration_s": time.perf_counter() - start,
+          "compile_s": float(found.group(1)),
+        }
         break
       if time.perf_counter() - start > timeout:
         result = {"error": f"no first iteration within {timeout:.0f}s"}
@@ -68,16 +72,24 @@ def cache_size(cache: Path) -> tuple[int, int]:
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
-  train_args = argv[argv.index("--") + 1:] if "--" in argv else []
-  own = argv[:argv.index("--")] if "--" in argv else argv
+  train_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+  own = argv[: argv.index("--")] if "--" in argv else argv
   from mgjax.run.cli import Parser
+
   p = Parser(description=__doc__)
   p.add_argument("--launches", type=int, default=2, help="launches in a row (default 2)")
-  p.add_argument("--cache", default=None,
-                 help="the cache folder, kept afterwards (default: a fresh temporary one); "
-                      "it must be empty or absent")
-  p.add_argument("--timeout", type=float, default=1800.0,
-                 help="seconds a launch may take to start training (default 1800)")
+  p.add_argument(
+    "--cache",
+    default=None,
+    help="the cache folder, kept afterwards (default: a fresh temporary one); "
+    "it must be empty or absent",
+  )
+  p.add_argument(
+    "--timeout",
+    type=float,
+    default=1800.0,
+    help="seconds a launch may take to start training (default 1800)",
+  )
   p.add_argument("--json", default=None, metavar="FILE", help="also write the times here")
   args = p.parse_args(own)
   if args.launches < 1:
@@ -98,16 +110,23 @@ def main(argv=None) -> int:
         print(f"launch {i + 1}: {r['error']}", file=sys.stderr)
         return 1
       entries, size = cache_size(cache)
-      print(f"launch {i + 1}: first training iteration after {r['first_iteration_s']:.1f} s "
-            f"(compiling or loading the training program: {r['compile_s']:.1f} s); "
-            f"cache: {entries} files, {size / 2**20:.0f} MiB", flush=True)
+      print(
+        f"launch {i + 1}: first training iteration after {r['first_iteration_s']:.1f} s "
+        f"(compiling or loading the training program: {r['compile_s']:.1f} s); "
+        f"cache: {entries} files, {size / 2**20:.0f} MiB",
+        flush=True,
+      )
     if args.launches > 1:
       first, last = results[0]["first_iteration_s"], results[-1]["first_iteration_s"]
-      print(f"startup with the cache filled: {last:.1f} s against {first:.1f} s "
-            f"({first / last:.1f}x faster)")
+      print(
+        f"startup with the cache filled: {last:.1f} s against {first:.1f} s "
+        f"({first / last:.1f}x faster)"
+      )
     if args.json:
-      Path(args.json).write_text(json.dumps({"train_args": train_args, "launches": results,
-                                             "cache": str(cache)}, indent=1) + "\n")
+      Path(args.json).write_text(
+        json.dumps({"train_args": train_args, "launches": results, "cache": str(cache)}, indent=1)
+        + "\n"
+      )
   finally:
     shutil.rmtree(work, ignore_errors=True)
   return 0

@@ -12,6 +12,7 @@ it from there; --time-limit pauses the call (its cell's metrics so far are copie
 
   python experiments/benchmark.py --suite cpu --algo mbpo --env hopper --time-limit 150
 """
+
 import json
 import shutil
 import sys
@@ -32,8 +33,7 @@ _KEEP = ("metrics.csv", "summary.json", "config.json")
 
 def _finished(cell_dir: Path) -> bool:
   try:
-    return json.loads((cell_dir / "summary.json").read_text())["status"] in ("finished",
-                                                                             "diverged")
+    return json.loads((cell_dir / "summary.json").read_text())["status"] in ("finished", "diverged")
   except (OSError, ValueError, KeyError):
     return False
 
@@ -42,6 +42,7 @@ def gather(suite_dir: Path) -> Path:
   """Concatenates every cell's metrics.csv into SUITE/metrics.csv (columns of earlier
   versions under their current names); returns its path."""
   from mgjax.run import outputs
+
   out = suite_dir / "metrics.csv"
   outputs.concat_metrics(((p, {}) for p in sorted(suite_dir.glob("*/metrics.csv"))), out)
   return out
@@ -56,19 +57,41 @@ def main(argv=None) -> int:
   p.add_argument("--algo", action="append", help="only these algorithms (repeatable)")
   p.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
   p.add_argument("--tag", default="", help="suffix of the suite folder (for ablations)")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="override a Config field in every cell")
-  p.add_argument("--devices", type=int, default=None,
-                 help="shard each cell's seeds over the first N devices (default all; a CPU "
-                      "is split into a device per core, or as many as divide the seeds evenly, "
-                      "and the SAC family's cells take its first device)")
-  p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
-                 help="pause (resumably) after the first evaluation chunk past MIN minutes; "
-                      "later cells are not started (the first one always is)")
-  p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
-                 help="minutes between a cell's resume points (default 10)")
-  p.add_argument("--no-memory-check", action="store_true",
-                 help="run a cell even where its memory estimate exceeds what is available")
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="override a Config field in every cell",
+  )
+  p.add_argument(
+    "--devices",
+    type=int,
+    default=None,
+    help="shard each cell's seeds over the first N devices (default all; a CPU "
+    "is split into a device per core, or as many as divide the seeds evenly, "
+    "and the SAC family's cells take its first device)",
+  )
+  p.add_argument(
+    "--time-limit",
+    type=float,
+    default=None,
+    metavar="MIN",
+    help="pause (resumably) after the first evaluation chunk past MIN minutes; "
+    "later cells are not started (the first one always is)",
+  )
+  p.add_argument(
+    "--save-every",
+    type=float,
+    default=10.0,
+    metavar="MIN",
+    help="minutes between a cell's resume points (default 10)",
+  )
+  p.add_argument(
+    "--no-memory-check",
+    action="store_true",
+    help="run a cell even where its memory estimate exceeds what is available",
+  )
   compile_cache.add_flag(p)
   args = p.parse_args(argv)
   try:  # before the first compile
@@ -91,9 +114,18 @@ def main(argv=None) -> int:
   except ConfigError as e:
     p.error(str(e))
 
-  from mgjax.run import (Divergence, LayoutError, MemoryCheckError, ResumeError, check_layout,
-                         make_mesh, outputs, run)
+  from mgjax.run import (
+    Divergence,
+    LayoutError,
+    MemoryCheckError,
+    ResumeError,
+    check_layout,
+    make_mesh,
+    outputs,
+    run,
+  )
   from mgjax.run.placement import cpu_devices, default_devices, split_cpu
+
   # On a CPU, a device per core for the cells whose algorithm gains from it (before JAX
   # starts); the others run on the first device.
   split_cpu(args.devices or max(cpu_devices(algo, seeds) for algo, _, _ in cells))
@@ -118,22 +150,36 @@ def main(argv=None) -> int:
     resume = outputs.load_resume_meta(run_dir) is not None
     if not resume:
       outputs.prepare_out_dir(run_dir, overwrite=True)
-    print(f"[{name}] {cell}: {seeds} seeds x {run_schedule(config).env_steps} env steps"
-          + (" (resumed)" if resume else ""), flush=True)
+    print(
+      f"[{name}] {cell}: {seeds} seeds x {run_schedule(config).env_steps} env steps"
+      + (" (resumed)" if resume else ""),
+      flush=True,
+    )
     start = time.time()
     try:
       summary = run(
-          config, seeds=list(range(seeds)), out=run_dir, progress=False,
-          devices=args.devices or (None if resume else default_devices(algo)),
-          resume=resume, save_every_s=60 * args.save_every,
-          time_limit_s=None if deadline is None else max(0.0, deadline - time.time()),
-          memory_check=not args.no_memory_check)
+        config,
+        seeds=list(range(seeds)),
+        out=run_dir,
+        progress=False,
+        devices=args.devices or (None if resume else default_devices(algo)),
+        resume=resume,
+        save_every_s=60 * args.save_every,
+        time_limit_s=None if deadline is None else max(0.0, deadline - time.time()),
+        memory_check=not args.no_memory_check,
+      )
       if summary["status"] == "paused":
-        print(f"[{name}] {cell}: paused at {summary['total_env_steps']} env steps, "
-              f"{time.time() - start:.0f}s; the next call continues it", flush=True)
+        print(
+          f"[{name}] {cell}: paused at {summary['total_env_steps']} env steps, "
+          f"{time.time() - start:.0f}s; the next call continues it",
+          flush=True,
+        )
       else:
-        print(f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
-              f"{time.time() - start:.0f}s", flush=True)
+        print(
+          f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
+          f"{time.time() - start:.0f}s",
+          flush=True,
+        )
     except ResumeError as e:
       p.error(f"{e} (remove {run_dir} to start the cell afresh)")
     except MemoryCheckError as e:

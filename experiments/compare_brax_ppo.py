@@ -14,6 +14,7 @@ envs. Known differences: brax masks time-limit truncations (its bootstrap_on_tim
 wrapper field its own env wrappers do not set here) where mgjax bootstraps them from the
 pre-reset observation; brax's networks use swish activations and a tanh-squashed policy.
 """
+
 import functools
 import json
 import sys
@@ -37,8 +38,11 @@ from mgjax.run.cli import Parser  # noqa: E402
 def _device_put_replicated(x, devices):
   """What jax.device_put_replicated did: a leading axis of len(devices) copies, one per
   device (sharded over them for pmap)."""
-  sharding = jax.sharding.PositionalSharding(devices) if hasattr(
-      jax.sharding, "PositionalSharding") else None
+  sharding = (
+    jax.sharding.PositionalSharding(devices)
+    if hasattr(jax.sharding, "PositionalSharding")
+    else None
+  )
   stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
   return stacked if sharding is None else jax.device_put(stacked, sharding)
 
@@ -46,11 +50,15 @@ def _device_put_replicated(x, devices):
 def run_brax_ppo(config: Config, seed: int) -> dict:
   from brax.training.agents.ppo import networks as ppo_networks
   from brax.training.agents.ppo import train as ppo
+
   if not hasattr(jax, "device_put_replicated"):
     jax.device_put_replicated = _device_put_replicated
-  info = envs.make_env(config.env, backend=config.backend,
-                       episode_length=config.episode_length or None,
-                       distractor_dims=config.distractor_dims)
+  info = envs.make_env(
+    config.env,
+    backend=config.backend,
+    episode_length=config.episode_length or None,
+    distractor_dims=config.distractor_dims,
+  )
   steps_per_update = config.num_envs * config.rollout_length
   schedule = run_schedule(config)  # the same iterations and evaluations as mgjax's run
   evals, t_first = [], []
@@ -62,28 +70,47 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
 
   start = time.time()
   ppo.train(
-      environment=info.env, num_timesteps=schedule.num_iterations * steps_per_update,
-      episode_length=info.episode_length, num_envs=config.num_envs,
-      unroll_length=config.rollout_length,
-      # batch_size · num_minibatches unrolls of rollout_length steps per update = our batch.
-      batch_size=config.num_envs // config.num_minibatches,
-      num_minibatches=config.num_minibatches, num_updates_per_batch=config.ppo_epochs,
-      learning_rate=config.learning_rate, entropy_cost=config.entropy_coef,
-      discounting=config.discount, gae_lambda=config.gae_lambda,
-      clipping_epsilon=config.clip_eps, max_grad_norm=config.max_grad_norm,
-      normalize_observations=True, vf_loss_coefficient=config.value_coef,
-      bootstrap_on_timeout=False, num_evals=schedule.num_chunks + 1,
-      num_eval_envs=config.num_eval_envs, deterministic_eval=True, seed=seed,
-      network_factory=functools.partial(
-          ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=config.policy_hidden,
-          value_hidden_layer_sizes=config.value_hidden),
-      progress_fn=progress)
+    environment=info.env,
+    num_timesteps=schedule.num_iterations * steps_per_update,
+    episode_length=info.episode_length,
+    num_envs=config.num_envs,
+    unroll_length=config.rollout_length,
+    # batch_size · num_minibatches unrolls of rollout_length steps per update = our batch.
+    batch_size=config.num_envs // config.num_minibatches,
+    num_minibatches=config.num_minibatches,
+    num_updates_per_batch=config.ppo_epochs,
+    learning_rate=config.learning_rate,
+    entropy_cost=config.entropy_coef,
+    discounting=config.discount,
+    gae_lambda=config.gae_lambda,
+    clipping_epsilon=config.clip_eps,
+    max_grad_norm=config.max_grad_norm,
+    normalize_observations=True,
+    vf_loss_coefficient=config.value_coef,
+    bootstrap_on_timeout=False,
+    num_evals=schedule.num_chunks + 1,
+    num_eval_envs=config.num_eval_envs,
+    deterministic_eval=True,
+    seed=seed,
+    network_factory=functools.partial(
+      ppo_networks.make_ppo_networks,
+      policy_hidden_layer_sizes=config.policy_hidden,
+      value_hidden_layer_sizes=config.value_hidden,
+    ),
+    progress_fn=progress,
+  )
   total = time.time() - start
   # The first progress call follows the first evaluation (compile of eval + init);
   # the training compile is inside the first epoch, so report both totals plainly.
   steps = schedule.num_iterations * steps_per_update
-  return {"seed": seed, "evals": evals, "final_eval_return": evals[-1][1] if evals else None,
-          "wall_time_s": total, "env_steps": steps, "env_steps_per_s_incl_compile": steps / total}
+  return {
+    "seed": seed,
+    "evals": evals,
+    "final_eval_return": evals[-1][1] if evals else None,
+    "wall_time_s": total,
+    "env_steps": steps,
+    "env_steps_per_s_incl_compile": steps / total,
+  }
 
 
 def main(argv=None) -> int:
@@ -94,17 +121,25 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="results/anchor_brax_ppo.json")
   args = p.parse_args(argv)
   config = Config(algo="ppo", env=args.env, total_steps=args.total_steps)
-  report = {"config": config.to_dict(), "versions": outputs.package_versions(), "mgjax": [],
-            "brax": []}
+  report = {
+    "config": config.to_dict(),
+    "versions": outputs.package_versions(),
+    "mgjax": [],
+    "brax": [],
+  }
   for seed in range(args.seeds):
     run_dir = outputs.prepare_out_dir(Path("runs/anchor") / f"mgjax-ppo-{seed}", True)
     start = time.time()
     s = run(config, seeds=[seed], out=run_dir, progress=False, log=lambda *a: None)
-    report["mgjax"].append({"seed": seed, "final_eval_return": s["final_eval_return_mean"],
-                            "wall_time_s": time.time() - start,
-                            "env_steps": s["total_env_steps"],
-                            "env_steps_per_s_incl_compile":
-                                s["total_env_steps"] / (time.time() - start)})
+    report["mgjax"].append(
+      {
+        "seed": seed,
+        "final_eval_return": s["final_eval_return_mean"],
+        "wall_time_s": time.time() - start,
+        "env_steps": s["total_env_steps"],
+        "env_steps_per_s_incl_compile": s["total_env_steps"] / (time.time() - start),
+      }
+    )
     report["brax"].append(run_brax_ppo(config, seed))
     print(json.dumps({"mgjax": report["mgjax"][-1], "brax": report["brax"][-1]}), flush=True)
   for name in ("mgjax", "brax"):
@@ -112,8 +147,10 @@ def main(argv=None) -> int:
     rate = [r["env_steps_per_s_incl_compile"] for r in report[name]]
     report[f"{name}_mean_final_return"] = float(np.mean(finals))
     report[f"{name}_mean_env_steps_per_s_incl_compile"] = float(np.mean(rate))
-    print(f"{name:6s} final eval return {np.mean(finals):8.1f} ± {np.std(finals):.1f} "
-          f"({len(finals)} seeds); {np.mean(rate):.0f} env steps/s incl. compile")
+    print(
+      f"{name:6s} final eval return {np.mean(finals):8.1f} ± {np.std(finals):.1f} "
+      f"({len(finals)} seeds); {np.mean(rate):.0f} env steps/s incl. compile"
+    )
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   outputs.write_json(out, report)

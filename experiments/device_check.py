@@ -13,6 +13,7 @@ at its limit); a part that fails or runs out of time is recorded and the others 
 Exit status 0 if every algorithm ran with finite metrics, 1 otherwise, 2 on bad input or
 without an accelerator (without --cpu).
 """
+
 import argparse
 import sys
 import warnings
@@ -24,24 +25,54 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 def main(argv=None) -> int:
   from mgjax.run import compile_cache, device_check
   from mgjax.run.cli import Parser
+
   p = Parser(description=__doc__)
-  p.add_argument("--cpu", action="store_true",
-                 help="the same parts on pointmass at tiny sizes, on the CPU (a rehearsal)")
-  p.add_argument("--out", default=None,
-                 help="where the record goes (default results/gpu/device_check.json; with "
-                      "--cpu results/gpu/device_check-cpu.json)")
-  p.add_argument("--precision", default="highest", choices=device_check.PRECISIONS,
-                 help="jax_default_matmul_precision for every part (default highest)")
-  p.add_argument("--budget", type=float, default=470.0, metavar="S",
-                 help="seconds for all parts together (default 470)")
-  p.add_argument("--only", action="append", default=[], choices=device_check.PARTS,
-                 help="run only this part (repeatable)")
-  p.add_argument("--limit", action="append", default=[], metavar="PART=S",
-                 help="this part's time limit in seconds (repeatable; default: platform 30, "
-                      "mg 130, mbpo 100, sac 50, smoke 110)")
-  p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                 help="run each part in a process of its own, killed at its limit "
-                      "(default: on an accelerator, not with --cpu)")
+  p.add_argument(
+    "--cpu",
+    action="store_true",
+    help="the same parts on pointmass at tiny sizes, on the CPU (a rehearsal)",
+  )
+  p.add_argument(
+    "--out",
+    default=None,
+    help="where the record goes (default results/gpu/device_check.json; with "
+    "--cpu results/gpu/device_check-cpu.json)",
+  )
+  p.add_argument(
+    "--precision",
+    default="highest",
+    choices=device_check.PRECISIONS,
+    help="jax_default_matmul_precision for every part (default highest)",
+  )
+  p.add_argument(
+    "--budget",
+    type=float,
+    default=470.0,
+    metavar="S",
+    help="seconds for all parts together (default 470)",
+  )
+  p.add_argument(
+    "--only",
+    action="append",
+    default=[],
+    choices=device_check.PARTS,
+    help="run only this part (repeatable)",
+  )
+  p.add_argument(
+    "--limit",
+    action="append",
+    default=[],
+    metavar="PART=S",
+    help="this part's time limit in seconds (repeatable; default: platform 30, "
+    "mg 130, mbpo 100, sac 50, smoke 110)",
+  )
+  p.add_argument(
+    "--isolate",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="run each part in a process of its own, killed at its limit "
+    "(default: on an accelerator, not with --cpu)",
+  )
   compile_cache.add_flag(p)
   args = p.parse_args(argv)
   if not args.budget > 0:
@@ -55,13 +86,21 @@ def main(argv=None) -> int:
       p.error(f"limit={item!r}: expected PART=SECONDS")
     if name not in device_check.PARTS or not limits[name] > 0:
       p.error(f"limit={item!r}: PART is one of {', '.join(device_check.PARTS)}, SECONDS > 0")
-  out = Path(args.out or ("results/gpu/device_check-cpu.json" if args.cpu
-                          else "results/gpu/device_check.json"))
+  out = Path(
+    args.out
+    or ("results/gpu/device_check-cpu.json" if args.cpu else "results/gpu/device_check.json")
+  )
   try:
-    record = device_check.check(out, cpu=args.cpu, precision=args.precision,
-                                budget_s=args.budget, isolate=args.isolate,
-                                compile_cache=not args.no_compile_cache,
-                                only=tuple(args.only), limits=limits)
+    record = device_check.check(
+      out,
+      cpu=args.cpu,
+      precision=args.precision,
+      budget_s=args.budget,
+      isolate=args.isolate,
+      compile_cache=not args.no_compile_cache,
+      only=tuple(args.only),
+      limits=limits,
+    )
   except (compile_cache.CacheError, OSError) as e:
     p.error(str(e).splitlines()[0])
   if "error" in record:

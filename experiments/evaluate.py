@@ -22,6 +22,7 @@ are inside the page).
 Compiled programs are kept in ~/.cache/mgjax/xla for the next launch (--no-compile-cache;
 mgjax.run.compile_cache).
 """
+
 import json
 import os
 import sys
@@ -34,27 +35,53 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
 
 def _parse(argv):
   from mgjax.run.cli import Parser
+
   p = Parser(description=__doc__)
   p.add_argument("run_dir", help="a run folder (or one setting's folder of a sweep)")
-  p.add_argument("--seed", type=int, action="append", default=None,
-                 help="evaluate this seed of the run (repeatable; default every seed)")
+  p.add_argument(
+    "--seed",
+    type=int,
+    action="append",
+    default=None,
+    help="evaluate this seed of the run (repeatable; default every seed)",
+  )
   p.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
-  p.add_argument("--stochastic", action="store_true",
-                 help="sample actions from the policy instead of taking its mean")
+  p.add_argument(
+    "--stochastic",
+    action="store_true",
+    help="sample actions from the policy instead of taking its mean",
+  )
   p.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes (default 0)")
   p.add_argument("--out", default=None, help="where eval.json goes (default RUN_DIR/eval.json)")
-  p.add_argument("--video", default=None, metavar="FILE.mp4",
-                 help="render one episode of --video-seed to this mp4")
-  p.add_argument("--frame", default=None, metavar="FILE.png",
-                 help="write the middle frame of that episode as a picture")
-  p.add_argument("--html", default=None, metavar="FILE.html",
-                 help="write brax's 3D viewer of that episode, offline, to this page")
-  p.add_argument("--video-seed", type=int, default=None,
-                 help="whose episode --video, --frame and --html show: one of the "
-                      "evaluated seeds (default the first)")
+  p.add_argument(
+    "--video",
+    default=None,
+    metavar="FILE.mp4",
+    help="render one episode of --video-seed to this mp4",
+  )
+  p.add_argument(
+    "--frame",
+    default=None,
+    metavar="FILE.png",
+    help="write the middle frame of that episode as a picture",
+  )
+  p.add_argument(
+    "--html",
+    default=None,
+    metavar="FILE.html",
+    help="write brax's 3D viewer of that episode, offline, to this page",
+  )
+  p.add_argument(
+    "--video-seed",
+    type=int,
+    default=None,
+    help="whose episode --video, --frame and --html show: one of the "
+    "evaluated seeds (default the first)",
+  )
   p.add_argument("--width", type=int, default=480, help="video width in pixels")
   p.add_argument("--height", type=int, default=360, help="video height in pixels")
   from mgjax.run import compile_cache
+
   compile_cache.add_flag(p)
   args = p.parse_args(argv)
   if args.episodes < 1:
@@ -74,11 +101,13 @@ def _parse(argv):
 def main(argv=None) -> int:
   p, args = _parse(argv)
   from mgjax.run import compile_cache, evaluation
+
   try:  # before the first compile
     compile_cache.enable(not args.no_compile_cache)
   except compile_cache.CacheError as e:
     p.error(str(e))
   from mgjax.run.outputs import OutputError
+
   try:
     run = evaluation.load_run(args.run_dir, args.seed)
     seed = run.seeds[0] if args.video_seed is None else args.video_seed
@@ -87,19 +116,23 @@ def main(argv=None) -> int:
       if seed not in run.seeds:
         p.error(f"video-seed={seed}: not among the evaluated seeds {run.seeds}")
       evaluation.mujoco_model(run.trainer.setup.env)
-    result = evaluation.evaluate_run(run, episodes=args.episodes,
-                                     deterministic=not args.stochastic, key=args.key)
+    result = evaluation.evaluate_run(
+      run, episodes=args.episodes, deterministic=not args.stochastic, key=args.key
+    )
     out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{result['algo']} on {result['env']}, {args.episodes} "
-          f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:")
+    print(
+      f"{result['algo']} on {result['env']}, {args.episodes} "
+      f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:"
+    )
     for s, r in result["seeds"].items():
-      print(f"  seed {s}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
-            f"length {r['length_mean']:.0f}")
+      print(
+        f"  seed {s}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
+        f"length {r['length_mean']:.0f}"
+      )
     print(f"wrote {out}")
     if show:
-      episode = evaluation.play_episode(run, seed, deterministic=not args.stochastic,
-                                        key=args.key)
+      episode = evaluation.play_episode(run, seed, deterministic=not args.stochastic, key=args.key)
       about = f"seed {seed}, return {episode.ret:.6g}, {episode.length} steps"
     if args.video or args.frame:
       frames = evaluation.render_frames(episode, args.width, args.height)
@@ -109,14 +142,17 @@ def main(argv=None) -> int:
         print(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, {about})")
       if args.frame:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
         plt.imsave(args.frame, frames[len(frames) // 2])
         print(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, {about})")
     if args.html:
       size = evaluation.write_html(
-          args.html, episode, f"{result['algo']} on {result['env']}, {about}")
+        args.html, episode, f"{result['algo']} on {result['env']}, {about}"
+      )
       print(f"wrote {args.html} ({size / 1e6:.1f} MB, {about})")
   except (OutputError, OSError) as e:
     p.error(str(e).splitlines()[0])

@@ -27,6 +27,7 @@ Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iterat
 Other Config fields can be set with --set FIELD=VALUE. `--plot DIR` draws every JSON file
 in DIR as one panel of DIR/gradient_noise.png.
 """
+
 import dataclasses
 import json
 import sys
@@ -65,19 +66,25 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     policy = su.nets.make_policy(state.obs_stats)
     env_state, batch = mg.collect_batch(su, state, ckey)  # the iteration's collect stage
     state = state.replace(env_state=env_state)
-    adv, _ = mg.real_advantages(su.nets.make_value_fn(state.obs_stats),
-                                state.agent_params["value"], batch, discount=su.discount,
-                                gae_lambda=su.gae_lambda)
+    adv, _ = mg.real_advantages(
+      su.nets.make_value_fn(state.obs_stats),
+      state.agent_params["value"],
+      batch,
+      discount=su.discount,
+      gae_lambda=su.gae_lambda,
+    )
     g_r = mg.real_policy_gradient(policy, state.agent_params["policy"], batch, adv)
     grown = state.replace(buffer=buffer_add(state.buffer, mg.batch_rows(batch)))
     out = {"g_r": _flat(g_r), "g_r_leaves": g_r}
     for name, s in setups.items():
       out[f"cos_{name}"] = mg.model_alignment(s, grown, bkey, g_r)
     # ĝ_M averaged over `batches` independent draws from batch i's states.
-    g_model = lambda k: mg.mg_loss(setups["batch"], grown, grown.model_params, k,
-                                   g_r)[1]["model_grad"]
-    out["g_m_pooled"] = jax.vmap(lambda k: _flat(g_model(k)))(
-        jax.random.split(pkey, batches)).mean(0)
+    g_model = lambda k: mg.mg_loss(setups["batch"], grown, grown.model_params, k, g_r)[1][
+      "model_grad"
+    ]
+    out["g_m_pooled"] = jax.vmap(lambda k: _flat(g_model(k)))(jax.random.split(pkey, batches)).mean(
+      0
+    )
     return state, out
 
   t0 = time.time()
@@ -91,8 +98,7 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     done = target
     t1 = time.time()
     rows, probe = [], state  # measuring advances a copy's envs; training goes on from `state`
-    for k in jax.random.split(jax.random.fold_in(jax.random.key(seed + 1000), target),
-                              batches):
+    for k in jax.random.split(jax.random.fold_in(jax.random.key(seed + 1000), target), batches):
       probe, out = one_batch(probe, k)
       rows.append(jax.tree.map(np.asarray, out))
     g = np.stack([r["g_r"] for r in rows])
@@ -101,22 +107,32 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     rest = [_cos(g[i], (g.sum(0) - g[i]) / (batches - 1)) for i in range(batches)]
     # The ceiling per parameter array: where in θ the consistent part of g_R lives, and
     # each array's share of |g_R|^2 (its weight in the overall cosine).
-    paths = [jax.tree_util.keystr(k) for k, _ in
-             jax.tree_util.tree_flatten_with_path(rows[0]["g_r_leaves"])[0]]
+    paths = [
+      jax.tree_util.keystr(k)
+      for k, _ in jax.tree_util.tree_flatten_with_path(rows[0]["g_r_leaves"])[0]
+    ]
     per_leaf = [jax.tree.leaves(r["g_r_leaves"]) for r in rows]
     by_leaf = {}
     for j, name in enumerate(paths):
       x = np.stack([np.ravel(leaves[j]) for leaves in per_leaf])
       by_leaf[name] = {
-          "size": int(x.shape[1]),
-          "pairwise": float(np.mean([_cos(x[i], x[k]) for i in range(batches)
-                                     for k in range(i + 1, batches)])),
-          "norm_share": float(np.mean(np.sum(x ** 2, 1) / np.sum(g ** 2, 1)))}
-    points.append({
-        "env": config.env, "algo": config.algo, "chunks": target, "batches": batches,
+        "size": int(x.shape[1]),
+        "pairwise": float(
+          np.mean([_cos(x[i], x[k]) for i in range(batches) for k in range(i + 1, batches)])
+        ),
+        "norm_share": float(np.mean(np.sum(x**2, 1) / np.sum(g**2, 1))),
+      }
+    points.append(
+      {
+        "env": config.env,
+        "algo": config.algo,
+        "chunks": target,
+        "batches": batches,
         "env_steps": target * config.eval_every * config.batch_steps,
-        "batch_steps": config.batch_steps, "mg_rollouts": config.mg_rollouts,
-        "mg_horizon": config.mg_horizon, "eval_return": eval_return,
+        "batch_steps": config.batch_steps,
+        "mg_rollouts": config.mg_rollouts,
+        "mg_horizon": config.mg_horizon,
+        "eval_return": eval_return,
         "policy_params": int(g.shape[1]),
         "real_pairwise": float(np.mean(pair)),
         "real_vs_rest": float(np.mean(rest)),
@@ -125,23 +141,29 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
         "model_batch_pooled": float(np.mean([_cos(g_m[i], g[i]) for i in range(batches)])),
         "model_vs_real_all_pooled": _cos(g_m.mean(0), g.mean(0)),
         "real_pairwise_by_array": by_leaf,
-        "measure_s": round(time.time() - t1, 1), "elapsed_s": round(time.time() - t0, 1),
-    })
+        "measure_s": round(time.time() - t1, 1),
+        "elapsed_s": round(time.time() - t0, 1),
+      }
+    )
     print(json.dumps(points[-1]), flush=True)
   return points
 
 
-_CURVES = (("real_pairwise", "g_R vs g_R (ceiling)"),
-           ("model_buffer", "ĝ_M vs g_R, buffer starts"),
-           ("model_batch", "ĝ_M vs g_R, batch starts"),
-           ("model_vs_real_all_pooled", "pooled ĝ_M vs pooled g_R"))
+_CURVES = (
+  ("real_pairwise", "g_R vs g_R (ceiling)"),
+  ("model_buffer", "ĝ_M vs g_R, buffer starts"),
+  ("model_batch", "ĝ_M vs g_R, batch starts"),
+  ("model_vs_real_all_pooled", "pooled ĝ_M vs pooled g_R"),
+)
 
 
 def plot(folder: Path) -> Path:
   """One panel per env (each *.json in folder) of the cosines against env steps."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   files = sorted(folder.glob("*.json"))
   if not files:
     raise FileNotFoundError(f"no *.json files in {folder}")
@@ -152,9 +174,13 @@ def plot(folder: Path) -> Path:
     for key, label in _CURVES:
       ax.plot(x, [p[key] for p in points], marker="o", label=label)
     ax.axhline(0.0, color="grey", lw=0.5)
-    ax.set(title=f"{points[0]['env']} ({points[0]['algo']}, {points[0]['batches']} batches "
-                 f"of {points[0]['batch_steps']})", xlabel="env steps", ylabel="cosine",
-           ylim=(-1, 1))
+    ax.set(
+      title=f"{points[0]['env']} ({points[0]['algo']}, {points[0]['batches']} batches "
+      f"of {points[0]['batch_steps']})",
+      xlabel="env steps",
+      ylabel="cosine",
+      ylim=(-1, 1),
+    )
   axes[0][0].legend(fontsize=7)
   fig.tight_layout()
   out = folder / "gradient_noise.png"
@@ -167,14 +193,19 @@ def main(argv=None) -> int:
   p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
   p.add_argument("--algo", default="mle", choices=("mg", "mle"))
-  p.add_argument("--at", default="0,2,5,9",
-                 help="measure after these numbers of evaluation chunks (ascending)")
+  p.add_argument(
+    "--at", default="0,2,5,9", help="measure after these numbers of evaluation chunks (ascending)"
+  )
   p.add_argument("--batches", type=int, default=16, help="real batches with the frozen policy")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   p.add_argument("--out", default=None, help="JSON file to write (default: print only)")
-  p.add_argument("--plot", default=None, metavar="DIR",
-                 help="measure nothing: draw DIR/*.json into DIR/gradient_noise.png")
+  p.add_argument(
+    "--plot",
+    default=None,
+    metavar="DIR",
+    help="measure nothing: draw DIR/*.json into DIR/gradient_noise.png",
+  )
   args = p.parse_args(argv)
   if args.plot:
     try:

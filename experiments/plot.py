@@ -24,6 +24,7 @@ per-iteration metric (losses, alignment, entropy, ...) against env steps, mean o
 
   python experiments/plot.py runs/a runs/b --out plots/ --at 10000 --at 15000
 """
+
 import sys
 from pathlib import Path
 
@@ -33,12 +34,22 @@ from mgjax.run.cli import Parser
 
 def main(argv=None) -> int:
   p = Parser(description=__doc__)
-  p.add_argument("paths", nargs="+", metavar="DIR",
-                 help="a benchmark suite folder, or run folders (train.py --out)")
-  p.add_argument("--out", default=None,
-                 help="where the figures go (default: the folder, if only one is given)")
-  p.add_argument("--at", action="append", default=None, metavar="STEPS",
-                 help="env steps of a table column (repeatable; default 25000, 50000, 100000)")
+  p.add_argument(
+    "paths",
+    nargs="+",
+    metavar="DIR",
+    help="a benchmark suite folder, or run folders (train.py --out)",
+  )
+  p.add_argument(
+    "--out", default=None, help="where the figures go (default: the folder, if only one is given)"
+  )
+  p.add_argument(
+    "--at",
+    action="append",
+    default=None,
+    metavar="STEPS",
+    help="env steps of a table column (repeatable; default 25000, 50000, 100000)",
+  )
   args = p.parse_args(argv)
   for at in args.at or ():
     if not at.isdigit() or int(at) <= 0:

@@ -14,6 +14,7 @@ per seed, averages over --draws key draws (`mgjax.algorithms.mbpo.alignment_ceil
 
 Prints one JSON object and writes it to --out if given.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -40,14 +41,21 @@ def measure(run: Path, draws: int) -> dict:
     def one(state, key):
       draw = lambda k: mbpo.alignment_ceiling(trainer.setup, state, k)
       return jax.tree.map(lambda x: x.mean(), jax.vmap(draw)(jax.random.split(key, draws)))
+
     return jax.vmap(one)(states, jax.random.split(key, len(seeds)))
 
   values = jax.tree.map(np.asarray, per_seed(states, jax.random.key(0)))
-  return {"run": str(run), "algo": config.algo, "env": config.env, "draws": draws,
-          "states_per_gradient": config.mg_rollouts * config.mg_horizon,
-          "seeds": {str(s): {k: round(float(v[i]), 4) for k, v in values.items()}
-                    for i, s in enumerate(seeds)},
-          "mean": {k: round(float(v.mean()), 4) for k, v in values.items()}}
+  return {
+    "run": str(run),
+    "algo": config.algo,
+    "env": config.env,
+    "draws": draws,
+    "states_per_gradient": config.mg_rollouts * config.mg_horizon,
+    "seeds": {
+      str(s): {k: round(float(v[i]), 4) for k, v in values.items()} for i, s in enumerate(seeds)
+    },
+    "mean": {k: round(float(v.mean()), 4) for k, v in values.items()},
+  }
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ Writes SUITE/headline.json and prints: MG/MLE and MG/PPO IQM ratios at the last 
 per env; cos(ĝ_M, g_R) averaged over training (per seed, then mean ± s.e. over seeds); the
 aggregate normalised IQM [95% CI] at the last common evaluation.
 """
+
 import json
 import sys
 from pathlib import Path

@@ -21,6 +21,7 @@ against what the host (or each accelerator) has: runs that do not fit are refuse
 status 2); --dry-run prints the estimate and stops. Compiled programs are kept in
 ~/.cache/mgjax/xla for the next launch (--no-compile-cache; mgjax.run.compile_cache).
 """
+
 import argparse
 import json
 import os
@@ -36,9 +37,12 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 
 
 def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: call jax.distributed.initialize first (one process per "
-                      "host; the coordinator is auto-detected or given by the next flags)")
+  p.add_argument(
+    "--distributed",
+    action="store_true",
+    help="multi-host: call jax.distributed.initialize first (one process per "
+    "host; the coordinator is auto-detected or given by the next flags)",
+  )
   p.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
   p.add_argument("--num-processes", type=int, default=None, help="number of processes")
   p.add_argument("--process-id", type=int, default=None, help="this process's index")
@@ -48,49 +52,89 @@ def _initialize_distributed(argv) -> None:
   """jax.distributed.initialize if --distributed is given, before anything (importing mgjax
   included) starts JAX's backend."""
   from mgjax.run.cli import Parser
+
   p = Parser(add_help=False)
   _add_distributed_flags(p)
   args, _ = p.parse_known_args(argv)
   if args.distributed:
     import jax
-    jax.distributed.initialize(coordinator_address=args.coordinator_address,
-                               num_processes=args.num_processes, process_id=args.process_id)
+
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator_address,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
   from mgjax.run import cli, compile_cache
+
   p = cli.Parser(description=__doc__)
   p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
-  p.add_argument("--seed", type=int, default=None,
-                 help="first seed; seeds are seed..seed+N-1 (default 0)")
-  p.add_argument("--out", type=str, default=None,
-                 help="output directory (default runs/ALGO-ENV-TIMESTAMP)")
+  p.add_argument(
+    "--seed", type=int, default=None, help="first seed; seeds are seed..seed+N-1 (default 0)"
+  )
+  p.add_argument(
+    "--out", type=str, default=None, help="output directory (default runs/ALGO-ENV-TIMESTAMP)"
+  )
   p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
-  p.add_argument("--resume", metavar="DIR", default=None,
-                 help="continue the unfinished run in DIR from its last resume point, with "
-                      "the config, seeds and sweep it was started with (give no others)")
-  p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
-                 help="pause after the first evaluation chunk that ends past MIN minutes, "
-                      "saving a resume point (continue with --resume)")
-  p.add_argument("--save-every", type=float, default=10.0, metavar="MIN",
-                 help="minutes between resume points (default 10)")
-  p.add_argument("--tensorboard", action="store_true",
-                 help="also write the metrics as TensorBoard event files, DIR/tensorboard/"
-                      "seed_S/ (a resumed run keeps its first session's choice)")
-  p.add_argument("--devices", type=int, default=None,
-                 help="shard the runs over the first N devices; seeds x sweep settings must "
-                      "be a multiple of N (default: all devices of all processes; a CPU is "
-                      "split into a device per core, or as many as divide the runs evenly, "
-                      "except for the SAC family: mbpo, mg-sac and sac stay on one)")
-  p.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,...",
-                 help="run every combination of these values of sweepable numeric fields as "
-                      "one vmapped program (repeatable); outputs go to --out/FIELD=V,...")
-  p.add_argument("--dry-run", action="store_true",
-                 help="print the memory the runs need, component by component, against "
-                      "what the host or device has, and stop (nothing compiled or written)")
-  p.add_argument("--no-memory-check", action="store_true",
-                 help="run even where the memory estimate exceeds what is available")
+  p.add_argument(
+    "--resume",
+    metavar="DIR",
+    default=None,
+    help="continue the unfinished run in DIR from its last resume point, with "
+    "the config, seeds and sweep it was started with (give no others)",
+  )
+  p.add_argument(
+    "--time-limit",
+    type=float,
+    default=None,
+    metavar="MIN",
+    help="pause after the first evaluation chunk that ends past MIN minutes, "
+    "saving a resume point (continue with --resume)",
+  )
+  p.add_argument(
+    "--save-every",
+    type=float,
+    default=10.0,
+    metavar="MIN",
+    help="minutes between resume points (default 10)",
+  )
+  p.add_argument(
+    "--tensorboard",
+    action="store_true",
+    help="also write the metrics as TensorBoard event files, DIR/tensorboard/"
+    "seed_S/ (a resumed run keeps its first session's choice)",
+  )
+  p.add_argument(
+    "--devices",
+    type=int,
+    default=None,
+    help="shard the runs over the first N devices; seeds x sweep settings must "
+    "be a multiple of N (default: all devices of all processes; a CPU is "
+    "split into a device per core, or as many as divide the runs evenly, "
+    "except for the SAC family: mbpo, mg-sac and sac stay on one)",
+  )
+  p.add_argument(
+    "--sweep",
+    action="append",
+    default=[],
+    metavar="FIELD=V1,V2,...",
+    help="run every combination of these values of sweepable numeric fields as "
+    "one vmapped program (repeatable); outputs go to --out/FIELD=V,...",
+  )
+  p.add_argument(
+    "--dry-run",
+    action="store_true",
+    help="print the memory the runs need, component by component, against "
+    "what the host or device has, and stop (nothing compiled or written)",
+  )
+  p.add_argument(
+    "--no-memory-check",
+    action="store_true",
+    help="run even where the memory estimate exceeds what is available",
+  )
   compile_cache.add_flag(p)
   _add_distributed_flags(p)
   return cli.add_config_flags(p)
@@ -122,17 +166,24 @@ def _saved_run(args, fields: dict):
   from mgjax.algorithms import config_from_dict
   from mgjax.config import ConfigError
   from mgjax.run import outputs
+
   given = [f"--{f.replace('_', '-')}" for f in fields]
-  given += [flag for flag, v in (("--seeds", args.seeds), ("--seed", args.seed),
-                                 ("--out", args.out)) if v is not None]
+  given += [
+    flag
+    for flag, v in (("--seeds", args.seeds), ("--seed", args.seed), ("--out", args.out))
+    if v is not None
+  ]
   given += ["--sweep"] * bool(args.sweep) + ["--overwrite"] * args.overwrite
   if given:
-    _fail(f"resume={args.resume!r}: the run continues with its saved settings; drop "
-          + " ".join(given))
+    _fail(
+      f"resume={args.resume!r}: the run continues with its saved settings; drop " + " ".join(given)
+    )
   meta = outputs.load_resume_meta(Path(args.resume))
   if meta is None:
-    _fail(f"resume={args.resume!r}: no resume point in this folder (a run saves one every "
-          "--save-every minutes until it finishes)")
+    _fail(
+      f"resume={args.resume!r}: no resume point in this folder (a run saves one every "
+      "--save-every minutes until it finishes)"
+    )
   saved = meta["identity"]
   try:
     # config.json's content: earlier field names and the "resolved" sizes are read too.
@@ -146,6 +197,7 @@ def main(argv=None) -> int:
   _initialize_distributed(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
   from mgjax.run import compile_cache
+
   try:  # before the first compile
     compile_cache.enable(not args.no_compile_cache)
   except compile_cache.CacheError as e:
@@ -153,15 +205,28 @@ def main(argv=None) -> int:
   from mgjax.algorithms import make_config, make_trainer, run_schedule
   from mgjax.config import ConfigError
   from mgjax.run.cli import config_fields
+
   fields = config_fields(args)
   if args.time_limit is not None and not args.time_limit >= 0:
     _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
-  from mgjax.run import (Divergence, LayoutError, MemoryCheckError, ResumeError, check_layout,
-                         check_sweep, make_mesh, memory, outputs, run, setting_name,
-                         sweep_settings)
+  from mgjax.run import (
+    Divergence,
+    LayoutError,
+    MemoryCheckError,
+    ResumeError,
+    check_layout,
+    check_sweep,
+    make_mesh,
+    memory,
+    outputs,
+    run,
+    setting_name,
+    sweep_settings,
+  )
   from mgjax.run.placement import cpu_devices, split_cpu
+
   saved_devices = None
   if args.resume is not None:
     config, seeds, sweep, saved_devices = _saved_run(args, fields)
@@ -187,39 +252,55 @@ def main(argv=None) -> int:
     check_layout(len(seeds), len(sweep_settings(sweep)), mesh)
   except (ConfigError, LayoutError) as e:
     _fail(str(e))
-  out = args.resume or args.out or os.path.join(
-      "runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
+  out = (
+    args.resume
+    or args.out
+    or os.path.join("runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
+  )
   import jax
+
   try:  # a used --out fails fast; it is written only once the memory check has passed
     if jax.process_index() == 0 and args.resume is None and not args.dry_run:
       outputs.check_out_dir(out, args.overwrite)
   except outputs.OutputError as e:
     _fail(str(e))
   # The memory the runs need, before anything compiles or --out is touched.
-  estimate = memory.estimate(make_trainer(config), mesh, len(seeds), len(sweep_settings(sweep)),
-                             tuple(sweep or ()))
+  estimate = memory.estimate(
+    make_trainer(config), mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ())
+  )
   if args.dry_run:
     print(memory.report(estimate, f"{config.algo} on {config.env}"))
     return 0
   if not args.no_memory_check and not memory.fits(estimate):
-    _fail(memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check "
-          "runs anyway)")
+    _fail(
+      memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check runs anyway)"
+    )
   try:  # with several processes, process 0 owns the folder
     if jax.process_index() == 0 and args.resume is None:
       out = outputs.prepare_out_dir(out, args.overwrite)
   except outputs.OutputError as e:
     _fail(str(e))
   out = Path(out)
-  print(f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
-        f"{run_schedule(config).env_steps} env steps each -> {out}")
+  print(
+    f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
+    f"{run_schedule(config).env_steps} env steps each -> {out}"
+  )
   again = f"python experiments/train.py --resume {out}"
   try:
     summary = run(
-        config, seeds=seeds, out=out, progress=not args.no_progress, devices=args.devices,
-        sweep=sweep, resume=args.resume is not None, save_every_s=60 * args.save_every,
-        time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-        tensorboard=args.tensorboard or None, memory_check=not args.no_memory_check,
-        memory_estimate=estimate)
+      config,
+      seeds=seeds,
+      out=out,
+      progress=not args.no_progress,
+      devices=args.devices,
+      sweep=sweep,
+      resume=args.resume is not None,
+      save_every_s=60 * args.save_every,
+      time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+      tensorboard=args.tensorboard or None,
+      memory_check=not args.no_memory_check,
+      memory_estimate=estimate,
+    )
   except (ResumeError, MemoryCheckError) as e:
     _fail(str(e))
   except Divergence as e:
@@ -227,21 +308,25 @@ def main(argv=None) -> int:
     return 1
   except KeyboardInterrupt:
     saved = outputs.load_resume_meta(out)
-    print(f"train.py: interrupted; metrics so far are in {out / 'metrics.csv'}"
-          + (f"; continue from iteration {saved['iteration']} with: {again}" if saved else ""),
-          file=sys.stderr)
+    print(
+      f"train.py: interrupted; metrics so far are in {out / 'metrics.csv'}"
+      + (f"; continue from iteration {saved['iteration']} with: {again}" if saved else ""),
+      file=sys.stderr,
+    )
     return 130
   if summary["status"] == "paused":
     print(f"paused at {summary['total_env_steps']} env steps; continue with: {again}")
     return 0
-  for setting in (sweep_settings(sweep) if sweep else []):
+  for setting in sweep_settings(sweep) if sweep else []:
     name = setting_name(setting)
     mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]
     print(f"{name}: final eval return {mean:.1f} (mean over seeds)")
-  print(f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"
-        f"{' of the first setting' if sweep else ''}); "
-        f"{summary['env_steps_per_s']:.0f} env steps/s; compile {summary['compile_time_s']:.0f}s;"
-        f" wall {summary['wall_time_s']:.0f}s")
+  print(
+    f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"
+    f"{' of the first setting' if sweep else ''}); "
+    f"{summary['env_steps_per_s']:.0f} env steps/s; compile {summary['compile_time_s']:.0f}s;"
+    f" wall {summary['wall_time_s']:.0f}s"
+  )
   return 0
 
 

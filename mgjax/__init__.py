@@ -10,6 +10,7 @@ The names load lazily, each with its module on first use: the losses and estimat
 (`mgjax.model_gradient`, `mgjax.losses`, `mgjax.types`) need only jax and chex, so code that
 uses them does not import the environments, the runner, plots or video.
 """
+
 import importlib
 import importlib.util
 
@@ -17,30 +18,59 @@ __version__ = "0.2.0"
 
 # Each public name and the module that defines it.
 _LAZY = {
-    "Model": "mgjax.types", "Policy": "mgjax.types", "Transition": "mgjax.types",
-    "gae": "mgjax.losses", "gaussian_entropy": "mgjax.losses",
-    "gaussian_nll": "mgjax.losses", "ppo_policy_loss": "mgjax.losses",
-    "value_loss": "mgjax.losses",
-    "model_gradient_loss": "mgjax.model_gradient", "policy_gradient": "mgjax.model_gradient",
-    "rollout": "mgjax.model_gradient", "similarity_value": "mgjax.model_gradient",
-    "actor_gradient": "mgjax.model_gradient",
-    "actor_model_gradient_loss": "mgjax.model_gradient",
-    "tanh_gaussian_policy": "mgjax.agents.sac",
-    "Algorithm": "mgjax.algorithms", "REGISTRY": "mgjax.algorithms",
-    "get_algorithm": "mgjax.algorithms", "make_config": "mgjax.algorithms",
-    "make_train": "mgjax.algorithms", "make_trainer": "mgjax.algorithms",
-    "register": "mgjax.algorithms",
-    "Config": "mgjax.config", "ConfigError": "mgjax.config",
-    "load_policy": "mgjax.run.loading",
+  "Model": "mgjax.types",
+  "Policy": "mgjax.types",
+  "Transition": "mgjax.types",
+  "gae": "mgjax.losses",
+  "gaussian_entropy": "mgjax.losses",
+  "gaussian_nll": "mgjax.losses",
+  "ppo_policy_loss": "mgjax.losses",
+  "value_loss": "mgjax.losses",
+  "model_gradient_loss": "mgjax.model_gradient",
+  "policy_gradient": "mgjax.model_gradient",
+  "rollout": "mgjax.model_gradient",
+  "similarity_value": "mgjax.model_gradient",
+  "actor_gradient": "mgjax.model_gradient",
+  "actor_model_gradient_loss": "mgjax.model_gradient",
+  "tanh_gaussian_policy": "mgjax.agents.sac",
+  "Algorithm": "mgjax.algorithms",
+  "REGISTRY": "mgjax.algorithms",
+  "get_algorithm": "mgjax.algorithms",
+  "make_config": "mgjax.algorithms",
+  "make_train": "mgjax.algorithms",
+  "make_trainer": "mgjax.algorithms",
+  "register": "mgjax.algorithms",
+  "Config": "mgjax.config",
+  "ConfigError": "mgjax.config",
+  "load_policy": "mgjax.run.loading",
 }
 
 __all__ = [
-    "Model", "Policy", "Transition",
-    "gae", "gaussian_entropy", "gaussian_nll", "ppo_policy_loss", "value_loss",
-    "model_gradient_loss", "policy_gradient", "rollout", "similarity_value",
-    "actor_gradient", "actor_model_gradient_loss", "tanh_gaussian_policy",
-    "Algorithm", "Config", "ConfigError", "REGISTRY", "get_algorithm", "make_config",
-    "make_train", "make_trainer", "register", "load_policy",
+  "Model",
+  "Policy",
+  "Transition",
+  "gae",
+  "gaussian_entropy",
+  "gaussian_nll",
+  "ppo_policy_loss",
+  "value_loss",
+  "model_gradient_loss",
+  "policy_gradient",
+  "rollout",
+  "similarity_value",
+  "actor_gradient",
+  "actor_model_gradient_loss",
+  "tanh_gaussian_policy",
+  "Algorithm",
+  "Config",
+  "ConfigError",
+  "REGISTRY",
+  "get_algorithm",
+  "make_config",
+  "make_train",
+  "make_trainer",
+  "register",
+  "load_policy",
 ]
 
 

@@ -3,12 +3,12 @@
 Real and model buffers hold rows of one schema, `ROW_FIELDS`: a dict of
 obs [D], action [A], reward [], next_obs [D] (before any reset) and termination [].
 """
+
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
-
 
 ROW_FIELDS = ("obs", "action", "reward", "next_obs", "termination")
 
@@ -27,6 +27,7 @@ def empty_row(obs_size: int, action_size: int) -> dict[str, jax.Array]:
 @struct.dataclass
 class ReplayBuffer:
   """data: pytree of arrays [capacity, ...]; insert position and number of valid rows."""
+
   data: Any
   position: jax.Array
   size: jax.Array
@@ -38,8 +39,9 @@ class ReplayBuffer:
 
 def buffer_init(example: Any, capacity: int) -> ReplayBuffer:
   """An empty buffer whose rows look like `example` (one unbatched item)."""
-  data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype),
-                      example)
+  data = jax.tree.map(
+    lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example
+  )
   return ReplayBuffer(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
@@ -51,8 +53,9 @@ def buffer_add(buffer: ReplayBuffer, batch: Any) -> ReplayBuffer:
     raise ValueError(f"batch of {b} rows does not fit a buffer of capacity {capacity}")
   idx = (buffer.position + jnp.arange(b)) % capacity
   data = jax.tree.map(lambda d, x: d.at[idx].set(x), buffer.data, batch)
-  return ReplayBuffer(data, (buffer.position + b) % capacity,
-                      jnp.minimum(buffer.size + b, capacity))
+  return ReplayBuffer(
+    data, (buffer.position + b) % capacity, jnp.minimum(buffer.size + b, capacity)
+  )
 
 
 def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
@@ -74,12 +77,14 @@ def buffer_add_masked(buffer: ReplayBuffer, batch: Any, valid: jax.Array) -> Rep
   # Rows past the valid count get an out-of-range index, which mode="drop" ignores.
   idx = jnp.where(slots < n, (buffer.position + slots) % capacity, capacity)
   data = jax.tree.map(lambda d, x: d.at[idx].set(x[order], mode="drop"), buffer.data, batch)
-  return ReplayBuffer(data, (buffer.position + n) % capacity,
-                      jnp.minimum(buffer.size + n, capacity))
+  return ReplayBuffer(
+    data, (buffer.position + n) % capacity, jnp.minimum(buffer.size + n, capacity)
+  )
 
 
-def buffer_sample_recent(buffer: ReplayBuffer, key: jax.Array, batch_size: int,
-                         window: jax.Array) -> Any:
+def buffer_sample_recent(
+  buffer: ReplayBuffer, key: jax.Array, batch_size: int, window: jax.Array
+) -> Any:
   """Uniform sample (with replacement) among the `window` most recently added rows."""
   n = jnp.maximum(jnp.minimum(buffer.size, window), 1)
   age = jax.random.randint(key, (batch_size,), 0, n)

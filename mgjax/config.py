@@ -2,6 +2,7 @@
 every algorithm. What an algorithm adds (its presets and its own checks) lives with the
 algorithm; `mgjax.algorithms.make_config` applies both.
 """
+
 import dataclasses
 from typing import Any
 
@@ -22,27 +23,28 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a run depends on. Defaults: `mg` on MJX hopper, sized for a 2-core CPU."""
+
   # -- run
-  algo: str = "mg"                  # a name of mgjax.algorithms.REGISTRY
-  env: str = "hopper"               # any name of mgjax.envs.ENV_NAMES or a brax env
-  backend: str = "mjx"              # brax physics backend
-  total_steps: int = 100_000        # real env steps per seed (rounded to whole eval chunks)
-  num_envs: int = 32                # parallel training envs per seed
-  env_group: int = 0                # training envs of a run stepped at once, the groups in
-                                    # sequence (divides num_envs); 0 = all num_envs
-  rollout_length: int = 32          # real env steps per env per iteration
-  episode_length: int = 0           # time limit; 0 = the env's default
-  distractor_dims: int = 0          # D observation entries appended with their own dynamics,
-                                    # independent of action and reward (mgjax.envs.distractors)
-  eval_every: int = 10              # iterations between evaluations (one jitted chunk)
-  num_eval_envs: int = 8            # deterministic-policy episodes per evaluation
+  algo: str = "mg"  # a name of mgjax.algorithms.REGISTRY
+  env: str = "hopper"  # any name of mgjax.envs.ENV_NAMES or a brax env
+  backend: str = "mjx"  # brax physics backend
+  total_steps: int = 100_000  # real env steps per seed (rounded to whole eval chunks)
+  num_envs: int = 32  # parallel training envs per seed
+  env_group: int = 0  # training envs of a run stepped at once, the groups in
+  # sequence (divides num_envs); 0 = all num_envs
+  rollout_length: int = 32  # real env steps per env per iteration
+  episode_length: int = 0  # time limit; 0 = the env's default
+  distractor_dims: int = 0  # D observation entries appended with their own dynamics,
+  # independent of action and reward (mgjax.envs.distractors)
+  eval_every: int = 10  # iterations between evaluations (one jitted chunk)
+  num_eval_envs: int = 8  # deterministic-policy episodes per evaluation
   # -- networks
   policy_hidden: tuple[int, ...] = (64, 64)
   value_hidden: tuple[int, ...] = (64, 64)
   model_hidden: tuple[int, ...] = (200, 200, 200)
-  ensemble_size: int = 1            # dynamics-model members (uniform member per transition)
-  action_mode: str = "clip"         # clip | tanh: how a Gaussian sample maps to [-1, 1]
-  init_log_std: float = -0.5        # initial policy log-std
+  ensemble_size: int = 1  # dynamics-model members (uniform member per transition)
+  action_mode: str = "clip"  # clip | tanh: how a Gaussian sample maps to [-1, 1]
+  init_log_std: float = -0.5  # initial policy log-std
   # -- PPO (on real data for ppo, on model rollouts for mg/mle)
   discount: float = 0.99
   gae_lambda: float = 0.95
@@ -51,54 +53,54 @@ class Config:
   num_minibatches: int = 4
   entropy_coef: float = 0.0
   value_coef: float = 0.5
-  learning_rate: float = 3e-4       # policy and value
+  learning_rate: float = 3e-4  # policy and value
   max_grad_norm: float = 0.5
   # -- model fitting
   model_learning_rate: float = 1e-3
-  buffer_size: int = 100_000        # real transitions kept for model fitting
-  mle_steps: int = 100              # K_mle NLL steps per iteration
+  buffer_size: int = 100_000  # real transitions kept for model fitting
+  mle_steps: int = 100  # K_mle NLL steps per iteration
   mle_batch: int = 256
-  mg_steps: int = 5                 # K_mg model-gradient steps per iteration (mg only)
-  mg_rollouts: int = 256            # N model rollouts per MG step
-  mg_horizon: int = 10              # H of the MG rollouts
-  similarity: str = "cosine"        # cosine | inner | l2
-  estimator: str = "score"          # score | pathwise
-  mle_weight: float = 1.0           # λ_mle: NLL weight inside MG steps (0 = pure MG)
-  mg_max_grad_norm: float = 10.0    # clip the MG term's gradient to this norm (0 = off)
-  real_grad_ema: float = 0.0        # MG target: running average of g_R over iterations with
-                                    # this decay (0 = the latest batch's g_R alone)
-  mg_start: str = "batch"           # MG rollout start states: batch (the latest real batch,
-                                    # g_R's own states) | buffer (all real data)
+  mg_steps: int = 5  # K_mg model-gradient steps per iteration (mg only)
+  mg_rollouts: int = 256  # N model rollouts per MG step
+  mg_horizon: int = 10  # H of the MG rollouts
+  similarity: str = "cosine"  # cosine | inner | l2
+  estimator: str = "score"  # score | pathwise
+  mle_weight: float = 1.0  # λ_mle: NLL weight inside MG steps (0 = pure MG)
+  mg_max_grad_norm: float = 10.0  # clip the MG term's gradient to this norm (0 = off)
+  real_grad_ema: float = 0.0  # MG target: running average of g_R over iterations with
+  # this decay (0 = the latest batch's g_R alone)
+  mg_start: str = "batch"  # MG rollout start states: batch (the latest real batch,
+  # g_R's own states) | buffer (all real data)
   # -- policy optimisation in the model (mg, mle)
-  model_rollouts: int = 512         # branched rollouts per policy update, from buffer states
-  model_horizon: int = 10           # their horizon
-  model_updates: int = 4            # R: policy updates in the model per real iteration
+  model_rollouts: int = 512  # branched rollouts per policy update, from buffer states
+  model_horizon: int = 10  # their horizon
+  model_updates: int = 4  # R: policy updates in the model per real iteration
   # -- mbpo, mg-sac (SAC on real + branched model data, Janner et al. 2019; presets in
   #    mgjax.algorithms.mbpo)
   sac_hidden: tuple[int, ...] = (256, 256)
-  sac_learning_rate: float = 3e-4   # actor, critics and temperature
-  sac_batch: int = 256              # SAC minibatch (real_ratio of it from real data)
-  tau: float = 0.005                # Polyak rate of the target critics
-  target_entropy: float = 0.0       # SAC entropy target; 0 = -action_size
-  updates_per_step: int = 20        # G: SAC updates per real env step
-  real_ratio: float = 0.05          # share of real transitions in each SAC minibatch
-  exploration_steps: int = 5000     # initial uniform-random env steps before learning
-  elites: int = 5                   # ensemble members used for rollouts (best held-out NLL)
-  model_patience: int = 5           # stop model training after this many epochs without
-                                    # a 1% held-out improvement of any member
-  model_max_epochs: int = 50        # cap on model epochs per training round
-  model_epoch_steps: int = 0        # gradient steps per model epoch; 0 = one pass over data
-  model_fit_budget: int = 0         # > 0: exactly this many ensemble gradient steps per model
-                                    # round (warm-started, epochs of model_epoch_steps, no
-                                    # early stopping); 0 = MBPO's early stopping
-  rollout_batch: int = 100_000      # branched rollouts started per model training round
-  elite_draw: str = "row"           # which elite steps a rollout: row (MBPO: drawn per row
-                                    # and step, every elite computed for every row) | block
-                                    # (each step a random permutation deals the rollouts out
-                                    # in equal blocks, one per elite; only it is computed)
+  sac_learning_rate: float = 3e-4  # actor, critics and temperature
+  sac_batch: int = 256  # SAC minibatch (real_ratio of it from real data)
+  tau: float = 0.005  # Polyak rate of the target critics
+  target_entropy: float = 0.0  # SAC entropy target; 0 = -action_size
+  updates_per_step: int = 20  # G: SAC updates per real env step
+  real_ratio: float = 0.05  # share of real transitions in each SAC minibatch
+  exploration_steps: int = 5000  # initial uniform-random env steps before learning
+  elites: int = 5  # ensemble members used for rollouts (best held-out NLL)
+  model_patience: int = 5  # stop model training after this many epochs without
+  # a 1% held-out improvement of any member
+  model_max_epochs: int = 50  # cap on model epochs per training round
+  model_epoch_steps: int = 0  # gradient steps per model epoch; 0 = one pass over data
+  model_fit_budget: int = 0  # > 0: exactly this many ensemble gradient steps per model
+  # round (warm-started, epochs of model_epoch_steps, no
+  # early stopping); 0 = MBPO's early stopping
+  rollout_batch: int = 100_000  # branched rollouts started per model training round
+  elite_draw: str = "row"  # which elite steps a rollout: row (MBPO: drawn per row
+  # and step, every elite computed for every row) | block
+  # (each step a random permutation deals the rollouts out
+  # in equal blocks, one per elite; only it is computed)
   branch_schedule: tuple[int, ...] = (20, 100, 1, 15)  # model branch length: epochs a->b,
-                                    # length x->y (1 epoch = 1000 env steps)
-  model_retain_epochs: int = 1      # model data older than this many epochs is not sampled
+  # length x->y (1 epoch = 1000 env steps)
+  model_retain_epochs: int = 1  # model data older than this many epochs is not sampled
 
   # ------------------------------------------------------------------ derived sizes
   @property
@@ -114,8 +116,11 @@ class Config:
     """The Config of `to_dict` (or of config.json: lists become tuples again; names of
     earlier versions, `ALIASES`, are read too), not validated."""
     d = {ALIASES.get(k, k): v for k, v in d.items()}
-    fields = {f.name: tuple(d[f.name]) if isinstance(f.default, tuple) else d[f.name]
-              for f in dataclasses.fields(cls) if f.name in d}
+    fields = {
+      f.name: tuple(d[f.name]) if isinstance(f.default, tuple) else d[f.name]
+      for f in dataclasses.fields(cls)
+      if f.name in d
+    }
     return cls(**fields)
 
 
@@ -131,20 +136,51 @@ def check_common(config: Config) -> None:
   c = config
   if not envs.is_known(c.env):
     fail("env", c.env, "unknown environment; choose one of " + ", ".join(envs.ENV_NAMES))
-  for name in ("total_steps", "num_envs", "rollout_length", "eval_every", "num_eval_envs",
-               "ensemble_size", "ppo_epochs", "num_minibatches", "buffer_size", "mle_batch",
-               "mg_rollouts", "mg_horizon", "model_rollouts", "model_horizon",
-               "model_updates", "sac_batch", "updates_per_step", "elites",
-               "model_patience", "model_max_epochs", "rollout_batch",
-               "model_retain_epochs"):
+  for name in (
+    "total_steps",
+    "num_envs",
+    "rollout_length",
+    "eval_every",
+    "num_eval_envs",
+    "ensemble_size",
+    "ppo_epochs",
+    "num_minibatches",
+    "buffer_size",
+    "mle_batch",
+    "mg_rollouts",
+    "mg_horizon",
+    "model_rollouts",
+    "model_horizon",
+    "model_updates",
+    "sac_batch",
+    "updates_per_step",
+    "elites",
+    "model_patience",
+    "model_max_epochs",
+    "rollout_batch",
+    "model_retain_epochs",
+  ):
     if getattr(c, name) <= 0:
       fail(name, getattr(c, name), "must be positive")
-  for name in ("env_group", "mle_steps", "mg_steps", "episode_length", "distractor_dims",
-               "exploration_steps", "model_epoch_steps", "model_fit_budget"):
+  for name in (
+    "env_group",
+    "mle_steps",
+    "mg_steps",
+    "episode_length",
+    "distractor_dims",
+    "exploration_steps",
+    "model_epoch_steps",
+    "model_fit_budget",
+  ):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
-  for name in ("learning_rate", "model_learning_rate", "clip_eps", "max_grad_norm",
-               "sac_learning_rate"):
+  for name in (
+    "learning_rate",
+    "model_learning_rate",
+    "clip_eps",
+    "max_grad_norm",
+    "sac_learning_rate",
+  ):
     if not getattr(c, name) > 0:
       fail(name, getattr(c, name), "must be positive")
   for name in ("discount", "gae_lambda", "tau", "real_ratio"):

@@ -6,6 +6,7 @@ All functions are pure and jittable. Time-major conventions follow brax
 Each checks the shapes of its inputs when it is traced (no run-time cost) and names the
 argument at fault.
 """
+
 import math
 
 import chex
@@ -15,10 +16,17 @@ import jax.numpy as jnp
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def gae(rewards: jax.Array, values: jax.Array, bootstrap_value: jax.Array,
-        terminations: jax.Array, truncations: jax.Array | None = None, *,
-        discount: float, gae_lambda: float,
-        differentiable: bool = False) -> tuple[jax.Array, jax.Array]:
+def gae(
+  rewards: jax.Array,
+  values: jax.Array,
+  bootstrap_value: jax.Array,
+  terminations: jax.Array,
+  truncations: jax.Array | None = None,
+  *,
+  discount: float,
+  gae_lambda: float,
+  differentiable: bool = False,
+) -> tuple[jax.Array, jax.Array]:
   """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438).
 
     δ_t = (r_t + γ (1 − d_t) V_{t+1} − V_t) · (1 − c_t)
@@ -37,10 +45,11 @@ def gae(rewards: jax.Array, values: jax.Array, bootstrap_value: jax.Array,
   Returns:
     (advantages, value_targets), both [T, ...]; gradients stopped unless differentiable.
   """
-  _check_like(rewards, "rewards", values=values, terminations=terminations,
-              truncations=truncations)
-  chex.assert_equal_shape([bootstrap_value, rewards[0]], custom_message=(
-      "bootstrap_value must be shaped like one step of rewards, [...]"))
+  _check_like(rewards, "rewards", values=values, terminations=terminations, truncations=truncations)
+  chex.assert_equal_shape(
+    [bootstrap_value, rewards[0]],
+    custom_message=("bootstrap_value must be shaped like one step of rewards, [...]"),
+  )
   if truncations is None:
     truncations = jnp.zeros_like(rewards)
   keep = 1.0 - truncations
@@ -51,9 +60,16 @@ def gae(rewards: jax.Array, values: jax.Array, bootstrap_value: jax.Array,
   return _targets(advantages, values, differentiable)
 
 
-def gae_from_next_values(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
-                         terminations: jax.Array, truncations: jax.Array, *,
-                         discount: float, gae_lambda: float) -> tuple[jax.Array, jax.Array]:
+def gae_from_next_values(
+  rewards: jax.Array,
+  values: jax.Array,
+  next_values: jax.Array,
+  terminations: jax.Array,
+  truncations: jax.Array,
+  *,
+  discount: float,
+  gae_lambda: float,
+) -> tuple[jax.Array, jax.Array]:
   """GAE when each step's own successor value V(s'_t) is known, also where the env was
   reset after a time limit (the pre-reset observation is kept), so truncated steps are
   bootstrapped properly instead of masked:
@@ -63,8 +79,14 @@ def gae_from_next_values(rewards: jax.Array, values: jax.Array, next_values: jax
 
   Args: all [T, ...]. Returns (advantages, value_targets), gradients stopped.
   """
-  _check_like(rewards, "rewards", values=values, next_values=next_values,
-              terminations=terminations, truncations=truncations)
+  _check_like(
+    rewards,
+    "rewards",
+    values=values,
+    next_values=next_values,
+    terminations=terminations,
+    truncations=truncations,
+  )
   not_term = 1.0 - terminations
   deltas = rewards + discount * not_term * next_values - values
   advantages = _discounted_cumsum(deltas, discount * gae_lambda * not_term * (1 - truncations))
@@ -75,8 +97,9 @@ def _check_like(x: jax.Array, name: str, **others: jax.Array | None) -> None:
   """Every array in `others` (None: absent) must be shaped like x; the error names it."""
   for other_name, other in others.items():
     if other is not None:
-      chex.assert_equal_shape([other, x], custom_message=(
-          f"{other_name} must be shaped like {name}"))
+      chex.assert_equal_shape(
+        [other, x], custom_message=(f"{other_name} must be shaped like {name}")
+      )
 
 
 def _check_has_last_axis(x: jax.Array, name: str) -> None:
@@ -86,6 +109,7 @@ def _check_has_last_axis(x: jax.Array, name: str) -> None:
 
 def _discounted_cumsum(x: jax.Array, factors: jax.Array) -> jax.Array:
   """y_t = x_t + factors_t · y_{t+1}, y_T = 0, by a reverse scan over axis 0."""
+
   def step(acc, xs):
     x_t, f_t = xs
     acc = x_t + f_t * acc
@@ -110,8 +134,13 @@ def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   return jnp.sum(weights * x) / jnp.maximum(jnp.sum(weights), 1e-8)
 
 
-def ppo_policy_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: jax.Array,
-                    clip_eps: float, weights: jax.Array | None = None) -> jax.Array:
+def ppo_policy_loss(
+  log_prob: jax.Array,
+  old_log_prob: jax.Array,
+  advantages: jax.Array,
+  clip_eps: float,
+  weights: jax.Array | None = None,
+) -> jax.Array:
   """PPO clipped surrogate (Schulman et al. 2017, arXiv:1707.06347), to be minimised.
 
     ρ = exp(log π_θ(a|s) − log π_old(a|s))
@@ -120,16 +149,18 @@ def ppo_policy_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: ja
     clip_eps: ε.
   """
   chex.assert_rank(log_prob, 1, custom_message="log_prob must be [B]")
-  _check_like(log_prob, "log_prob", old_log_prob=old_log_prob, advantages=advantages,
-              weights=weights)
+  _check_like(
+    log_prob, "log_prob", old_log_prob=old_log_prob, advantages=advantages, weights=weights
+  )
   ratio = jnp.exp(log_prob - old_log_prob)
   unclipped = ratio * advantages
   clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
   return -weighted_mean(jnp.minimum(unclipped, clipped), weights)
 
 
-def value_loss(values: jax.Array, targets: jax.Array,
-               weights: jax.Array | None = None) -> jax.Array:
+def value_loss(
+  values: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
   """Squared-error value loss L = ½ mean_w[(V(s) − target)²]. values, targets, weights: [B]."""
   chex.assert_rank(values, 1, custom_message="values must be [B]")
   _check_like(values, "values", targets=targets, weights=weights)

@@ -1,8 +1,8 @@
 """The model-gradient objective: align the policy gradient on model data with the real one.
 
-Notation (docs/design.md, "The MG objective"): θ policy, φ model, ĝ_M(φ) the policy gradient estimated on
-rollouts in M_φ, g_R the policy gradient on real data (a constant here), S a similarity.
-The model ascends S(ĝ_M(φ), g_R). By the chain rule ∇_φ S = J_φ(ĝ_M)ᵀ u with
+Notation (docs/design.md, "The MG objective"): θ policy, φ model, ĝ_M(φ) the policy gradient
+estimated on rollouts in M_φ, g_R the policy gradient on real data (a constant here), S a
+similarity. The model ascends S(ĝ_M(φ), g_R). By the chain rule ∇_φ S = J_φ(ĝ_M)ᵀ u with
 u = ∂S/∂g at g = ĝ_M, so every similarity reduces to the gradient of ⟨ĝ_M(φ), sg(u)⟩,
 which is estimated either by the score function of the model's transitions (`score`) or by
 differentiating a reparameterised rollout (`pathwise`).
@@ -15,6 +15,7 @@ with `functools.partial` (or mark it static): `policy`, `model`, `value_fn` and 
 are functions, `horizon` sets the rollout's length, and `similarity`, `estimator` and
 `baseline` choose the program. `discount` and `gae_lambda` may be either.
 """
+
 import functools
 import operator
 from typing import Any, Callable
@@ -36,9 +37,11 @@ def _check_like_params(tree: Params, params: Params, name: str, params_name: str
   """A gradient must have its parameters' tree structure and leaf shapes: `_vdot` pairs the
   leaves in order, so a missing or transposed leaf would give a plausible wrong number."""
   chex.assert_trees_all_equal_structs(
-      tree, params, custom_message=f"{name} must have the tree structure of {params_name}")
+    tree, params, custom_message=f"{name} must have the tree structure of {params_name}"
+  )
   chex.assert_trees_all_equal_shapes(
-      tree, params, custom_message=f"{name} must have the leaf shapes of {params_name}")
+    tree, params, custom_message=f"{name} must have the leaf shapes of {params_name}"
+  )
 
 
 def _check_horizon(horizon: int) -> None:
@@ -61,8 +64,14 @@ def _check_start_obs(start_obs: jax.Array) -> None:
   chex.assert_rank(start_obs, 2, custom_message="start_obs must be [N, obs_size]")
 
 
-def _check_loss_inputs(policy_params: Params, real_grad: Params, start_obs: jax.Array,
-                       horizon: int, similarity: str, estimator: str) -> None:
+def _check_loss_inputs(
+  policy_params: Params,
+  real_grad: Params,
+  start_obs: jax.Array,
+  horizon: int,
+  similarity: str,
+  estimator: str,
+) -> None:
   """The checks both model-gradient losses make on entry."""
   _check_options(similarity, estimator)
   _check_like_params(real_grad, policy_params, "real_grad", "policy_params")
@@ -71,17 +80,27 @@ def _check_loss_inputs(policy_params: Params, real_grad: Params, start_obs: jax.
 
 
 # ------------------------------------------------------------------------------ estimators
-def _batched_log_prob(policy: Policy, params: Params, obs: jax.Array,
-                      actions: jax.Array) -> jax.Array:
+def _batched_log_prob(
+  policy: Policy, params: Params, obs: jax.Array, actions: jax.Array
+) -> jax.Array:
   """log π(a_b|s_b) for obs [B, ...], actions [B, ...] -> [B]."""
   log_prob = jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(params, obs, actions)
-  chex.assert_shape(log_prob, obs.shape[:1], custom_message=(
-      "policy.log_prob(params, obs, action) must return a scalar per state"))
+  chex.assert_shape(
+    log_prob,
+    obs.shape[:1],
+    custom_message=("policy.log_prob(params, obs, action) must return a scalar per state"),
+  )
   return log_prob
 
 
-def policy_gradient(policy_params: Params, *, policy: Policy, obs: jax.Array,
-                    actions: jax.Array, advantages: jax.Array) -> Params:
+def policy_gradient(
+  policy_params: Params,
+  *,
+  policy: Policy,
+  obs: jax.Array,
+  actions: jax.Array,
+  advantages: jax.Array,
+) -> Params:
   """Score-function policy gradient ∇_θ mean_b[log π_θ(a_b|s_b) · A_b].
 
   Args:
@@ -93,8 +112,11 @@ def policy_gradient(policy_params: Params, *, policy: Policy, obs: jax.Array,
   """
   chex.assert_rank(advantages, 1, custom_message="advantages must be [B], one per state")
   chex.assert_rank(obs, 2, custom_message="obs must be [B, obs_size]")
-  chex.assert_equal_shape_prefix([obs, actions, advantages], 1, custom_message=(
-      "obs, actions and advantages must have the same number of rows B"))
+  chex.assert_equal_shape_prefix(
+    [obs, actions, advantages],
+    1,
+    custom_message=("obs, actions and advantages must have the same number of rows B"),
+  )
   advantages = jax.lax.stop_gradient(advantages)  # advantages are data, not functions of θ.
 
   def surrogate(params):
@@ -122,8 +144,16 @@ def similarity_value(g: Params, g_real: Params, similarity: str) -> jax.Array:
   raise ValueError(f"similarity={similarity!r}: unknown; choose one of {SIMILARITIES}")
 
 
-def rollout(model_params: Params, policy_params: Params, start_obs: jax.Array,
-            key: jax.Array, *, policy: Policy, model: Model, horizon: int):
+def rollout(
+  model_params: Params,
+  policy_params: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  *,
+  policy: Policy,
+  model: Model,
+  horizon: int,
+):
   """Rolls π_θ out for `horizon` steps in M_φ from each row of start_obs.
 
   Returns time-major arrays: obs [H+1, N, ...], actions [H, N, ...], rewards [H, N],
@@ -141,29 +171,54 @@ def rollout(model_params: Params, policy_params: Params, start_obs: jax.Array,
     obs, alive = carry
     pkey, mkey = jax.random.split(step_key)
     actions = jax.vmap(policy.sample, in_axes=(None, 0, 0))(
-        policy_params, obs, jax.random.split(pkey, n))
+      policy_params, obs, jax.random.split(pkey, n)
+    )
     next_obs, rewards, dones = jax.vmap(model.sample, in_axes=(None, 0, 0, 0))(
-        model_params, obs, actions, jax.random.split(mkey, n))
-    chex.assert_shape(next_obs, obs.shape, custom_message=(
-        "model.sample(params, obs, action, key) must return a next_obs shaped like obs"))
-    chex.assert_shape([rewards, dones], (n,), custom_message=(
-        "model.sample(params, obs, action, key) must return a scalar reward and done"))
+      model_params, obs, actions, jax.random.split(mkey, n)
+    )
+    chex.assert_shape(
+      next_obs,
+      obs.shape,
+      custom_message=(
+        "model.sample(params, obs, action, key) must return a next_obs shaped like obs"
+      ),
+    )
+    chex.assert_shape(
+      [rewards, dones],
+      (n,),
+      custom_message=(
+        "model.sample(params, obs, action, key) must return a scalar reward and done"
+      ),
+    )
     dones = jax.lax.stop_gradient(dones.astype(jnp.float32))  # termination is not smooth.
     out = (obs, actions, rewards, dones, alive)
     return (next_obs, alive * (1.0 - dones)), out
 
   (last_obs, _), (obs, actions, rewards, dones, alive) = jax.lax.scan(
-      step, (start_obs, jnp.ones((n,), jnp.float32)), jax.random.split(key, horizon))
+    step, (start_obs, jnp.ones((n,), jnp.float32)), jax.random.split(key, horizon)
+  )
   obs = jnp.concatenate([obs, last_obs[None]], axis=0)
   return obs, actions, rewards, dones, alive
 
 
 def model_gradient_loss(
-    model_params: Params, *, policy_params: Params, value_params: Params,
-    real_grad: Params, start_obs: jax.Array, key: jax.Array, policy: Policy,
-    model: Model, value_fn: Callable[[Params, jax.Array], jax.Array], horizon: int,
-    estimator: str, discount: float = 0.99, gae_lambda: float = 0.95,
-    similarity: str = "cosine", baseline: bool = True) -> tuple[jax.Array, dict[str, Any]]:
+  model_params: Params,
+  *,
+  policy_params: Params,
+  value_params: Params,
+  real_grad: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  policy: Policy,
+  model: Model,
+  value_fn: Callable[[Params, jax.Array], jax.Array],
+  horizon: int,
+  estimator: str,
+  discount: float = 0.99,
+  gae_lambda: float = 0.95,
+  similarity: str = "cosine",
+  baseline: bool = True,
+) -> tuple[jax.Array, dict[str, Any]]:
   """Model-gradient loss: −jax.grad of it w.r.t. φ estimates ∇_φ S(ĝ_M(φ), g_R).
 
   One H-step rollout per row of start_obs ([N, obs_size]) gives, with alive masks m_t,
@@ -216,26 +271,53 @@ def model_gradient_loss(
   policy_params = jax.lax.stop_gradient(policy_params)
   value_params = jax.lax.stop_gradient(value_params)
 
-  trajectory = _estimator_rollout(model_params, policy_params, start_obs, key, policy=policy,
-                                  model=model, horizon=horizon, pathwise=pathwise)
+  trajectory = _estimator_rollout(
+    model_params,
+    policy_params,
+    start_obs,
+    key,
+    policy=policy,
+    model=model,
+    horizon=horizon,
+    pathwise=pathwise,
+  )
   obs, actions, rewards, dones, alive = trajectory
-  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
-      value_params, obs)
-  chex.assert_shape(values, obs.shape[:2], custom_message=(
-      "value_fn(value_params, obs) must return a scalar per state"))
+  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(value_params, obs)
+  chex.assert_shape(
+    values,
+    obs.shape[:2],
+    custom_message=("value_fn(value_params, obs) must return a scalar per state"),
+  )
   # pathwise: Â_t stays a function of φ through rewards and V(s_t(φ)).
-  advantages, _ = gae(rewards, values[:-1], values[-1], dones, discount=discount,
-                      gae_lambda=gae_lambda, differentiable=pathwise)
+  advantages, _ = gae(
+    rewards,
+    values[:-1],
+    values[-1],
+    dones,
+    discount=discount,
+    gae_lambda=gae_lambda,
+    differentiable=pathwise,
+  )
   n = start_obs.shape[0]
 
   flat_obs = obs[:-1].reshape((horizon * n,) + obs.shape[2:])
   flat_actions = actions.reshape((horizon * n,) + actions.shape[2:])
   log_pi = functools.partial(_batched_log_prob, policy)
   return _alignment_loss(
-      model_params, policy_params, real_grad, terms=lambda p, x: log_pi(p, *x),
-      inputs=(flat_obs, flat_actions), mask=alive, advantages=advantages,
-      trajectory=trajectory, model=model, horizon=horizon, similarity=similarity,
-      pathwise=pathwise, baseline=baseline)
+    model_params,
+    policy_params,
+    real_grad,
+    terms=lambda p, x: log_pi(p, *x),
+    inputs=(flat_obs, flat_actions),
+    mask=alive,
+    advantages=advantages,
+    trajectory=trajectory,
+    model=model,
+    horizon=horizon,
+    similarity=similarity,
+    pathwise=pathwise,
+    baseline=baseline,
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -245,17 +327,22 @@ def model_gradient_loss(
 StateLoss = Callable[[Params, jax.Array, jax.Array], jax.Array]
 
 
-def _batched_actor_loss(actor_loss: StateLoss, params: Params, obs: jax.Array,
-                        keys: jax.Array) -> jax.Array:
+def _batched_actor_loss(
+  actor_loss: StateLoss, params: Params, obs: jax.Array, keys: jax.Array
+) -> jax.Array:
   """ℓ(θ, s_b, key_b) for obs [B, ...], keys [B] -> [B]."""
   losses = jax.vmap(actor_loss, in_axes=(None, 0, 0))(params, obs, keys)
-  chex.assert_shape(losses, obs.shape[:1], custom_message=(
-      "actor_loss(policy_params, obs, key) must return a scalar per state"))
+  chex.assert_shape(
+    losses,
+    obs.shape[:1],
+    custom_message=("actor_loss(policy_params, obs, key) must return a scalar per state"),
+  )
   return losses
 
 
-def actor_gradient(policy_params: Params, *, actor_loss: StateLoss, obs: jax.Array,
-                   key: jax.Array) -> Params:
+def actor_gradient(
+  policy_params: Params, *, actor_loss: StateLoss, obs: jax.Array, key: jax.Array
+) -> Params:
   """∇_θ mean_b ℓ(θ, s_b, key_b) with keys jax.random.split(key, B).
 
   Args:
@@ -278,10 +365,20 @@ def actor_gradient(policy_params: Params, *, actor_loss: StateLoss, obs: jax.Arr
 
 
 def actor_model_gradient_loss(
-    model_params: Params, *, policy_params: Params, real_grad: Params,
-    start_obs: jax.Array, key: jax.Array, policy: Policy, model: Model,
-    actor_loss: StateLoss, horizon: int, estimator: str, similarity: str = "cosine",
-    baseline: bool = True) -> tuple[jax.Array, dict[str, Any]]:
+  model_params: Params,
+  *,
+  policy_params: Params,
+  real_grad: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  policy: Policy,
+  model: Model,
+  actor_loss: StateLoss,
+  horizon: int,
+  estimator: str,
+  similarity: str = "cosine",
+  baseline: bool = True,
+) -> tuple[jax.Array, dict[str, Any]]:
   """Model-gradient loss for an off-policy actor: −jax.grad of it w.r.t. φ estimates
   ∇_φ S(ĝ_M(φ), g_R) where ĝ_M is the actor-loss gradient on the states M_φ generates.
 
@@ -328,37 +425,74 @@ def actor_model_gradient_loss(
   policy_params = jax.lax.stop_gradient(policy_params)
 
   rollout_key, loss_key = jax.random.split(key)
-  trajectory = _estimator_rollout(model_params, policy_params, start_obs, rollout_key,
-                                  policy=policy, model=model, horizon=horizon,
-                                  pathwise=pathwise)
+  trajectory = _estimator_rollout(
+    model_params,
+    policy_params,
+    start_obs,
+    rollout_key,
+    policy=policy,
+    model=model,
+    horizon=horizon,
+    pathwise=pathwise,
+  )
   obs, _, _, dones, alive = trajectory
   n = start_obs.shape[0]
   mask = alive * (1.0 - dones)  # s_{t+1} is acted in iff step t was alive and not terminal
   states = obs[1:].reshape((horizon * n,) + obs.shape[2:])
   keys = jax.random.split(loss_key, horizon * n)
   return _alignment_loss(
-      model_params, policy_params, real_grad,
-      terms=lambda p, s: _batched_actor_loss(actor_loss, p, s, keys), inputs=states,
-      mask=mask, advantages=None, trajectory=trajectory, model=model, horizon=horizon,
-      similarity=similarity, pathwise=pathwise, baseline=baseline)
+    model_params,
+    policy_params,
+    real_grad,
+    terms=lambda p, s: _batched_actor_loss(actor_loss, p, s, keys),
+    inputs=states,
+    mask=mask,
+    advantages=None,
+    trajectory=trajectory,
+    model=model,
+    horizon=horizon,
+    similarity=similarity,
+    pathwise=pathwise,
+    baseline=baseline,
+  )
 
 
 # ------------------------------------------------------------------------------ shared parts
-def _estimator_rollout(model_params: Params, policy_params: Params, start_obs: jax.Array,
-                       key: jax.Array, *, policy: Policy, model: Model, horizon: int,
-                       pathwise: bool):
+def _estimator_rollout(
+  model_params: Params,
+  policy_params: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  *,
+  policy: Policy,
+  model: Model,
+  horizon: int,
+  pathwise: bool,
+):
   """`rollout` in M_φ as the estimator needs it: differentiable in φ for `pathwise`."""
   # score: the rollout is data, its dependence on φ enters only through log M (the surrogate).
   rollout_params = model_params if pathwise else jax.lax.stop_gradient(model_params)
-  return rollout(rollout_params, policy_params, start_obs, key, policy=policy, model=model,
-                 horizon=horizon)
+  return rollout(
+    rollout_params, policy_params, start_obs, key, policy=policy, model=model, horizon=horizon
+  )
 
 
-def _alignment_loss(model_params: Params, policy_params: Params, real_grad: Params, *,
-                    terms: Callable[[Params, Any], jax.Array], inputs: Any, mask: jax.Array,
-                    advantages: jax.Array | None, trajectory, model: Model, horizon: int,
-                    similarity: str, pathwise: bool,
-                    baseline: bool) -> tuple[jax.Array, dict[str, Any]]:
+def _alignment_loss(
+  model_params: Params,
+  policy_params: Params,
+  real_grad: Params,
+  *,
+  terms: Callable[[Params, Any], jax.Array],
+  inputs: Any,
+  mask: jax.Array,
+  advantages: jax.Array | None,
+  trajectory,
+  model: Model,
+  horizon: int,
+  similarity: str,
+  pathwise: bool,
+  baseline: bool,
+) -> tuple[jax.Array, dict[str, Any]]:
   """What both model-gradient losses do after the rollout -> (loss, metrics).
 
   terms(θ, inputs) -> [H·N] is one θ-function f_t per step of the N rollouts, time-major
@@ -381,7 +515,8 @@ def _alignment_loss(model_params: Params, policy_params: Params, real_grad: Para
   g_model = jax.grad(lambda p: jnp.mean(terms(p, data) * data_coeffs))(policy_params)
   sim = similarity_value(g_model, real_grad, similarity)
   u = jax.lax.stop_gradient(
-      jax.grad(similarity_value)(g_model, real_grad, similarity))  # ∂S/∂g, held fixed.
+    jax.grad(similarity_value)(g_model, real_grad, similarity)
+  )  # ∂S/∂g, held fixed.
 
   # w_t = ⟨∇_θ f_t, u⟩ for all N·H steps in one forward-mode pass; for pathwise the inputs
   # stay functions of φ.
@@ -391,29 +526,44 @@ def _alignment_loss(model_params: Params, policy_params: Params, real_grad: Para
     credit = credit * advantages
   per_traj = jnp.sum(credit, axis=0) / horizon  # F(τ), [N]
 
-  surrogate = jnp.mean(per_traj) if pathwise else _score_surrogate(
-      model, model_params, per_traj, obs, actions, rewards, alive, baseline)
+  surrogate = (
+    jnp.mean(per_traj)
+    if pathwise
+    else _score_surrogate(model, model_params, per_traj, obs, actions, rewards, alive, baseline)
+  )
   # Value −S, gradient −∇surrogate.
   loss = -sim - (surrogate - jax.lax.stop_gradient(surrogate))
-  return loss, jax.tree.map(jax.lax.stop_gradient,
-                            _metrics(g_model, real_grad, sim, rewards, alive, mask))
+  return loss, jax.tree.map(
+    jax.lax.stop_gradient, _metrics(g_model, real_grad, sim, rewards, alive, mask)
+  )
 
 
-def _score_surrogate(model: Model, model_params: Params, per_traj: jax.Array, obs, actions,
-                     rewards, alive, baseline: bool) -> jax.Array:
+def _score_surrogate(
+  model: Model,
+  model_params: Params,
+  per_traj: jax.Array,
+  obs,
+  actions,
+  rewards,
+  alive,
+  baseline: bool,
+) -> jax.Array:
   """mean_τ[(F(τ) − b_τ) Σ_t alive_t log M_φ(s_{t+1}, r_t|s_t, a_t)]: its φ-gradient is the
   score-function estimate of ∇_φ E[F]. b_τ is the leave-one-out mean of F (unbiased)."""
   n = per_traj.shape[0]
   f = jax.lax.stop_gradient(per_traj)
   b = (jnp.sum(f) - f) / max(n - 1, 1) if (baseline and n > 1) else 0.0
   # The sampled transitions are data; φ enters only through log M.
-  log_m = jax.vmap(jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)),
-                   in_axes=(None, 0, 0, 0, 0))(
-                       model_params, *jax.lax.stop_gradient((obs[:-1], actions, obs[1:],
-                                                             rewards)))
-  chex.assert_shape(log_m, rewards.shape, custom_message=(
-      "model.log_prob(params, obs, action, next_obs, reward) must return a scalar per "
-      "transition"))
+  log_m = jax.vmap(
+    jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)), in_axes=(None, 0, 0, 0, 0)
+  )(model_params, *jax.lax.stop_gradient((obs[:-1], actions, obs[1:], rewards)))
+  chex.assert_shape(
+    log_m,
+    rewards.shape,
+    custom_message=(
+      "model.log_prob(params, obs, action, next_obs, reward) must return a scalar per transition"
+    ),
+  )
   return jnp.mean((f - b) * jnp.sum(alive * log_m, axis=0))
 
 
@@ -421,11 +571,11 @@ def _metrics(g_model, real_grad, sim, rewards, alive, mask) -> dict[str, Any]:
   g_norm = jnp.sqrt(_vdot(g_model, g_model))
   r_norm = jnp.sqrt(_vdot(real_grad, real_grad))
   return {
-      "cosine": _vdot(g_model, real_grad) / (g_norm * r_norm + _EPS),
-      "similarity": sim,
-      "model_grad_norm": g_norm,
-      "model_grad": g_model,
-      "real_grad_norm": r_norm,
-      "model_reward": jnp.sum(alive * rewards) / jnp.maximum(jnp.sum(alive), 1.0),
-      "alive_fraction": jnp.mean(mask),
+    "cosine": _vdot(g_model, real_grad) / (g_norm * r_norm + _EPS),
+    "similarity": sim,
+    "model_grad_norm": g_norm,
+    "model_grad": g_model,
+    "real_grad_norm": r_norm,
+    "model_reward": jnp.sum(alive * rewards) / jnp.maximum(jnp.sum(alive), 1.0),
+    "alive_fraction": jnp.mean(mask),
   }

@@ -1,5 +1,6 @@
 """Few-run statistics after Agarwal et al. 2021 (arXiv:2108.13264): the interquartile mean
 and stratified-bootstrap confidence intervals, in plain numpy."""
+
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,8 +22,12 @@ def iqm(x: np.ndarray) -> float:
 
 
 def stratified_bootstrap_ci(
-    scores: Sequence[np.ndarray], statistic: Callable[[np.ndarray], float] = iqm,
-    reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+  scores: Sequence[np.ndarray],
+  statistic: Callable[[np.ndarray], float] = iqm,
+  reps: int = 2000,
+  confidence: float = 0.95,
+  seed: int = 0,
+) -> tuple[float, float, float]:
   """Point estimate and percentile CI of statistic(concatenated scores).
 
   scores: one array of per-seed scores per task (stratum); each bootstrap replicate
@@ -34,8 +39,7 @@ def stratified_bootstrap_ci(
   rng = np.random.default_rng(seed)
   reps_stats = np.empty(reps)
   for r in range(reps):
-    reps_stats[r] = statistic(np.concatenate(
-        [s[rng.integers(0, s.size, s.size)] for s in scores]))
+    reps_stats[r] = statistic(np.concatenate([s[rng.integers(0, s.size, s.size)] for s in scores]))
   tail = (1.0 - confidence) / 2.0
   lo, hi = np.quantile(reps_stats, [tail, 1.0 - tail])
   return float(point), float(lo), float(hi)

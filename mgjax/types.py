@@ -1,4 +1,5 @@
 """Core types: the pure, unbatched policy and model interfaces and the transition record."""
+
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -16,6 +17,7 @@ class Policy(NamedTuple):
   `action` is whatever `sample` returns (a float vector, an integer, ...); callers
   vmap over batches.
   """
+
   sample: Callable[[Params, jax.Array, PRNGKey], jax.Array]
   log_prob: Callable[[Params, jax.Array, jax.Array], jax.Array]
 
@@ -29,8 +31,8 @@ class Model(NamedTuple):
   `done` must be a deterministic function of (obs, action, next_obs) (e.g. a known
   termination function of next_obs), so that log M covers the whole transition.
   """
-  sample: Callable[[Params, jax.Array, jax.Array, PRNGKey],
-                   tuple[jax.Array, jax.Array, jax.Array]]
+
+  sample: Callable[[Params, jax.Array, jax.Array, PRNGKey], tuple[jax.Array, jax.Array, jax.Array]]
   log_prob: Callable[[Params, jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -42,6 +44,7 @@ class Transition(NamedTuple):
   `truncation` is 1 where it was cut by the time limit (bootstrap would be needed).
   `extras` holds what the learner needs besides, e.g. {"log_prob": ..., "env_action": ...}.
   """
+
   obs: jax.Array
   action: jax.Array
   reward: jax.Array

@@ -1,4 +1,5 @@
 """Shared by the end-to-end tests: a trainer's chunks, vmapped over seeds, traced once."""
+
 import chex
 import jax
 import jax.numpy as jnp

@@ -4,6 +4,7 @@ for the session, its parallel workers and the command lines they start, so that 
 compiled twice (a paused run and its resumption, one per-device program in two layouts)
 compiles once. The cache is a fresh folder per session: no test runs a program compiled
 by other code."""
+
 import os
 import tempfile
 import warnings

@@ -1,5 +1,6 @@
 """Shared helpers of the exact-gradient checks: flattening, similarities, and means compared
 with exact values within a number of standard errors measured from the same samples."""
+
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
@@ -48,6 +49,7 @@ def gaussian_log_prob(x, mean, std):
 
 def linear_gaussian_policy() -> mgjax.Policy:
   """a = k s + σ_π ξ (reparameterised); θ = {"k", "log_std"} scalars; obs, action [1]."""
+
   def sample(theta, obs, key):
     return theta["k"] * obs + jnp.exp(theta["log_std"]) * jax.random.normal(key, obs.shape)
 
@@ -59,5 +61,8 @@ def linear_gaussian_policy() -> mgjax.Policy:
 
 def linear_model_params(alpha, beta, sigma):
   """φ = {"alpha", "beta", "log_sigma"} of the model s' = α s + β a + σ ε."""
-  return {"alpha": jnp.array(alpha), "beta": jnp.array(beta),
-          "log_sigma": jnp.log(jnp.array(sigma))}
+  return {
+    "alpha": jnp.array(alpha),
+    "beta": jnp.array(beta),
+    "log_sigma": jnp.log(jnp.array(sigma)),
+  }

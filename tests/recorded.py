@@ -6,6 +6,7 @@ float bits on an AVX2 and on an AVX-512 CPU: last-place differences that a long 
 A recording names its platform, jaxlib, backend and that instruction set, and is compared
 only where all three match.
 """
+
 from mgjax.run import resume
 
 RECORDING_FIELDS = ("jaxlib", "backend", "simd")

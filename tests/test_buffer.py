@@ -3,6 +3,7 @@ the one row schema shared by the real and model buffers.
 
 Hand-computed cases carry their arithmetic in comments; every function runs under `jax.jit`.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,8 +82,7 @@ def test_rows_and_empty_row_share_one_schema():
   example = buffer.empty_row(obs_size=4, action_size=2)
   assert tuple(example) == buffer.ROW_FIELDS
   shapes = {k: v.shape for k, v in example.items()}
-  assert shapes == {"obs": (4,), "action": (2,), "reward": (), "next_obs": (4,),
-                    "termination": ()}
+  assert shapes == {"obs": (4,), "action": (2,), "reward": (), "next_obs": (4,), "termination": ()}
   for v in example.values():
     assert v.dtype == jnp.float32
     np.testing.assert_array_equal(v, 0.0)

@@ -9,6 +9,7 @@ subprocess.
   summary.json with status "diverged";
 - one tiny MJX (hopper) run.
 """
+
 import csv
 import dataclasses
 import json
@@ -34,42 +35,139 @@ SAC_ALIGNMENT = ROOT / "experiments" / "sac_alignment.py"
 EVALUATE = ROOT / "experiments" / "evaluate.py"
 PLOT = ROOT / "experiments" / "plot.py"
 
-REQUIRED_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return",
-                    "model_grad_cosine", "model_nll", "wall_time_s")
+REQUIRED_COLUMNS = (
+  "algo",
+  "env",
+  "seed",
+  "iteration",
+  "env_steps",
+  "eval_return",
+  "model_grad_cosine",
+  "model_nll",
+  "wall_time_s",
+)
 MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
-MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs",
-                "branch_length")
+MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs", "branch_length")
 SAC_ALGOS = ("mbpo", "mg-sac")
 
 # Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed.
-POINTMASS = ("--env", "pointmass", "--total-steps", "5120", "--num-envs", "16",
-             "--rollout-length", "32", "--eval-every", "5", "--model-hidden", "32,32",
-             "--mle-steps", "5", "--mg-steps", "1", "--mg-rollouts", "32",
-             "--model-rollouts", "64", "--model-updates", "1", "--no-progress")
+POINTMASS = (
+  "--env",
+  "pointmass",
+  "--total-steps",
+  "5120",
+  "--num-envs",
+  "16",
+  "--rollout-length",
+  "32",
+  "--eval-every",
+  "5",
+  "--model-hidden",
+  "32,32",
+  "--mle-steps",
+  "5",
+  "--mg-steps",
+  "1",
+  "--mg-rollouts",
+  "32",
+  "--model-rollouts",
+  "64",
+  "--model-updates",
+  "1",
+  "--no-progress",
+)
 
 # mbpo: its hopper preset (1 env, 7 members, ...) made small: 200 random steps, then
 # 2 evaluation chunks of 4 iterations x 25 env steps.
-MBPO_SMALL = ("--exploration-steps", "200", "--rollout-length", "25", "--eval-every", "4",
-              "--num-eval-envs", "2", "--model-hidden", "32,32", "--sac-hidden", "32,32",
-              "--ensemble-size", "3", "--elites", "2", "--rollout-batch", "64",
-              "--updates-per-step", "2", "--sac-batch", "64", "--model-max-epochs", "2",
-              "--model-epoch-steps", "5", "--branch-schedule", "0,1,1,3", "--no-progress")
+MBPO_SMALL = (
+  "--exploration-steps",
+  "200",
+  "--rollout-length",
+  "25",
+  "--eval-every",
+  "4",
+  "--num-eval-envs",
+  "2",
+  "--model-hidden",
+  "32,32",
+  "--sac-hidden",
+  "32,32",
+  "--ensemble-size",
+  "3",
+  "--elites",
+  "2",
+  "--rollout-batch",
+  "64",
+  "--updates-per-step",
+  "2",
+  "--sac-batch",
+  "64",
+  "--model-max-epochs",
+  "2",
+  "--model-epoch-steps",
+  "5",
+  "--branch-schedule",
+  "0,1,1,3",
+  "--no-progress",
+)
 
-HOPPER = ("--env", "hopper", "--algo", "mg", "--seeds", "1", "--total-steps", "1024",
-          "--num-envs", "8", "--rollout-length", "16", "--eval-every", "8",
-          "--num-eval-envs", "2", "--episode-length", "50", "--model-hidden", "32,32",
-          "--policy-hidden", "16,16", "--value-hidden", "16,16", "--mle-steps", "2",
-          "--mg-steps", "1", "--mg-rollouts", "16", "--mg-horizon", "3",
-          "--model-rollouts", "32", "--model-horizon", "3", "--model-updates", "1",
-          "--num-minibatches", "2", "--no-progress")
+HOPPER = (
+  "--env",
+  "hopper",
+  "--algo",
+  "mg",
+  "--seeds",
+  "1",
+  "--total-steps",
+  "1024",
+  "--num-envs",
+  "8",
+  "--rollout-length",
+  "16",
+  "--eval-every",
+  "8",
+  "--num-eval-envs",
+  "2",
+  "--episode-length",
+  "50",
+  "--model-hidden",
+  "32,32",
+  "--policy-hidden",
+  "16,16",
+  "--value-hidden",
+  "16,16",
+  "--mle-steps",
+  "2",
+  "--mg-steps",
+  "1",
+  "--mg-rollouts",
+  "16",
+  "--mg-horizon",
+  "3",
+  "--model-rollouts",
+  "32",
+  "--model-horizon",
+  "3",
+  "--model-updates",
+  "1",
+  "--num-minibatches",
+  "2",
+  "--no-progress",
+)
 
 
 def run_script(path, *args, timeout=900) -> subprocess.CompletedProcess:
   # No XLA_FLAGS: each run places itself as the CLI does by default.
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["PYTHONPATH"] = str(ROOT)
-  return subprocess.run([sys.executable, str(path), *map(str, args)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, str(path), *map(str, args)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def train(*args, timeout=900) -> subprocess.CompletedProcess:
@@ -89,6 +187,7 @@ def read_metrics(out: Path) -> tuple[list[str], list[dict[str, str]]]:
 def load_config(out: Path):
   """The Config that config.json describes (every field present, tuples restored)."""
   from mgjax.config import Config
+
   data = json.loads((out / "config.json").read_text())
   hints = typing.get_type_hints(Config)
   fields = {}
@@ -130,27 +229,36 @@ _is_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
 # (id, extra args, make --out from tmp_path or None, names of the field, the bad value)
 BAD_INPUT = [
-    ("env", ["--env", "nope"], None, ("env",), "nope"),
-    ("algo", ["--algo", "foo"], None, ("algo",), "foo"),
-    ("total_steps_zero", ["--total-steps", "0"], None, ("total_steps", "total-steps"), "0"),
-    ("total_steps_negative", ["--total-steps", "-5"], None, ("total_steps", "total-steps"),
-     "-5"),
-    ("seeds_zero", ["--seeds", "0"], None, ("seeds",), "0"),
-    ("seeds_not_int", ["--seeds", "abc"], None, ("seeds",), "abc"),
-    ("seed_negative", ["--seed", "-1"], None, ("seed",), "-1"),
-    ("num_envs_zero", ["--num-envs", "0"], None, ("num_envs", "num-envs"), "0"),
-    ("env_group", ["--env-group", "5"], None, ("env_group", "env-group"), "5"),
-    ("num_minibatches", ["--num-minibatches", "7"], None,
-     ("num_minibatches", "num-minibatches"), "7"),
-    ("hidden_not_ints", ["--model-hidden", "3,x"], None, ("model_hidden", "model-hidden"),
-     "3,x"),
-    ("time_limit_negative", ["--time-limit", "-1"], None, ("time-limit",), "-1.0"),
-    ("save_every_zero", ["--save-every", "0"], None, ("save-every",), "0.0"),
-    ("out_not_empty", [], _nonempty_dir, ("out",), None),
-    ("out_under_file", [], _under_regular_file, ("out",), None),
-    ("out_is_file", [], _regular_file, ("out",), None),
-    pytest.param("out_readonly", [], _readonly_dir, ("out",), None,
-                 marks=pytest.mark.skipif(_is_root, reason="root ignores directory modes")),
+  ("env", ["--env", "nope"], None, ("env",), "nope"),
+  ("algo", ["--algo", "foo"], None, ("algo",), "foo"),
+  ("total_steps_zero", ["--total-steps", "0"], None, ("total_steps", "total-steps"), "0"),
+  ("total_steps_negative", ["--total-steps", "-5"], None, ("total_steps", "total-steps"), "-5"),
+  ("seeds_zero", ["--seeds", "0"], None, ("seeds",), "0"),
+  ("seeds_not_int", ["--seeds", "abc"], None, ("seeds",), "abc"),
+  ("seed_negative", ["--seed", "-1"], None, ("seed",), "-1"),
+  ("num_envs_zero", ["--num-envs", "0"], None, ("num_envs", "num-envs"), "0"),
+  ("env_group", ["--env-group", "5"], None, ("env_group", "env-group"), "5"),
+  (
+    "num_minibatches",
+    ["--num-minibatches", "7"],
+    None,
+    ("num_minibatches", "num-minibatches"),
+    "7",
+  ),
+  ("hidden_not_ints", ["--model-hidden", "3,x"], None, ("model_hidden", "model-hidden"), "3,x"),
+  ("time_limit_negative", ["--time-limit", "-1"], None, ("time-limit",), "-1.0"),
+  ("save_every_zero", ["--save-every", "0"], None, ("save-every",), "0.0"),
+  ("out_not_empty", [], _nonempty_dir, ("out",), None),
+  ("out_under_file", [], _under_regular_file, ("out",), None),
+  ("out_is_file", [], _regular_file, ("out",), None),
+  pytest.param(
+    "out_readonly",
+    [],
+    _readonly_dir,
+    ("out",),
+    None,
+    marks=pytest.mark.skipif(_is_root, reason="root ignores directory modes"),
+  ),
 ]
 
 
@@ -158,8 +266,9 @@ def _case_id(case):
   return case.values[0] if hasattr(case, "values") else case[0]
 
 
-@pytest.mark.parametrize("name,args,make_out,field,value", BAD_INPUT,
-                         ids=[_case_id(c) for c in BAD_INPUT])
+@pytest.mark.parametrize(
+  "name,args,make_out,field,value", BAD_INPUT, ids=[_case_id(c) for c in BAD_INPUT]
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, value):
   out = make_out(tmp_path) if make_out else tmp_path / "run"
   before = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
@@ -196,8 +305,18 @@ def test_rollout_schedule_is_an_alias_of_branch_schedule(tmp_path):
   # rejects this one (exit 2, one line) before anything runs.
   for flag in ("--branch-schedule", "--rollout-schedule"):
     out = tmp_path / flag.strip("-")
-    proc = train("--algo", "mbpo", "--env", "pointmass", flag, "0,1", "--out", out,
-                 "--no-progress", timeout=120)
+    proc = train(
+      "--algo",
+      "mbpo",
+      "--env",
+      "pointmass",
+      flag,
+      "0,1",
+      "--out",
+      out,
+      "--no-progress",
+      timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "unrecognized" not in proc.stderr
     lines = stderr_lines(proc)
@@ -212,6 +331,7 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   """Checks config.json, metrics.csv, summary.json and checkpoint/ of a finished run."""
   import jax
   import numpy as np
+
   from mgjax.algorithms import run_schedule
 
   # config.json: every Config field, the flags given, algo/env/seeds.
@@ -223,8 +343,9 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   schedule = run_schedule(config)
   assert resolved["batch_steps"] == config.num_envs * config.rollout_length
   assert resolved["num_iterations"] == schedule.num_iterations
-  assert resolved["env_steps"] == (schedule.initial_steps
-                                   + schedule.num_iterations * config.batch_steps)
+  assert resolved["env_steps"] == (
+    schedule.initial_steps + schedule.num_iterations * config.batch_steps
+  )
   num_evals = schedule.num_iterations // config.eval_every
 
   # metrics.csv: one row per (seed, evaluation).
@@ -268,7 +389,8 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   for seed in seeds:
     assert summary["final_eval_return"][str(seed)] == pytest.approx(last[seed], rel=1e-6)
   assert summary["final_eval_return_mean"] == pytest.approx(
-      sum(last.values()) / len(seeds), rel=1e-6)
+    sum(last.values()) / len(seeds), rel=1e-6
+  )
   assert summary["env_steps_per_s"] > 0
   assert summary["compile_time_s"] > 0
   assert summary["wall_time_s"] >= summary["compile_time_s"]
@@ -278,13 +400,13 @@ def check_outputs(out: Path, *, algo: str, env: str, seeds: list[int], flags: di
   # checkpoint/: restorable into the shape of the vmapped initial state.
   from mgjax import make_trainer
   from mgjax.run import restore_checkpoint
+
   assert (out / "checkpoint").is_dir()
   trainer = make_trainer(config)
   keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
   like = jax.eval_shape(jax.vmap(trainer.init), keys)
   state = restore_checkpoint(out / "checkpoint", like)
-  policy = jax.tree.leaves(state.sac.actor if algo in SAC_ALGOS
-                           else state.agent_params["policy"])
+  policy = jax.tree.leaves(state.sac.actor if algo in SAC_ALGOS else state.agent_params["policy"])
   assert policy
   for leaf in policy:
     leaf = np.asarray(leaf)
@@ -306,8 +428,7 @@ def pointmass_run(request, tmp_path_factory):
     (out / "metrics.csv").write_text("stale\n")
     (out / "summary.json").write_text('{"status": "stale"}')
     extra = ["--overwrite"]
-  proc = train("--algo", algo, "--seeds", "2", *POINTMASS, "--out", out, "--tensorboard",
-               *extra)
+  proc = train("--algo", algo, "--seeds", "2", *POINTMASS, "--out", out, "--tensorboard", *extra)
   return algo, out, proc
 
 
@@ -329,11 +450,24 @@ def test_pointmass_run_succeeds(pointmass_run):
 def test_pointmass_outputs(pointmass_run):
   algo, out, proc = pointmass_run
   assert proc.returncode == 0, proc.stderr[-3000:]
-  check_outputs(out, algo=algo, env="pointmass", seeds=[0, 1],
-                flags={"num_envs": 16, "rollout_length": 32, "eval_every": 5,
-                       "total_steps": 5120, "model_hidden": (32, 32), "mle_steps": 5,
-                       "mg_steps": 1, "mg_rollouts": 32, "model_rollouts": 64,
-                       "model_updates": 1})
+  check_outputs(
+    out,
+    algo=algo,
+    env="pointmass",
+    seeds=[0, 1],
+    flags={
+      "num_envs": 16,
+      "rollout_length": 32,
+      "eval_every": 5,
+      "total_steps": 5120,
+      "model_hidden": (32, 32),
+      "mle_steps": 5,
+      "mg_steps": 1,
+      "mg_rollouts": 32,
+      "model_rollouts": 64,
+      "model_updates": 1,
+    },
+  )
 
 
 @pytest.mark.slow
@@ -349,6 +483,7 @@ def test_overwrite_replaces_earlier_run(pointmass_run):
 @pytest.mark.slow
 def test_tensorboard_logs_what_metrics_csv_holds(pointmass_run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
   algo, out, proc = pointmass_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   columns, rows = read_metrics(out)
@@ -357,17 +492,22 @@ def test_tensorboard_logs_what_metrics_csv_holds(pointmass_run):
   for seed in ("0", "1"):
     events = EventAccumulator(str(out / "tensorboard" / f"seed_{seed}"))
     events.Reload()
-    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-              for tag in events.Tags()["scalars"]}
+    logged = {
+      tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
     mine = [r for r in rows if r["seed"] == seed]
-    expected = {c: [(int(r["env_steps"]), float(r[c])) for r in mine if r[c] != ""]
-                for c in columns if c not in not_scalars}
+    expected = {
+      c: [(int(r["env_steps"]), float(r[c])) for r in mine if r[c] != ""]
+      for c in columns
+      if c not in not_scalars
+    }
     assert logged.keys() == {c for c, v in expected.items() if v}
     assert "eval_return" in logged and ("mg_loss" in logged) == (algo == "mg")
     for tag, points in logged.items():
       assert [t for t, _ in points] == [t for t, _ in expected[tag]], tag
-      np.testing.assert_allclose([v for _, v in points], [v for _, v in expected[tag]],
-                                 rtol=1e-6, err_msg=tag)  # float32 in the event file
+      np.testing.assert_allclose(
+        [v for _, v in points], [v for _, v in expected[tag]], rtol=1e-6, err_msg=tag
+      )  # float32 in the event file
 
 
 @pytest.mark.slow
@@ -396,8 +536,19 @@ def test_plot_draws_run_folders(pointmass_run, tmp_path):
 def test_blow_up_stops_with_diverged_summary(tmp_path):
   # A learning rate of 1e30 makes the first Adam step overflow the policy parameters.
   out = tmp_path / "run"
-  proc = train("--algo", "ppo", "--learning-rate", "1e30", "--seeds", "2", "--seed", "3",
-               *POINTMASS, "--out", out)
+  proc = train(
+    "--algo",
+    "ppo",
+    "--learning-rate",
+    "1e30",
+    "--seeds",
+    "2",
+    "--seed",
+    "3",
+    *POINTMASS,
+    "--out",
+    out,
+  )
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
   lines = stderr_lines(proc)
@@ -431,9 +582,20 @@ def test_hopper_mjx_run(hopper_run):
   out, proc = hopper_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
-  check_outputs(out, algo="mg", env="hopper", seeds=[0],
-                flags={"episode_length": 50, "num_envs": 8, "rollout_length": 16,
-                       "eval_every": 8, "total_steps": 1024, "policy_hidden": (16, 16)})
+  check_outputs(
+    out,
+    algo="mg",
+    env="hopper",
+    seeds=[0],
+    flags={
+      "episode_length": 50,
+      "num_envs": 8,
+      "rollout_length": 16,
+      "eval_every": 8,
+      "total_steps": 1024,
+      "policy_hidden": (16, 16),
+    },
+  )
 
 
 @pytest.mark.slow
@@ -441,26 +603,48 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
   out, proc = hopper_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   video, frame, page = tmp_path / "episode.mp4", tmp_path / "frame.png", tmp_path / "3d.html"
-  proc = run_script(EVALUATE, out, "--episodes", "1", "--video", video, "--frame", frame,
-                    "--html", page, "--width", "160", "--height", "120", timeout=1500)
+  proc = run_script(
+    EVALUATE,
+    out,
+    "--episodes",
+    "1",
+    "--video",
+    video,
+    "--frame",
+    frame,
+    "--html",
+    page,
+    "--width",
+    "160",
+    "--height",
+    "120",
+    timeout=1500,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "eval.json").read_text())
   assert (result["algo"], result["env"], result["episodes"], result["deterministic"]) == (
-      "mg", "hopper", 1, True)
+    "mg",
+    "hopper",
+    1,
+    True,
+  )
   (length,), (episode_return,) = result["seeds"]["0"]["lengths"], result["seeds"]["0"]["returns"]
   assert 1 <= length <= 50 and np.isfinite(episode_return)  # --episode-length 50
   # The rendered episode is the evaluated one: its return, and a frame per state.
-  shown = re.search(r"\((\d+) frames at 125 fps, seed 0, return ([^,]+), (\d+) steps\)",
-                    proc.stdout)
+  shown = re.search(
+    r"\((\d+) frames at 125 fps, seed 0, return ([^,]+), (\d+) steps\)", proc.stdout
+  )
   assert shown, proc.stdout
   assert int(shown[1]) == length + 1 and int(shown[3]) == length
   assert float(shown[2]) == pytest.approx(episode_return, rel=1e-5)
   import imageio_ffmpeg
+
   reader = imageio_ffmpeg.read_frames(str(video))
   meta = next(reader)
   frames = [np.frombuffer(f, np.uint8).reshape(120, 160, 3) for f in reader]
   assert meta["size"] == (160, 120) and meta["fps"] == 125 and len(frames) == length + 1
   import matplotlib.image
+
   picture = matplotlib.image.imread(frame)
   assert picture.shape[:2] == (120, 160)
   assert picture[..., :3].std() > 0.05  # floor, sky and the hopper, not a blank image
@@ -477,20 +661,41 @@ def test_mbpo_hopper_mjx_run(tmp_path):
   # The hopper preset with the small flags on top: what they do not set stays MBPO's
   # (one env, target entropy -1, real_ratio 0.05).
   out = tmp_path / "run"
-  proc = train("--algo", "mbpo", "--env", "hopper", "--seeds", "1", "--total-steps", "400",
-               "--episode-length", "50", *MBPO_SMALL, "--out", out, timeout=1500)
+  proc = train(
+    "--algo",
+    "mbpo",
+    "--env",
+    "hopper",
+    "--seeds",
+    "1",
+    "--total-steps",
+    "400",
+    "--episode-length",
+    "50",
+    *MBPO_SMALL,
+    "--out",
+    out,
+    timeout=1500,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
-  check_outputs(out, algo="mbpo", env="hopper", seeds=[0],
-                flags={"num_envs": 1, "target_entropy": -1.0, "real_ratio": 0.05,
-                       "episode_length": 50})
+  check_outputs(
+    out,
+    algo="mbpo",
+    env="hopper",
+    seeds=[0],
+    flags={"num_envs": 1, "target_entropy": -1.0, "real_ratio": 0.05, "episode_length": 50},
+  )
 
 
-@pytest.mark.parametrize("make_args, expected", [
+@pytest.mark.parametrize(
+  "make_args, expected",
+  [
     (lambda tmp: [str(tmp / "missing")], "no config.json, summary.json, checkpoint"),
     (lambda tmp: [str(tmp), "--draws", "0"], "--draws=0"),
     (lambda tmp: [str(tmp), "--draws", "x"], "--draws"),
-])
+  ],
+)
 def test_sac_alignment_bad_input_is_one_line_exit_2(tmp_path, make_args, expected):
   proc = run_script(SAC_ALIGNMENT, *make_args(tmp_path), timeout=120)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

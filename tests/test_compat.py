@@ -8,6 +8,7 @@ uninterrupted, with its metrics.csv and checkpoint. Old names in them (config fi
 `rollout_schedule`, CSV column `rollout_length`) are read as the new ones. Their numbers
 are compared bit for bit only on the platform that wrote them (`recorded.platform_key`).
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -15,10 +16,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from recorded import platform_key
 
 from mgjax import algorithms
 from mgjax.run import ResumeError, outputs, run
-from recorded import platform_key
 
 OLD = Path(__file__).parent / "data" / "v0.1"
 SEEDS = [0, 3]
@@ -43,8 +44,10 @@ def resumed(request, tmp_path_factory):
   shutil.copytree(OLD / f"{algo}-paused", out)
   run(_config(out), seeds=SEEDS, out=out, resume=True, progress=False, log=lambda *_: None)
   assert json.loads((out / "summary.json").read_text())["status"] == "finished"
-  return (outputs.read_metrics(out / "metrics.csv"),
-          outputs.read_metrics(OLD / f"{algo}-finished" / "metrics.csv"))
+  return (
+    outputs.read_metrics(out / "metrics.csv"),
+    outputs.read_metrics(OLD / f"{algo}-finished" / "metrics.csv"),
+  )
 
 
 @pytest.mark.slow
@@ -89,8 +92,9 @@ def test_old_checkpoints_restore(algo):
   state = outputs.restore_checkpoint(folder / "checkpoint", _like(config))
   iterations = algorithms.run_schedule(config).num_iterations
   assert np.asarray(state.iteration).tolist() == [iterations] * len(SEEDS)
-  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state)
-             if np.issubdtype(x.dtype, np.floating))
+  assert all(
+    np.all(np.isfinite(x)) for x in jax.tree.leaves(state) if np.issubdtype(x.dtype, np.floating)
+  )
 
 
 @pytest.mark.parametrize("algo", ["mg", "mle"])
@@ -98,8 +102,10 @@ def test_old_mg_and_mle_checkpoints_name_what_is_missing(algo):
   folder = OLD / f"{algo}-finished"
   with pytest.raises(outputs.OutputError) as e:
     outputs.restore_checkpoint(folder / "checkpoint", _like(_config(folder)))
-  assert str(e.value) == (f"checkpoint='{folder / 'checkpoint'}': has no "
-                          ".buffer.data['termination'] (written by another version of mgjax)")
+  assert str(e.value) == (
+    f"checkpoint='{folder / 'checkpoint'}': has no "
+    ".buffer.data['termination'] (written by another version of mgjax)"
+  )
 
 
 def test_bad_checkpoint_folders_are_one_line_errors(tmp_path):

@@ -1,6 +1,7 @@
 """The command lines' persistent compilation cache (`mgjax.run.compile_cache`): where it
 lives, how it is turned off, and that a run paused and resumed with its programs loaded
 from the cache gives the numbers of the run that compiled them, bit for bit."""
+
 import csv
 import json
 import os
@@ -16,24 +17,81 @@ from mgjax.run import compile_cache
 ROOT = Path(__file__).resolve().parent.parent
 # tests/test_resume.py's mbpo run, its smallest: 200 random steps, then 4 evaluation chunks
 # of 2 iterations x 25 env steps, 2 seeds.
-RESUME = ("--algo", "mbpo", "--env", "pointmass", "--seeds", "2", "--total-steps", "400",
-          "--exploration-steps", "200", "--rollout-length", "25", "--eval-every", "2",
-          "--num-eval-envs", "2", "--model-hidden", "32,32", "--sac-hidden", "32,32",
-          "--ensemble-size", "3", "--elites", "2", "--rollout-batch", "64",
-          "--updates-per-step", "2", "--sac-batch", "64", "--model-max-epochs", "2",
-          "--model-epoch-steps", "5", "--branch-schedule", "0,1,1,3", "--no-progress")
+RESUME = (
+  "--algo",
+  "mbpo",
+  "--env",
+  "pointmass",
+  "--seeds",
+  "2",
+  "--total-steps",
+  "400",
+  "--exploration-steps",
+  "200",
+  "--rollout-length",
+  "25",
+  "--eval-every",
+  "2",
+  "--num-eval-envs",
+  "2",
+  "--model-hidden",
+  "32,32",
+  "--sac-hidden",
+  "32,32",
+  "--ensemble-size",
+  "3",
+  "--elites",
+  "2",
+  "--rollout-batch",
+  "64",
+  "--updates-per-step",
+  "2",
+  "--sac-batch",
+  "64",
+  "--model-max-epochs",
+  "2",
+  "--model-epoch-steps",
+  "5",
+  "--branch-schedule",
+  "0,1,1,3",
+  "--no-progress",
+)
 # A short ppo run: 2 evaluation chunks of 2 iterations x 32 env steps.
-PPO = ("--algo", "ppo", "--env", "pointmass", "--total-steps", "128", "--num-envs", "4",
-       "--rollout-length", "8", "--eval-every", "2", "--num-eval-envs", "2",
-       "--num-minibatches", "2", "--no-progress")
+PPO = (
+  "--algo",
+  "ppo",
+  "--env",
+  "pointmass",
+  "--total-steps",
+  "128",
+  "--num-envs",
+  "4",
+  "--rollout-length",
+  "8",
+  "--eval-every",
+  "2",
+  "--num-eval-envs",
+  "2",
+  "--num-minibatches",
+  "2",
+  "--no-progress",
+)
 
 
 def _train(*args, env: dict[str, str]):
-  base = {k: v for k, v in os.environ.items()
-          if k not in ("JAX_COMPILATION_CACHE_DIR", compile_cache.ENV_VAR, "XLA_FLAGS")}
-  return subprocess.run([sys.executable, "experiments/train.py", *map(str, args)], cwd=ROOT,
-                        capture_output=True, text=True, timeout=900,
-                        env={**base, "PYTHONPATH": str(ROOT), **env})
+  base = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("JAX_COMPILATION_CACHE_DIR", compile_cache.ENV_VAR, "XLA_FLAGS")
+  }
+  return subprocess.run(
+    [sys.executable, "experiments/train.py", *map(str, args)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env={**base, "PYTHONPATH": str(ROOT), **env},
+  )
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -49,16 +107,23 @@ def test_where_the_cache_lives(tmp_path):
   host = compile_cache.host_key()
   home = Path.home()
   assert compile_cache.cache_dir(environ={}) == home / ".cache" / "mgjax" / "xla" / host
-  assert compile_cache.cache_dir(environ={"XDG_CACHE_HOME": "/c"}) == Path(
-      "/c/mgjax/xla") / host
+  assert compile_cache.cache_dir(environ={"XDG_CACHE_HOME": "/c"}) == Path("/c/mgjax/xla") / host
   # JAX's own variable is respected as it is; MGJAX_COMPILE_CACHE moves the cache.
   assert compile_cache.cache_dir(environ={"JAX_COMPILATION_CACHE_DIR": "/j"}) == Path("/j")
-  assert compile_cache.cache_dir(environ={"JAX_COMPILATION_CACHE_DIR": "/j",
-                                          "MGJAX_COMPILE_CACHE": "/m"}) == Path("/m") / host
+  assert (
+    compile_cache.cache_dir(
+      environ={"JAX_COMPILATION_CACHE_DIR": "/j", "MGJAX_COMPILE_CACHE": "/m"}
+    )
+    == Path("/m") / host
+  )
   # Off: the flag, or the variable's 0 / off (whatever JAX's variable says).
   for value in ("0", "off", "OFF", "no", "false"):
-    assert compile_cache.cache_dir(environ={"MGJAX_COMPILE_CACHE": value,
-                                            "JAX_COMPILATION_CACHE_DIR": "/j"}) is None
+    assert (
+      compile_cache.cache_dir(
+        environ={"MGJAX_COMPILE_CACHE": value, "JAX_COMPILATION_CACHE_DIR": "/j"}
+      )
+      is None
+    )
   assert compile_cache.cache_dir(False, environ={"MGJAX_COMPILE_CACHE": "/m"}) is None
 
 
@@ -74,9 +139,12 @@ def test_host_key_names_the_cpu_by_its_vector_extension_and_flags():
 @pytest.fixture
 def jax_settings():
   """The process's cache settings, restored after the test."""
-  names = ("jax_enable_compilation_cache", "jax_compilation_cache_dir",
-           "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
+  names = (
+    "jax_enable_compilation_cache",
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+  )
   before = {n: getattr(jax.config, n) for n in names}
   yield
   for n, v in before.items():
@@ -106,8 +174,14 @@ def test_the_flag_and_the_variable_turn_it_off(tmp_path, how):
   if how == "flag":
     extra, env = ["--no-compile-cache"], {"MGJAX_COMPILE_CACHE": str(cache)}
   else:
-    extra, env = [], {"MGJAX_COMPILE_CACHE": "off", "JAX_COMPILATION_CACHE_DIR": str(cache),
-                      "XDG_CACHE_HOME": str(cache)}
+    extra, env = (
+      [],
+      {
+        "MGJAX_COMPILE_CACHE": "off",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "XDG_CACHE_HOME": str(cache),
+      },
+    )
   proc = _train(*PPO, *extra, "--out", tmp_path / "run", env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _files(cache) == []
@@ -140,16 +214,20 @@ def test_resumed_run_loads_its_programs_and_gives_the_same_numbers(tmp_path):
 @pytest.mark.slow
 def test_bench_startup_times_launches_with_a_fresh_cache(tmp_path):
   out = tmp_path / "startup.json"
-  proc = subprocess.run([sys.executable, "experiments/bench_startup.py", "--json", str(out),
-                         "--", *PPO[:-1]], cwd=ROOT, capture_output=True, text=True,
-                        timeout=900)
+  proc = subprocess.run(
+    [sys.executable, "experiments/bench_startup.py", "--json", str(out), "--", *PPO[:-1]],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
-  assert lines[0].startswith("launch 1: first training iteration after ") and \
-      lines[1].startswith("launch 2: "), proc.stdout
+  assert lines[0].startswith("launch 1: first training iteration after ") and lines[1].startswith(
+    "launch 2: "
+  ), proc.stdout
   launches = json.loads(out.read_text())["launches"]
-  assert len(launches) == 2 and all(r["first_iteration_s"] > r["compile_s"] > 0
-                                    for r in launches)
+  assert len(launches) == 2 and all(r["first_iteration_s"] > r["compile_s"] > 0 for r in launches)
   # The second launch loaded the training program the first compiled.
   assert launches[1]["compile_s"] < launches[0]["compile_s"]
   assert not Path(json.loads(out.read_text())["cache"]).exists()  # temporary, removed

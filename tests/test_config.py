@@ -1,6 +1,7 @@
 """Tests for mgjax.config (Config, its old field names) and the validation of
 mgjax.algorithms (make_config, validate, config_from_dict): a ConfigError names the field and
 its value."""
+
 import dataclasses
 import re
 
@@ -10,17 +11,54 @@ from mgjax.algorithms import config_from_dict, describe, make_config, validate
 from mgjax.config import ALIASES, Config, ConfigError
 
 # The configs of tests/test_mg.py: a tiny mg run, its stage variant and the end-to-end runs.
-SMALL = Config(algo="mg", env="pointmass", total_steps=3 * 4 * 8 * 2, num_envs=4,
-               rollout_length=8, eval_every=2, num_eval_envs=2, policy_hidden=(16,),
-               value_hidden=(16,), model_hidden=(16,), ppo_epochs=1, num_minibatches=2,
-               buffer_size=128, mle_steps=2, mle_batch=16, mg_steps=1, mg_rollouts=8,
-               mg_horizon=3, model_rollouts=8, model_horizon=3, model_updates=1)
-STAGE = dataclasses.replace(SMALL, num_envs=8, rollout_length=32, total_steps=8 * 32 * 2,
-                            episode_length=10, buffer_size=256, mle_steps=300, mle_batch=64,
-                            model_hidden=(32, 32))
-E2E = dict(env="pointmass", total_steps=20000, num_envs=16, rollout_length=32, eval_every=5,
-           num_eval_envs=8, model_hidden=(64, 64), mle_steps=20, mg_steps=2, mg_rollouts=64,
-           model_rollouts=128, model_updates=2)
+SMALL = Config(
+  algo="mg",
+  env="pointmass",
+  total_steps=3 * 4 * 8 * 2,
+  num_envs=4,
+  rollout_length=8,
+  eval_every=2,
+  num_eval_envs=2,
+  policy_hidden=(16,),
+  value_hidden=(16,),
+  model_hidden=(16,),
+  ppo_epochs=1,
+  num_minibatches=2,
+  buffer_size=128,
+  mle_steps=2,
+  mle_batch=16,
+  mg_steps=1,
+  mg_rollouts=8,
+  mg_horizon=3,
+  model_rollouts=8,
+  model_horizon=3,
+  model_updates=1,
+)
+STAGE = dataclasses.replace(
+  SMALL,
+  num_envs=8,
+  rollout_length=32,
+  total_steps=8 * 32 * 2,
+  episode_length=10,
+  buffer_size=256,
+  mle_steps=300,
+  mle_batch=64,
+  model_hidden=(32, 32),
+)
+E2E = dict(
+  env="pointmass",
+  total_steps=20000,
+  num_envs=16,
+  rollout_length=32,
+  eval_every=5,
+  num_eval_envs=8,
+  model_hidden=(64, 64),
+  mle_steps=20,
+  mg_steps=2,
+  mg_rollouts=64,
+  model_rollouts=128,
+  model_updates=2,
+)
 
 
 # ------------------------------------------------------------------------------ validate
@@ -29,24 +67,31 @@ def test_validate_accepts_defaults_and_the_test_configs():
     assert validate(config) is config
 
 
-@pytest.mark.parametrize("changes, expected", [
+@pytest.mark.parametrize(
+  "changes, expected",
+  [
     (dict(algo="foo"), "algo='foo'"),
     (dict(env="nope"), "env='nope'"),
     (dict(total_steps=0), "total_steps=0"),
     (dict(num_envs=-1), "num_envs=-1"),
     # ppo minibatches split num_envs × rollout_length = 3 × 5 = 15 rows: 4 does not divide it.
-    (dict(algo="ppo", num_envs=3, rollout_length=5, num_minibatches=4),
-     "num_minibatches=4: does not divide num_envs*rollout_length = 15"),
+    (
+      dict(algo="ppo", num_envs=3, rollout_length=5, num_minibatches=4),
+      "num_minibatches=4: does not divide num_envs*rollout_length = 15",
+    ),
     # mg/mle minibatches split model_rollouts × model_horizon = 512 × 10 = 5120 rows.
-    (dict(algo="mle", num_minibatches=3),
-     "num_minibatches=3: does not divide model_rollouts*model_horizon = 5120"),
+    (
+      dict(algo="mle", num_minibatches=3),
+      "num_minibatches=3: does not divide model_rollouts*model_horizon = 5120",
+    ),
     # One iteration adds num_envs × rollout_length = 32 × 32 = 1024 rows to the buffer.
     (dict(buffer_size=1000), "buffer_size=1000: smaller than one iteration's batch"),
     (dict(mg_start="recent"), "mg_start='recent': choose one of buffer, batch"),
     (dict(real_grad_ema=1.0), "real_grad_ema=1.0: must lie in [0, 1)"),
     (dict(env_group=-8), "env_group=-8: must be non-negative"),
     (dict(env_group=5), "env_group=5: does not divide num_envs = 32"),
-])
+  ],
+)
 def test_validate_names_field_and_value(changes, expected):
   with pytest.raises(ConfigError, match=re.escape(expected)):
     validate(Config(**changes))
@@ -100,7 +145,8 @@ def test_config_from_dict_validates():
   assert config_from_dict(d) == STAGE
   mbpo = make_config(algo="mbpo", env="hopper")
   assert config_from_dict(old_config_json(mbpo, (10, 50, 1, 5))) == dataclasses.replace(
-      mbpo, branch_schedule=(10, 50, 1, 5))
+    mbpo, branch_schedule=(10, 50, 1, 5)
+  )
   with pytest.raises(ConfigError, match=re.escape("algo='foo'")):
     config_from_dict({"algo": "foo"})
   with pytest.raises(ConfigError, match=re.escape("branch_schedule=(1, 2, 3)")):

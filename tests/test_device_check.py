@@ -1,6 +1,7 @@
 """experiments/device_check.py's CPU rehearsal (`mgjax.run.device_check`): tiny pointmass
 runs of every algorithm with finite metrics, and parts that fail or outrun their limit
 recorded without stopping the others."""
+
 import json
 import subprocess
 import sys
@@ -19,8 +20,14 @@ def test_a_part_past_its_limit_is_recorded_and_the_next_part_runs(tmp_path):
   # still loading), then sac's part compiles and runs a few iterations.
   out = tmp_path / "check.json"
   logged = []
-  record = device_check.check(out, cpu=True, isolate=True, only=("platform", "sac"),
-                              limits={"platform": 1.0}, log=logged.append)
+  record = device_check.check(
+    out,
+    cpu=True,
+    isolate=True,
+    only=("platform", "sac"),
+    limits={"platform": 1.0},
+    log=logged.append,
+  )
   assert json.loads(out.read_text()) == json.loads(json.dumps(record, default=str))
   assert record["parts"]["platform"]["status"] == "timeout", record
   sac = record["parts"]["sac"]
@@ -40,10 +47,16 @@ def test_a_failing_part_is_recorded_with_one_line(tmp_path, monkeypatch):
     return {"algo": "mg", "finite": True, "wall_s": 1.0}
 
   real = device_check.parts
-  monkeypatch.setattr(device_check, "parts", lambda cpu: [
-      p._replace(fn={"platform": broken, "mg": quick}.get(p.name, p.fn)) for p in real(cpu)])
-  record = device_check.check(tmp_path / "check.json", cpu=True, only=("platform", "mg"),
-                              log=lambda *_: None)
+  monkeypatch.setattr(
+    device_check,
+    "parts",
+    lambda cpu: [
+      p._replace(fn={"platform": broken, "mg": quick}.get(p.name, p.fn)) for p in real(cpu)
+    ],
+  )
+  record = device_check.check(
+    tmp_path / "check.json", cpu=True, only=("platform", "mg"), log=lambda *_: None
+  )
   platform = record["parts"]["platform"]
   assert platform["status"] == "failed" and platform["error"] == "RuntimeError: no devices"
   assert platform["matmul_precision"] == "highest"  # what it measured before failing is kept
@@ -54,13 +67,26 @@ def test_a_failing_part_is_recorded_with_one_line(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_cpu_mode_runs_every_algorithm(tmp_path):
   out = tmp_path / "check.json"
-  proc = subprocess.run([sys.executable, "experiments/device_check.py", "--cpu", "--out",
-                         str(out), "--precision", "high"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=900)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "experiments/device_check.py",
+      "--cpu",
+      "--out",
+      str(out),
+      "--precision",
+      "high",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   record = json.loads(out.read_text())
   assert record["algorithms"] == {algo: "ok" for algo in ("mg", "mbpo", "sac")} | {
-      algo: "ok" for algo in REGISTRY if algo not in ("mg", "mbpo", "sac")}
+    algo: "ok" for algo in REGISTRY if algo not in ("mg", "mbpo", "sac")
+  }
   assert set(record["algorithms"]) == set(REGISTRY)
   platform = record["parts"]["platform"]
   assert platform["backend"] == "cpu" and platform["matmul_precision"] == "high"
@@ -72,9 +98,21 @@ def test_cpu_mode_runs_every_algorithm(tmp_path):
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
-  proc = subprocess.run([sys.executable, "experiments/device_check.py", "--cpu",
-                         "--budget", "0", "--out", str(tmp_path / "x.json")], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "experiments/device_check.py",
+      "--cpu",
+      "--budget",
+      "0",
+      "--out",
+      str(tmp_path / "x.json"),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert proc.returncode == 2 and len(lines) == 1 and "budget=0.0" in lines[0], proc.stderr
   assert not (tmp_path / "x.json").exists()

@@ -1,5 +1,6 @@
 """Tests for mgjax.envs.distractors: distractor dimensions leave the env's reward, done and
 observation untouched, follow x' = tanh(W x + b) and reach the config and the trainer."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,14 +24,21 @@ def _rollouts(infos, num_envs, num_steps, key, scale=3.0):
     key_reset, key_steps = jax.random.split(key)
 
     def body(states, k):
-      action = scale * jax.random.uniform(k, (num_envs, action_size), minval=-1.0,
-                                          maxval=1.0)
+      action = scale * jax.random.uniform(k, (num_envs, action_size), minval=-1.0, maxval=1.0)
       outs, nstates = [], []
       for info, env, state in zip(infos, train_envs, states):
         nstate = env.step(state, action)
         predicted = jax.vmap(info.termination_fn)(nstate.info["final_obs"])
-        outs.append((state.obs, nstate.info["final_obs"], nstate.reward,
-                     nstate.info["termination"], nstate.done, predicted))
+        outs.append(
+          (
+            state.obs,
+            nstate.info["final_obs"],
+            nstate.reward,
+            nstate.info["termination"],
+            nstate.done,
+            predicted,
+          )
+        )
         nstates.append(nstate)
       return nstates, outs
 
@@ -49,8 +57,9 @@ def test_distractor_map_is_fixed_and_scaled():
   # W_ij ~ N(0, g²/D): D · var(W) ≈ g² = 2.25 over 40000 draws; b ~ N(0, 0.1²).
   assert abs(200 * w.var() - 2.25) < 0.1
   assert abs(b.std() - 0.1) < 0.02
-  assert not np.array_equal(distractors.distractor_map(D, seed=1)[0],
-                            distractors.distractor_map(D)[0])
+  assert not np.array_equal(
+    distractors.distractor_map(D, seed=1)[0], distractors.distractor_map(D)[0]
+  )
 
 
 def test_distractor_step_is_the_documented_law():
@@ -80,7 +89,8 @@ def test_pointmass_with_distractors_keeps_rewards_terminations_and_obs():
   assert (info.obs_size, info.action_size, info.episode_length) == (4 + D, 2, 30)
   assert info.env.observation_size == 4 + D
   (p_obs, p_final, p_reward, p_term, p_done, _), (obs, final, reward, term, done, predicted) = (
-      _rollouts([plain, info], 16, 90, jax.random.key(0)))
+    _rollouts([plain, info], 16, 90, jax.random.key(0))
+  )
   assert obs.shape == (90, 16, 4 + D) and final.shape == (90, 16, 4 + D)
   assert p_term.sum() > 10 and p_done.sum() > p_term.sum()  # both ways an episode ends
   np.testing.assert_array_equal(reward, p_reward)
@@ -171,8 +181,9 @@ def test_hopper_with_distractors_keeps_rewards_and_terminations():
   plain = envs.make_env("hopper", backend="mjx", episode_length=60)
   info = envs.make_env("hopper", backend="mjx", episode_length=60, distractor_dims=D)
   assert info.obs_size == plain.obs_size + D == 11 + D
-  (p_obs, p_final, p_reward, p_term, _, _), (obs, final, reward, term, _, predicted) = (
-      _rollouts([plain, info], 8, 100, jax.random.key(3), scale=1.0))
+  (p_obs, p_final, p_reward, p_term, _, _), (obs, final, reward, term, _, predicted) = _rollouts(
+    [plain, info], 8, 100, jax.random.key(3), scale=1.0
+  )
   assert p_term.sum() >= 3
   np.testing.assert_array_equal(term, p_term)
   np.testing.assert_array_equal(predicted, term)
@@ -180,5 +191,6 @@ def test_hopper_with_distractors_keeps_rewards_and_terminations():
   np.testing.assert_array_equal(obs[..., :11], p_obs)
   np.testing.assert_array_equal(final[..., :11], p_final)
   w, b = distractors.distractor_map(D)
-  np.testing.assert_allclose(final[..., 11:], np.tanh(obs[..., 11:] @ w.T + b), rtol=1e-6,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    final[..., 11:], np.tanh(obs[..., 11:] @ w.T + b), rtol=1e-6, atol=1e-6
+  )

@@ -1,6 +1,7 @@
 """Tests for mgjax.models.ensemble: the split, and the budgeted fit. The early-stopping fit
 (held-out NLL, early stopping, elites) is checked on an explored point-mass buffer in
 test_mbpo.py."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,11 +26,15 @@ def _random_buffer(key, size: int, capacity: int, obs_size: int = 4, action_size
   k1, k2, k3 = jax.random.split(key, 3)
   obs = jax.random.normal(k1, (size, obs_size))
   action = jax.random.uniform(k2, (size, action_size), minval=-1.0, maxval=1.0)
-  next_obs = obs + 0.1 * jnp.concatenate([action, action], -1) \
-      + 0.01 * jax.random.normal(k3, (size, obs_size))
+  next_obs = (
+    obs
+    + 0.1 * jnp.concatenate([action, action], -1)
+    + 0.01 * jax.random.normal(k3, (size, obs_size))
+  )
   new = buffer.rows(obs, action, jnp.sum(action, -1), next_obs, jnp.zeros(size))
-  return buffer.buffer_add(buffer.buffer_init(buffer.empty_row(obs_size, action_size),
-                                              capacity), new)
+  return buffer.buffer_add(
+    buffer.buffer_init(buffer.empty_row(obs_size, action_size), capacity), new
+  )
 
 
 @pytest.mark.parametrize("epoch_steps", [0, 4])
@@ -39,19 +44,34 @@ def test_budgeted_fit_takes_the_budget_whatever_the_buffer_size(epoch_steps):
   net = nets.make_model_network(4, 2, (16,), ensemble_size=3)
   optimizer = adam(1e-3)
   params = net.init(jax.random.key(0))
-  fit = ensemble.EnsembleFit(members=3, batch_size=16, epoch_steps=epoch_steps, patience=5,
-                             max_epochs=50, elites=2, budget=12)
+  fit = ensemble.EnsembleFit(
+    members=3,
+    batch_size=16,
+    epoch_steps=epoch_steps,
+    patience=5,
+    max_epochs=50,
+    elites=2,
+    budget=12,
+  )
 
   @jax.jit
   def steps_taken(buf, fit_key):
     _, opt, elites, metrics = ensemble.fit_ensemble(
-        params, optimizer.init(params), buf, nets.init_stats(4), fit_key, net=net,
-        optimizer=optimizer, fit=fit)
+      params,
+      optimizer.init(params),
+      buf,
+      nets.init_stats(4),
+      fit_key,
+      net=net,
+      optimizer=optimizer,
+      fit=fit,
+    )
     return opt.count, metrics["model_epochs"], elites
 
   for size in (200, 4000):
-    count, epochs, elites = steps_taken(_random_buffer(jax.random.key(size), size, 4000),
-                                        jax.random.key(1))
+    count, epochs, elites = steps_taken(
+      _random_buffer(jax.random.key(size), size, 4000), jax.random.key(1)
+    )
     assert int(count) == 12, size
     assert int(epochs) == (12 // epoch_steps if epoch_steps else 1)
     assert sorted(set(np.asarray(elites).tolist())) == sorted(np.asarray(elites).tolist())
@@ -65,8 +85,11 @@ def test_budgeted_fit_warm_starts_and_keeps_the_best_held_out_snapshot():
   fit = ensemble.EnsembleFit(3, 32, 10, 5, 50, 2, budget=40)
   buf = _random_buffer(jax.random.key(3), 2000, 2000)
   stats = nets.update_stats(nets.init_stats(4), buf.data["obs"])
-  run = jax.jit(lambda p, o, k: ensemble.fit_ensemble(p, o, buf, stats, k, net=net,
-                                                      optimizer=optimizer, fit=fit))
+  run = jax.jit(
+    lambda p, o, k: ensemble.fit_ensemble(
+      p, o, buf, stats, k, net=net, optimizer=optimizer, fit=fit
+    )
+  )
   params = net.init(jax.random.key(0))
   params1, opt1, _, m1 = run(params, optimizer.init(params), jax.random.key(1))
   _, opt2, _, m2 = run(params1, opt1, jax.random.key(2))

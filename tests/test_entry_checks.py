@@ -4,6 +4,7 @@ wrong number (or an error far from its cause); now it fails when traced, naming 
 User code runs with NumPy rank promotion allowed (the tests raise on it, conftest.py), so the
 cases that broadcast run under `jax.numpy_rank_promotion("allow")`.
 """
+
 import functools
 
 import jax
@@ -19,6 +20,7 @@ _OBS, _ACT, _N, _H = 3, 2, 4, 2
 def _policy(vector_log_prob=False):
   """a = W s + b + 0.5 ξ; θ = {"W": [A, D], "b": [A]} (W not square: a transposed leaf has
   the same size and a different shape)."""
+
   def sample(theta, obs, key):
     return theta["W"] @ obs + theta["b"] + 0.5 * jax.random.normal(key, (_ACT,))
 
@@ -31,6 +33,7 @@ def _policy(vector_log_prob=False):
 
 def _model(vector_log_prob=False):
   """s' = s + 0.1 A a + 0.1 ε (A = φ, [D, A]); reward −|s|²; never done."""
+
   def sample(phi, obs, action, key):
     next_obs = obs + 0.1 * phi @ action + 0.1 * jax.random.normal(key, (_OBS,))
     return next_obs, -jnp.sum(obs**2), jnp.float32(0.0)
@@ -54,9 +57,18 @@ def _value(psi, obs):
 
 def _mg_kwargs(**overrides):
   """model_gradient_loss's arguments on the problem above, any of them replaced."""
-  kwargs = dict(policy_params=_THETA, value_params=jnp.float32(0.5), real_grad=_THETA,
-                start_obs=_START, key=jax.random.key(0), policy=_policy(), model=_model(),
-                value_fn=_value, horizon=_H, estimator="score")
+  kwargs = dict(
+    policy_params=_THETA,
+    value_params=jnp.float32(0.5),
+    real_grad=_THETA,
+    start_obs=_START,
+    key=jax.random.key(0),
+    policy=_policy(),
+    model=_model(),
+    value_fn=_value,
+    horizon=_H,
+    estimator="score",
+  )
   return {**kwargs, **overrides}
 
 
@@ -69,9 +81,17 @@ def _actor_loss(theta, obs, key):
 
 
 def _actor_kwargs(**overrides):
-  kwargs = dict(policy_params=_THETA, real_grad=_THETA, start_obs=_START,
-                key=jax.random.key(0), policy=_policy(), model=_model(),
-                actor_loss=_actor_loss, horizon=_H, estimator="pathwise")
+  kwargs = dict(
+    policy_params=_THETA,
+    real_grad=_THETA,
+    start_obs=_START,
+    key=jax.random.key(0),
+    policy=_policy(),
+    model=_model(),
+    actor_loss=_actor_loss,
+    horizon=_H,
+    estimator="pathwise",
+  )
   return {**kwargs, **overrides}
 
 
@@ -119,8 +139,9 @@ def test_policy_gradient_advantages_of_rank_2_raise():
   obs = jnp.ones((_N, _OBS))
   actions = jnp.zeros((_N, _ACT))
   with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError, match="advantages"):
-    mgjax.policy_gradient(_THETA, policy=_policy(), obs=obs, actions=actions,
-                          advantages=jnp.ones((_N, 1)))
+    mgjax.policy_gradient(
+      _THETA, policy=_policy(), obs=obs, actions=actions, advantages=jnp.ones((_N, 1))
+    )
 
 
 def test_start_obs_of_rank_1_raises():
@@ -145,14 +166,12 @@ def test_value_fn_returning_a_vector_raises():
 
 def test_policy_log_prob_per_dimension_raises():
   # A log-density not summed over the action's dimensions.
-  with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError,
-                                                         match="policy.log_prob"):
+  with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError, match="policy.log_prob"):
     _mg_loss(policy=_policy(vector_log_prob=True))
 
 
 def test_model_log_prob_per_dimension_raises():
-  with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError,
-                                                         match="model.log_prob"):
+  with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError, match="model.log_prob"):
     _mg_loss(model=_model(vector_log_prob=True))
 
 
@@ -186,8 +205,9 @@ def test_ppo_policy_loss_advantages_of_rank_2_raise():
 def test_gae_values_with_a_trailing_axis_raise():
   rewards = jnp.zeros((_H, _N))
   with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError, match="values"):
-    losses.gae(rewards, jnp.zeros((_H, _N, 1)), jnp.zeros(_N), rewards, discount=0.9,
-               gae_lambda=0.9)
+    losses.gae(
+      rewards, jnp.zeros((_H, _N, 1)), jnp.zeros(_N), rewards, discount=0.9, gae_lambda=0.9
+    )
 
 
 def test_value_loss_targets_with_a_trailing_axis_raise():

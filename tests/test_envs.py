@@ -1,4 +1,5 @@
 """Tests for mgjax.envs: point mass, termination functions, auto-reset bookkeeping, evaluate."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,14 +17,12 @@ def _random_rollout(info, num_envs, num_steps, key, scale=1.0, group=0):
     key_reset, key_steps = jax.random.split(key)
 
     def body(state, k):
-      action = scale * jax.random.uniform(k, (num_envs, info.action_size), minval=-1.0,
-                                          maxval=1.0)
+      action = scale * jax.random.uniform(k, (num_envs, info.action_size), minval=-1.0, maxval=1.0)
       state = train_env.step(state, action)
       predicted = jax.vmap(info.termination_fn)(state.info["final_obs"])
       return state, (predicted, state.info["termination"], state.done, state.obs)
 
-    return jax.lax.scan(body, train_env.reset(key_reset),
-                        jax.random.split(key_steps, num_steps))
+    return jax.lax.scan(body, train_env.reset(key_reset), jax.random.split(key_steps, num_steps))
 
   return jax.jit(run)(key)
 
@@ -60,8 +59,7 @@ def test_pointmass_reset_and_step_shapes():
 
 def test_pointmass_termination_fn_matches_training_env():
   info = envs.make_env("pointmass", episode_length=50)
-  state, (predicted, termination, done, _) = _random_rollout(info, 32, 200,
-                                                             jax.random.key(1))
+  state, (predicted, termination, done, _) = _random_rollout(info, 32, 200, jax.random.key(1))
   np.testing.assert_array_equal(predicted, termination)
   assert termination.sum() > 10
   assert np.all(done >= termination)
@@ -83,7 +81,7 @@ def test_truncation_at_time_limit():
     np.testing.assert_array_equal(state.done, 0.0)
     np.testing.assert_array_equal(state.info["steps"], t)
   p0, v0 = start_obs[:, :2], start_obs[:, 2:]
-  rewards = [1.0 - 0.25 * jnp.sum((p0 + 0.1 * t * v0)**2, axis=-1) for t in range(1, 6)]
+  rewards = [1.0 - 0.25 * jnp.sum((p0 + 0.1 * t * v0) ** 2, axis=-1) for t in range(1, 6)]
   np.testing.assert_allclose(state.info["episode_return"], sum(rewards[:4]), rtol=1e-5)
   state = step(state, zeros)
   np.testing.assert_array_equal(state.done, 1.0)
@@ -168,15 +166,17 @@ def test_grouped_steps_follow_the_same_trajectories():
   # terminations, time limits and resets: the same episodes, to float rounding.
   info = envs.make_env("pointmass", episode_length=30)
   flat, (_, term, done, obs) = _random_rollout(info, 24, 120, jax.random.key(5), scale=3.0)
-  grouped, (_, g_term, g_done, g_obs) = _random_rollout(info, 24, 120, jax.random.key(5),
-                                                        scale=3.0, group=8)
+  grouped, (_, g_term, g_done, g_obs) = _random_rollout(
+    info, 24, 120, jax.random.key(5), scale=3.0, group=8
+  )
   assert term.sum() > 10 and done.sum() > term.sum()  # both ways an episode can end
   np.testing.assert_array_equal(g_term, term)
   np.testing.assert_array_equal(g_done, done)
   np.testing.assert_allclose(g_obs, obs, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(grouped.info["episodes_done"], flat.info["episodes_done"])
-  np.testing.assert_allclose(grouped.info["last_episode_return"],
-                             flat.info["last_episode_return"], rtol=1e-5)
+  np.testing.assert_allclose(
+    grouped.info["last_episode_return"], flat.info["last_episode_return"], rtol=1e-5
+  )
 
 
 def test_a_group_must_divide_the_envs():
@@ -193,7 +193,6 @@ def test_a_group_must_divide_the_envs():
 def test_hopper_termination_fn_matches_mjx_env(group):
   info = envs.make_env("hopper", backend="mjx")
   assert (info.obs_size, info.action_size, info.episode_length) == (11, 3, 1000)
-  _, (predicted, termination, _, _) = _random_rollout(info, 16, 100, jax.random.key(7),
-                                                      group=group)
+  _, (predicted, termination, _, _) = _random_rollout(info, 16, 100, jax.random.key(7), group=group)
   np.testing.assert_array_equal(predicted, termination)
   assert termination.sum() >= 5

@@ -1,6 +1,7 @@
 """The light core: the losses and estimators import without the framework's heavy parts, the
 package's names load lazily, and the example of using the MG loss in other code runs on the
 light core alone."""
+
 import re
 import subprocess
 import sys
@@ -28,18 +29,27 @@ sys.meta_path.insert(0, _Blocker())
 
 
 def _run(code: str, timeout: float) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-c", _BLOCK + code], cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, "-c", _BLOCK + code],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
 
 
 def test_core_imports_without_the_heavy_packages():
-  out = _run(f"""
+  out = _run(
+    f"""
 import mgjax.model_gradient, mgjax.losses, mgjax.types
 from mgjax import Model, Policy, model_gradient_loss, gae
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
 assert not loaded, loaded
 print("ok")
-""", timeout=120)
+""",
+    timeout=120,
+  )
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -53,6 +63,7 @@ def test_every_public_name_loads_lazily():
     assert getattr(mgjax, name) is not None, name
   assert set(mgjax.__all__) <= set(dir(mgjax))
   from mgjax import make_train, tanh_gaussian_policy  # noqa: F401
+
   assert mgjax.envs.make_env is not None  # submodules too, as before
   with pytest.raises(AttributeError, match="no_such_name"):
     getattr(mgjax, "no_such_name")
@@ -61,8 +72,10 @@ def test_every_public_name_loads_lazily():
 def test_example_alignment_rises_for_every_seed():
   """examples/mg_loss_in_your_code.py, on the light core alone: cos(ĝ_M, g_R) ends above
   where it started for each of its 3 seeds."""
-  out = _run("import runpy; runpy.run_path('examples/mg_loss_in_your_code.py', "
-             "run_name='__main__')", timeout=300)
+  out = _run(
+    "import runpy; runpy.run_path('examples/mg_loss_in_your_code.py', run_name='__main__')",
+    timeout=300,
+  )
   assert out.returncode == 0, out.stderr
   rows = re.findall(r"seed (\d+) alignment: initial ([-+.\d]+) final ([-+.\d]+)", out.stdout)
   assert len(rows) == 3, out.stdout

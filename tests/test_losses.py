@@ -2,6 +2,7 @@
 
 Hand-computed cases carry their arithmetic in comments; every function runs under `jax.jit`.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +35,8 @@ def test_gae_matches_brax_reference_on_random_inputs():
   ours = jax.jit(lambda *a: losses.gae(*a, discount=discount, gae_lambda=lam))
   adv, targets = ours(rewards, values, bootstrap, term, trunc)
   vs, brax_adv = jax.jit(brax_losses.compute_gae, static_argnames=("lambda_", "discount"))(
-      trunc, term, rewards, values, bootstrap, lambda_=lam, discount=discount)
+    trunc, term, rewards, values, bootstrap, lambda_=lam, discount=discount
+  )
 
   assert adv.shape == targets.shape == (20, 6)
   np.testing.assert_allclose(targets, vs, rtol=_RTOL, atol=1e-5)
@@ -53,8 +55,10 @@ def test_gae_matches_brax_reference_on_random_inputs():
 def test_gae_truncations_default_to_none():
   rewards, values, bootstrap, term, _ = _random_episode_batch(jax.random.key(1))
   fn = jax.jit(lambda *a: losses.gae(*a, discount=0.99, gae_lambda=0.95))
-  np.testing.assert_array_equal(fn(rewards, values, bootstrap, term)[0],
-                                fn(rewards, values, bootstrap, term, jnp.zeros_like(term))[0])
+  np.testing.assert_array_equal(
+    fn(rewards, values, bootstrap, term)[0],
+    fn(rewards, values, bootstrap, term, jnp.zeros_like(term))[0],
+  )
 
 
 def test_gae_hand_computed():
@@ -88,8 +92,9 @@ def test_gae_gradients_kept_only_when_differentiable():
   rewards = jnp.array([1.0, 2.0, 3.0])
 
   def total_advantage(r, differentiable):
-    adv, _ = losses.gae(r, values, bootstrap, term, discount=0.9, gae_lambda=0.5,
-                        differentiable=differentiable)
+    adv, _ = losses.gae(
+      r, values, bootstrap, term, discount=0.9, gae_lambda=0.5, differentiable=differentiable
+    )
     return jnp.sum(adv)
 
   grad_kept = jax.jit(jax.grad(lambda r: total_advantage(r, True)))(rewards)
@@ -107,8 +112,9 @@ def test_gae_from_next_values_hand_computed():
   next_values = jnp.array([1.0, 4.0, 2.0])
   term = jnp.array([0.0, 0.0, 1.0])
   trunc = jnp.array([0.0, 1.0, 0.0])
-  adv, targets = jax.jit(lambda *a: losses.gae_from_next_values(
-      *a, discount=0.9, gae_lambda=0.5))(rewards, values, next_values, term, trunc)
+  adv, targets = jax.jit(lambda *a: losses.gae_from_next_values(*a, discount=0.9, gae_lambda=0.5))(
+    rewards, values, next_values, term, trunc
+  )
   # δ2 = 3 + 0.9·0·2.0 − 1.5 = 1.5 (terminal)       Â2 = 1.5
   # δ1 = 2 + 0.9·4.0 − 1.0 = 4.6 (bootstrapped)     Â1 = 4.6 + 0.45·(1 − 1)·Â2 = 4.6
   # δ0 = 1 + 0.9·1.0 − 0.5 = 1.4                    Â0 = 1.4 + 0.45·4.6 = 3.47
@@ -122,9 +128,11 @@ def test_gae_from_next_values_equals_gae_without_truncation():
   next_values = jnp.concatenate([values[1:], bootstrap[None]], axis=0)
   no_trunc = jnp.zeros_like(term)
   ours = jax.jit(lambda *a: losses.gae_from_next_values(*a, discount=0.97, gae_lambda=0.9))(
-      rewards, values, next_values, term, no_trunc)
+    rewards, values, next_values, term, no_trunc
+  )
   ref = jax.jit(lambda *a: losses.gae(*a, discount=0.97, gae_lambda=0.9))(
-      rewards, values, bootstrap, term, no_trunc)
+    rewards, values, bootstrap, term, no_trunc
+  )
   for x, y in zip(ours, ref):
     np.testing.assert_allclose(x, y, rtol=_RTOL, atol=1e-6)
 
@@ -166,8 +174,8 @@ def test_value_loss_hand_computed():
   # squared errors [1, 0, 4]: L = ½·5/3 = 5/6; weights [1, 1, 0]: L = ½·(1 + 0)/2 = 0.25
   np.testing.assert_allclose(jax.jit(losses.value_loss)(values, targets), 5 / 6, rtol=_RTOL)
   np.testing.assert_allclose(
-      jax.jit(losses.value_loss)(values, targets, jnp.array([1.0, 1.0, 0.0])), 0.25,
-      rtol=_RTOL)
+    jax.jit(losses.value_loss)(values, targets, jnp.array([1.0, 1.0, 0.0])), 0.25, rtol=_RTOL
+  )
 
 
 def test_weighted_mean_all_zero_weights_is_zero_not_nan():
@@ -189,8 +197,8 @@ def test_gaussian_nll_matches_scipy():
 def test_gaussian_nll_hand_computed():
   # −log N(1; 0, e²) = ½(1/e² + 2 + log 2π) = ½(0.135335 + 2 + 1.837877) = 1.986606
   np.testing.assert_allclose(
-      jax.jit(losses.gaussian_nll)(jnp.zeros(1), jnp.ones(1), jnp.ones(1)), 1.986606,
-      rtol=_RTOL)
+    jax.jit(losses.gaussian_nll)(jnp.zeros(1), jnp.ones(1), jnp.ones(1)), 1.986606, rtol=_RTOL
+  )
 
 
 def test_gaussian_entropy_closed_form():
@@ -198,5 +206,4 @@ def test_gaussian_entropy_closed_form():
   ent = jax.jit(losses.gaussian_entropy)(log_std)
   # H = Σ_i (log σ_i + ½ log 2πe); row 0: −0.5 + 3·1.418939 = 3.756816
   np.testing.assert_allclose(ent[0], 3.756816, rtol=_RTOL)
-  np.testing.assert_allclose(ent, stats.norm.entropy(scale=np.exp(log_std)).sum(-1),
-                             rtol=_RTOL)
+  np.testing.assert_allclose(ent, stats.norm.entropy(scale=np.exp(log_std)).sum(-1), rtol=_RTOL)

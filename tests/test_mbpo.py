@@ -4,6 +4,7 @@ One vmapped end-to-end run per algorithm on the fast point-mass env is shared by
 (compiling it takes ~20 s on a 2-core CPU); the stages are checked alone on a small explored
 state. The ensemble fit's pure pieces are in test_ensemble.py, the buffer's in test_buffer.py.
 """
+
 import dataclasses
 
 import chex
@@ -11,20 +12,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from chunked import run_chunks
 
 from mgjax import envs, models
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
 from mgjax.buffer import buffer_add_masked
 from mgjax.config import Config, ConfigError
 from mgjax.optim import set_learning_rate
-from chunked import run_chunks
 
 # Sized for seconds on CPU: 50-step iterations after 500 random steps.
-_SMALL = dict(algo="mbpo", env="pointmass", exploration_steps=500, rollout_length=50, eval_every=10,
-              ensemble_size=3, elites=2, model_hidden=(64, 64), sac_hidden=(64, 64),
-              rollout_batch=256, updates_per_step=5, sac_batch=128, model_max_epochs=5,
-              model_epoch_steps=20, branch_schedule=(0, 2, 1, 5), num_eval_envs=8,
-              sac_learning_rate=1e-3)
+_SMALL = dict(
+  algo="mbpo",
+  env="pointmass",
+  exploration_steps=500,
+  rollout_length=50,
+  eval_every=10,
+  ensemble_size=3,
+  elites=2,
+  model_hidden=(64, 64),
+  sac_hidden=(64, 64),
+  rollout_batch=256,
+  updates_per_step=5,
+  sac_batch=128,
+  model_max_epochs=5,
+  model_epoch_steps=20,
+  branch_schedule=(0, 2, 1, 5),
+  num_eval_envs=8,
+  sac_learning_rate=1e-3,
+)
 _E2E_STEPS = 5000  # 500 random + 9 chunks of 10 iterations x 50 steps
 _SEEDS = 2
 _Z = 4.0  # standard errors
@@ -32,10 +47,21 @@ _MG = dict(mg_rollouts=32, mg_horizon=3, mg_steps=2)  # mg-sac's MG stage, small
 
 
 # ------------------------------------------------------------------------- pure pieces
-@pytest.mark.parametrize("epoch, expected", [
+@pytest.mark.parametrize(
+  "epoch, expected",
+  [
     # hopper: 1 -> 15 over epochs 20 -> 100; epoch 60: 1 + 0.5 * 14 = 8; floor of 1 + 14·41/80
     # = 8.175 at 61.
-    (0, 1), (20, 1), (21, 1), (60, 8), (61, 8), (99, 14), (100, 15), (250, 15)])
+    (0, 1),
+    (20, 1),
+    (21, 1),
+    (60, 8),
+    (61, 8),
+    (99, 14),
+    (100, 15),
+    (250, 15),
+  ],
+)
 def test_branch_length_schedule(epoch, expected):
   assert int(jax.jit(mbpo.branch_length, static_argnums=1)(epoch, (20, 100, 1, 15))) == expected
 
@@ -72,14 +98,22 @@ def test_mg_sac_takes_mbpo_presets_and_the_pathwise_estimator():
     make_config(algo="mg-sac", env="hopper", estimator="score", mg_rollouts=1)
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"elites": 8}, "elites=8"), ({"branch_schedule": (20, 10, 1, 15)}, "branch_schedule="),
-    ({"branch_schedule": (1, 2, 3)}, "branch_schedule="), ({"real_ratio": 1.5}, "real_ratio="),
+@pytest.mark.parametrize(
+  "changes, field",
+  [
+    ({"elites": 8}, "elites=8"),
+    ({"branch_schedule": (20, 10, 1, 15)}, "branch_schedule="),
+    ({"branch_schedule": (1, 2, 3)}, "branch_schedule="),
+    ({"real_ratio": 1.5}, "real_ratio="),
     ({"rollout_schedule": (1, 2, 3)}, "branch_schedule="),  # the field's old name
-    ({"tau": -0.1}, "tau="), ({"updates_per_step": 0}, "updates_per_step=0"),
-    ({"total_steps": 900}, "total_steps=900"), ({"bogus": 1}, "bogus"),
+    ({"tau": -0.1}, "tau="),
+    ({"updates_per_step": 0}, "updates_per_step=0"),
+    ({"total_steps": 900}, "total_steps=900"),
+    ({"bogus": 1}, "bogus"),
     ({"elite_draw": "member"}, "elite_draw='member'"),
-    ({"elite_draw": "block", "rollout_batch": 255}, "rollout_batch=255: elite_draw='block'")])
+    ({"elite_draw": "block", "rollout_batch": 255}, "rollout_batch=255: elite_draw='block'"),
+  ],
+)
 def test_mbpo_config_errors_name_the_field(changes, field):
   with pytest.raises(ConfigError, match=field):
     make_config(**{**_SMALL, "total_steps": _E2E_STEPS, **changes})
@@ -110,9 +144,18 @@ def test_fit_model_improves_held_out_nll_and_picks_elites(explored):
   su, state = explored
   hold_idx = 5 * jnp.arange(100)  # every held-out slot of the 500 rows
   hold = jax.tree.map(lambda d: d[hold_idx], state.buffer.data)
-  nll = jax.jit(lambda p: models.member_nll(
-      su.model_net, state.obs_stats, p, hold["obs"], hold["action"], hold["next_obs"],
-      hold["reward"], "clip"))
+  nll = jax.jit(
+    lambda p: models.member_nll(
+      su.model_net,
+      state.obs_stats,
+      p,
+      hold["obs"],
+      hold["action"],
+      hold["next_obs"],
+      hold["reward"],
+      "clip",
+    )
+  )
   before = np.asarray(nll(state.model_params))
   fitted, metrics = jax.jit(lambda s, k: mbpo.fit_model(su, s, k))(state, jax.random.key(2))
   after = np.asarray(nll(fitted.model_params))
@@ -146,7 +189,8 @@ def test_branched_rollouts_add_length_steps_and_stop_at_termination(explored):
   info = dataclasses.replace(su.env, termination_fn=lambda obs: jnp.float32(1.0))
   su_t = dataclasses.replace(su, env=info)
   out = jax.jit(lambda s, k: mbpo.branched_rollouts(su_t, s, k, jnp.int32(3)))(
-      state, jax.random.key(4))
+    state, jax.random.key(4)
+  )
   assert int(out.model_buffer.size) == 256
   assert np.all(np.asarray(out.model_buffer.data["termination"][:256]) == 1.0)
 
@@ -158,6 +202,7 @@ def test_branched_rollouts_step_only_the_elites(explored, draw):
   info = dataclasses.replace(su.env, termination_fn=lambda obs: jnp.float32(0.0))
   su = dataclasses.replace(su, env=info, elite_draw=draw)
   out_size = 2 * (su.env.obs_size + 1)
+
   # A 3-member ensemble whose member e predicts reward 100·e (zero kernels, so the output
   # is the last bias) with negligible noise; elites 2 and 0.
   def constant(path, x):
@@ -171,7 +216,8 @@ def test_branched_rollouts_step_only_the_elites(explored, draw):
   params = jax.tree_util.tree_map_with_path(constant, state.model_params)
   state = state.replace(model_params=params, elites=jnp.array([2, 0]))
   out = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(2)))(
-      state, jax.random.key(5))
+    state, jax.random.key(5)
+  )
   assert int(out.model_buffer.size) == 512
   rewards = np.asarray(out.model_buffer.data["reward"][:512]).reshape(2, 256)
   np.testing.assert_allclose(np.unique(np.round(rewards, 3)), [0.0, 200.0])
@@ -186,19 +232,23 @@ def test_elite_step_predicts_each_row_with_one_elite(explored, draw):
   """Each row's next state is one elite's prediction for that row: under "block", elite
   n // (N/E) for row n, the same prediction as "row" computes for it from all elites."""
   from mgjax.nets.normalization import normalize, std
+
   su, state = explored
   # The members as trained at init, their noise made negligible (σ = e^−12).
   params = jax.tree_util.tree_map_with_path(
-      lambda path, x: jnp.full_like(x, -12.0) if "log_std" in jax.tree_util.keystr(path) else x,
-      state.model_params)
+    lambda path, x: jnp.full_like(x, -12.0) if "log_std" in jax.tree_util.keystr(path) else x,
+    state.model_params,
+  )
   elite_params = jax.tree.map(lambda p: p[jnp.array([2, 0])], params)
   obs = state.buffer.data["obs"][:256]
   action = jax.random.uniform(jax.random.key(6), (256, su.env.action_size), minval=-1, maxval=1)
   model = su.model(state.obs_stats)
   next_obs, _, _ = jax.jit(lambda k: mbpo.elite_step(model, elite_params, obs, action, k, draw))(
-      jax.random.key(7))
+    jax.random.key(7)
+  )
   mean, _ = jax.vmap(su.model_net.apply, in_axes=(None, 0, 0))(
-      elite_params, normalize(state.obs_stats, obs), action)
+    elite_params, normalize(state.obs_stats, obs), action
+  )
   # [256 rows, 2 elites, D] and [256, 2]
   predicted = np.asarray(obs[:, None] + std(state.obs_stats)[None, None] * mean[..., :-1])
   error = np.abs(np.asarray(next_obs)[:, None] - predicted).max(axis=-1)
@@ -215,13 +265,16 @@ def test_elite_step_predicts_each_row_with_one_elite(explored, draw):
 def test_sac_batch_mixes_real_and_model_rows(explored):
   su, state = explored
   # Mark the sources: real rewards +7, model rewards -7.
-  real = state.buffer.replace(data={**state.buffer.data,
-                                    "reward": jnp.full_like(state.buffer.data["reward"], 7.0)})
-  fake = buffer_add_masked(state.model_buffer, jax.tree.map(lambda d: d[:300], real.data),
-                           jnp.ones(300, bool))
+  real = state.buffer.replace(
+    data={**state.buffer.data, "reward": jnp.full_like(state.buffer.data["reward"], 7.0)}
+  )
+  fake = buffer_add_masked(
+    state.model_buffer, jax.tree.map(lambda d: d[:300], real.data), jnp.ones(300, bool)
+  )
   fake = fake.replace(data={**fake.data, "reward": jnp.full_like(fake.data["reward"], -7.0)})
-  batch = mbpo.sac_batch(real, fake, jax.random.key(5), jnp.int32(300),
-                         batch_size=su.sac_batch, real_ratio=su.real_ratio)
+  batch = mbpo.sac_batch(
+    real, fake, jax.random.key(5), jnp.int32(300), batch_size=su.sac_batch, real_ratio=su.real_ratio
+  )
   rewards = np.asarray(batch.reward)
   assert rewards.shape == (128,) and np.sum(rewards == 7.0) == int(128 * 0.05) == 6
   assert np.sum(rewards == -7.0) == 122 and np.all(np.asarray(batch.truncation) == 0)
@@ -295,18 +348,19 @@ def test_mg_stage_steps_along_the_mg_gradient():
   either.)"""
   su = _setup(algo="mg-sac", **{**_MG, "mg_steps": 1})
   state = jax.jit(lambda k: mbpo.fit_model(su, mbpo.init(su, k), jax.random.key(2))[0])(
-      jax.random.key(1))
+    jax.random.key(1)
+  )
   lr = 1e-3
   fresh = set_learning_rate(su.model_optimizer.init(state.model_params), lr)
-  state = state.replace(model_opt=fresh,
-                        hparams={**state.hparams, "mle_weight": jnp.float32(0.0)})
+  state = state.replace(model_opt=fresh, hparams={**state.hparams, "mle_weight": jnp.float32(0.0)})
   key = jax.random.key(8)
   after, _ = jax.jit(lambda s: mbpo.fit_model_mg(su, s, key))(state)
   # fit_model_mg's keys: step k of split(key, steps), then (mkey, bkey) = split(k).
   mkey = jax.random.split(jax.random.split(key, 1)[0])[0]
   grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, state, p, mkey)[0]))(state.model_params)
-  moved = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), after.model_params,
-                       state.model_params)
+  moved = jax.tree.map(
+    lambda a, b: np.asarray(a) - np.asarray(b), after.model_params, state.model_params
+  )
   checked = 0
   for d, g in zip(jax.tree.leaves(moved), jax.tree.leaves(grad)):
     g = np.asarray(g)

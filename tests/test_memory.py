@@ -1,6 +1,7 @@
 """The memory check before compiling (`mgjax.run.memory`): the estimate of the runs' state
 against the state itself, the one-line refusal naming the fields that set the size, and
 train.py's refusal and --dry-run, both before anything compiles or --out is touched."""
+
 import subprocess
 import sys
 import time
@@ -14,18 +15,45 @@ from mgjax.run import MemoryCheckError, make_mesh, memory
 
 ROOT = Path(__file__).resolve().parent.parent
 # tests/test_resume.py's mbpo run: both replay buffers, the ensemble, SAC's optimisers.
-MBPO = dict(algo="mbpo", env="pointmass", total_steps=400, exploration_steps=200,
-            rollout_length=25, eval_every=2, num_eval_envs=2, model_hidden=(32, 32),
-            sac_hidden=(32, 32), ensemble_size=3, elites=2, rollout_batch=64,
-            updates_per_step=2, sac_batch=64, model_max_epochs=2, model_epoch_steps=5,
-            branch_schedule=(0, 1, 1, 3))
-MG = dict(algo="mg", env="pointmass", total_steps=128, num_envs=4, rollout_length=8,
-          eval_every=2, model_hidden=(16, 16), buffer_size=1000)
+MBPO = dict(
+  algo="mbpo",
+  env="pointmass",
+  total_steps=400,
+  exploration_steps=200,
+  rollout_length=25,
+  eval_every=2,
+  num_eval_envs=2,
+  model_hidden=(32, 32),
+  sac_hidden=(32, 32),
+  ensemble_size=3,
+  elites=2,
+  rollout_batch=64,
+  updates_per_step=2,
+  sac_batch=64,
+  model_max_epochs=2,
+  model_epoch_steps=5,
+  branch_schedule=(0, 1, 1, 3),
+)
+MG = dict(
+  algo="mg",
+  env="pointmass",
+  total_steps=128,
+  num_envs=4,
+  rollout_length=8,
+  eval_every=2,
+  model_hidden=(16, 16),
+  buffer_size=1000,
+)
 
 
 def _train(*args, timeout=300):
-  return subprocess.run([sys.executable, "experiments/train.py", *map(str, args)], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "experiments/train.py", *map(str, args)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 @pytest.mark.parametrize("fields", [MBPO, MG], ids=["mbpo", "mg"])
@@ -38,8 +66,7 @@ def test_estimate_matches_the_initialised_state(fields):
   assert 2 * est["state_per_run"] == measured  # eval_shape gives the exact shapes
   sizes, _ = memory.state_components(state)
   assert {k: v // 2 for k, v in sizes.items()} == est["per_run"]
-  assert est["per_run"]["real buffer"] == sum(x.nbytes for x in
-                                              jax.tree.leaves(state.buffer)) // 2
+  assert est["per_run"]["real buffer"] == sum(x.nbytes for x in jax.tree.leaves(state.buffer)) // 2
   # Twice the state (a chunk's input and output) plus the rollouts' step, on the host.
   rollout = sum(est["transient_per_run"].values())
   assert est["need_bytes"] == 2 * (2 * est["state_per_run"] + rollout)
@@ -49,8 +76,7 @@ def test_estimate_matches_the_initialised_state(fields):
 def test_refusal_is_one_line_naming_the_fields_that_set_the_size(monkeypatch):
   trainer = make_trainer(make_config(**{**MBPO, "rollout_batch": 20_000}))
   monkeypatch.setattr(memory, "available", lambda mesh: (2**20, "the host"))
-  est = memory.estimate(trainer, make_mesh(1), seeds=3, settings=2,
-                        sweep=("sac_learning_rate",))
+  est = memory.estimate(trainer, make_mesh(1), seeds=3, settings=2, sweep=("sac_learning_rate",))
   assert est["runs"] == 6 and not memory.fits(est)
   with pytest.raises(MemoryCheckError) as raised:
     memory.check(est)
@@ -79,8 +105,7 @@ def test_train_refuses_mbpo_hopper_64_seeds_before_compiling(tmp_path):
   out.mkdir()
   (out / "keep.txt").write_text("an earlier run")
   start = time.time()
-  proc = _train("--algo", "mbpo", "--env", "hopper", "--seeds", "64", "--out", out,
-                "--overwrite")
+  proc = _train("--algo", "mbpo", "--env", "hopper", "--seeds", "64", "--out", out, "--overwrite")
   elapsed = time.time() - start
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
@@ -93,8 +118,10 @@ def test_train_refuses_mbpo_hopper_64_seeds_before_compiling(tmp_path):
 
 def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path):
   out = tmp_path / "run"
-  flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-           for k, v in MBPO.items()]
+  flags = [
+    f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+    for k, v in MBPO.items()
+  ]
   proc = _train(*flags, "--seeds", "2", "--dry-run", "--out", out)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for part in memory.COMPONENTS + ("state x 2", "rollout step (temporary)", "total", "fits"):

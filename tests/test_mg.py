@@ -5,6 +5,7 @@ Compiling a trainer takes 10–20 s on a 2-core CPU, so compiled programs are sh
 module-scoped fixtures: one small `mg` trainer for determinism and tracing, one stage setup, and
 one vmapped end-to-end run per algorithm on the fast point-mass env.
 """
+
 import dataclasses
 
 import chex
@@ -22,21 +23,58 @@ from mgjax.config import Config
 from mgjax.nets import update_stats
 
 # A tiny mg run: 4 envs × 8 steps × 2 iterations per chunk, total_steps = 3 chunks.
-SMALL = Config(algo="mg", env="pointmass", total_steps=3 * 4 * 8 * 2, num_envs=4,
-               rollout_length=8, eval_every=2, num_eval_envs=2, policy_hidden=(16,),
-               value_hidden=(16,), model_hidden=(16,), ppo_epochs=1, num_minibatches=2,
-               buffer_size=128, mle_steps=2, mle_batch=16, mg_steps=1, mg_rollouts=8,
-               mg_horizon=3, model_rollouts=8, model_horizon=3, model_updates=1)
+SMALL = Config(
+  algo="mg",
+  env="pointmass",
+  total_steps=3 * 4 * 8 * 2,
+  num_envs=4,
+  rollout_length=8,
+  eval_every=2,
+  num_eval_envs=2,
+  policy_hidden=(16,),
+  value_hidden=(16,),
+  model_hidden=(16,),
+  ppo_epochs=1,
+  num_minibatches=2,
+  buffer_size=128,
+  mle_steps=2,
+  mle_batch=16,
+  mg_steps=1,
+  mg_rollouts=8,
+  mg_horizon=3,
+  model_rollouts=8,
+  model_horizon=3,
+  model_updates=1,
+)
 
 # ≈ 20k env steps: 16 envs × 32 steps × 5 iterations per chunk, round(20000 / 2560) = 8 chunks.
-E2E = dict(env="pointmass", total_steps=20000, num_envs=16, rollout_length=32, eval_every=5,
-           num_eval_envs=8, model_hidden=(64, 64), mle_steps=20, mg_steps=2, mg_rollouts=64,
-           model_rollouts=128, model_updates=2)
+E2E = dict(
+  env="pointmass",
+  total_steps=20000,
+  num_envs=16,
+  rollout_length=32,
+  eval_every=5,
+  num_eval_envs=8,
+  model_hidden=(64, 64),
+  mle_steps=20,
+  mg_steps=2,
+  mg_rollouts=64,
+  model_rollouts=128,
+  model_updates=2,
+)
 E2E_SEEDS = 2
 
-STAGE = dataclasses.replace(SMALL, num_envs=8, rollout_length=32, total_steps=8 * 32 * 2,
-                            episode_length=10, buffer_size=256, mle_steps=300, mle_batch=64,
-                            model_hidden=(32, 32))
+STAGE = dataclasses.replace(
+  SMALL,
+  num_envs=8,
+  rollout_length=32,
+  total_steps=8 * 32 * 2,
+  episode_length=10,
+  buffer_size=256,
+  mle_steps=300,
+  mle_batch=64,
+  model_hidden=(32, 32),
+)
 
 
 def leaves_equal(a, b) -> bool:
@@ -104,8 +142,15 @@ def stage_setup():
   @jax.jit
   def collect(state, key):
     policy = su.nets.make_policy(state.obs_stats)
-    return mg.collect(su.train_env, policy, state.agent_params["policy"], state.env_state, key,
-                      rollout_length=su.rollout_length, action_mode=su.action_mode)
+    return mg.collect(
+      su.train_env,
+      policy,
+      state.agent_params["policy"],
+      state.env_state,
+      key,
+      rollout_length=su.rollout_length,
+      action_mode=su.action_mode,
+    )
 
   env_state, batch = collect(state, jax.random.key(3))
   return su, state, env_state, batch
@@ -123,22 +168,25 @@ def test_iteration_stages_run_apart_on_the_data_they_have_in_the_iteration():
   assert list(stages) == ["collect", "nll_steps", "mg_steps", "alignment", "policy_updates"]
   after, metrics = jax.jit(jax.vmap(lambda s: mg.iteration(su, s)))(states)
   fn, args = stages["alignment"]
-  np.testing.assert_allclose(jax.jit(jax.vmap(fn))(*args), metrics["model_grad_cosine"],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    jax.jit(jax.vmap(fn))(*args), metrics["model_grad_cosine"], rtol=1e-5, atol=1e-6
+  )
   fn, args = stages["policy_updates"]
   alone, _ = jax.jit(jax.vmap(fn))(*args)
   for x, y in zip(jax.tree.leaves(alone.agent_params), jax.tree.leaves(after.agent_params)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
   ppo = mgjax.make_trainer(dataclasses.replace(SMALL, algo="ppo"))
-  assert list(speed.stage_inputs(mg.iteration, ppo.setup, jax.jit(jax.vmap(ppo.init))(
-      jnp.stack([jax.random.key(0)])))) == ["collect", "policy_update"]
+  assert list(
+    speed.stage_inputs(
+      mg.iteration, ppo.setup, jax.jit(jax.vmap(ppo.init))(jnp.stack([jax.random.key(0)]))
+    )
+  ) == ["collect", "policy_update"]
 
 
 def test_init_state_types_per_algorithm(stage_setup):
   _, state, _, _ = stage_setup
   assert type(state) is mg.MGState
-  assert jax.tree.structure(state.real_grad_avg) == jax.tree.structure(
-      state.agent_params["policy"])
+  assert jax.tree.structure(state.real_grad_avg) == jax.tree.structure(state.agent_params["policy"])
   for leaf in jax.tree.leaves(state.real_grad_avg):
     np.testing.assert_array_equal(leaf, 0.0)
   setup_of = lambda algo: mgjax.make_trainer(dataclasses.replace(STAGE, algo=algo)).setup
@@ -169,8 +217,8 @@ def test_collect_shapes_and_resets(stage_setup):
   # Time-limit cuts are not terminations, and pointmass terminations match its known fn.
   assert not np.any((batch.truncation > 0) & (batch.termination > 0))
   np.testing.assert_array_equal(
-      batch.termination,
-      jax.vmap(jax.vmap(su.env.termination_fn))(batch.next_obs))
+    batch.termination, jax.vmap(jax.vmap(su.env.termination_fn))(batch.next_obs)
+  )
   assert state.env_steps == 0
 
 
@@ -179,9 +227,13 @@ def test_real_advantages_shapes(stage_setup):
 
   @jax.jit
   def advantages(state, batch):
-    return mg.real_advantages(su.nets.make_value_fn(state.obs_stats),
-                              state.agent_params["value"], batch, discount=su.discount,
-                              gae_lambda=su.gae_lambda)
+    return mg.real_advantages(
+      su.nets.make_value_fn(state.obs_stats),
+      state.agent_params["value"],
+      batch,
+      discount=su.discount,
+      gae_lambda=su.gae_lambda,
+    )
 
   adv, targets = advantages(state, batch)
   assert adv.shape == targets.shape == (STAGE.rollout_length, STAGE.num_envs)
@@ -192,7 +244,8 @@ def test_batch_rows_flattens_the_batch_into_the_buffer_schema(stage_setup):
   _, state, _, batch = stage_setup
   new_rows = mg.batch_rows(batch)
   assert jax.tree.structure(new_rows) == jax.tree.structure(
-      jax.tree.map(lambda x: x[0], state.buffer.data))
+    jax.tree.map(lambda x: x[0], state.buffer.data)
+  )
   t, n = STAGE.rollout_length, STAGE.num_envs
   assert new_rows["obs"].shape == new_rows["next_obs"].shape == (t * n, 4)
   assert new_rows["action"].shape == (t * n, 2)
@@ -211,14 +264,29 @@ def test_fit_model_mle_lowers_nll_on_a_fixed_buffer(stage_setup):
 
   @jax.jit
   def nll(params):
-    return models.model_nll(su.model_net, stats, params, rows["obs"], rows["action"],
-                            rows["next_obs"], rows["reward"], STAGE.action_mode)
+    return models.model_nll(
+      su.model_net,
+      stats,
+      params,
+      rows["obs"],
+      rows["action"],
+      rows["next_obs"],
+      rows["reward"],
+      STAGE.action_mode,
+    )
 
   @jax.jit
   def fit(state, key):
-    return models.fit_mle(state.model_params, state.model_opt, state.buffer, key,
-                          loss=su.nll(state.obs_stats), optimizer=su.model_optimizer,
-                          steps=su.mle_steps, batch_size=su.mle_batch)
+    return models.fit_mle(
+      state.model_params,
+      state.model_opt,
+      state.buffer,
+      key,
+      loss=su.nll(state.obs_stats),
+      optimizer=su.model_optimizer,
+      steps=su.mle_steps,
+      batch_size=su.mle_batch,
+    )
 
   before = float(nll(state.model_params))
   fitted_params, _, mean_loss = fit(state, jax.random.key(4))
@@ -238,13 +306,13 @@ def test_mg_start_batch_draws_only_the_latest_batch(stage_setup):
   steps = SMALL.batch_steps  # 32 rows per iteration; the stage buffer holds 256
   buf = state.buffer
   for i in range(3):  # three batches whose obs are their index: 0, 1, 2
-    rows = {k: jnp.full((steps,) + v.shape[1:], float(i), v.dtype)
-            for k, v in buf.data.items()}
+    rows = {k: jnp.full((steps,) + v.shape[1:], float(i), v.dtype) for k, v in buf.data.items()}
     buf = buffer_add(buf, rows)
   key = jax.random.key(5)
   settings = su.mg._replace(rollouts=256)
   start = lambda where: np.asarray(
-      mg_model.mg_start_obs(settings._replace(start=where), buf, key, steps))
+    mg_model.mg_start_obs(settings._replace(start=where), buf, key, steps)
+  )
   recent, everything = start("batch"), start("buffer")
   assert recent.shape == everything.shape == (256,) + buf.data["obs"].shape[1:]
   np.testing.assert_array_equal(recent, 2.0)
@@ -297,8 +365,18 @@ def test_make_train_vmapped_metric_shapes(e2e_runs, algo):
   config = Config(algo=algo, **E2E)
   seeds, chunks, every = E2E_SEEDS, run_schedule(config).num_chunks, config.eval_every
   assert chunks == 8
-  per_iteration = {"train_return", "policy_loss", "value_loss", "entropy", "env_steps",
-                   "model_nll", "mle_loss", "mg_loss", "mg_grad_norm", "model_grad_cosine"}
+  per_iteration = {
+    "train_return",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "env_steps",
+    "model_nll",
+    "mle_loss",
+    "mg_loss",
+    "mg_grad_norm",
+    "model_grad_cosine",
+  }
   assert set(metrics["iterations"]) == per_iteration
   for name, x in metrics["iterations"].items():
     assert x.shape == (seeds, chunks, every), name
@@ -328,8 +406,9 @@ def test_end_to_end_seeds_differ(e2e_runs):
   for algo, (final_state, metrics) in e2e_runs.items():
     leaves = jax.tree.leaves(final_state.agent_params)
     assert any(not np.array_equal(x[0], x[1]) for x in leaves), algo
-    assert not np.array_equal(metrics["iterations"]["policy_loss"][0],
-                              metrics["iterations"]["policy_loss"][1]), algo
+    assert not np.array_equal(
+      metrics["iterations"]["policy_loss"][0], metrics["iterations"]["policy_loss"][1]
+    ), algo
 
 
 @pytest.mark.slow

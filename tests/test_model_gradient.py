@@ -16,6 +16,7 @@ against it; every tolerance is derived from the standard error measured from the
 real_grad = e_i (same key, hence same rollouts) gives −ĝ_M[i]. That also pins the chain rule
 exactly: for any S the estimate must equal the "inner" estimate along u = ∂S/∂g at that ĝ_M.
 """
+
 import functools
 from typing import Any, Callable, NamedTuple
 
@@ -23,15 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
-
-import mgjax
 from gradcheck import Z as _Z
 from gradcheck import assert_mean_close as _assert_mean_close
 from gradcheck import cos as _cos
 from gradcheck import flat as _flat
 from gradcheck import gaussian_log_prob, linear_gaussian_policy, linear_model_params
 from gradcheck import similarity as _similarity
+from jax.flatten_util import ravel_pytree
+
+import mgjax
 
 
 def _zero_value(value_params, obs):
@@ -41,6 +42,7 @@ def _zero_value(value_params, obs):
 
 class Problem(NamedTuple):
   """A model-gradient problem with the exact mean of its sampled policy gradient."""
+
   policy: mgjax.Policy
   model: mgjax.Model
   policy_params: Any
@@ -72,18 +74,26 @@ def _exact_model_grad(problem, similarity):
   """∇_φ S(g_M(φ), g_R), flattened."""
   g_real = _flat(problem.real_grad)
   grad = jax.grad(lambda phi: _similarity(_exact_policy_grad(problem, phi), g_real, similarity))(
-      problem.model_params)
+    problem.model_params
+  )
   return _flat(grad)
 
 
 def _loss_fn(problem, similarity, estimator):
   return functools.partial(
-      mgjax.model_gradient_loss,
-      policy_params=problem.policy_params, value_params=jnp.asarray(problem.value_params),
-      start_obs=problem.start_obs, policy=problem.policy, model=problem.model,
-      value_fn=problem.value_fn, horizon=problem.horizon, discount=problem.discount,
-      gae_lambda=problem.gae_lambda,
-      similarity=similarity, estimator=estimator)
+    mgjax.model_gradient_loss,
+    policy_params=problem.policy_params,
+    value_params=jnp.asarray(problem.value_params),
+    start_obs=problem.start_obs,
+    policy=problem.policy,
+    model=problem.model,
+    value_fn=problem.value_fn,
+    horizon=problem.horizon,
+    discount=problem.discount,
+    gae_lambda=problem.gae_lambda,
+    similarity=similarity,
+    estimator=estimator,
+  )
 
 
 def _sample_model_grads(problem, similarity, estimator, keys):
@@ -94,9 +104,10 @@ def _sample_model_grads(problem, similarity, estimator, keys):
   def run(keys):
     def one(key):
       (loss, metrics), grad = jax.value_and_grad(
-          lambda phi: loss_fn(phi, real_grad=problem.real_grad, key=key), has_aux=True)(
-              problem.model_params)
+        lambda phi: loss_fn(phi, real_grad=problem.real_grad, key=key), has_aux=True
+      )(problem.model_params)
       return -_flat(grad), loss, metrics["cosine"]
+
     return jax.vmap(one)(keys)
 
   return run(keys)
@@ -119,8 +130,7 @@ def _sample_policy_grads(problem, estimator, keys):
       loss, metrics = loss_fn(problem.model_params, real_grad=unravel(direction), key=key)
       return -loss, metrics["cosine"], _flat(metrics["model_grad"])
 
-    inner, cosines, logged = jax.vmap(lambda key: jax.vmap(lambda d: one(key, d))(directions))(
-        keys)
+    inner, cosines, logged = jax.vmap(lambda key: jax.vmap(lambda d: one(key, d))(directions))(keys)
     return inner[:, :-1], inner[:, -1], cosines[:, -1], logged[:, -1]
 
   return run(keys)
@@ -129,17 +139,20 @@ def _sample_policy_grads(problem, estimator, keys):
 def _check_policy_grads_and_cosine_metric(problem, policy_grads, inner, cosines, logged):
   """E[ĝ_M] = g_M, metrics["model_grad"] = ĝ_M and metrics["cosine"] = cos(ĝ_M, g_R) per
   sample, and ≈ cos(g_M, g_R) on average."""
-  np.testing.assert_allclose(logged, policy_grads, rtol=1e-4,
-                             atol=1e-5 * jnp.max(jnp.abs(policy_grads)))
+  np.testing.assert_allclose(
+    logged, policy_grads, rtol=1e-4, atol=1e-5 * jnp.max(jnp.abs(policy_grads))
+  )
   g_model = _exact_policy_grad(problem, problem.model_params)
   g_real = _flat(problem.real_grad)
   _, se = _assert_mean_close(policy_grads, g_model)
   assert se < 0.05 * jnp.linalg.norm(g_model)  # the check has power
   # The "inner" loss is linear in real_grad.
-  np.testing.assert_allclose(inner, policy_grads @ g_real, rtol=1e-4,
-                             atol=1e-5 * jnp.max(jnp.abs(inner)))
-  np.testing.assert_allclose(cosines, jax.vmap(lambda g: _cos(g, g_real))(policy_grads),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    inner, policy_grads @ g_real, rtol=1e-4, atol=1e-5 * jnp.max(jnp.abs(inner))
+  )
+  np.testing.assert_allclose(
+    cosines, jax.vmap(lambda g: _cos(g, g_real))(policy_grads), rtol=1e-4, atol=1e-5
+  )
   # cos is nonlinear, so E[cos(ĝ_M, g_R)] = cos(g_M, g_R) + ½ tr(∇²cos · Cov ĝ_M) + O(N⁻²);
   # the second-order term is computed from the sampled ĝ_M and must stay below the noise, so
   # that the neglected higher orders are negligible.
@@ -171,8 +184,9 @@ _TAB_REWARD = jnp.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])  # R[s, a]
 def _tabular_policy():
   """π_θ(a|s) = softmax(θ[s])[a], θ [S, A]; obs is one-hot [S], action an integer."""
   return mgjax.Policy(
-      sample=lambda theta, obs, key: jax.random.categorical(key, obs @ theta),
-      log_prob=lambda theta, obs, action: jax.nn.log_softmax(obs @ theta)[action])
+    sample=lambda theta, obs, key: jax.random.categorical(key, obs @ theta),
+    log_prob=lambda theta, obs, action: jax.nn.log_softmax(obs @ theta)[action],
+  )
 
 
 def _tabular_model(terminal_state=None):
@@ -180,6 +194,7 @@ def _tabular_model(terminal_state=None):
 
   done = 1 on entering `terminal_state` (never if None).
   """
+
   def logits(phi, obs, action):
     return obs @ phi[:, action, :]
 
@@ -219,8 +234,9 @@ def tabular():
   phi_real = 1.5 * jax.random.normal(real_key, (_S, _A, _S))
   # Start states in fixed proportions 1/2, 1/4, 1/4: the empirical start distribution is exact.
   counts = (_TAB_NUM_ROLLOUTS // 2, _TAB_NUM_ROLLOUTS // 4, _TAB_NUM_ROLLOUTS // 4)
-  start_obs = jax.nn.one_hot(jnp.repeat(jnp.arange(_S), jnp.array(counts),
-                                        total_repeat_length=_TAB_NUM_ROLLOUTS), _S)
+  start_obs = jax.nn.one_hot(
+    jnp.repeat(jnp.arange(_S), jnp.array(counts), total_repeat_length=_TAB_NUM_ROLLOUTS), _S
+  )
   start_dist = jnp.mean(start_obs, axis=0)
 
   def exact_return(theta, phi):
@@ -228,8 +244,17 @@ def tabular():
 
   # g_R: the exact policy gradient under different "real" dynamics.
   real_grad = jax.grad(exact_return)(theta, phi_real) / _TAB_HORIZON
-  return Problem(_tabular_policy(), _tabular_model(), theta, phi, real_grad, start_obs,
-                 _TAB_HORIZON, _return_gradient(exact_return, _TAB_HORIZON), exact_return)
+  return Problem(
+    _tabular_policy(),
+    _tabular_model(),
+    theta,
+    phi,
+    real_grad,
+    start_obs,
+    _TAB_HORIZON,
+    _return_gradient(exact_return, _TAB_HORIZON),
+    exact_return,
+  )
 
 
 def test_tabular_exact_return_matches_brute_force_rollouts(tabular):
@@ -241,8 +266,9 @@ def test_tabular_exact_return_matches_brute_force_rollouts(tabular):
   @jax.jit
   def returns(key):
     start_key, key = jax.random.split(key)
-    states = jax.random.categorical(start_key, jnp.log(jnp.mean(tabular.start_obs, 0)),
-                                    shape=(num,))
+    states = jax.random.categorical(
+      start_key, jnp.log(jnp.mean(tabular.start_obs, 0)), shape=(num,)
+    )
 
     def step(states, key):
       action_key, next_key = jax.random.split(key)
@@ -279,8 +305,9 @@ def test_tabular_score_model_gradient_matches_exact(tabular, similarity):
   exact = _exact_model_grad(tabular, similarity)
   assert _cos(jnp.mean(samples, axis=0), exact) > 0.9
   if similarity == "inner":
-    _, se = _assert_mean_close(samples, exact,
-                               extra_tol=_baseline_allowance(exact, _TAB_NUM_ROLLOUTS))
+    _, se = _assert_mean_close(
+      samples, exact, extra_tol=_baseline_allowance(exact, _TAB_NUM_ROLLOUTS)
+    )
     assert se < 0.1 * jnp.linalg.norm(exact)
 
 
@@ -327,20 +354,31 @@ def tabular_gae_policy_grad(theta, transition, start_dist, horizon):
 @pytest.fixture(scope="module")
 def tabular_gae(tabular):
   transition_real = jax.nn.softmax(
-      1.5 * jax.random.normal(jax.random.key(6), (_S, _A, _S)), axis=-1)
+    1.5 * jax.random.normal(jax.random.key(6), (_S, _A, _S)), axis=-1
+  )
   start_dist = jnp.mean(tabular.start_obs, axis=0)
 
   def exact_policy_grad(theta, phi):
-    return tabular_gae_policy_grad(theta, jax.nn.softmax(phi, axis=-1), start_dist,
-                                   _GAE_HORIZON)
+    return tabular_gae_policy_grad(theta, jax.nn.softmax(phi, axis=-1), start_dist, _GAE_HORIZON)
 
   # g_R: the same estimator's exact mean under different "real" dynamics.
-  real_grad = tabular_gae_policy_grad(tabular.policy_params, transition_real, start_dist,
-                                      _GAE_HORIZON).reshape(_S, _A)
-  return Problem(_tabular_policy(), _tabular_model(_GAE_TERMINAL_STATE),
-                 tabular.policy_params, tabular.model_params, real_grad, tabular.start_obs,
-                 _GAE_HORIZON, exact_policy_grad, value_fn=lambda values, obs: obs @ values,
-                 value_params=_GAE_VALUES, discount=_GAE_DISCOUNT, gae_lambda=_GAE_LAMBDA)
+  real_grad = tabular_gae_policy_grad(
+    tabular.policy_params, transition_real, start_dist, _GAE_HORIZON
+  ).reshape(_S, _A)
+  return Problem(
+    _tabular_policy(),
+    _tabular_model(_GAE_TERMINAL_STATE),
+    tabular.policy_params,
+    tabular.model_params,
+    real_grad,
+    tabular.start_obs,
+    _GAE_HORIZON,
+    exact_policy_grad,
+    value_fn=lambda values, obs: obs @ values,
+    value_params=_GAE_VALUES,
+    discount=_GAE_DISCOUNT,
+    gae_lambda=_GAE_LAMBDA,
+  )
 
 
 def test_tabular_gae_problem_is_well_posed(tabular_gae):
@@ -351,8 +389,9 @@ def test_tabular_gae_problem_is_well_posed(tabular_gae):
 
 def test_tabular_gae_sampled_policy_gradient_and_cosine_metric(tabular_gae):
   keys = jax.random.split(jax.random.key(7), _TAB_NUM_KEYS)
-  _check_policy_grads_and_cosine_metric(tabular_gae,
-                                        *_sample_policy_grads(tabular_gae, "score", keys))
+  _check_policy_grads_and_cosine_metric(
+    tabular_gae, *_sample_policy_grads(tabular_gae, "score", keys)
+  )
 
 
 def test_tabular_gae_score_model_gradient_matches_exact(tabular_gae):
@@ -360,8 +399,9 @@ def test_tabular_gae_score_model_gradient_matches_exact(tabular_gae):
   samples, _, _ = _sample_model_grads(tabular_gae, "inner", "score", keys)
   exact = _exact_model_grad(tabular_gae, "inner")
   assert _cos(jnp.mean(samples, axis=0), exact) > 0.9
-  _, se = _assert_mean_close(samples, exact,
-                             extra_tol=_baseline_allowance(exact, _TAB_NUM_ROLLOUTS))
+  _, se = _assert_mean_close(
+    samples, exact, extra_tol=_baseline_allowance(exact, _TAB_NUM_ROLLOUTS)
+  )
   assert se < 0.1 * jnp.linalg.norm(exact)
 
 
@@ -376,6 +416,7 @@ _LQ_NUM_KEYS = 64
 
 def _lq_model():
   """s' = α s + β a + σ ε; φ = {"alpha", "beta", "log_sigma"}; known reward, done ≡ 0."""
+
   def sample(phi, obs, action, key):
     mean = phi["alpha"] * obs + phi["beta"] * action
     next_obs = mean + jnp.exp(phi["log_sigma"]) * jax.random.normal(key, obs.shape)
@@ -384,8 +425,9 @@ def _lq_model():
 
   def log_prob(phi, obs, action, next_obs, reward):
     del reward  # deterministic given (s, a) and independent of φ
-    return gaussian_log_prob(next_obs, phi["alpha"] * obs + phi["beta"] * action,
-                              jnp.exp(phi["log_sigma"]))
+    return gaussian_log_prob(
+      next_obs, phi["alpha"] * obs + phi["beta"] * action, jnp.exp(phi["log_sigma"])
+    )
 
   return mgjax.Model(sample=sample, log_prob=log_prob)
 
@@ -421,8 +463,17 @@ def linear_gaussian():
     return lq_return(theta, phi, second_moment, _LQ_HORIZON)
 
   real_grad = jax.tree.map(lambda g: g / _LQ_HORIZON, jax.grad(exact_return)(theta, phi_real))
-  return Problem(linear_gaussian_policy(), _lq_model(), theta, phi, real_grad, start_obs, _LQ_HORIZON,
-                 _return_gradient(exact_return, _LQ_HORIZON), exact_return)
+  return Problem(
+    linear_gaussian_policy(),
+    _lq_model(),
+    theta,
+    phi,
+    real_grad,
+    start_obs,
+    _LQ_HORIZON,
+    _return_gradient(exact_return, _LQ_HORIZON),
+    exact_return,
+  )
 
 
 def test_linear_gaussian_exact_return_matches_brute_force_rollouts(linear_gaussian):
@@ -461,7 +512,8 @@ def test_linear_gaussian_problem_is_well_posed(linear_gaussian):
 def test_linear_gaussian_sampled_policy_gradient_and_cosine_metric(linear_gaussian, estimator):
   keys = jax.random.split(jax.random.key(12), _LQ_NUM_KEYS)
   _check_policy_grads_and_cosine_metric(
-      linear_gaussian, *_sample_policy_grads(linear_gaussian, estimator, keys))
+    linear_gaussian, *_sample_policy_grads(linear_gaussian, estimator, keys)
+  )
 
 
 @pytest.mark.parametrize("estimator", ["score", "pathwise"])
@@ -499,17 +551,20 @@ def _check_chain_rule_and_loss_value(problem, similarity, estimator):
       g_hat = jax.vmap(lambda e: -inner_loss(problem.model_params, e, key))(basis)
       u = jax.grad(lambda g: _similarity(g, g_real, similarity))(g_hat)
       (loss, metrics), grad = jax.value_and_grad(
-          lambda phi: loss_fn(phi, real_grad=problem.real_grad, key=key), has_aux=True)(
-              problem.model_params)
+        lambda phi: loss_fn(phi, real_grad=problem.real_grad, key=key), has_aux=True
+      )(problem.model_params)
       grad_along_u = jax.grad(inner_loss)(problem.model_params, u, key)
       return g_hat, loss, metrics["cosine"], -_flat(grad), -_flat(grad_along_u)
+
     return jax.vmap(one)(keys)
 
   g_hat, loss, cosines, grads, expected = run(keys)
   np.testing.assert_allclose(
-      loss, jax.vmap(lambda g: -_similarity(g, g_real, similarity))(g_hat), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(cosines, jax.vmap(lambda g: _cos(g, g_real))(g_hat), rtol=1e-4,
-                             atol=1e-5)
+    loss, jax.vmap(lambda g: -_similarity(g, g_real, similarity))(g_hat), rtol=1e-4, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    cosines, jax.vmap(lambda g: _cos(g, g_real))(g_hat), rtol=1e-4, atol=1e-5
+  )
   np.testing.assert_allclose(grads, expected, rtol=1e-4, atol=1e-5 * jnp.max(jnp.abs(expected)))
 
 
@@ -536,7 +591,8 @@ def test_policy_gradient_softmax_by_hand():
   actions = jnp.array([0, 1, 1])
   advantages = jnp.array([2.0, -1.0, 4.0])
   grad = jax.jit(functools.partial(mgjax.policy_gradient, policy=policy))(
-      theta, obs=obs, actions=actions, advantages=advantages)
+    theta, obs=obs, actions=actions, advantages=advantages
+  )
   # ∇_θ[s] log π(a|s) = onehot(a) − π(·|s), averaged over the batch of 3 with weights A:
   #   θ[0]: (2·(½, −½) − 1·(−½, ½)) / 3 = (½, −½)
   #   θ[1]: 4·(−½, ½) / 3 = (−⅔, ⅔)
@@ -551,7 +607,8 @@ def test_policy_gradient_gaussian_pytree():
   actions = jax.random.normal(action_key, (16, 1))
   advantages = jax.random.normal(adv_key, (16,))
   grad = jax.jit(functools.partial(mgjax.policy_gradient, policy=policy))(
-      theta, obs=obs, actions=actions, advantages=advantages)
+    theta, obs=obs, actions=actions, advantages=advantages
+  )
   # log N(a; ks, σ²): ∂/∂k = (a − ks) s / σ², ∂/∂log σ = (a − ks)² / σ² − 1.
   z = ((actions - 0.7 * obs) / 0.4)[:, 0]
   np.testing.assert_allclose(grad["k"], jnp.mean(advantages * z * obs[:, 0] / 0.4), rtol=1e-5)

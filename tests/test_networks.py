@@ -3,6 +3,7 @@ built on it).
 
 Hand-computed cases carry their arithmetic in comments; every function runs under `jax.jit`.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,9 +27,11 @@ def test_update_stats_sequential_merges_equal_concatenation():
   np.testing.assert_allclose(s.var, everything.var(0), rtol=1e-4)
   # normalize (unbatched): (x − mean)/√(var + 1e-8), clipped to ±10.
   np.testing.assert_allclose(
-      jax.jit(jax.vmap(nets.normalize, in_axes=(None, 0)))(s, everything),
-      np.clip((everything - everything.mean(0)) / everything.std(0), -10, 10), rtol=1e-3,
-      atol=1e-4)
+    jax.jit(jax.vmap(nets.normalize, in_axes=(None, 0)))(s, everything),
+    np.clip((everything - everything.mean(0)) / everything.std(0), -10, 10),
+    rtol=1e-3,
+    atol=1e-4,
+  )
 
 
 # -------------------------------------------------------------------------------- the model
@@ -78,8 +81,7 @@ def test_model_log_prob_is_log_mean_exp_over_ensemble():
   mean, log_std = net.apply(params, nets.normalize(st, obs), jnp.array([1.0, -0.4]))
   assert mean.shape == (3, 5)
   obs_std = np.sqrt(np.asarray(st.var) + 1e-8)
-  target = np.concatenate([(np.asarray(next_obs) - np.asarray(obs)) / obs_std,
-                           [float(reward)]])
+  target = np.concatenate([(np.asarray(next_obs) - np.asarray(obs)) / obs_std, [float(reward)]])
   per_member = stats.norm.logpdf(target, np.asarray(mean), np.exp(log_std)).sum(-1)
   expected = special.logsumexp(per_member) - np.log(3.0)
   assert len(set(np.round(per_member, 3))) == 3  # the members disagree: a real mixture
@@ -103,14 +105,15 @@ def test_model_nll_is_the_per_dimension_nll_averaged_over_members():
   # the member count from the params it is given: one member, one Gaussian.)
   log_prob = jax.jit(jax.vmap(model.log_prob, in_axes=(None, 0, 0, 0, 0)))
   for e in range(3):
-    member = jax.tree.map(lambda x: x[e:e + 1], params)
+    member = jax.tree.map(lambda x: x[e : e + 1], params)
     lp = log_prob(member, obs, action, next_obs, reward)
     np.testing.assert_allclose(per_member[e], -np.mean(lp) / 5.0, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(nll, np.mean(per_member), rtol=1e-6)
   # nll_loss adds the PETS bound penalty 0.01 · (Σ max_log_std − Σ min_log_std) / B.
   rows = {"obs": obs, "action": action, "reward": reward, "next_obs": next_obs}
   loss = jax.jit(lambda p, r: models.nll_loss(p, r, net=net, stats=st, action_mode="clip"))(
-      params, rows)
+    params, rows
+  )
   penalty = jax.jit(models.log_std_bound_penalty)(params)
   assert float(penalty) != 0.0
   np.testing.assert_allclose(loss, nll + 0.01 * penalty / b, rtol=1e-6)

@@ -1,5 +1,6 @@
 """mgjax.analysis.curves (experiments/plot.py's figures and tables) on run folders of
 hand-written metrics.csv files, and plot.py's command line."""
+
 import csv
 import os
 import subprocess
@@ -15,19 +16,29 @@ from mgjax.stats import iqm
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_run(folder: Path, algo: str, seeds: int, last: int, offset: float,
-              env: str = "hopper") -> None:
+def write_run(
+  folder: Path, algo: str, seeds: int, last: int, offset: float, env: str = "hopper"
+) -> None:
   """A run folder's metrics.csv: eval return = offset + seed + env_steps / 1000."""
   folder.mkdir(parents=True)
   with open(folder / "metrics.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, ["algo", "env", "seed", "iteration", "env_steps", "eval_return",
-                           "model_grad_cosine"])
+    w = csv.DictWriter(
+      f, ["algo", "env", "seed", "iteration", "env_steps", "eval_return", "model_grad_cosine"]
+    )
     w.writeheader()
     for seed in range(seeds):
       for i, steps in enumerate(range(5000, last + 1, 5000)):
-        w.writerow({"algo": algo, "env": env, "seed": seed, "iteration": i,
-                    "env_steps": steps, "eval_return": offset + seed + steps / 1000,
-                    "model_grad_cosine": 0.1})
+        w.writerow(
+          {
+            "algo": algo,
+            "env": env,
+            "seed": seed,
+            "iteration": i,
+            "env_steps": steps,
+            "eval_return": offset + seed + steps / 1000,
+            "model_grad_cosine": 0.1,
+          }
+        )
   (folder / "summary.json").write_text("{}")
 
 
@@ -37,12 +48,19 @@ def test_namesake_run_folders_stay_apart_and_the_last_evaluation_is_tabled(tmp_p
   write_run(tmp_path / "cpu-sac" / "mbpo-hopper", "mbpo", 5, 40_000, 0.0)
   write_run(tmp_path / "cpu-1seed" / "mbpo-hopper", "mbpo", 1, 100_000, 1000.0)
   write_run(tmp_path / "cpu" / "mg-hopper", "mg", 2, 100_000, 0.0)
-  data, single = curves.load_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
-                                 tmp_path / "cpu-1seed" / "mbpo-hopper",
-                                 tmp_path / "cpu" / "mg-hopper"])
+  data, single = curves.load_runs(
+    [
+      tmp_path / "cpu-sac" / "mbpo-hopper",
+      tmp_path / "cpu-1seed" / "mbpo-hopper",
+      tmp_path / "cpu" / "mg-hopper",
+    ]
+  )
   assert single
-  assert set(data) == {("hopper", "mbpo:cpu-sac/mbpo-hopper"),
-                       ("hopper", "mbpo:cpu-1seed/mbpo-hopper"), ("hopper", "mg")}
+  assert set(data) == {
+    ("hopper", "mbpo:cpu-sac/mbpo-hopper"),
+    ("hopper", "mbpo:cpu-1seed/mbpo-hopper"),
+    ("hopper", "mg"),
+  }
   five = data[("hopper", "mbpo:cpu-sac/mbpo-hopper")]
   assert five["return"].shape == (5, 8) and five["steps"][-1] == 40_000
   np.testing.assert_array_equal(five["return"][:, -1], 40.0 + np.arange(5))
@@ -70,8 +88,9 @@ def test_labelled_sac_runs_get_their_alignment_figure(tmp_path):
     write_run(tmp_path / parent / "mbpo-hopper", "mbpo", 2, 10_000, 0.0)
   out = tmp_path / "plots"
   out.mkdir()
-  written = curves.plot_runs([tmp_path / "cpu-sac" / "mbpo-hopper",
-                            tmp_path / "cpu-1seed" / "mbpo-hopper"], out)
+  written = curves.plot_runs(
+    [tmp_path / "cpu-sac" / "mbpo-hopper", tmp_path / "cpu-1seed" / "mbpo-hopper"], out
+  )
   assert "alignment_sac.png" in written and "alignment.png" not in written
   assert (out / "alignment_sac.png").stat().st_size > 0
   assert not (out / "alignment.png").exists()
@@ -87,16 +106,24 @@ def test_table_columns_at_chosen_env_steps(tmp_path):
   curves.plot_runs([tmp_path / f / "mbpo-hopper" for f in ("a", "b")], out, [10_000, 15_000])
   with open(out / "table.csv", newline="") as f:
     rows = {(r["algo"], int(r["milestone"])): float(r["iqm"]) for r in csv.DictReader(f)}
-  assert rows == {("mbpo:a/mbpo-hopper", 10_000): 11.0, ("mbpo:a/mbpo-hopper", 15_000): 16.0,
-                  ("mbpo:a/mbpo-hopper", 40_000): 41.0, ("mbpo:b/mbpo-hopper", 10_000): 111.0,
-                  ("mbpo:b/mbpo-hopper", 15_000): 116.0}
+  assert rows == {
+    ("mbpo:a/mbpo-hopper", 10_000): 11.0,
+    ("mbpo:a/mbpo-hopper", 15_000): 16.0,
+    ("mbpo:a/mbpo-hopper", 40_000): 41.0,
+    ("mbpo:b/mbpo-hopper", 10_000): 111.0,
+    ("mbpo:b/mbpo-hopper", 15_000): 116.0,
+  }
   assert (out / "table.md").read_text().splitlines()[0] == "| env | algo | 10k | 15k | 40k |"
 
 
 def _plot_cli(*args):
-  return subprocess.run([sys.executable, "experiments/plot.py", *map(str, args)], cwd=ROOT,
-                        capture_output=True, text=True,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+  return subprocess.run(
+    [sys.executable, "experiments/plot.py", *map(str, args)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env={**os.environ, "PYTHONPATH": str(ROOT)},
+  )
 
 
 def test_plot_cli_draws_a_run_and_refuses_bad_milestones_in_one_line(tmp_path):
@@ -105,18 +132,20 @@ def test_plot_cli_draws_a_run_and_refuses_bad_milestones_in_one_line(tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert (tmp_path / "mg-hopper" / "metrics.png").stat().st_size > 0  # a run's folder
   assert (tmp_path / "mg-hopper" / "table.md").read_text().splitlines()[0] == (
-      "| env | algo | 5k | 10k |")
+    "| env | algo | 5k | 10k |"
+  )
   for bad in ("0", "1e4"):
     proc = _plot_cli(tmp_path / "mg-hopper", "--at", bad)
     assert proc.returncode == 2
-    assert proc.stderr == (f"plot.py: error: at={bad!r}: must be a positive number of env "
-                           "steps\n")
+    assert proc.stderr == (f"plot.py: error: at={bad!r}: must be a positive number of env steps\n")
 
 
 def test_registered_algorithms_keep_their_colours_and_other_labels_take_free_ones():
   labels = ["mg", "mle", "mbpo:a", "mbpo:b"]
   assert [curves.color(a, labels) for a in ("mg", "mle")] == [
-      algorithms.get_algorithm("mg").color, algorithms.get_algorithm("mle").color]
+    algorithms.get_algorithm("mg").color,
+    algorithms.get_algorithm("mle").color,
+  ]
   free = [curves.color(a, labels) for a in ("mbpo:a", "mbpo:b")]
   assert len(set(free)) == 2 and not set(free) & {curves.color(a, labels) for a in ("mg", "mle")}
 
@@ -124,8 +153,17 @@ def test_registered_algorithms_keep_their_colours_and_other_labels_take_free_one
 def test_columns_of_other_algorithms_are_kept(tmp_path):
   # A metric no registered algorithm reports (an algorithm registered in another program)
   # is read with the rest.
-  rows = [{"algo": "noise", "env": "pointmass", "seed": "0", "env_steps": str(t),
-           "eval_return": "1.0", "action_std": "0.5"} for t in (100, 200)]
+  rows = [
+    {
+      "algo": "noise",
+      "env": "pointmass",
+      "seed": "0",
+      "env_steps": str(t),
+      "eval_return": "1.0",
+      "action_std": "0.5",
+    }
+    for t in (100, 200)
+  ]
   data = curves.group(rows)
   np.testing.assert_array_equal(data[("pointmass", "noise")]["action_std"], [[0.5, 0.5]])
   assert np.isnan(data[("pointmass", "noise")]["model_nll"]).all()

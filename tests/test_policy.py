@@ -5,6 +5,7 @@ every algorithm of that version, mg and mle included, whose full states no longe
 only the part of the state the policy reads is restored. The policies of current runs of
 every algorithm are checked against the trainer's own evaluation in test_benchmark.py.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -83,7 +84,9 @@ def _no_config(tmp: Path) -> Path:
   return tmp / "empty"
 
 
-@pytest.mark.parametrize("make, seed, reason", [
+@pytest.mark.parametrize(
+  "make, seed, reason",
+  [
     (lambda tmp: tmp / "missing", None, "no such folder"),
     (_no_config, None, "no config.json (not an mgjax run folder)"),
     (_bad_json, None, "config.json is unreadable"),
@@ -91,7 +94,8 @@ def _no_config(tmp: Path) -> Path:
     (_corrupt, None, "': unreadable ("),
     (_other_version, None, "does not describe a run of this version of mgjax"),
     (_copy, 5, "seed=5: not a seed of run_dir="),
-])
+  ],
+)
 def test_bad_run_folders_are_one_line_errors_naming_the_path(tmp_path, make, seed, reason):
   path = make(tmp_path)
   with pytest.raises(OutputError) as e:

@@ -1,8 +1,10 @@
-"""Tests for mgjax.analysis.probe, the alignment probe, and its command experiments/alignment_probe.py.
+"""Tests for mgjax.analysis.probe, the alignment probe, and its command
+experiments/alignment_probe.py.
 
 One tiny `mle` state on the point mass (one chunk trained) serves every test; the probe's
 programs are small (a few model steps, two fit keys).
 """
+
 import dataclasses
 import json
 import subprocess
@@ -19,11 +21,28 @@ from mgjax.analysis import probe
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = Config(algo="mle", env="pointmass", total_steps=2 * 8 * 16, num_envs=8,
-              rollout_length=16, eval_every=2, num_eval_envs=2, policy_hidden=(16,),
-              value_hidden=(16,), model_hidden=(32,), ppo_epochs=1, num_minibatches=2,
-              buffer_size=512, mle_steps=20, mle_batch=32, mg_rollouts=16, mg_horizon=4,
-              model_rollouts=16, model_horizon=4, model_updates=1)
+TINY = Config(
+  algo="mle",
+  env="pointmass",
+  total_steps=2 * 8 * 16,
+  num_envs=8,
+  rollout_length=16,
+  eval_every=2,
+  num_eval_envs=2,
+  policy_hidden=(16,),
+  value_hidden=(16,),
+  model_hidden=(32,),
+  ppo_epochs=1,
+  num_minibatches=2,
+  buffer_size=512,
+  mle_steps=20,
+  mle_batch=32,
+  mg_rollouts=16,
+  mg_horizon=4,
+  model_rollouts=16,
+  model_horizon=4,
+  model_updates=1,
+)
 SETTINGS = probe.ProbeSettings(fit_batches=4, heldout_batches=4, draws=3, fit_keys=2)
 
 
@@ -39,9 +58,11 @@ def data(snapshot):
   trainer, state = snapshot
   su = trainer.setup
   state, fit_data = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 4))(
-      state, jax.random.key(1))
+    state, jax.random.key(1)
+  )
   state, heldout = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 4))(
-      state, jax.random.key(2))
+    state, jax.random.key(2)
+  )
   return state, fit_data, heldout
 
 
@@ -67,14 +88,14 @@ def test_collect_batches_gives_one_policy_gradient_per_batch(snapshot, data):
   theta = state0.agent_params["policy"]
   for batches in (fit_data, heldout):
     assert batches.rows["obs"].shape == (4, TINY.batch_steps, trainer.setup.env.obs_size)
-    jax.tree.map(lambda g, p: np.testing.assert_equal(g.shape, (4,) + p.shape),
-                 batches.real_grad, theta)
+    jax.tree.map(
+      lambda g, p: np.testing.assert_equal(g.shape, (4,) + p.shape), batches.real_grad, theta
+    )
   # Held-out batches are new data: their first batch is not the fit data's.
   assert not np.array_equal(fit_data.rows["obs"][0], heldout.rows["obs"][0])
 
 
-def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(snapshot,
-                                                                                data):
+def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(snapshot, data):
   trainer, _ = snapshot
   state, _, heldout = data
   su, key = trainer.setup, jax.random.key(3)
@@ -85,15 +106,17 @@ def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(
   def draw(k):
     a, b = jax.random.split(k)
     start = all_obs[jax.random.randint(a, (su.mg.rollouts,), 0, all_obs.shape[0])]
-    return probe.model_grad(su, state, state.model_params, start, b,
-                            jax.tree.map(lambda x: x[0], heldout.real_grad))[1]["model_grad"]
+    return probe.model_grad(
+      su, state, state.model_params, start, b, jax.tree.map(lambda x: x[0], heldout.real_grad)
+    )[1]["model_grad"]
 
   grads = [draw(k) for k in jax.random.split(pkey, 3)]
   pooled = jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *grads)
   # Every held-out batch's g_R set to it: the pooled alignment is then exactly 1, while the
   # single-batch one compares single draws with it and stays below.
-  target = heldout._replace(real_grad=jax.tree.map(
-      lambda g, h: jnp.broadcast_to(g, h.shape), pooled, heldout.real_grad))
+  target = heldout._replace(
+    real_grad=jax.tree.map(lambda g, h: jnp.broadcast_to(g, h.shape), pooled, heldout.real_grad)
+  )
   m = jax.jit(lambda p: probe.measure(su, state, p, target, key, 3))(state.model_params)
   assert float(m["pooled"]) == pytest.approx(1.0, abs=1e-5)
   assert float(m["single"]) < 0.999
@@ -105,17 +128,21 @@ def test_nll_tolerance_keeps_the_fitted_data_nll_within_it(snapshot, data):
   state, fit_data, _ = data
   su = trainer.setup
   # From a model fitted to the data (300 NLL steps), where pure MG steps cost likelihood.
-  fitted_nll = jax.jit(lambda k: probe.fit(su, state, fit_data, probe.Objective("nll", steps=300),
-                                           k, 10.0))(jax.random.key(6))
+  fitted_nll = jax.jit(
+    lambda k: probe.fit(su, state, fit_data, probe.Objective("nll", steps=300), k, 10.0)
+  )(jax.random.key(6))
   state = state.replace(model_params=fitted_nll)
   nll = su.nll(state.obs_stats)
   held_in = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:4096], fit_data.rows)
   start = float(nll(state.model_params, held_in))
   loose = probe.Objective("mg-only", mg=True, mle_weight=0.0, steps=30)
   tight = loose._replace(nll_tolerance=1e-3)
-  fitted = {o.nll_tolerance: jax.jit(lambda k, o=o: probe.fit(su, state, fit_data, o, k,
-                                                               10.0))(jax.random.key(4))
-            for o in (loose, tight)}
+  fitted = {
+    o.nll_tolerance: jax.jit(lambda k, o=o: probe.fit(su, state, fit_data, o, k, 10.0))(
+      jax.random.key(4)
+    )
+    for o in (loose, tight)
+  }
   # Pure MG steps move the model off its likelihood fit; the tolerance holds them back
   # (and so changes the fit: without it both arms would be equal).
   assert float(nll(fitted[0.0], held_in)) > start + 1e-3
@@ -125,8 +152,14 @@ def test_nll_tolerance_keeps_the_fitted_data_nll_within_it(snapshot, data):
 def test_run_probe_refuses_a_target_of_more_batches_than_it_fits(snapshot):
   trainer, state = snapshot
   with pytest.raises(ValueError, match="target_batches=8"):
-    probe.run_probe(trainer.setup, state, [probe.Objective("nll", target_batches=8)],
-                    jax.random.key(5), SETTINGS, 10.0)
+    probe.run_probe(
+      trainer.setup,
+      state,
+      [probe.Objective("nll", target_batches=8)],
+      jax.random.key(5),
+      SETTINGS,
+      10.0,
+    )
 
 
 def test_snapshot_round_trip(snapshot, tmp_path):
@@ -145,20 +178,34 @@ def test_snapshot_round_trip(snapshot, tmp_path):
     probe.load_snapshot(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("flags, field", [
+@pytest.mark.parametrize(
+  "flags, field",
+  [
     (["--objectives", "nll,nope"], "objectives='nope'"),
     (["--objectives", "mg"], "objectives='mg'"),
     (["--at", "x"], "at='x'"),
     (["--fit-keys", "1"], "fit-keys=1"),
     (["--objectives", "nll,mg-target16", "--fit-batches", "4"], "fit-batches=4"),
     (["--from", "/nonexistent"], "snapshot='/nonexistent'"),
-])
+  ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):
-  r = subprocess.run([sys.executable, str(ROOT / "experiments" / "alignment_probe.py"),
-                      "--env", "pointmass", "--out", str(tmp_path / "p.json"), *flags],
-                     capture_output=True, text=True, timeout=120)
+  r = subprocess.run(
+    [
+      sys.executable,
+      str(ROOT / "experiments" / "alignment_probe.py"),
+      "--env",
+      "pointmass",
+      "--out",
+      str(tmp_path / "p.json"),
+      *flags,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert r.returncode == 2, r.stderr
-  lines = [l for l in r.stderr.splitlines() if l.startswith("error")]
+  lines = [line for line in r.stderr.splitlines() if line.startswith("error")]
   assert len(lines) == 1 and field in lines[0], r.stderr
   assert "Traceback" not in r.stderr
   assert not (tmp_path / "p.json").exists()
@@ -167,13 +214,50 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):
 def test_probe_command_writes_json_and_figure(tmp_path):
   out = tmp_path / "probe.json"
   r = subprocess.run(
-      [sys.executable, str(ROOT / "experiments" / "alignment_probe.py"), "--env", "pointmass",
-       "--at", "1", "--snapshots", str(tmp_path / "snaps"), "--objectives",
-       "nll,mg-pathwise-target16", "--fit-keys", "2", "--fit-batches", "16", "--heldout-batches", "2", "--draws", "2",
-       "--set", "total_steps=512", "--set", "num_envs=8", "--set", "rollout_length=16",
-       "--set", "eval_every=2", "--set", "model_hidden=32", "--set", "mle_steps=5",
-       "--set", "mg_rollouts=8", "--set", "model_rollouts=16", "--set", "buffer_size=4096",
-       "--out", str(out)], capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      str(ROOT / "experiments" / "alignment_probe.py"),
+      "--env",
+      "pointmass",
+      "--at",
+      "1",
+      "--snapshots",
+      str(tmp_path / "snaps"),
+      "--objectives",
+      "nll,mg-pathwise-target16",
+      "--fit-keys",
+      "2",
+      "--fit-batches",
+      "16",
+      "--heldout-batches",
+      "2",
+      "--draws",
+      "2",
+      "--set",
+      "total_steps=512",
+      "--set",
+      "num_envs=8",
+      "--set",
+      "rollout_length=16",
+      "--set",
+      "eval_every=2",
+      "--set",
+      "model_hidden=32",
+      "--set",
+      "mle_steps=5",
+      "--set",
+      "mg_rollouts=8",
+      "--set",
+      "model_rollouts=16",
+      "--set",
+      "buffer_size=4096",
+      "--out",
+      str(out),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert r.returncode == 0, r.stderr
   points = json.loads(out.read_text())
   assert [p["chunks"] for p in points] == [1]

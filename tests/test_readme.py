@@ -1,12 +1,12 @@
 """The README's library examples run as written (the second continues the first)."""
+
 import pathlib
 import re
 
 
 def test_readme_example_runs(capsys):
   text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
-  blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
-            if "model_gradient_loss" in b]
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "model_gradient_loss" in b]
   assert len(blocks) == 2, "README: one example of model_gradient_loss, one of the actor's"
   namespace = {}
   for block in blocks:

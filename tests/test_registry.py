@@ -1,4 +1,5 @@
 """The algorithm registry and the package's import graph."""
+
 import ast
 import dataclasses
 import math
@@ -57,7 +58,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     path.append(node)
     for nxt in sorted(graph[node]):
       if state.get(nxt) == 1:
-        return path[path.index(nxt):] + [nxt]
+        return path[path.index(nxt) :] + [nxt]
       if nxt not in state and (cycle := visit(nxt)):
         return cycle
     path.pop()
@@ -117,12 +118,24 @@ def test_unknown_algorithm_names_the_field():
 
 def test_watched_losses_follow_the_config():
   assert algorithms.watched(Config(algo="ppo")) == ("policy_loss", "value_loss")
-  assert algorithms.watched(Config(algo="mg")) == ("policy_loss", "value_loss", "model_nll",
-                                                   "mle_loss", "mg_loss")
+  assert algorithms.watched(Config(algo="mg")) == (
+    "policy_loss",
+    "value_loss",
+    "model_nll",
+    "mle_loss",
+    "mg_loss",
+  )
   assert algorithms.watched(Config(algo="mle", mle_steps=0)) == (
-      "policy_loss", "value_loss", "model_nll")
-  assert algorithms.watched(Config(algo="mg-sac")) == ("critic_loss", "actor_loss",
-                                                       "model_nll", "mg_loss")
+    "policy_loss",
+    "value_loss",
+    "model_nll",
+  )
+  assert algorithms.watched(Config(algo="mg-sac")) == (
+    "critic_loss",
+    "actor_loss",
+    "model_nll",
+    "mg_loss",
+  )
   assert algorithms.watched(Config(algo="mbpo")) == ("critic_loss", "actor_loss", "model_nll")
   assert algorithms.watched(Config(algo="sac")) == ("critic_loss", "actor_loss")
 
@@ -147,13 +160,15 @@ class _RandomState:
 
 def _random_algorithm() -> base.Algorithm:
   """Uniform random actions: the smallest algorithm the interface admits."""
+
   def setup(config, info):
     return envs.TrainingEnv(info, config.num_envs), info, config.rollout_length
 
   def init(su, key, hparams=None):
     train_env, _, _ = su
-    return _RandomState(train_env.reset(key), key, jnp.zeros((), jnp.int32),
-                        jnp.zeros((), jnp.int32), {})
+    return _RandomState(
+      train_env.reset(key), key, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), {}
+    )
 
   def iteration(su, state):
     train_env, info, length = su
@@ -163,8 +178,9 @@ def _random_algorithm() -> base.Algorithm:
       action = jax.random.uniform(k, (train_env.num_envs, info.action_size), minval=-1.0)
       env_state = train_env.step(env_state, action)
     steps = state.env_steps + length * train_env.num_envs
-    state = state.replace(env_state=env_state, key=key, iteration=state.iteration + 1,
-                          env_steps=steps)
+    state = state.replace(
+      env_state=env_state, key=key, iteration=state.iteration + 1, env_steps=steps
+    )
     return state, {"train_return": base.mean_episode_return(env_state), "env_steps": steps}
 
   def make_policy(su, params, deterministic=True):
@@ -175,19 +191,29 @@ def _random_algorithm() -> base.Algorithm:
     out = envs.evaluate(su[1], make_policy(su, {}), key, 2)
     return {"eval_return": out["return"], "eval_length": out["length"]}
 
-  return base.Algorithm(name="random", setup=setup, init=init, iteration=iteration,
-                        evaluate=evaluate, policy_params=lambda state: {},
-                        make_policy=make_policy, metrics=("train_return",), sweepable=(),
-                        watched=lambda c: (), validate=lambda c: None,
-                        preset=lambda env: {"num_envs": 2})
+  return base.Algorithm(
+    name="random",
+    setup=setup,
+    init=init,
+    iteration=iteration,
+    evaluate=evaluate,
+    policy_params=lambda state: {},
+    make_policy=make_policy,
+    metrics=("train_return",),
+    sweepable=(),
+    watched=lambda c: (),
+    validate=lambda c: None,
+    preset=lambda env: {"num_envs": 2},
+  )
 
 
 def test_a_new_algorithm_is_one_registry_entry(monkeypatch):
   """An algorithm written against the interface runs through make_config and make_train with
   nothing else to edit but its registry entry."""
   monkeypatch.setitem(algorithms.REGISTRY, "random", _random_algorithm())
-  config = algorithms.make_config(algo="random", env="pointmass", rollout_length=4,
-                                  eval_every=2, total_steps=32)
+  config = algorithms.make_config(
+    algo="random", env="pointmass", rollout_length=4, eval_every=2, total_steps=32
+  )
   assert config.num_envs == 2  # its preset
   # 32 env steps in chunks of 2 iterations x 2 envs x 4 steps: 2 chunks.
   state, metrics = jax.jit(mgjax.make_train(config))(jax.random.key(0))
@@ -208,9 +234,12 @@ def test_importing_mgjax_starts_no_jax_backend():
   package (and its runner) may not create arrays."""
   import subprocess
   import sys
-  code = ("import mgjax, mgjax.run\n"
-          "from jax._src import xla_bridge\n"
-          "assert not xla_bridge.backends_are_initialized()\n")
+
+  code = (
+    "import mgjax, mgjax.run\n"
+    "from jax._src import xla_bridge\n"
+    "assert not xla_bridge.backends_are_initialized()\n"
+  )
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -237,8 +266,11 @@ def noise():
 
 def test_register_refuses_a_taken_name(noise):
   assert algorithms.get_algorithm("noise") is noise and mgjax.REGISTRY["noise"] is noise
-  with pytest.raises(ValueError, match=r"^algorithm.name='noise': an algorithm of that name "
-                                       r"is registered already \(mg, .*, noise\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"^algorithm.name='noise': an algorithm of that name "
+    r"is registered already \(mg, .*, noise\)",
+  ):
     algorithms.register(noise)
   with pytest.raises(ValueError, match=r"^algorithm.name='mg'"):
     mgjax.register(noise._replace(name="mg"))
@@ -251,6 +283,7 @@ def test_an_algorithm_registered_elsewhere_runs_sweeps_and_writes_its_metrics(no
   from mgjax.run import check_sweep, prepare_out_dir, run
   from mgjax.run.outputs import read_metrics
   from mgjax.run.placement import cpu_devices, cpu_layout
+
   # What follows from the registry, read when asked, under the current and earlier names.
   assert algorithms.sweepable("noise") == algorithms.SWEEPABLE["noise"] == ("init_log_std",)
   columns = algorithms.metric_columns()
@@ -258,21 +291,38 @@ def test_an_algorithm_registered_elsewhere_runs_sweeps_and_writes_its_metrics(no
   assert algorithms.metric_columns(["noise"]) == base_columns("train_return", "action_std")
   assert cpu_devices("noise", 4, cores=2) == cpu_layout(4, 2)  # the default placement
   # 128 env steps per seed: 2 chunks of 2 iterations x 4 envs x 8 steps.
-  config = mgjax.make_config(algo="noise", env="pointmass", num_envs=4, rollout_length=8,
-                             eval_every=2, total_steps=128, num_eval_envs=2)
+  config = mgjax.make_config(
+    algo="noise",
+    env="pointmass",
+    num_envs=4,
+    rollout_length=8,
+    eval_every=2,
+    total_steps=128,
+    num_eval_envs=2,
+  )
   quiet = dict(progress=False, log=lambda *a: None, devices=1)
   summary = run(config, seeds=[0, 1], out=prepare_out_dir(tmp_path / "run", False), **quiet)
   assert summary["status"] == "finished" and summary["total_env_steps"] == 128
   rows = read_metrics(tmp_path / "run" / "metrics.csv")
   assert [(r["seed"], r["env_steps"]) for r in rows] == [
-      ("0", "64"), ("1", "64"), ("0", "128"), ("1", "128")]
+    ("0", "64"),
+    ("1", "64"),
+    ("0", "128"),
+    ("1", "128"),
+  ]
   assert all(float(r["action_std"]) == pytest.approx(math.exp(-0.5)) for r in rows)
   # A sweep of its sweepable field: one program, a folder per value, each value as data.
-  with pytest.raises(ConfigError, match="not sweepable for algo='noise'; choose from "
-                                        "init_log_std$"):
+  with pytest.raises(
+    ConfigError, match="not sweepable for algo='noise'; choose from init_log_std$"
+  ):
     check_sweep(config, {"learning_rate": [1e-3]})
-  run(config, seeds=[0, 1], out=prepare_out_dir(tmp_path / "sweep", False),
-      sweep={"init_log_std": [-1.0, 0.0]}, **quiet)
+  run(
+    config,
+    seeds=[0, 1],
+    out=prepare_out_dir(tmp_path / "sweep", False),
+    sweep={"init_log_std": [-1.0, 0.0]},
+    **quiet,
+  )
   for value in (-1.0, 0.0):
     rows = read_metrics(tmp_path / "sweep" / f"init_log_std={value:g}" / "metrics.csv")
     assert len(rows) == 4 and {r["algo"] for r in rows} == {"noise"}

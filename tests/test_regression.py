@@ -13,6 +13,7 @@ Record this platform's file (only after a deliberate change of numbers, then on 
 platform):
     python tests/test_regression.py --record
 """
+
 import functools
 import json
 import sys
@@ -22,31 +23,65 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from recorded import platform_key
 
 from mgjax import make_config, make_train
 from mgjax.algorithms import COLUMN_ALIASES
-from recorded import platform_key
 
 DATA = Path(__file__).parent / "data"
 SEEDS = (0, 3)
 
-_PPO_FAMILY = dict(env="pointmass", total_steps=3 * 4 * 8 * 2, num_envs=4, rollout_length=8,
-                   eval_every=2, num_eval_envs=2, policy_hidden=(16,), value_hidden=(16,),
-                   model_hidden=(16,), ppo_epochs=1, num_minibatches=2, buffer_size=128,
-                   mle_steps=2, mle_batch=16, mg_steps=1, mg_rollouts=8, mg_horizon=3,
-                   model_rollouts=8, model_horizon=3, model_updates=1, real_grad_ema=0.5)
-_SAC_FAMILY = dict(env="pointmass", exploration_steps=100, rollout_length=25, eval_every=2,
-                   total_steps=100 + 2 * 2 * 25, ensemble_size=3, elites=2,
-                   model_hidden=(16, 16), sac_hidden=(16, 16), rollout_batch=32,
-                   updates_per_step=2, sac_batch=32, model_max_epochs=3, model_epoch_steps=4,
-                   mle_batch=16, buffer_size=1000, num_eval_envs=2, mg_rollouts=8,
-                   mg_horizon=2, mg_steps=2)
+_PPO_FAMILY = dict(
+  env="pointmass",
+  total_steps=3 * 4 * 8 * 2,
+  num_envs=4,
+  rollout_length=8,
+  eval_every=2,
+  num_eval_envs=2,
+  policy_hidden=(16,),
+  value_hidden=(16,),
+  model_hidden=(16,),
+  ppo_epochs=1,
+  num_minibatches=2,
+  buffer_size=128,
+  mle_steps=2,
+  mle_batch=16,
+  mg_steps=1,
+  mg_rollouts=8,
+  mg_horizon=3,
+  model_rollouts=8,
+  model_horizon=3,
+  model_updates=1,
+  real_grad_ema=0.5,
+)
+_SAC_FAMILY = dict(
+  env="pointmass",
+  exploration_steps=100,
+  rollout_length=25,
+  eval_every=2,
+  total_steps=100 + 2 * 2 * 25,
+  ensemble_size=3,
+  elites=2,
+  model_hidden=(16, 16),
+  sac_hidden=(16, 16),
+  rollout_batch=32,
+  updates_per_step=2,
+  sac_batch=32,
+  model_max_epochs=3,
+  model_epoch_steps=4,
+  mle_batch=16,
+  buffer_size=1000,
+  num_eval_envs=2,
+  mg_rollouts=8,
+  mg_horizon=2,
+  mg_steps=2,
+)
 CONFIGS = {
-    "mg": dict(_PPO_FAMILY, algo="mg"),
-    "mle": dict(_PPO_FAMILY, algo="mle"),
-    "ppo": dict(_PPO_FAMILY, algo="ppo"),
-    "mbpo": dict(_SAC_FAMILY, algo="mbpo"),
-    "mg-sac": dict(_SAC_FAMILY, algo="mg-sac"),
+  "mg": dict(_PPO_FAMILY, algo="mg"),
+  "mle": dict(_PPO_FAMILY, algo="mle"),
+  "ppo": dict(_PPO_FAMILY, algo="ppo"),
+  "mbpo": dict(_SAC_FAMILY, algo="mbpo"),
+  "mg-sac": dict(_SAC_FAMILY, algo="mg-sac"),
 }
 
 
@@ -70,9 +105,14 @@ def record() -> None:
   out = {"platform": platform_key(), "seeds": list(SEEDS), "algos": {}}
   for algo in CONFIGS:
     out["algos"][algo] = {
-        name: {"dtype": str(v.dtype), "shape": list(v.shape), "bits": _bits(v),
-               "values": v.ravel().tolist()}
-        for name, v in sorted(run_metrics(algo).items())}
+      name: {
+        "dtype": str(v.dtype),
+        "shape": list(v.shape),
+        "bits": _bits(v),
+        "values": v.ravel().tolist(),
+      }
+      for name, v in sorted(run_metrics(algo).items())
+    }
     print(algo, "recorded")
   path = DATA / f"regression_metrics_{out['platform']['simd']}.json"
   path.write_text(json.dumps(out, indent=1) + "\n")

@@ -4,6 +4,7 @@ One small vmapped mbpo run on the point-mass env (its state has everything a res
 must carry: both replay buffers, the ensemble, SAC's optimisers, the simulator state and
 PRNG keys) runs uninterrupted, paused and resumed, and resumed from an older point.
 """
+
 import csv
 import json
 import os
@@ -22,10 +23,24 @@ from mgjax.run import ResumeError, outputs, resume, run
 ROOT = Path(__file__).resolve().parent.parent
 # 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps.
 CONFIG = make_config(
-    algo="mbpo", env="pointmass", total_steps=400, exploration_steps=200, rollout_length=25,
-    eval_every=2, num_eval_envs=2, model_hidden=(32, 32), sac_hidden=(32, 32),
-    ensemble_size=3, elites=2, rollout_batch=64, updates_per_step=2, sac_batch=64,
-    model_max_epochs=2, model_epoch_steps=5, branch_schedule=(0, 1, 1, 3))
+  algo="mbpo",
+  env="pointmass",
+  total_steps=400,
+  exploration_steps=200,
+  rollout_length=25,
+  eval_every=2,
+  num_eval_envs=2,
+  model_hidden=(32, 32),
+  sac_hidden=(32, 32),
+  ensemble_size=3,
+  elites=2,
+  rollout_batch=64,
+  updates_per_step=2,
+  sac_batch=64,
+  model_max_epochs=2,
+  model_epoch_steps=5,
+  branch_schedule=(0, 1, 1, 3),
+)
 SEEDS = [0, 1]
 
 
@@ -68,8 +83,7 @@ def test_a_resumed_run_keeps_its_saved_layout():
   assert resume.saved_devices({"devices": 5}) == 5
   assert resume.saved_devices(None) is None  # a new run: every device
   # Points of versions that did not record the layout were on one device of a CPU.
-  assert resume.saved_devices({"chunks": 1}) == (1 if jax.devices()[0].platform == "cpu"
-                                                  else None)
+  assert resume.saved_devices({"chunks": 1}) == (1 if jax.devices()[0].platform == "cpu" else None)
 
 
 @pytest.mark.slow
@@ -104,8 +118,10 @@ def test_resume_from_an_older_point_drops_the_later_rows(runs):
 
 
 def test_host_reads_the_cpu_and_its_widest_vector_extension():
-  info = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
-          "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu avx512f\n")
+  info = (
+    "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+    "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu avx512f\n"
+  )
   assert outputs.host(info)["cpu"] == "AMD EPYC"
   assert outputs.host(info)["simd"] == "avx2"  # the first processor's flags
   assert outputs.host(info.replace("fma", "avx512f avx512bw"))["simd"] == "avx512f"
@@ -118,7 +134,9 @@ def test_platform_changes_name_each_field_that_differs():
   assert resume.platform_changes(saved, dict(saved)) == []
   assert resume.platform_changes(None, saved) == []  # a point of an earlier version
   assert resume.platform_changes(saved, {**saved, "mujoco": "4.0.1", "simd": "avx512f"}) == [
-      "mujoco 4.0.0 -> 4.0.1", "simd avx2 -> avx512f"]
+    "mujoco 4.0.0 -> 4.0.1",
+    "simd avx2 -> avx512f",
+  ]
   assert resume.platform_changes(saved, {**saved, "backend": "cpu"}) == ["backend None -> cpu"]
 
 
@@ -127,8 +145,13 @@ def test_resume_refuses_another_config_or_no_point(runs, tmp_path):
   base, *_ = runs
   shutil.copytree(base / "point-1", tmp_path / "run" / "resume")
   with pytest.raises(ResumeError, match=r"tau=0\.005, not 0\.01"):
-    run(make_config(**{**CONFIG.__dict__, "tau": 0.01}), seeds=SEEDS, out=tmp_path / "run",
-        resume=True, progress=False)
+    run(
+      make_config(**{**CONFIG.__dict__, "tau": 0.01}),
+      seeds=SEEDS,
+      out=tmp_path / "run",
+      resume=True,
+      progress=False,
+    )
   with pytest.raises(ResumeError, match=r"seeds=\[0, 1\], not \[0\]"):
     run(CONFIG, seeds=[0], out=tmp_path / "run", resume=True, progress=False)
   with pytest.raises(ResumeError, match="no resume point"):
@@ -140,8 +163,11 @@ def _as_earlier_version(path: Path) -> None:
   earlier version wrote (rollout_schedule, rollout_length)."""
   text = path.read_text()
   assert "branch_schedule" in text or "branch_length" in text, path
-  path.write_text(text.replace('"branch_schedule"', '"rollout_schedule"')
-                  .replace(",branch_length,", ",rollout_length,"))
+  path.write_text(
+    text.replace('"branch_schedule"', '"rollout_schedule"').replace(
+      ",branch_length,", ",rollout_length,"
+    )
+  )
 
 
 @pytest.mark.slow
@@ -177,18 +203,29 @@ def test_interrupted_save_keeps_the_older_point(tmp_path):
 
 
 def _train(*args):
-  return subprocess.run([sys.executable, "experiments/train.py", *map(str, args)], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300,
-                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                             # the session's compilation cache (conftest.py), not the user's
-                             "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})
+  return subprocess.run(
+    [sys.executable, "experiments/train.py", *map(str, args)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={
+      "PYTHONPATH": str(ROOT),
+      "PATH": "/usr/bin:/bin",
+      # the session's compilation cache (conftest.py), not the user's
+      "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"],
+    },
+  )
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     (["--tau", "0.01"], "drop --tau"),
     (["--seeds", "3", "--out", "x"], "drop --seeds --out"),
     ([], "no resume point"),
-])
+  ],
+)
 def test_train_cli_resume_errors_are_one_line_exit_2(tmp_path, args, expected):
   proc = _train("--resume", tmp_path, *args, "--no-progress")
   assert proc.returncode == 2, proc.stderr
@@ -202,13 +239,13 @@ def test_config_from_its_json_is_the_same_config():
   assert data["branch_schedule"] == [0, 1, 1, 3]
   from mgjax.algorithms import config_from_dict, describe
   from mgjax.config import Config
+
   assert Config.from_dict(data) == CONFIG
   # config.json itself (`describe`: with "resolved"), also under the field's earlier name.
   described = json.loads(json.dumps(describe(CONFIG)))
   assert "resolved" in described
   assert config_from_dict(described) == CONFIG
-  earlier = {("rollout_schedule" if k == "branch_schedule" else k): v
-             for k, v in described.items()}
+  earlier = {("rollout_schedule" if k == "branch_schedule" else k): v for k, v in described.items()}
   assert "branch_schedule" not in earlier
   assert config_from_dict(earlier) == CONFIG
 
@@ -216,47 +253,81 @@ def test_config_from_its_json_is_the_same_config():
 @pytest.mark.slow
 def test_train_cli_pauses_and_resumes(tmp_path):
   out = tmp_path / "run"
-  small = ("--algo", "ppo", "--env", "pointmass", "--total-steps", "1024", "--num-envs", "8",
-           "--rollout-length", "32", "--eval-every", "2", "--num-eval-envs", "2",
-           "--seeds", "2", "--out", out, "--no-progress")
+  small = (
+    "--algo",
+    "ppo",
+    "--env",
+    "pointmass",
+    "--total-steps",
+    "1024",
+    "--num-envs",
+    "8",
+    "--rollout-length",
+    "32",
+    "--eval-every",
+    "2",
+    "--num-eval-envs",
+    "2",
+    "--seeds",
+    "2",
+    "--out",
+    out,
+    "--no-progress",
+  )
   proc = _train(*small, "--time-limit", "0", "--tensorboard")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert f"paused at 512 env steps; continue with: python experiments/train.py --resume {out}" \
-      in proc.stdout
+  assert (
+    f"paused at 512 env steps; continue with: python experiments/train.py --resume {out}"
+    in proc.stdout
+  )
   proc = _train("--resume", out, "--no-progress")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "resumed at iteration 2" in proc.stdout and "final eval return" in proc.stdout
   summary = json.loads((out / "summary.json").read_text())
   assert (summary["status"], summary["sessions"], summary["total_env_steps"]) == (
-      "finished", 2, 1024)
+    "finished",
+    2,
+    1024,
+  )
   assert [r["env_steps"] for r in _rows(out)] == ["512", "512", "1024", "1024"]
   # TensorBoard stays on for the resumed session and holds every evaluation once.
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
   for seed in ("0", "1"):
     events = EventAccumulator(str(out / "tensorboard" / f"seed_{seed}"))
     events.Reload()
     logged = [(e.step, e.value) for e in events.Scalars("eval_return")]
-    assert [(int(r["env_steps"]), pytest.approx(float(r["eval_return"]), rel=1e-6))
-            for r in _rows(out) if r["seed"] == seed] == logged
+    assert [
+      (int(r["env_steps"]), pytest.approx(float(r["eval_return"]), rel=1e-6))
+      for r in _rows(out)
+      if r["seed"] == seed
+    ] == logged
 
 
 def test_a_resumed_run_purges_what_tensorboard_logged_after_its_point(tmp_path):
   # A session that logged past the resume point the next one continues from (killed after
   # the logger thread wrote its events): the resumed session's values replace the later
   # ones, each step once.
-  from mgjax.run.recording import TensorBoardWriter
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  from mgjax.run.recording import TensorBoardWriter
+
   folder = tmp_path / "tensorboard"
   first = TensorBoardWriter(folder)
-  first.write([{"seed": 0, "env_steps": t, "eval_return": v}
-               for t, v in ((100, 1.0), (200, 2.0), (300, 3.0))])
+  first.write(
+    [{"seed": 0, "env_steps": t, "eval_return": v} for t, v in ((100, 1.0), (200, 2.0), (300, 3.0))]
+  )
   first.close()
   kept = [{"seed": "0", "env_steps": "100", "iteration": "1"}]  # metrics.csv's kept rows
   second = TensorBoardWriter(folder, kept, resumed=True)
-  second.write([{"seed": 0, "env_steps": t, "eval_return": v} for t, v in ((200, 20.0),
-                                                                           (300, 30.0))])
+  second.write(
+    [{"seed": 0, "env_steps": t, "eval_return": v} for t, v in ((200, 20.0), (300, 30.0))]
+  )
   second.close()
   events = EventAccumulator(str(folder / "seed_0"))
   events.Reload()
   assert [(e.step, e.value) for e in events.Scalars("eval_return")] == [
-      (100, 1.0), (200, 20.0), (300, 30.0)]
+    (100, 1.0),
+    (200, 20.0),
+    (300, 30.0),
+  ]

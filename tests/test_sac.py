@@ -2,6 +2,7 @@
 and the composed update. Hand-computed cases carry their arithmetic in comments; functions run
 under `jax.jit`. Networks are tiny and batches small: these run on CPU in seconds.
 """
+
 import functools
 import math
 
@@ -42,21 +43,41 @@ _TARGET_Q = _q_params([1.0, 2.0], [1.0, 1.0], [0.5, 0.0])
 
 
 def _batch(termination=(0.0, 0.0), truncation=(0.0, 0.0)):
-  return Transition(obs=jnp.array([[1.0], [2.0]]), action=jnp.array([[0.5], [-0.5]]),
-                    reward=jnp.array([1.0, 2.0]), next_obs=jnp.array([[0.0], [1.0]]),
-                    termination=jnp.array(termination), truncation=jnp.array(truncation),
-                    extras={})
+  return Transition(
+    obs=jnp.array([[1.0], [2.0]]),
+    action=jnp.array([[0.5], [-0.5]]),
+    reward=jnp.array([1.0, 2.0]),
+    next_obs=jnp.array([[0.0], [1.0]]),
+    termination=jnp.array(termination),
+    truncation=jnp.array(truncation),
+    extras={},
+  )
 
 
 def _critic(q_params, target_q_params, actor_params, log_alpha, batch, key=jax.random.key(0)):
-  return sac.critic_loss(q_params, target_q_params=target_q_params, actor_params=actor_params,
-                         log_alpha=log_alpha, batch=batch, key=key, q_fn=_linear_q,
-                         actor_fn=_const_actor, discount=0.5)[0]
+  return sac.critic_loss(
+    q_params,
+    target_q_params=target_q_params,
+    actor_params=actor_params,
+    log_alpha=log_alpha,
+    batch=batch,
+    key=key,
+    q_fn=_linear_q,
+    actor_fn=_const_actor,
+    discount=0.5,
+  )[0]
 
 
 def _actor(actor_params, q_params, log_alpha, obs, key=jax.random.key(0)):
-  return sac.actor_loss(actor_params, q_params=q_params, log_alpha=log_alpha, obs=obs, key=key,
-                        q_fn=_linear_q, actor_fn=_const_actor)
+  return sac.actor_loss(
+    actor_params,
+    q_params=q_params,
+    log_alpha=log_alpha,
+    obs=obs,
+    key=key,
+    q_fn=_linear_q,
+    actor_fn=_const_actor,
+  )
 
 
 # ------------------------------------------------------------------- tanh-Gaussian
@@ -66,14 +87,20 @@ def test_tanh_gaussian_log_prob_hand_computed():
   # log(1 − tanh²(1)) = log(1 − 0.761594²) = log(0.419974) = −0.867562
   # log π(tanh 1) = −1.505792 + 0.867562 = −0.638230
   log_prob = jax.jit(sac.tanh_gaussian_log_prob)(
-      jnp.array([0.2]), jnp.array([math.log(0.5)]), jnp.array([1.0]))
-  direct = (-0.5 * (0.8 / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)
-            - math.log(1.0 - math.tanh(1.0) ** 2))
+    jnp.array([0.2]), jnp.array([math.log(0.5)]), jnp.array([1.0])
+  )
+  direct = (
+    -0.5 * (0.8 / 0.5) ** 2
+    - math.log(0.5)
+    - 0.5 * math.log(2 * math.pi)
+    - math.log(1.0 - math.tanh(1.0) ** 2)
+  )
   np.testing.assert_allclose(log_prob, direct, rtol=_RTOL)
   np.testing.assert_allclose(log_prob, -0.638230, rtol=1e-5)
   # Dimensions add: two copies of the same 1-D case give twice the log-density.
   log_prob_2d = jax.jit(sac.tanh_gaussian_log_prob)(
-      jnp.array([0.2, 0.2]), jnp.full((2,), math.log(0.5)), jnp.array([1.0, 1.0]))
+    jnp.array([0.2, 0.2]), jnp.full((2,), math.log(0.5)), jnp.array([1.0, 1.0])
+  )
   np.testing.assert_allclose(log_prob_2d, 2 * direct, rtol=_RTOL)
 
 
@@ -83,10 +110,8 @@ def test_tanh_gaussian_density_integrates_to_one():
   mean, log_std = jnp.array([0.3]), jnp.array([math.log(0.8)])
   a = np.linspace(-1.0 + 1e-6, 1.0 - 1e-6, 200_001)
   u = jnp.asarray(np.arctanh(a), jnp.float32)[:, None]
-  log_p = jax.jit(jax.vmap(sac.tanh_gaussian_log_prob, in_axes=(None, None, 0)))(
-      mean, log_std, u)
-  np.testing.assert_allclose(np.trapezoid(np.exp(np.asarray(log_p, np.float64)), a), 1.0,
-                             atol=2e-3)
+  log_p = jax.jit(jax.vmap(sac.tanh_gaussian_log_prob, in_axes=(None, None, 0)))(mean, log_std, u)
+  np.testing.assert_allclose(np.trapezoid(np.exp(np.asarray(log_p, np.float64)), a), 1.0, atol=2e-3)
 
 
 def test_tanh_gaussian_large_u_is_finite_and_exact():
@@ -165,8 +190,10 @@ def test_critic_loss_entropy_term_with_same_keys():
   loss = jax.jit(_critic)(_Q, _TARGET_Q, actor, log_alpha, _batch(), key)
   np.testing.assert_allclose(loss, expected, rtol=_RTOL)
   # ... and the entropy term matters here: α ≈ 0 gives another loss.
-  assert abs(float(jax.jit(_critic)(_Q, _TARGET_Q, actor, _TINY_LOG_ALPHA, _batch(), key))
-             - expected) > 1e-2
+  assert (
+    abs(float(jax.jit(_critic)(_Q, _TARGET_Q, actor, _TINY_LOG_ALPHA, _batch(), key)) - expected)
+    > 1e-2
+  )
 
 
 def test_critic_loss_gradient_stops_at_the_target():
@@ -174,8 +201,13 @@ def test_critic_loss_gradient_stops_at_the_target():
   # Target params do change the loss ...
   other_target = _q_params([0.0, 0.0], [0.0, 0.0], [3.0, 3.0])
   fn = jax.jit(_critic)
-  assert abs(float(fn(_Q, _TARGET_Q, actor, log_alpha, batch))
-             - float(fn(_Q, other_target, actor, log_alpha, batch))) > 1e-2
+  assert (
+    abs(
+      float(fn(_Q, _TARGET_Q, actor, log_alpha, batch))
+      - float(fn(_Q, other_target, actor, log_alpha, batch))
+    )
+    > 1e-2
+  )
   # ... but the target y is under stop_gradient: no gradient into target critics, actor or α.
   g_target = jax.jit(jax.grad(lambda t: _critic(_Q, t, actor, log_alpha, batch)))(_TARGET_Q)
   g_actor = jax.jit(jax.grad(lambda p: _critic(_Q, _TARGET_Q, p, log_alpha, batch)))(actor)
@@ -184,8 +216,9 @@ def test_critic_loss_gradient_stops_at_the_target():
     np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
   # The online critics do get one: hand case of test_critic_loss_hand_computed, ∂L/∂b_j =
   # mean_b (Q_j − y) = [(1 − 1.75)/2, (0.5 − 2.25)/2] = [−0.375, −0.875].
-  g_q = jax.jit(jax.grad(lambda q: _critic(q, _TARGET_Q, _actor_params(0.0, -20.0),
-                                           _TINY_LOG_ALPHA, batch)))(_Q)
+  g_q = jax.jit(
+    jax.grad(lambda q: _critic(q, _TARGET_Q, _actor_params(0.0, -20.0), _TINY_LOG_ALPHA, batch))
+  )(_Q)
   np.testing.assert_allclose(g_q["b"], [-0.375, -0.875], rtol=_RTOL)
 
 
@@ -226,12 +259,12 @@ def test_actor_objective_is_the_scalar_per_state_loss_actor_loss_averages():
   # the keys jax.random.split(key, B) is actor_loss.
   obs = jnp.array([[1.0], [2.0]])
   actor, key = _actor_params(0.2, -0.5), jax.random.key(3)
-  objective = functools.partial(sac.actor_objective, q_params=_Q, log_alpha=0.0,
-                                q_fn=_linear_q, actor_fn=_const_actor)
+  objective = functools.partial(
+    sac.actor_objective, q_params=_Q, log_alpha=0.0, q_fn=_linear_q, actor_fn=_const_actor
+  )
   assert objective(actor, obs[0], key).shape == ()
   per_state = jax.vmap(objective, in_axes=(None, 0, 0))(actor, obs, jax.random.split(key, 2))
-  np.testing.assert_allclose(jnp.mean(per_state), _actor(actor, _Q, 0.0, obs, key)[0],
-                             rtol=_RTOL)
+  np.testing.assert_allclose(jnp.mean(per_state), _actor(actor, _Q, 0.0, obs, key)[0], rtol=_RTOL)
 
 
 def test_tanh_gaussian_policy_samples_and_inverts_the_squashing():
@@ -242,8 +275,9 @@ def test_tanh_gaussian_policy_samples_and_inverts_the_squashing():
   action = jax.jit(policy.sample)(1.0, jnp.zeros(3), key)
   expected, expected_log_prob = sac.tanh_gaussian_sample(mean, log_std, key)
   np.testing.assert_allclose(action, expected, rtol=_RTOL)
-  np.testing.assert_allclose(jax.jit(policy.log_prob)(1.0, jnp.zeros(3), action),
-                             expected_log_prob, rtol=1e-4)
+  np.testing.assert_allclose(
+    jax.jit(policy.log_prob)(1.0, jnp.zeros(3), action), expected_log_prob, rtol=1e-4
+  )
   # Actions on the boundary (a deterministic env action) stay finite.
   assert np.isfinite(policy.log_prob(1.0, jnp.zeros(3), jnp.array([1.0, -1.0])))
 
@@ -282,28 +316,36 @@ def _setup(obs_size, action_size, hidden, learning_rate, seed=0):
   opts = sac.make_optimizers(learning_rate)
   params = sac.init_params(actor_net, q_net, jax.random.key(seed))
   update = functools.partial(
-      sac.sac_update, q_fn=q_net.apply, actor_fn=actor_net.apply, optimizers=opts,
-      target_entropy=sac.default_target_entropy(action_size))
+    sac.sac_update,
+    q_fn=q_net.apply,
+    actor_fn=actor_net.apply,
+    optimizers=opts,
+    target_entropy=sac.default_target_entropy(action_size),
+  )
   return actor_net, params, sac.init_opt_state(opts, params), update
 
 
 def test_sac_update_runs_and_moves_targets_by_tau():
   _, params, opt_state, update = _setup(3, 2, (16, 16), 1e-3)
   k1, k2, k3, k4 = jax.random.split(jax.random.key(1), 4)
-  batch = Transition(obs=jax.random.normal(k1, (8, 3)),
-                     action=jax.random.uniform(k2, (8, 2), minval=-1.0, maxval=1.0),
-                     reward=jax.random.normal(k3, (8,)), next_obs=jax.random.normal(k4, (8, 3)),
-                     termination=jnp.zeros(8).at[0].set(1.0), truncation=jnp.zeros(8),
-                     extras={})
+  batch = Transition(
+    obs=jax.random.normal(k1, (8, 3)),
+    action=jax.random.uniform(k2, (8, 2), minval=-1.0, maxval=1.0),
+    reward=jax.random.normal(k3, (8,)),
+    next_obs=jax.random.normal(k4, (8, 3)),
+    termination=jnp.zeros(8).at[0].set(1.0),
+    truncation=jnp.zeros(8),
+    extras={},
+  )
   step = jax.jit(lambda p, o, k: update(p, o, batch, k, tau=0.05))
   new, _, metrics = step(params, opt_state, jax.random.key(2))
-  assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy",
-                          "q_mean"}
+  assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q_mean"}
   assert all(np.isfinite(v) for v in metrics.values())
   # Initially target = q; after one step target' = target + τ (q' − target), to float32
   # rounding of the O(1) weights (the moves themselves are O(τ · lr) = 5e-5).
-  for t_new, t_old, q_new in zip(jax.tree.leaves(new.target_q), jax.tree.leaves(params.target_q),
-                                 jax.tree.leaves(new.q)):
+  for t_new, t_old, q_new in zip(
+    jax.tree.leaves(new.target_q), jax.tree.leaves(params.target_q), jax.tree.leaves(new.q)
+  ):
     t_old, q_new = np.asarray(t_old, np.float64), np.asarray(q_new, np.float64)
     np.testing.assert_allclose(t_new, t_old + 0.05 * (q_new - t_old), rtol=2e-7, atol=1e-8)
     assert not np.allclose(t_new, t_old + 0.1 * (q_new - t_old), rtol=2e-7, atol=1e-8)
@@ -327,9 +369,15 @@ def test_sac_learns_one_step_bandit():
     params, opt_state = carry
     data_key, update_key = jax.random.split(key)
     action = jax.random.uniform(data_key, (64, 1), minval=-1.0, maxval=1.0)
-    batch = Transition(obs=obs, action=action, reward=-jnp.square(action[:, 0] - 0.5),
-                       next_obs=obs, termination=jnp.ones(64), truncation=jnp.zeros(64),
-                       extras={})
+    batch = Transition(
+      obs=obs,
+      action=action,
+      reward=-jnp.square(action[:, 0] - 0.5),
+      next_obs=obs,
+      termination=jnp.ones(64),
+      truncation=jnp.zeros(64),
+      extras={},
+    )
     params, opt_state, metrics = update(params, opt_state, batch, update_key)
     return (params, opt_state), metrics
 

@@ -1,23 +1,43 @@
 """Tests for mgjax.algorithms.sac: model-free SAC in MBPO's loop (`--algo sac`)."""
+
 import jax
 import numpy as np
 import pytest
+from chunked import run_chunks
 
 from mgjax import envs
 from mgjax.algorithms import make_config, mbpo, run_schedule, sac
-from chunked import run_chunks
 
 # 500 random steps, then 9 chunks of 10 iterations x 50 env steps, one update per step.
-_SMALL = dict(algo="sac", env="pointmass", exploration_steps=500, rollout_length=50,
-              eval_every=10, sac_hidden=(64, 64), sac_batch=128, num_eval_envs=8,
-              sac_learning_rate=1e-3, total_steps=5000)
+_SMALL = dict(
+  algo="sac",
+  env="pointmass",
+  exploration_steps=500,
+  rollout_length=50,
+  eval_every=10,
+  sac_hidden=(64, 64),
+  sac_batch=128,
+  num_eval_envs=8,
+  sac_learning_rate=1e-3,
+  total_steps=5000,
+)
 _SEEDS = 2
 
 
 def test_sac_takes_mbpos_sac_settings_with_one_update_per_step():
   c, m = make_config(algo="sac", env="hopper"), make_config(algo="mbpo", env="hopper")
-  for name in ("num_envs", "rollout_length", "eval_every", "buffer_size", "target_entropy",
-               "sac_hidden", "sac_batch", "sac_learning_rate", "tau", "exploration_steps"):
+  for name in (
+    "num_envs",
+    "rollout_length",
+    "eval_every",
+    "buffer_size",
+    "target_entropy",
+    "sac_hidden",
+    "sac_batch",
+    "sac_learning_rate",
+    "tau",
+    "exploration_steps",
+  ):
     assert getattr(c, name) == getattr(m, name), name
   assert c.updates_per_step == 1 and m.updates_per_step == 20
   assert make_config(algo="sac", env="hopper", updates_per_step=4).updates_per_step == 4

@@ -8,6 +8,7 @@ are then amplified by training (an eval episode that ends one step earlier). So 
 same per-device layout must agree exactly, and a sharded run and an unsharded one agree to
 float tolerance after the first iterations.
 """
+
 import csv
 import json
 import os
@@ -33,20 +34,51 @@ TRAIN = str(ROOT / "experiments" / "train.py")
 # evaluation, not 1e-7), as a discrete event, such as a predicted termination of an
 # untrained model, turns a last-bit difference into a different trajectory. The comparison
 # below needs runs that stay rounding apart for the first iterations.
-SMALL = ("--algo", "mg", "--env", "pointmass", "--total-steps", "1024", "--num-envs", "8",
-         "--rollout-length", "32", "--eval-every", "2", "--num-eval-envs", "4",
-         "--model-hidden", "32,32", "--mle-steps", "5", "--mg-steps", "1", "--mg-rollouts",
-         "32", "--model-rollouts", "64", "--model-updates", "1", "--mg-start", "buffer",
-         "--no-progress")
+SMALL = (
+  "--algo",
+  "mg",
+  "--env",
+  "pointmass",
+  "--total-steps",
+  "1024",
+  "--num-envs",
+  "8",
+  "--rollout-length",
+  "32",
+  "--eval-every",
+  "2",
+  "--num-eval-envs",
+  "4",
+  "--model-hidden",
+  "32,32",
+  "--mle-steps",
+  "5",
+  "--mg-steps",
+  "1",
+  "--mg-rollouts",
+  "32",
+  "--model-rollouts",
+  "64",
+  "--model-updates",
+  "1",
+  "--mg-start",
+  "buffer",
+  "--no-progress",
+)
 LOSSES = ("model_nll", "mle_loss", "mg_loss", "policy_loss", "value_loss", "entropy")
 
 
 def train_cli(*args):
   """train.py on a CPU split into 4 devices."""
-  env = dict(os.environ, PYTHONPATH=str(ROOT),
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  return subprocess.run([sys.executable, TRAIN, *map(str, args)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
+  env = dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  return subprocess.run(
+    [sys.executable, TRAIN, *map(str, args)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
 
 
 def rows(path: Path) -> dict[tuple[int, int], dict[str, str]]:
@@ -63,11 +95,11 @@ def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp("sharding")
   out = {}
   cases = {
-      "sharded4": ("--seeds", "4"),                               # 1 run per device
-      "unsharded": ("--seeds", "4", "--devices", "1"),            # 4 runs on one device
-      "seeds23_on2": ("--seeds", "2", "--seed", "2", "--devices", "2"),
-      "sweep": ("--seeds", "2", "--sweep", "mle_weight=0.1,1.0"),  # 2 x 2 runs on 4 devices
-      "mle_weight_0.1": ("--seeds", "2", "--devices", "2", "--mle-weight", "0.1"),
+    "sharded4": ("--seeds", "4"),  # 1 run per device
+    "unsharded": ("--seeds", "4", "--devices", "1"),  # 4 runs on one device
+    "seeds23_on2": ("--seeds", "2", "--seed", "2", "--devices", "2"),
+    "sweep": ("--seeds", "2", "--sweep", "mle_weight=0.1,1.0"),  # 2 x 2 runs on 4 devices
+    "mle_weight_0.1": ("--seeds", "2", "--devices", "2", "--mle-weight", "0.1"),
   }
   # The CLI's own split of the CPU (no XLA_FLAGS) is checked on test_cli's pointmass runs.
   for name, args in cases.items():
@@ -105,9 +137,22 @@ def test_sharded_run_matches_unsharded_to_float_tolerance(runs):
   assert_close_to_unsharded(rows(runs["sharded4"][0]), rows(runs["unsharded"][0]))
 
 
-@pytest.mark.parametrize("runs_, cores, devices", [
-    (1, 2, 1), (2, 2, 2), (4, 2, 2), (5, 2, 5), (6, 2, 2), (3, 2, 3), (97, 2, 1),
-    (5, 16, 5), (32, 16, 16), (24, 16, 24), (10, 4, 5)])
+@pytest.mark.parametrize(
+  "runs_, cores, devices",
+  [
+    (1, 2, 1),
+    (2, 2, 2),
+    (4, 2, 2),
+    (5, 2, 5),
+    (6, 2, 2),
+    (3, 2, 3),
+    (97, 2, 1),
+    (5, 16, 5),
+    (32, 16, 16),
+    (24, 16, 24),
+    (10, 4, 5),
+  ],
+)
 def test_cpu_layout_gives_every_core_a_device_and_splits_the_runs_evenly(runs_, cores, devices):
   assert cpu_layout(runs_, cores) == devices
 
@@ -137,7 +182,8 @@ def test_a_run_does_not_depend_on_the_other_runs_on_the_mesh(runs):
   assert len(alone) == 4
   for key, r in alone.items():
     assert {k: v for k, v in r.items() if k != "wall_time_s"} == {
-        k: v for k, v in together[key].items() if k != "wall_time_s"}, key
+      k: v for k, v in together[key].items() if k != "wall_time_s"
+    }, key
 
 
 @pytest.mark.slow
@@ -159,7 +205,8 @@ def test_sweep_writes_each_setting_and_matches_separate_runs(runs):
   swept, separate = rows(path / "mle_weight=0.1"), rows(runs["mle_weight_0.1"][0])
   for key, r in separate.items():
     assert {k: v for k, v in r.items() if k != "wall_time_s"} == {
-        k: v for k, v in swept[key].items() if k != "wall_time_s"}, key
+      k: v for k, v in swept[key].items() if k != "wall_time_s"
+    }, key
   # ... and the two settings really differ.
   other = rows(path / "mle_weight=1")
   assert any(swept[k]["mg_loss"] != other[k]["mg_loss"] for k in swept)
@@ -171,19 +218,24 @@ def test_a_sweep_settings_folder_loads_its_own_policy(runs):
   # policies do; the other setting's differ. The sweep's own folder names its settings.
   import mgjax
   from mgjax.run import OutputError
+
   sweep, separate = runs["sweep"][0], runs["mle_weight_0.1"][0]
   obs = jnp.array([[0.5, -0.3, 0.2, 0.1], [-1.0, 0.4, 0.0, -0.2]])
   for seed in (0, 1):
     swept = mgjax.load_policy(sweep / "mle_weight=0.1", seed=seed)(obs)
     np.testing.assert_array_equal(swept, mgjax.load_policy(separate, seed=seed)(obs))
     assert not np.array_equal(swept, mgjax.load_policy(sweep / "mle_weight=1", seed=seed)(obs))
-  with pytest.raises(OutputError, match="a sweep of 2 settings; load one setting's folder "
-                                        r"\(mle_weight=0.1, mle_weight=1\)"):
+  with pytest.raises(
+    OutputError,
+    match="a sweep of 2 settings; load one setting's folder "
+    r"\(mle_weight=0.1, mle_weight=1\)",
+  ):
     mgjax.load_policy(sweep)
 
 
 def _free_port() -> int:
   import socket
+
   with socket.socket() as sock:
     sock.bind(("localhost", 0))
     return sock.getsockname()[1]
@@ -195,13 +247,33 @@ def test_two_processes_give_the_single_process_results(runs, tmp_path):
   # jax.distributed; process 0 alone writes the files, which equal the 4-device run's.
   out = tmp_path / "run"
   address = f"localhost:{_free_port()}"
-  env = dict(os.environ, PYTHONPATH=str(ROOT),
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  procs = [subprocess.Popen(
-      [sys.executable, TRAIN, *SMALL, "--seeds", "4", "--out", str(out), "--distributed",
-       "--coordinator-address", address, "--num-processes", "2", "--process-id", str(i)],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  env = dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        TRAIN,
+        *SMALL,
+        "--seeds",
+        "4",
+        "--out",
+        str(out),
+        "--distributed",
+        "--coordinator-address",
+        address,
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   results = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, results):
     assert p.returncode == 0, err[-3000:]
@@ -210,17 +282,21 @@ def test_two_processes_give_the_single_process_results(runs, tmp_path):
   single = rows(runs["sharded4"][0])
   for key, r in rows(out).items():
     assert {k: v for k, v in r.items() if k != "wall_time_s"} == {
-        k: v for k, v in single[key].items() if k != "wall_time_s"}, key
+      k: v for k, v in single[key].items() if k != "wall_time_s"
+    }, key
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     (("--seeds", "3"), "seeds=3: 3 seeds = 3 runs do not split evenly over 4 devices"),
     (("--seeds", "2", "--sweep", "mle_weight=1,2,3"), "seeds=2: 2 seeds x 3 sweep settings"),
     (("--devices", "8"), "devices=8: choose 1..4"),
     (("--sweep", "num_envs=4,8"), "sweep='num_envs': not sweepable for algo='mg'"),
     (("--sweep", "mle_weight=a"), "sweep='mle_weight=a': values must be comma-separated"),
     (("--sweep", "mle_weight=-1", "--seeds", "4"), "mle_weight=-1.0: must be non-negative"),
-])
+  ],
+)
 def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected):
   proc = train_cli(*SMALL, *args, "--out", tmp_path / "run")
   assert proc.returncode == 2, proc.stderr[-2000:]
@@ -233,16 +309,27 @@ def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected):
 def test_swept_learning_rate_is_data_in_the_optimizer_state():
   # ppo with learning rates 0 and 1e-3 vmapped in one program: the lr = 0 run keeps its
   # initial parameters, the other moves; each optimizer state holds its own rate.
-  config = Config(algo="ppo", env="pointmass", total_steps=128, num_envs=4, rollout_length=16,
-                  eval_every=2, num_eval_envs=2, policy_hidden=(8,), value_hidden=(8,),
-                  num_minibatches=2)
+  config = Config(
+    algo="ppo",
+    env="pointmass",
+    total_steps=128,
+    num_envs=4,
+    rollout_length=16,
+    eval_every=2,
+    num_eval_envs=2,
+    policy_hidden=(8,),
+    value_hidden=(8,),
+    num_minibatches=2,
+  )
   trainer = make_trainer(config)
   keys = jax.random.split(jax.random.key(0), 2)
   lrs = {"learning_rate": jnp.array([0.0, 1e-3])}
   state = jax.jit(jax.vmap(trainer.init))(keys, lrs)
   new, _ = jax.jit(jax.vmap(trainer.chunk))(state)
-  moved = [np.abs(np.asarray(a) - np.asarray(b)).max(axis=tuple(range(1, np.ndim(a))))
-           for a, b in zip(jax.tree.leaves(new.agent_params), jax.tree.leaves(state.agent_params))]
+  moved = [
+    np.abs(np.asarray(a) - np.asarray(b)).max(axis=tuple(range(1, np.ndim(a))))
+    for a, b in zip(jax.tree.leaves(new.agent_params), jax.tree.leaves(state.agent_params))
+  ]
   moved = np.max(moved, axis=0)
   assert moved[0] == 0.0 and moved[1] > 1e-4, moved
   np.testing.assert_allclose(new.agent_opt.hyperparams["learning_rate"], [0.0, 1e-3])
@@ -252,12 +339,26 @@ def test_swept_learning_rate_is_data_in_the_optimizer_state():
 
 
 def test_benchmark_checks_the_layout_before_running(tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(ROOT),
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--suite",
-                         "smoke", "--seeds", "3", "--results", str(tmp_path / "res"), "--runs",
-                         str(tmp_path / "runs")], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=300)
+  env = dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  proc = subprocess.run(
+    [
+      sys.executable,
+      str(ROOT / "experiments" / "benchmark.py"),
+      "--suite",
+      "smoke",
+      "--seeds",
+      "3",
+      "--results",
+      str(tmp_path / "res"),
+      "--runs",
+      str(tmp_path / "runs"),
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and "seeds=3" in lines[0] and "4 devices" in lines[0], proc.stderr

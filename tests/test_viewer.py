@@ -2,17 +2,18 @@
 every module the viewer imports is inside the page, the embedded trajectory cannot end its
 script element, and a real headless browser draws a hopper from the page without a network or
 a script error. (experiments/evaluate.py --html on a trained run: tests/test_cli.py.)"""
+
 import gzip
 import json
 import re
 import shutil
 
+import browser
 import mujoco
 import numpy as np
 import pytest
 from brax.base import Transform
 
-import browser
 from mgjax.run import viewer
 
 SPECIFIER = re.compile(r"""(?:from|import)\s*['"]([^'"]+)['"]""")
@@ -20,18 +21,23 @@ SPECIFIER = re.compile(r"""(?:from|import)\s*['"]([^'"]+)['"]""")
 
 def _decode(data_url: str) -> str:
   import base64
+
   prefix = "data:text/javascript;base64,"
   assert data_url.startswith(prefix)
-  return base64.b64decode(data_url[len(prefix):]).decode("utf-8")
+  return base64.b64decode(data_url[len(prefix) :]).decode("utf-8")
 
 
 def test_vendored_files_are_the_npm_registry_files():
   sources = viewer.vendored_sources()
   assert {s["specifier"] for s in sources} == {
-      "three", "three/addons/controls/OrbitControls.js", "lilgui"}
+    "three",
+    "three/addons/controls/OrbitControls.js",
+    "lilgui",
+  }
   for s in sources:
-    assert s["tarball"] == (f"https://registry.npmjs.org/{s['package']}/-/"
-                            f"{s['package']}-{s['version']}.tgz")
+    assert s["tarball"] == (
+      f"https://registry.npmjs.org/{s['package']}/-/{s['package']}-{s['version']}.tgz"
+    )
     assert len(viewer.vendored_module(s)) > 1000
 
 
@@ -68,6 +74,7 @@ def _hopper_frames(n: int):
   """A hopper's brax System and n link poses (free fall from a tilted start) from MuJoCo
   itself: what brax.io.json.dumps reads of pipeline states is `x`."""
   from brax import envs as brax_envs
+
   sys = brax_envs.get_environment("hopper", backend="mjx").sys
   model = sys.mj_model
   data = mujoco.MjData(model)
@@ -75,13 +82,15 @@ def _hopper_frames(n: int):
   frames = []
   for _ in range(n):
     mujoco.mj_step(model, data)
-    frames.append(type("S", (), {"x": Transform(pos=data.xpos[1:].copy(),
-                                                rot=data.xquat[1:].copy())})())
+    frames.append(
+      type("S", (), {"x": Transform(pos=data.xpos[1:].copy(), rot=data.xquat[1:].copy())})()
+    )
   return sys, frames
 
 
 def test_a_headless_browser_draws_the_page_offline_without_errors(tmp_path):
   from brax.io import json as brax_json
+
   sys, frames = _hopper_frames(20)
   page = tmp_path / "hopper.html"
   page.write_text(viewer.html_page(brax_json.dumps(sys, frames), "hopper"))

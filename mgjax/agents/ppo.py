@@ -4,6 +4,7 @@ Gaussian policy and value networks, the composed loss and the minibatch epochs.
 Used on real data (`ppo`) and on model rollouts (`mg`, `mle`); `PPOBatch.weight` masks the
 steps of a model rollout after its predicted termination.
 """
+
 import functools
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from mgjax.types import Params, Policy
 
 class PPONetworks(NamedTuple):
   """The policy network (apply -> (mean, log_std)) and the value network (apply -> V)."""
+
   policy: Network
   value: Network
 
@@ -32,6 +34,7 @@ class PPONetworks(NamedTuple):
 
 class PPOBatch(NamedTuple):
   """Flat samples for PPO epochs; `weight` masks steps after predicted termination."""
+
   obs: jax.Array
   action: jax.Array
   advantage: jax.Array
@@ -41,13 +44,22 @@ class PPOBatch(NamedTuple):
 
 class PPOCoefficients(NamedTuple):
   """The loss coefficients; data, so that vmapped runs can sweep them."""
+
   clip_eps: jax.Array
   value_coef: jax.Array
   entropy_coef: jax.Array
 
 
-def ppo_loss(params: Params, mb: PPOBatch, old_log_prob: jax.Array, *, nets: PPONetworks,
-             stats: RunningStats, coeffs: PPOCoefficients, obs_size: int):
+def ppo_loss(
+  params: Params,
+  mb: PPOBatch,
+  old_log_prob: jax.Array,
+  *,
+  nets: PPONetworks,
+  stats: RunningStats,
+  coeffs: PPOCoefficients,
+  obs_size: int,
+):
   """Clipped surrogate + value_coef · value loss − entropy_coef · entropy, with advantages
   normalised over the (weighted) minibatch -> (loss, (policy loss, value loss, entropy))."""
   policy, value_fn = nets.make_policy(stats), nets.make_value_fn(stats)
@@ -64,19 +76,30 @@ def ppo_loss(params: Params, mb: PPOBatch, old_log_prob: jax.Array, *, nets: PPO
   return total, (pl, vl, entropy)
 
 
-def ppo_update(params: Params, opt_state: optax.OptState, batch: PPOBatch, key: jax.Array, *,
-               nets: PPONetworks, stats: RunningStats, optimizer: optax.GradientTransformation,
-               coeffs: PPOCoefficients, epochs: int, num_minibatches: int, obs_size: int):
+def ppo_update(
+  params: Params,
+  opt_state: optax.OptState,
+  batch: PPOBatch,
+  key: jax.Array,
+  *,
+  nets: PPONetworks,
+  stats: RunningStats,
+  optimizer: optax.GradientTransformation,
+  coeffs: PPOCoefficients,
+  epochs: int,
+  num_minibatches: int,
+  obs_size: int,
+):
   """`epochs` passes over shuffled minibatches of `batch`; the behaviour log-probs are those
   of the current policy (the data is on-policy for it)
   -> (params, opt_state, (mean policy loss, mean value loss, mean entropy))."""
   policy = nets.make_policy(stats)
   # The behaviour policy's log-probs are fixed data for the ratio.
-  old_log_prob = jax.lax.stop_gradient(jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(
-      params["policy"], batch.obs, batch.action))
+  old_log_prob = jax.lax.stop_gradient(
+    jax.vmap(policy.log_prob, in_axes=(None, 0, 0))(params["policy"], batch.obs, batch.action)
+  )
   n = batch.advantage.shape[0]
-  loss_fn = functools.partial(ppo_loss, nets=nets, stats=stats, coeffs=coeffs,
-                              obs_size=obs_size)
+  loss_fn = functools.partial(ppo_loss, nets=nets, stats=stats, coeffs=coeffs, obs_size=obs_size)
 
   def minibatch_step(carry, idx):
     p, opt = carry
@@ -89,5 +112,6 @@ def ppo_update(params: Params, opt_state: optax.OptState, batch: PPOBatch, key: 
     return jax.lax.scan(minibatch_step, carry, idx)
 
   (params, opt_state), (pl, vl, ent) = jax.lax.scan(
-      epoch, (params, opt_state), jax.random.split(key, epochs))
+    epoch, (params, opt_state), jax.random.split(key, epochs)
+  )
   return params, opt_state, (pl.mean(), vl.mean(), ent.mean())

@@ -8,6 +8,7 @@ observation normalisation or anything else:
   q_fn(q_params, obs, action) -> [num_q]          actor_fn(actor_params, obs) -> (mean, log_std)
 Batched inputs carry a leading axis [B]; the losses vmap inside.
 """
+
 import functools
 import math
 from typing import Callable, NamedTuple, Sequence
@@ -36,6 +37,7 @@ ActorFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
 class _TanhGaussianActor(nn.Module):
   """Pre-tanh Gaussian with state-dependent log-std, smoothly bounded into
   [LOG_STD_MIN, LOG_STD_MAX] by log σ = min + ½ (max − min)(tanh(x) + 1)."""
+
   hidden: Sequence[int]
   action_size: int
 
@@ -47,15 +49,17 @@ class _TanhGaussianActor(nn.Module):
     return mean, log_std
 
 
-def make_actor_network(obs_size: int, action_size: int,
-                       hidden: Sequence[int] = (256, 256)) -> Network:
+def make_actor_network(
+  obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256)
+) -> Network:
   """Actor: apply(params, obs) -> (mean, log_std), both [action_size], of the pre-tanh u."""
   module = _TanhGaussianActor(tuple(hidden), action_size)
   return Network(lambda key: module.init(key, jnp.zeros((obs_size,))), module.apply)
 
 
-def make_q_network(obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256),
-                   num_q: int = 2) -> Network:
+def make_q_network(
+  obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256), num_q: int = 2
+) -> Network:
   """num_q independent critics: apply(params, obs, action) -> [num_q].
 
   Params carry a leading [num_q] axis (one init key per critic)."""
@@ -85,8 +89,9 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, u: jax.Array) ->
   return -gaussian_nll(mean, log_std, u) - jnp.sum(log_det, axis=-1)
 
 
-def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array,
-                         key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def tanh_gaussian_sample(
+  mean: jax.Array, log_std: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Reparameterised a = tanh(μ + σ ε), ε ~ N(0, I); returns (a, log π(a)). Unbatched [A]."""
   u = gaussian_sample(mean, log_std, key)
   return jnp.tanh(u), tanh_gaussian_log_prob(mean, log_std, u)
@@ -101,6 +106,7 @@ def tanh_gaussian_policy(actor_fn: ActorFn) -> Policy:
                                    1 − 1e-6 so that u stays finite
   with (μ, log σ) = actor_fn(params, obs), unbatched.
   """
+
   def sample(params, obs, key):
     return tanh_gaussian_sample(*actor_fn(params, obs), key)[0]
 
@@ -121,8 +127,9 @@ def default_target_entropy(action_size: int) -> float:
   return -float(action_size)
 
 
-def sample_actions(actor_fn: ActorFn, actor_params: Params, obs: jax.Array,
-                   key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def sample_actions(
+  actor_fn: ActorFn, actor_params: Params, obs: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """a_b ~ π(·|obs_b), tanh-Gaussian, with keys jax.random.split(key, B)
   -> (a [B, A], log π(a_b|obs_b) [B]). obs: [B, D]."""
   mean, log_std = jax.vmap(actor_fn, in_axes=(None, 0))(actor_params, obs)
@@ -130,9 +137,18 @@ def sample_actions(actor_fn: ActorFn, actor_params: Params, obs: jax.Array,
 
 
 # --------------------------------------------------------------------------- losses
-def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Params,
-                log_alpha: jax.Array, batch: Transition, key: jax.Array, q_fn: QFn,
-                actor_fn: ActorFn, discount: float) -> tuple[jax.Array, dict]:
+def critic_loss(
+  q_params: Params,
+  *,
+  target_q_params: Params,
+  actor_params: Params,
+  log_alpha: jax.Array,
+  batch: Transition,
+  key: jax.Array,
+  q_fn: QFn,
+  actor_fn: ActorFn,
+  discount: float,
+) -> tuple[jax.Array, dict]:
   """Soft Bellman residual of num_q critics against a clipped double-Q target:
 
     a' ~ π(·|s'),  α = exp(log_alpha)
@@ -159,9 +175,16 @@ def critic_loss(q_params: Params, *, target_q_params: Params, actor_params: Para
   return loss, {"q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
 
 
-def actor_objective(actor_params: Params, obs: jax.Array, key: jax.Array, *,
-                    q_params: Params, log_alpha: jax.Array, q_fn: QFn,
-                    actor_fn: ActorFn) -> jax.Array:
+def actor_objective(
+  actor_params: Params,
+  obs: jax.Array,
+  key: jax.Array,
+  *,
+  q_params: Params,
+  log_alpha: jax.Array,
+  q_fn: QFn,
+  actor_fn: ActorFn,
+) -> jax.Array:
   """One state's policy objective  ℓ(θ, s, key) = α log π(a|s) − min_j Q_j(s, a),
   a = tanh(μ(s) + σ(s) ε) reparameterised by key, α = exp(log_alpha) held constant.
   Unbatched: obs [D] -> a scalar.
@@ -170,8 +193,9 @@ def actor_objective(actor_params: Params, obs: jax.Array, key: jax.Array, *,
   the per-state loss `mgjax.actor_gradient` and `mgjax.actor_model_gradient_loss` take as
   `actor_loss` (mg-sac).
   """
-  return _objective_and_log_prob(actor_params, obs, key, q_params=q_params,
-                                 log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn)[0]
+  return _objective_and_log_prob(
+    actor_params, obs, key, q_params=q_params, log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn
+  )[0]
 
 
 def _objective_and_log_prob(actor_params, obs, key, *, q_params, log_alpha, q_fn, actor_fn):
@@ -183,9 +207,16 @@ def _objective_and_log_prob(actor_params, obs, key, *, q_params, log_alpha, q_fn
   return alpha * log_prob - jnp.min(q_fn(q_params, obs, action)), log_prob
 
 
-def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
-               obs: jax.Array, key: jax.Array, q_fn: QFn,
-               actor_fn: ActorFn) -> tuple[jax.Array, dict]:
+def actor_loss(
+  actor_params: Params,
+  *,
+  q_params: Params,
+  log_alpha: jax.Array,
+  obs: jax.Array,
+  key: jax.Array,
+  q_fn: QFn,
+  actor_fn: ActorFn,
+) -> tuple[jax.Array, dict]:
   """Reparameterised policy loss  L = mean_b [α log π(a_b|s_b) − min_j Q_j(s_b, a_b)],
   a_b = tanh(μ(s_b) + σ(s_b) ε_b) with keys jax.random.split(key, B), α = exp(log_alpha).
 
@@ -193,16 +224,19 @@ def actor_loss(actor_params: Params, *, q_params: Params, log_alpha: jax.Array,
   Gradients reach Q's parameters only if a caller differentiates w.r.t. q_params.
   """
   chex.assert_rank(obs, 2)
-  objective = functools.partial(_objective_and_log_prob, q_params=q_params,
-                                log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn)
+  objective = functools.partial(
+    _objective_and_log_prob, q_params=q_params, log_alpha=log_alpha, q_fn=q_fn, actor_fn=actor_fn
+  )
   values, log_prob = jax.vmap(objective, in_axes=(None, 0, 0))(
-      actor_params, obs, jax.random.split(key, obs.shape[0]))
+    actor_params, obs, jax.random.split(key, obs.shape[0])
+  )
   mean_log_prob = jnp.mean(log_prob)
   return jnp.mean(values), {"entropy": -mean_log_prob, "log_prob": mean_log_prob}
 
 
-def alpha_loss(log_alpha: jax.Array, *, log_prob: jax.Array,
-               target_entropy: float) -> tuple[jax.Array, dict]:
+def alpha_loss(
+  log_alpha: jax.Array, *, log_prob: jax.Array, target_entropy: float
+) -> tuple[jax.Array, dict]:
   """Temperature loss  L = −α · mean(log π + H̄),  α = exp(log_alpha).
 
   ∂L/∂log α = −α mean(log π + H̄) < 0 when the entropy −mean log π is below the target H̄,
@@ -243,28 +277,46 @@ class SACOptimizers(NamedTuple):
 
 
 def make_optimizers(learning_rate: float = 3e-4) -> SACOptimizers:
-  return SACOptimizers(optax.adam(learning_rate), optax.adam(learning_rate),
-                       optax.adam(learning_rate))
+  return SACOptimizers(
+    optax.adam(learning_rate), optax.adam(learning_rate), optax.adam(learning_rate)
+  )
 
 
-def init_params(actor_net: Network, q_net: Network, key: jax.Array,
-                init_alpha: float = 1.0) -> SACParams:
+def init_params(
+  actor_net: Network, q_net: Network, key: jax.Array, init_alpha: float = 1.0
+) -> SACParams:
   """Fresh parameters; the target critics start as a copy of the critics."""
   actor_key, q_key = jax.random.split(key)
   q = q_net.init(q_key)
-  return SACParams(actor=actor_net.init(actor_key), q=q, target_q=jax.tree.map(jnp.copy, q),
-                   log_alpha=jnp.log(jnp.asarray(init_alpha, jnp.float32)))
+  return SACParams(
+    actor=actor_net.init(actor_key),
+    q=q,
+    target_q=jax.tree.map(jnp.copy, q),
+    log_alpha=jnp.log(jnp.asarray(init_alpha, jnp.float32)),
+  )
 
 
 def init_opt_state(opts: SACOptimizers, params: SACParams) -> SACOptState:
-  return SACOptState(actor=opts.actor.init(params.actor), q=opts.q.init(params.q),
-                     alpha=opts.alpha.init(params.log_alpha))
+  return SACOptState(
+    actor=opts.actor.init(params.actor),
+    q=opts.q.init(params.q),
+    alpha=opts.alpha.init(params.log_alpha),
+  )
 
 
-def sac_update(params: SACParams, opt_state: SACOptState, batch: Transition, key: jax.Array, *,
-               q_fn: QFn, actor_fn: ActorFn, optimizers: SACOptimizers,
-               discount: float = 0.99, tau: float = 0.005,
-               target_entropy: float) -> tuple[SACParams, SACOptState, dict]:
+def sac_update(
+  params: SACParams,
+  opt_state: SACOptState,
+  batch: Transition,
+  key: jax.Array,
+  *,
+  q_fn: QFn,
+  actor_fn: ActorFn,
+  optimizers: SACOptimizers,
+  discount: float = 0.99,
+  tau: float = 0.005,
+  target_entropy: float,
+) -> tuple[SACParams, SACOptState, dict]:
   """One SAC step on a batch [B]:
     1. critic: one gradient step on critic_loss (current actor, α and target critics);
     2. actor: one gradient step on actor_loss against the *updated* critics;
@@ -276,25 +328,45 @@ def sac_update(params: SACParams, opt_state: SACOptState, batch: Transition, key
   """
   critic_key, actor_key = jax.random.split(key)
   (c_loss, c_metrics), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-      params.q, target_q_params=params.target_q, actor_params=params.actor,
-      log_alpha=params.log_alpha, batch=batch, key=critic_key, q_fn=q_fn, actor_fn=actor_fn,
-      discount=discount)
+    params.q,
+    target_q_params=params.target_q,
+    actor_params=params.actor,
+    log_alpha=params.log_alpha,
+    batch=batch,
+    key=critic_key,
+    q_fn=q_fn,
+    actor_fn=actor_fn,
+    discount=discount,
+  )
   q, q_state = apply_gradients(optimizers.q, params.q, opt_state.q, q_grads)
 
   (a_loss, a_metrics), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-      params.actor, q_params=q, log_alpha=params.log_alpha, obs=batch.obs, key=actor_key,
-      q_fn=q_fn, actor_fn=actor_fn)
-  actor, actor_state = apply_gradients(optimizers.actor, params.actor, opt_state.actor,
-                                       actor_grads)
+    params.actor,
+    q_params=q,
+    log_alpha=params.log_alpha,
+    obs=batch.obs,
+    key=actor_key,
+    q_fn=q_fn,
+    actor_fn=actor_fn,
+  )
+  actor, actor_state = apply_gradients(optimizers.actor, params.actor, opt_state.actor, actor_grads)
 
   (t_loss, _), alpha_grad = jax.value_and_grad(alpha_loss, has_aux=True)(
-      params.log_alpha, log_prob=a_metrics["log_prob"], target_entropy=target_entropy)
-  log_alpha, alpha_state = apply_gradients(optimizers.alpha, params.log_alpha,
-                                           opt_state.alpha, alpha_grad)
+    params.log_alpha, log_prob=a_metrics["log_prob"], target_entropy=target_entropy
+  )
+  log_alpha, alpha_state = apply_gradients(
+    optimizers.alpha, params.log_alpha, opt_state.alpha, alpha_grad
+  )
 
-  new_params = SACParams(actor=actor, q=q, target_q=polyak_update(params.target_q, q, tau),
-                         log_alpha=log_alpha)
-  metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha_loss": t_loss,
-             "alpha": jnp.exp(log_alpha), "entropy": a_metrics["entropy"],
-             "q_mean": c_metrics["q_mean"]}
+  new_params = SACParams(
+    actor=actor, q=q, target_q=polyak_update(params.target_q, q, tau), log_alpha=log_alpha
+  )
+  metrics = {
+    "critic_loss": c_loss,
+    "actor_loss": a_loss,
+    "alpha_loss": t_loss,
+    "alpha": jnp.exp(log_alpha),
+    "entropy": a_metrics["entropy"],
+    "q_mean": c_metrics["q_mean"],
+  }
   return new_params, SACOptState(actor=actor_state, q=q_state, alpha=alpha_state), metrics

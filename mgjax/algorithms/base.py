@@ -14,6 +14,7 @@ plus what the runner needs to know about it:
 (eval_every iterations as one `lax.scan`, then an evaluation); `make_train` scans the
 chunks, so `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program.
 """
+
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -52,6 +53,7 @@ class Algorithm(NamedTuple):
     color: its colour in figures (a matplotlib colour, `mgjax.analysis.curves`); None: one
       of the colour cycle's that no drawn algorithm has.
   """
+
   name: str
   setup: Callable[[Config, envs.EnvInfo], Any]
   init: Callable[[Any, jax.Array, dict], State]
@@ -70,11 +72,12 @@ class Algorithm(NamedTuple):
 
 class Schedule(NamedTuple):
   """A run's sizes, derived once from its config and algorithm."""
-  batch_steps: int      # real env steps per iteration per run
-  initial_steps: int    # env steps before the first iteration
-  num_chunks: int       # evaluations
+
+  batch_steps: int  # real env steps per iteration per run
+  initial_steps: int  # env steps before the first iteration
+  num_chunks: int  # evaluations
   num_iterations: int
-  env_steps: int        # real env steps per run in all
+  env_steps: int  # real env steps per run in all
 
 
 def schedule(config: Config, algorithm: Algorithm) -> Schedule:
@@ -86,16 +89,17 @@ def schedule(config: Config, algorithm: Algorithm) -> Schedule:
   return Schedule(batch, initial, chunks, iterations, initial + iterations * batch)
 
 
-def init_hparams(algo: str, defaults: dict[str, float],
-                 overrides: dict | None = None) -> dict[str, jax.Array]:
+def init_hparams(
+  algo: str, defaults: dict[str, float], overrides: dict | None = None
+) -> dict[str, jax.Array]:
   """The sweepable settings (`defaults`: name -> the config's value) as float32 scalars, with
   `overrides` (possibly traced) in place of the config's values."""
   unknown = set(overrides or {}) - set(defaults)
   if unknown:
-    raise ValueError(f"{sorted(unknown)}: not sweepable for algo={algo!r} "
-                     f"(sweepable: {', '.join(defaults)})")
-  return {n: jnp.asarray((overrides or {}).get(n, v), jnp.float32)
-          for n, v in defaults.items()}
+    raise ValueError(
+      f"{sorted(unknown)}: not sweepable for algo={algo!r} (sweepable: {', '.join(defaults)})"
+    )
+  return {n: jnp.asarray((overrides or {}).get(n, v), jnp.float32) for n, v in defaults.items()}
 
 
 def inline(name: str, fn, *args):
@@ -113,10 +117,12 @@ def mean_episode_return(env_state) -> jax.Array:
   return jnp.where(jnp.any(done), total / jnp.maximum(jnp.sum(done), 1), jnp.float32(jnp.nan))
 
 
-def run_chunk(algorithm: Algorithm, setup: Any, eval_every: int, state: State,
-              progress: Callable | None = None):
+def run_chunk(
+  algorithm: Algorithm, setup: Any, eval_every: int, state: State, progress: Callable | None = None
+):
   """eval_every iterations (a lax.scan) followed by one evaluation
   -> (state, {"iterations": metrics [eval_every], "eval": metrics})."""
+
   def one(s, _):
     s, metrics = algorithm.iteration(setup, s)
     if progress is not None:  # host-side progress; unordered, so it costs no serialisation.
@@ -133,6 +139,7 @@ def run_chunk(algorithm: Algorithm, setup: Any, eval_every: int, state: State,
 class Trainer(NamedTuple):
   """init(key, hparams=None) -> state; chunk(state) -> (state, metrics); both pure and
   vmappable."""
+
   algorithm: Algorithm
   config: Config
   setup: Any
@@ -145,14 +152,25 @@ class Trainer(NamedTuple):
     return self.schedule.num_chunks
 
 
-def bind(config: Config, algorithm: Algorithm, progress: Callable | None = None,
-         env_info: envs.EnvInfo | None = None) -> Trainer:
+def bind(
+  config: Config,
+  algorithm: Algorithm,
+  progress: Callable | None = None,
+  env_info: envs.EnvInfo | None = None,
+) -> Trainer:
   """The algorithm's functions bound to one validated config (and its env)."""
-  info = env_info or envs.make_env(config.env, backend=config.backend,
-                                   episode_length=config.episode_length or None,
-                                   distractor_dims=config.distractor_dims)
+  info = env_info or envs.make_env(
+    config.env,
+    backend=config.backend,
+    episode_length=config.episode_length or None,
+    distractor_dims=config.distractor_dims,
+  )
   setup = algorithm.setup(config, info)
-  return Trainer(algorithm, config, setup, schedule(config, algorithm),
-                 functools.partial(algorithm.init, setup),
-                 functools.partial(run_chunk, algorithm, setup, config.eval_every,
-                                   progress=progress))
+  return Trainer(
+    algorithm,
+    config,
+    setup,
+    schedule(config, algorithm),
+    functools.partial(algorithm.init, setup),
+    functools.partial(run_chunk, algorithm, setup, config.eval_every, progress=progress),
+  )

@@ -20,6 +20,7 @@ where g_R is the actor-loss gradient on real buffer states and ĝ_M the same gra
 states of `mg_horizon`-step elite rollouts from them (`mgjax.actor_model_gradient_loss`).
 Both algorithms log cos(ĝ_M, g_R) of the fitted ensemble each round (`model_grad_cosine`).
 """
+
 import dataclasses
 from typing import Any
 
@@ -31,16 +32,38 @@ from flax import struct
 from mgjax import envs
 from mgjax.agents import sac
 from mgjax.algorithms.base import Algorithm, init_hparams, inline, mean_episode_return
+from mgjax.algorithms.mg_sac_model import (  # noqa: F401
+  alignment_ceiling,
+  fit_model_mg,
+  mg_loss,
+  real_actor_gradient,
+)
+
 # alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 # The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
-from mgjax.algorithms.sac import (SACSetup, as_transition, collect_and_update,  # noqa: F401
-                                  env_step, evaluate, explore, init_sac, make_policy,
-                                  policy_params, sac_preset, sample_actions)
+from mgjax.algorithms.sac import (  # noqa: F401
+  SACSetup,
+  as_transition,
+  collect_and_update,
+  env_step,
+  evaluate,
+  explore,
+  init_sac,
+  make_policy,
+  policy_params,
+  sac_preset,
+  sample_actions,
+)
 from mgjax.algorithms.sac import setup as sac_setup
-from mgjax.algorithms.mg_sac_model import (alignment_ceiling, fit_model_mg, mg_loss,  # noqa: F401
-                                           real_actor_gradient)
-from mgjax.buffer import (ReplayBuffer, buffer_add_masked, buffer_init,
-                          buffer_sample, buffer_sample_recent, empty_row, rows)
+from mgjax.buffer import (
+  ReplayBuffer,
+  buffer_add_masked,
+  buffer_init,
+  buffer_sample,
+  buffer_sample_recent,
+  empty_row,
+  rows,
+)
 from mgjax.config import Config, fail
 from mgjax.models.ensemble import EnsembleFit, fit_ensemble
 from mgjax.nets import networks
@@ -48,28 +71,38 @@ from mgjax.nets.normalization import RunningStats, init_stats, update_stats
 from mgjax.optim import adam, set_learning_rate
 from mgjax.types import Model, Params, Policy, Transition
 
-EPOCH_LENGTH = 1000    # env steps per MBPO epoch (the unit of the branch schedule)
+EPOCH_LENGTH = 1000  # env steps per MBPO epoch (the unit of the branch schedule)
 SWEEPABLE = {
-    "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
-    "mg-sac": ("sac_learning_rate", "model_learning_rate", "tau", "mle_weight",
-               "mg_max_grad_norm"),
+  "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
+  "mg-sac": ("sac_learning_rate", "model_learning_rate", "tau", "mle_weight", "mg_max_grad_norm"),
 }
-METRICS = ("train_return", "model_grad_cosine", "model_nll", "entropy", "critic_loss",
-           "actor_loss", "alpha", "q_mean", "model_epochs", "branch_length")
+METRICS = (
+  "train_return",
+  "model_grad_cosine",
+  "model_nll",
+  "entropy",
+  "critic_loss",
+  "actor_loss",
+  "alpha",
+  "q_mean",
+  "model_epochs",
+  "branch_length",
+)
 
 
 @struct.dataclass
 class MBPOState:
   """Everything that changes during an mbpo run (one seed)."""
+
   sac: sac.SACParams
   sac_opt: sac.SACOptState
   model_params: Params
   model_opt: optax.OptState
-  elites: jax.Array            # [elites] member indices used for rollouts
-  obs_stats: RunningStats      # normalisation of the model's inputs and outputs
+  elites: jax.Array  # [elites] member indices used for rollouts
+  obs_stats: RunningStats  # normalisation of the model's inputs and outputs
   env_state: Any
-  buffer: ReplayBuffer         # real transitions
-  model_buffer: ReplayBuffer   # model transitions
+  buffer: ReplayBuffer  # real transitions
+  model_buffer: ReplayBuffer  # model transitions
   key: jax.Array
   iteration: jax.Array
   env_steps: jax.Array
@@ -80,6 +113,7 @@ class MBPOState:
 class MBPOSetup(SACSetup):
   """The static parts of an mbpo/mg-sac run, built once from the config: sac's, the
   ensemble and its fit, and the branched rollouts."""
+
   model_net: networks.Network
   model_optimizer: optax.GradientTransformation
   fit: EnsembleFit
@@ -88,7 +122,7 @@ class MBPOSetup(SACSetup):
   elite_draw: str
   branch_schedule: tuple[int, int, int, int]
   model_retain_epochs: int
-  mg: "MGSACSettings"           # mg-sac's MG stage, and both algorithms' alignment diagnostic
+  mg: "MGSACSettings"  # mg-sac's MG stage, and both algorithms' alignment diagnostic
   algo: str
 
   @property
@@ -97,8 +131,12 @@ class MBPOSetup(SACSetup):
 
   @property
   def model_buffer_capacity(self) -> int:
-    return (self.rollout_batch * self.branch_schedule[3] * self.rounds_per_epoch
-            * self.model_retain_epochs)
+    return (
+      self.rollout_batch
+      * self.branch_schedule[3]
+      * self.rounds_per_epoch
+      * self.model_retain_epochs
+    )
 
   def model(self, stats: RunningStats):
     # SAC actions are already in [-1, 1]: "clip" leaves them unchanged.
@@ -113,6 +151,7 @@ class MBPOSetup(SACSetup):
 class MGSACSettings:
   """mg-sac's MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, similarity,
   estimator)."""
+
   steps: int
   rollouts: int
   horizon: int
@@ -125,16 +164,28 @@ def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
   shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
   shared["hparam_defaults"] = tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo])
   return MBPOSetup(
-      **shared,
-      model_net=networks.make_model_network(info.obs_size, info.action_size, c.model_hidden,
-                                            c.ensemble_size),
-      model_optimizer=adam(c.model_learning_rate),
-      fit=EnsembleFit(c.ensemble_size, c.mle_batch, c.model_epoch_steps, c.model_patience,
-                      c.model_max_epochs, c.elites, c.model_fit_budget),
-      real_ratio=c.real_ratio, rollout_batch=c.rollout_batch, elite_draw=c.elite_draw,
-      branch_schedule=tuple(c.branch_schedule), model_retain_epochs=c.model_retain_epochs,
-      mg=MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator),
-      algo=c.algo)
+    **shared,
+    model_net=networks.make_model_network(
+      info.obs_size, info.action_size, c.model_hidden, c.ensemble_size
+    ),
+    model_optimizer=adam(c.model_learning_rate),
+    fit=EnsembleFit(
+      c.ensemble_size,
+      c.mle_batch,
+      c.model_epoch_steps,
+      c.model_patience,
+      c.model_max_epochs,
+      c.elites,
+      c.model_fit_budget,
+    ),
+    real_ratio=c.real_ratio,
+    rollout_batch=c.rollout_batch,
+    elite_draw=c.elite_draw,
+    branch_schedule=tuple(c.branch_schedule),
+    model_retain_epochs=c.model_retain_epochs,
+    mg=MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator),
+    algo=c.algo,
+  )
 
 
 def branch_length(epoch: jax.Array, schedule: tuple[int, ...]) -> jax.Array:
@@ -155,14 +206,22 @@ def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOStat
   params, sac_opt = init_sac(su, ks, hp)
   model_params = su.model_net.init(km)
   example = empty_row(info.obs_size, info.action_size)
-  model_opt = set_learning_rate(su.model_optimizer.init(model_params),
-                                hp["model_learning_rate"])
+  model_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
   state = MBPOState(
-      sac=params, sac_opt=sac_opt, model_params=model_params, model_opt=model_opt,
-      elites=jnp.arange(su.fit.elites), obs_stats=init_stats(info.obs_size),
-      env_state=su.train_env.reset(ke), buffer=buffer_init(example, su.buffer_size),
-      model_buffer=buffer_init(example, su.model_buffer_capacity), key=key,
-      iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32), hparams=hp)
+    sac=params,
+    sac_opt=sac_opt,
+    model_params=model_params,
+    model_opt=model_opt,
+    elites=jnp.arange(su.fit.elites),
+    obs_stats=init_stats(info.obs_size),
+    env_state=su.train_env.reset(ke),
+    buffer=buffer_init(example, su.buffer_size),
+    model_buffer=buffer_init(example, su.model_buffer_capacity),
+    key=key,
+    iteration=jnp.zeros((), jnp.int32),
+    env_steps=jnp.zeros((), jnp.int32),
+    hparams=hp,
+  )
   state, obs = explore(su, state, kx)
   return state.replace(obs_stats=update_stats(state.obs_stats, obs))
 
@@ -171,13 +230,21 @@ def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
   """`fit_ensemble` on the real buffer -> (state with the best members and the elites,
   {"model_nll", "model_epochs"})."""
   params, opt, elites, metrics = fit_ensemble(
-      state.model_params, state.model_opt, state.buffer, state.obs_stats, key,
-      net=su.model_net, optimizer=su.model_optimizer, fit=su.fit)
+    state.model_params,
+    state.model_opt,
+    state.buffer,
+    state.obs_stats,
+    key,
+    net=su.model_net,
+    optimizer=su.model_optimizer,
+    fit=su.fit,
+  )
   return state.replace(model_params=params, model_opt=opt, elites=elites), metrics
 
 
-def elite_step(model: Model, elite_params: Params, obs: jax.Array, action: jax.Array,
-               key: jax.Array, draw: str):
+def elite_step(
+  model: Model, elite_params: Params, obs: jax.Array, action: jax.Array, key: jax.Array, draw: str
+):
   """One model step of every row of obs [N, D], action [N, A] -> (next_obs, reward, done).
 
   draw "row" (MBPO): row n steps with elite e_n ~ U{0..E−1}, drawn independently per row;
@@ -198,8 +265,9 @@ def elite_step(model: Model, elite_params: Params, obs: jax.Array, action: jax.A
   return jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:]), out)
 
 
-def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
-                      length: jax.Array) -> MBPOState:
+def branched_rollouts(
+  su: MBPOSetup, state: MBPOState, key: jax.Array, length: jax.Array
+) -> MBPOState:
   """`rollout_batch` model rollouts of `length` steps from real buffer states into the
   model buffer; a rollout stops after its first predicted termination. Each step's elites
   are drawn as `su.elite_draw` says (`elite_step`; "block" deals the rollouts out anew at
@@ -227,8 +295,15 @@ def branched_rollouts(su: MBPOSetup, state: MBPOState, key: jax.Array,
   return state.replace(model_buffer=buf)
 
 
-def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Array,
-              window: jax.Array, *, batch_size: int, real_ratio: float) -> Transition:
+def sac_batch(
+  real_buffer: ReplayBuffer,
+  model_buffer: ReplayBuffer,
+  key: jax.Array,
+  window: jax.Array,
+  *,
+  batch_size: int,
+  real_ratio: float,
+) -> Transition:
   """A SAC minibatch: int(real_ratio·batch_size) real rows, the rest among the `window`
   newest model rows."""
   n_real = int(batch_size * real_ratio)
@@ -239,15 +314,17 @@ def sac_batch(real_buffer: ReplayBuffer, model_buffer: ReplayBuffer, key: jax.Ar
 
 
 # ------------------------------------------------------------------------------ the loop
-def act_and_update(su: MBPOSetup, state: MBPOState, key: jax.Array, reset_key: jax.Array,
-                   length: jax.Array):
+def act_and_update(
+  su: MBPOSetup, state: MBPOState, key: jax.Array, reset_key: jax.Array, length: jax.Array
+):
   """rollout_length env steps, each followed by updates_per_step·num_envs SAC updates on
   mixed real/model minibatches (the model rows drawn among the newest of `length`-step
   branches) -> (state, SAC metrics, observed obs). `reset_key` refreshes the envs' resets."""
   window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
   state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, reset_key))
-  mixed = lambda s, k: sac_batch(s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch,
-                                 real_ratio=su.real_ratio)
+  mixed = lambda s, k: sac_batch(
+    s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch, real_ratio=su.real_ratio
+  )
   return collect_and_update(su, state, key, mixed)
 
 
@@ -262,17 +339,21 @@ def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
   # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
   if su.algo == "mg-sac" and su.mg.steps:
     state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = stage(
-        "mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1))
-  _, alignment = stage("alignment", mg_loss, su, state, state.model_params,
-                       jax.random.fold_in(state.key, 2))
+      "mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1)
+    )
+  _, alignment = stage(
+    "alignment", mg_loss, su, state, state.model_params, jax.random.fold_in(state.key, 2)
+  )
   metrics["model_grad_cosine"] = alignment["cosine"]  # computed, not optimised, for mbpo
   state = stage("rollouts", branched_rollouts, su, state.replace(key=key), rkey, length)
-  state, sac_metrics, obs = stage("act_and_update", act_and_update, su, state, ckey, ekey,
-                                  length)
-  state = state.replace(obs_stats=update_stats(state.obs_stats, obs),
-                        iteration=state.iteration + 1)
-  metrics.update(sac_metrics, branch_length=length, env_steps=state.env_steps,
-                 train_return=mean_episode_return(state.env_state))
+  state, sac_metrics, obs = stage("act_and_update", act_and_update, su, state, ckey, ekey, length)
+  state = state.replace(obs_stats=update_stats(state.obs_stats, obs), iteration=state.iteration + 1)
+  metrics.update(
+    sac_metrics,
+    branch_length=length,
+    env_steps=state.env_steps,
+    train_return=mean_episode_return(state.env_state),
+  )
   return state, metrics
 
 
@@ -282,15 +363,22 @@ def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
 # entropy target per env) and a 7-member ensemble of 4x200 swish layers with 5 elites,
 # 400 model rollouts per env step (100k per round), G SAC updates per env step with
 # real_ratio 0.05. Branch-length schedules per env; humanoid uses 400-unit model layers.
-_MODEL_COMMON = {"ensemble_size": 7, "model_hidden": (200, 200, 200, 200), "mle_batch": 256,
-                 "model_learning_rate": 1e-3}
+_MODEL_COMMON = {
+  "ensemble_size": 7,
+  "model_hidden": (200, 200, 200, 200),
+  "mle_batch": 256,
+  "model_learning_rate": 1e-3,
+}
 MBPO_PRESETS: dict[str, dict[str, Any]] = {
-    "hopper": {"branch_schedule": (20, 100, 1, 15)},
-    "walker2d": {"branch_schedule": (20, 100, 1, 1)},
-    "halfcheetah": {"branch_schedule": (20, 100, 1, 1), "updates_per_step": 40},
-    "ant": {"branch_schedule": (20, 100, 1, 25)},
-    "humanoid": {"branch_schedule": (20, 300, 1, 25), "model_retain_epochs": 5,
-                 "model_hidden": (400, 400, 400, 400)},
+  "hopper": {"branch_schedule": (20, 100, 1, 15)},
+  "walker2d": {"branch_schedule": (20, 100, 1, 1)},
+  "halfcheetah": {"branch_schedule": (20, 100, 1, 1), "updates_per_step": 40},
+  "ant": {"branch_schedule": (20, 100, 1, 25)},
+  "humanoid": {
+    "branch_schedule": (20, 300, 1, 25),
+    "model_retain_epochs": 5,
+    "model_hidden": (400, 400, 400, 400),
+  },
 }
 # mg-sac runs MBPO's loop with its settings; its MG steps differentiate through the
 # reparameterised ensemble and tanh-Gaussian actor (SAC's actor loss is smooth in the state).
@@ -306,20 +394,32 @@ def validate(c: Config) -> None:
   if c.elites > c.ensemble_size:
     fail("elites", c.elites, f"more than ensemble_size = {c.ensemble_size}")
   if len(c.branch_schedule) != 4:
-    fail("branch_schedule", c.branch_schedule,
-         "needs 4 integers: from_epoch,to_epoch,min_length,max_length")
+    fail(
+      "branch_schedule",
+      c.branch_schedule,
+      "needs 4 integers: from_epoch,to_epoch,min_length,max_length",
+    )
   a, b, lo, hi = c.branch_schedule
   if not (0 <= a < b and 1 <= lo <= hi):
-    fail("branch_schedule", c.branch_schedule,
-         "needs 0 <= from_epoch < to_epoch and 1 <= min_length <= max_length")
+    fail(
+      "branch_schedule",
+      c.branch_schedule,
+      "needs 0 <= from_epoch < to_epoch and 1 <= min_length <= max_length",
+    )
   if c.buffer_size < c.exploration_steps + c.batch_steps:
     fail("buffer_size", c.buffer_size, "smaller than exploration_steps + one iteration")
   if c.model_fit_budget and c.model_epoch_steps and c.model_fit_budget % c.model_epoch_steps:
-    fail("model_fit_budget", c.model_fit_budget,
-         f"not a multiple of model_epoch_steps = {c.model_epoch_steps}")
+    fail(
+      "model_fit_budget",
+      c.model_fit_budget,
+      f"not a multiple of model_epoch_steps = {c.model_epoch_steps}",
+    )
   if c.elite_draw == "block" and c.rollout_batch % c.elites:
-    fail("rollout_batch", c.rollout_batch,
-         f"elite_draw='block' deals it out in equal blocks: not a multiple of elites = {c.elites}")
+    fail(
+      "rollout_batch",
+      c.rollout_batch,
+      f"elite_draw='block' deals it out in equal blocks: not a multiple of elites = {c.elites}",
+    )
   if c.algo == "mg-sac" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
 
@@ -327,14 +427,30 @@ def validate(c: Config) -> None:
 def watched(c: Config) -> tuple[str, ...]:
   """The losses whose non-finite value is a blow-up."""
   return ("critic_loss", "actor_loss", "model_nll") + (
-      ("mg_loss",) if c.algo == "mg-sac" and c.mg_steps else ())
+    ("mg_loss",) if c.algo == "mg-sac" and c.mg_steps else ()
+  )
 
 
-MBPO = Algorithm(name="mbpo", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
-                 policy_params=policy_params, make_policy=make_policy,
-                 metrics=METRICS, sweepable=SWEEPABLE["mbpo"], watched=watched,
-                 validate=validate, preset=preset,
-                 initial_steps=lambda c: c.exploration_steps, color="C2")  # green
-MG_SAC = MBPO._replace(name="mg-sac", sweepable=SWEEPABLE["mg-sac"], color="C1",  # orange
-                       metrics=METRICS + ("mg_loss", "mg_grad_norm"),
-                       preset=lambda env: {**preset(env), **MG_SAC_PRESET})
+MBPO = Algorithm(
+  name="mbpo",
+  setup=setup,
+  init=init,
+  iteration=iteration,
+  evaluate=evaluate,
+  policy_params=policy_params,
+  make_policy=make_policy,
+  metrics=METRICS,
+  sweepable=SWEEPABLE["mbpo"],
+  watched=watched,
+  validate=validate,
+  preset=preset,
+  initial_steps=lambda c: c.exploration_steps,
+  color="C2",
+)  # green
+MG_SAC = MBPO._replace(
+  name="mg-sac",
+  sweepable=SWEEPABLE["mg-sac"],
+  color="C1",  # orange
+  metrics=METRICS + ("mg_loss", "mg_grad_norm"),
+  preset=lambda env: {**preset(env), **MG_SAC_PRESET},
+)

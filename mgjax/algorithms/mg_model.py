@@ -5,6 +5,7 @@ target g_R (optionally a running average), and the alignment diagnostic.
 see docs/design.md, "The MG objective". The stages read the parts of the `mg` Setup they
 use: its networks, the model, the NLL loss, the model optimizer and the MG settings.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -14,8 +15,9 @@ from mgjax.models import fitting
 from mgjax.types import Params
 
 
-def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
-                      t: jax.Array) -> tuple[Params, Params]:
+def average_real_grad(
+  real_grad_avg: Params, real_grad: Params, beta: jax.Array, t: jax.Array
+) -> tuple[Params, Params]:
   """The MG target: g_R, or with real_grad_ema = β > 0 the bias-corrected running average
 
       (1 − β) Σ_k β^(t−k) g_R^k / (1 − β^t)   over iterations k ≤ t,
@@ -27,8 +29,7 @@ def average_real_grad(real_grad_avg: Params, real_grad: Params, beta: jax.Array,
   return avg, jax.tree.map(lambda m: m / correction, avg)
 
 
-def mg_start_obs(mg, buffer: ReplayBuffer, key: jax.Array,
-                 batch_steps: int) -> jax.Array:
+def mg_start_obs(mg, buffer: ReplayBuffer, key: jax.Array, batch_steps: int) -> jax.Array:
   """mg.rollouts start states for the MG rollouts: uniform over the latest real batch, the
   on-policy states g_R is computed on (`start="batch"`, the default), or over the whole
   buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
@@ -46,19 +47,35 @@ def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params):
   return mg_loss_from(su, state, params, start, rkey, real_grad)
 
 
-def mg_loss_from(su, state, params: Params, start_obs: jax.Array, key: jax.Array,
-                 real_grad: Params, estimator: str | None = None):
+def mg_loss_from(
+  su,
+  state,
+  params: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  real_grad: Params,
+  estimator: str | None = None,
+):
   """`model_gradient_loss` of φ = params on rollouts from the given start states, with the
   run's policy, value function, model, horizon, discount, GAE λ, similarity and (unless
   given) estimator -> (loss, metrics)."""
   stats = state.obs_stats
   return model_gradient_loss(
-      params, policy_params=state.agent_params["policy"],
-      value_params=state.agent_params["value"], real_grad=real_grad, start_obs=start_obs,
-      key=key, policy=su.nets.make_policy(stats), model=su.model(stats),
-      value_fn=su.nets.make_value_fn(stats), horizon=su.mg.horizon, discount=su.discount,
-      gae_lambda=su.gae_lambda, similarity=su.mg.similarity,
-      estimator=estimator or su.mg.estimator)
+    params,
+    policy_params=state.agent_params["policy"],
+    value_params=state.agent_params["value"],
+    real_grad=real_grad,
+    start_obs=start_obs,
+    key=key,
+    policy=su.nets.make_policy(stats),
+    model=su.model(stats),
+    value_fn=su.nets.make_value_fn(stats),
+    horizon=su.mg.horizon,
+    discount=su.discount,
+    gae_lambda=su.gae_lambda,
+    similarity=su.mg.similarity,
+    estimator=estimator or su.mg.estimator,
+  )
 
 
 def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
@@ -67,14 +84,16 @@ def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
   -> (state, (mean loss, mean |g_mg|))."""
   nll = su.nll(state.obs_stats)
   return fitting.fit_model_mg(
-      state, key,
-      mg_loss=lambda params, s, k: mg_loss(su, s, params, k, real_grad),
-      nll_loss=lambda params, s, k: nll(params, buffer_sample(s.buffer, k, su.mle_batch)),
-      optimizer=su.model_optimizer, steps=su.mg.steps)
+    state,
+    key,
+    mg_loss=lambda params, s, k: mg_loss(su, s, params, k, real_grad),
+    nll_loss=lambda params, s, k: nll(params, buffer_sample(s.buffer, k, su.mle_batch)),
+    optimizer=su.model_optimizer,
+    steps=su.mg.steps,
+  )
 
 
-def model_alignment(su, state, key: jax.Array,
-                    real_grad: Params) -> jax.Array:
+def model_alignment(su, state, key: jax.Array, real_grad: Params) -> jax.Array:
   """Diagnostic cos(ĝ_M, g_R) of the current model on fresh start states (not optimised)."""
   _, metrics = mg_loss(su, state, state.model_params, key, real_grad)
   return metrics["cosine"]

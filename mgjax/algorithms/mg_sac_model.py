@@ -6,6 +6,7 @@ short elite rollouts from them (`actor_model_gradient_loss`; docs/design.md, "Th
 objective"). The stages read the parts of the mbpo Setup they use: the actor and critic
 networks, the model, the model optimizer, the ensemble fit and the MG settings.
 """
+
 import functools
 
 import jax
@@ -21,17 +22,21 @@ from mgjax.types import Params
 
 def _actor_loss(su, sac_params: sac.SACParams):
   """SAC's per-state actor objective ℓ(θ, s, key) with the current critics and α."""
-  return functools.partial(sac.actor_objective, q_params=sac_params.q,
-                           log_alpha=sac_params.log_alpha, q_fn=su.q_net.apply,
-                           actor_fn=su.actor_net.apply)
+  return functools.partial(
+    sac.actor_objective,
+    q_params=sac_params.q,
+    log_alpha=sac_params.log_alpha,
+    q_fn=su.q_net.apply,
+    actor_fn=su.actor_net.apply,
+  )
 
 
-def real_actor_gradient(su, state, sample_key: jax.Array,
-                        grad_key: jax.Array):
+def real_actor_gradient(su, state, sample_key: jax.Array, grad_key: jax.Array):
   """mg_rollouts·mg_horizon real buffer states and g_R, the actor-loss gradient on them."""
   real = buffer_sample(state.buffer, sample_key, su.mg.rollouts * su.mg.horizon)["obs"]
-  grad = model_gradient.actor_gradient(state.sac.actor, actor_loss=_actor_loss(su, state.sac),
-                                       obs=real, key=grad_key)
+  grad = model_gradient.actor_gradient(
+    state.sac.actor, actor_loss=_actor_loss(su, state.sac), obs=real, key=grad_key
+  )
   return real, grad
 
 
@@ -48,10 +53,18 @@ def mg_loss(su, state, params: Params, key: jax.Array):
   real, real_grad = real_actor_gradient(su, state, skey, gkey)
   elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
   loss, metrics = model_gradient.actor_model_gradient_loss(
-      elite_params, policy_params=state.sac.actor, real_grad=real_grad,
-      start_obs=real[:su.mg.rollouts], key=mkey, policy=su.policy(),
-      model=su.model(state.obs_stats), actor_loss=_actor_loss(su, state.sac),
-      horizon=su.mg.horizon, similarity=su.mg.similarity, estimator=su.mg.estimator)
+    elite_params,
+    policy_params=state.sac.actor,
+    real_grad=real_grad,
+    start_obs=real[: su.mg.rollouts],
+    key=mkey,
+    policy=su.policy(),
+    model=su.model(state.obs_stats),
+    actor_loss=_actor_loss(su, state.sac),
+    horizon=su.mg.horizon,
+    similarity=su.mg.similarity,
+    estimator=su.mg.estimator,
+  )
   return loss, {**metrics, "real_grad": real_grad}
 
 
@@ -62,9 +75,10 @@ def alignment_ceiling(su, state, key: jax.Array) -> dict:
   key, skey, gkey = jax.random.split(key, 3)
   _, metrics = mg_loss(su, state, state.model_params, key)
   _, g_other = real_actor_gradient(su, state, skey, gkey)
-  return {"real_vs_real": model_gradient.similarity_value(g_other, metrics["real_grad"],
-                                                          "cosine"),
-          "model_vs_real": metrics["cosine"]}
+  return {
+    "real_vs_real": model_gradient.similarity_value(g_other, metrics["real_grad"], "cosine"),
+    "model_vs_real": metrics["cosine"],
+  }
 
 
 def fit_model_mg(su, state, key: jax.Array):
@@ -72,10 +86,16 @@ def fit_model_mg(su, state, key: jax.Array):
   ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
   them), the MG term's gradient clipped (`mgjax.models.fit_model_mg`)
   -> (state, (mean loss, mean |g_mg|))."""
+
   def nll_loss(params, s, key):
     minibatches = member_minibatches(s.buffer, key, su.fit.members, su.fit.batch_size)
     return ensemble_nll_loss(params, minibatches, net=su.model_net, stats=s.obs_stats)
 
   return fitting.fit_model_mg(
-      state, key, mg_loss=lambda params, s, k: mg_loss(su, s, params, k),
-      nll_loss=nll_loss, optimizer=su.model_optimizer, steps=su.mg.steps)
+    state,
+    key,
+    mg_loss=lambda params, s, k: mg_loss(su, s, params, k),
+    nll_loss=nll_loss,
+    optimizer=su.model_optimizer,
+    steps=su.mg.steps,
+  )

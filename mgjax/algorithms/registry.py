@@ -5,6 +5,7 @@ A new algorithm is one module that builds an `Algorithm`, registered by `registe
 any code) or by a line in `REGISTRY` (mgjax's own). What follows from the registry is read
 from it when a run is set up, so an algorithm registered later counts as one of these.
 """
+
 from typing import Any, Callable, Iterable
 
 import jax
@@ -15,12 +16,12 @@ from mgjax.algorithms.base import Algorithm, Schedule, Trainer, bind, schedule
 from mgjax.config import ALIASES, Config, ConfigError, check_common, fail
 
 REGISTRY: dict[str, Algorithm] = {
-    "mg": mg.MG,
-    "mle": mg.MLE,
-    "ppo": mg.PPO,
-    "mbpo": mbpo.MBPO,
-    "mg-sac": mbpo.MG_SAC,
-    "sac": sac.SAC,
+  "mg": mg.MG,
+  "mle": mg.MLE,
+  "ppo": mg.PPO,
+  "mbpo": mbpo.MBPO,
+  "mg-sac": mbpo.MG_SAC,
+  "sac": sac.SAC,
 }
 
 # metrics.csv: who and when, every algorithm's metrics (first-seen order), the wall clock.
@@ -36,8 +37,10 @@ def register(algorithm: Algorithm) -> Algorithm:
   if not isinstance(algorithm, Algorithm):
     raise TypeError(f"algorithm={algorithm!r}: not an mgjax.Algorithm")
   if algorithm.name in REGISTRY:
-    raise ValueError(f"algorithm.name={algorithm.name!r}: an algorithm of that name is "
-                     f"registered already ({', '.join(REGISTRY)}); choose another name")
+    raise ValueError(
+      f"algorithm.name={algorithm.name!r}: an algorithm of that name is "
+      f"registered already ({', '.join(REGISTRY)}); choose another name"
+    )
   REGISTRY[algorithm.name] = algorithm
   return algorithm
 
@@ -53,8 +56,11 @@ def metric_columns(algos: Iterable[str] | None = None) -> tuple[str, ...]:
   """metrics.csv's header: the key columns, the metrics of `algos` (default every registered
   algorithm) in first-seen order, then wall_time_s."""
   names = REGISTRY if algos is None else algos
-  return KEY_COLUMNS + tuple(dict.fromkeys(
-      m for name in names for m in get_algorithm(name).metrics)) + ("wall_time_s",)
+  return (
+    KEY_COLUMNS
+    + tuple(dict.fromkeys(m for name in names for m in get_algorithm(name).metrics))
+    + ("wall_time_s",)
+  )
 
 
 def sweepable(algo: str) -> tuple[str, ...]:
@@ -88,10 +94,13 @@ def validate(config: Config) -> Config:
   check_common(config)
   c, initial = config, algorithm.initial_steps(config)
   if c.total_steps < initial + c.batch_steps * c.eval_every:
-    fail("total_steps", c.total_steps,
-         f"smaller than one evaluation chunk (num_envs*rollout_length*eval_every = "
-         f"{c.batch_steps * c.eval_every})"
-         + (f" after exploration_steps = {initial}" if initial else ""))
+    fail(
+      "total_steps",
+      c.total_steps,
+      f"smaller than one evaluation chunk (num_envs*rollout_length*eval_every = "
+      f"{c.batch_steps * c.eval_every})"
+      + (f" after exploration_steps = {initial}" if initial else ""),
+    )
   algorithm.validate(config)
   return config
 
@@ -114,9 +123,14 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 def describe(config: Config) -> dict[str, Any]:
   """config.json's content: every field and the resolved sizes."""
   s = run_schedule(config)
-  return {**config.to_dict(), "resolved": {"batch_steps": s.batch_steps,
-                                           "num_iterations": s.num_iterations,
-                                           "env_steps": s.env_steps}}
+  return {
+    **config.to_dict(),
+    "resolved": {
+      "batch_steps": s.batch_steps,
+      "num_iterations": s.num_iterations,
+      "env_steps": s.env_steps,
+    },
+  }
 
 
 def watched(config: Config) -> tuple[str, ...]:
@@ -124,16 +138,18 @@ def watched(config: Config) -> tuple[str, ...]:
   return tuple(get_algorithm(config.algo).watched(config))
 
 
-def make_trainer(config: Config, progress: Callable | None = None,
-                 env_info: envs.EnvInfo | None = None) -> Trainer:
+def make_trainer(
+  config: Config, progress: Callable | None = None, env_info: envs.EnvInfo | None = None
+) -> Trainer:
   """The registered algorithm of `config.algo`, bound to the validated config: pure
   `init(key, hparams=None)` and `chunk(state)`, vmappable over runs."""
   config = validate(config)
   return bind(config, get_algorithm(config.algo), progress, env_info)
 
 
-def make_train(config: Config, progress: Callable | None = None,
-               env_info: envs.EnvInfo | None = None):
+def make_train(
+  config: Config, progress: Callable | None = None, env_info: envs.EnvInfo | None = None
+):
   """Returns a pure `train(key) -> (final_state, metrics)` for any registered algorithm;
   metrics leaves are stacked [num_chunks, eval_every] per iteration and [num_chunks] per
   evaluation. `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program."""

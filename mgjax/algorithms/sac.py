@@ -8,6 +8,7 @@ from the real buffer, `mbpo` mixes in model data (`mgjax.algorithms.mbpo`). The 
 settings and the evaluation schedule are MBPO's, so the three algorithms compare on equal
 terms; SAC's paper takes one update per env step, its default here.
 """
+
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -33,10 +34,11 @@ BatchFn = Callable[[Any, jax.Array], Transition]  # (state, key) -> a SAC miniba
 @struct.dataclass
 class SACState:
   """Everything that changes during a `sac` run (one seed)."""
+
   sac: sac.SACParams
   sac_opt: sac.SACOptState
   env_state: Any
-  buffer: ReplayBuffer         # real transitions
+  buffer: ReplayBuffer  # real transitions
   key: jax.Array
   iteration: jax.Array
   env_steps: jax.Array
@@ -46,13 +48,14 @@ class SACState:
 @dataclasses.dataclass(frozen=True)
 class SACSetup:
   """The static parts of a sac run, built once from the config."""
+
   env: envs.EnvInfo
   train_env: envs.TrainingEnv
   actor_net: networks.Network
   q_net: networks.Network
   sac_optimizers: sac.SACOptimizers
   num_envs: int
-  rollout_length: int           # real env steps per env per iteration
+  rollout_length: int  # real env steps per env per iteration
   exploration_steps: int
   discount: float
   target_entropy: float
@@ -65,31 +68,40 @@ class SACSetup:
 
 def setup(c: Config, info: envs.EnvInfo) -> SACSetup:
   return SACSetup(
-      env=info, train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
-      actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
-      q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
-      sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
-      num_envs=c.num_envs, rollout_length=c.rollout_length,
-      exploration_steps=c.exploration_steps, discount=c.discount,
-      target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
-      updates_per_step=c.updates_per_step, sac_batch=c.sac_batch, buffer_size=c.buffer_size,
-      num_eval_envs=c.num_eval_envs,
-      hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE))
+    env=info,
+    train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
+    actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
+    q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
+    sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
+    num_envs=c.num_envs,
+    rollout_length=c.rollout_length,
+    exploration_steps=c.exploration_steps,
+    discount=c.discount,
+    target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
+    updates_per_step=c.updates_per_step,
+    sac_batch=c.sac_batch,
+    buffer_size=c.buffer_size,
+    num_eval_envs=c.num_eval_envs,
+    hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE),
+  )
 
 
 # ------------------------------------------------------------------------------ shared stages
 def init_sac(su, key: jax.Array, hp: dict[str, jax.Array]):
   """Fresh SAC parameters and their optimizer states (learning rate from `hp`)."""
   params = sac.init_params(su.actor_net, su.q_net, key)
-  opt = jax.tree.map(lambda o: set_learning_rate(o, hp["sac_learning_rate"]),
-                     sac.init_opt_state(su.sac_optimizers, params),
-                     is_leaf=lambda x: hasattr(x, "hyperparams"))
+  opt = jax.tree.map(
+    lambda o: set_learning_rate(o, hp["sac_learning_rate"]),
+    sac.init_opt_state(su.sac_optimizers, params),
+    is_leaf=lambda x: hasattr(x, "hyperparams"),
+  )
   return params, opt
 
 
 def explore(su, state, key: jax.Array):
   """`exploration_steps` uniform-random env steps into the real buffer
   -> (state, the observations acted on [steps, num_envs, obs_size])."""
+
   def one(s, k):
     action = jax.random.uniform(k, (su.num_envs, su.env.action_size), minval=-1.0, maxval=1.0)
     return env_step(su.train_env, s, action), s.env_state.obs
@@ -100,14 +112,19 @@ def explore(su, state, key: jax.Array):
 def env_step(train_env: envs.TrainingEnv, state, action: jax.Array):
   """One step of the training envs; the transition goes to the real buffer."""
   nxt = train_env.step(state.env_state, action)
-  new = rows(state.env_state.obs, action, nxt.reward, nxt.info["final_obs"],
-             nxt.info["termination"])
-  return state.replace(env_state=nxt, buffer=buffer_add(state.buffer, new),
-                       env_steps=state.env_steps + train_env.num_envs)
+  new = rows(
+    state.env_state.obs, action, nxt.reward, nxt.info["final_obs"], nxt.info["termination"]
+  )
+  return state.replace(
+    env_state=nxt,
+    buffer=buffer_add(state.buffer, new),
+    env_steps=state.env_steps + train_env.num_envs,
+  )
 
 
-def sample_actions(actor_net: networks.Network, actor_params: Params, obs: jax.Array,
-                   key: jax.Array) -> jax.Array:
+def sample_actions(
+  actor_net: networks.Network, actor_params: Params, obs: jax.Array, key: jax.Array
+) -> jax.Array:
   """Stochastic SAC actions for a batch of observations [N, obs_size]."""
   return sac.sample_actions(actor_net.apply, actor_params, obs, key)[0]
 
@@ -115,17 +132,32 @@ def sample_actions(actor_net: networks.Network, actor_params: Params, obs: jax.A
 def as_transition(batch: dict[str, jax.Array]) -> Transition:
   """Buffer rows as SAC's Transition (truncation 0: next_obs is the true next observation,
   so only termination stops the bootstrap)."""
-  return Transition(batch["obs"], batch["action"], batch["reward"], batch["next_obs"],
-                    batch["termination"], jnp.zeros_like(batch["reward"]), {})
+  return Transition(
+    batch["obs"],
+    batch["action"],
+    batch["reward"],
+    batch["next_obs"],
+    batch["termination"],
+    jnp.zeros_like(batch["reward"]),
+    {},
+  )
 
 
 def sac_step(su, state, key: jax.Array, batch_fn: BatchFn):
   """One SAC update on the minibatch `batch_fn(state, key)` -> (state, metrics)."""
   bkey, ukey = jax.random.split(key)
   params, opt, metrics = sac.sac_update(
-      state.sac, state.sac_opt, batch_fn(state, bkey), ukey, q_fn=su.q_net.apply,
-      actor_fn=su.actor_net.apply, optimizers=su.sac_optimizers, discount=su.discount,
-      tau=state.hparams["tau"], target_entropy=su.target_entropy)
+    state.sac,
+    state.sac_opt,
+    batch_fn(state, bkey),
+    ukey,
+    q_fn=su.q_net.apply,
+    actor_fn=su.actor_net.apply,
+    optimizers=su.sac_optimizers,
+    discount=su.discount,
+    tau=state.hparams["tau"],
+    target_entropy=su.target_entropy,
+  )
   return state.replace(sac=params, sac_opt=opt), metrics
 
 
@@ -138,12 +170,10 @@ def collect_and_update(su, state, key: jax.Array, batch_fn: BatchFn):
     akey, ukey = jax.random.split(k)
     obs = s.env_state.obs
     s = env_step(su.train_env, s, sample_actions(su.actor_net, s.sac.actor, obs, akey))
-    s, metrics = jax.lax.scan(update, s,
-                              jax.random.split(ukey, su.updates_per_step * su.num_envs))
+    s, metrics = jax.lax.scan(update, s, jax.random.split(ukey, su.updates_per_step * su.num_envs))
     return s, (jax.tree.map(jnp.mean, metrics), obs)
 
-  state, (metrics, obs) = jax.lax.scan(one_step, state,
-                                       jax.random.split(key, su.rollout_length))
+  state, (metrics, obs) = jax.lax.scan(one_step, state, jax.random.split(key, su.rollout_length))
   return state, jax.tree.map(jnp.mean, metrics), obs
 
 
@@ -179,10 +209,15 @@ def init(su: SACSetup, key: jax.Array, hparams: dict | None = None) -> SACState:
   ks, ke, kx, key = jax.random.split(key, 4)
   params, opt = init_sac(su, ks, hp)
   state = SACState(
-      sac=params, sac_opt=opt, env_state=su.train_env.reset(ke),
-      buffer=buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size),
-      key=key, iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
-      hparams=hp)
+    sac=params,
+    sac_opt=opt,
+    env_state=su.train_env.reset(ke),
+    buffer=buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size),
+    key=key,
+    iteration=jnp.zeros((), jnp.int32),
+    env_steps=jnp.zeros((), jnp.int32),
+    hparams=hp,
+  )
   return explore(su, state, kx)[0]
 
 
@@ -195,8 +230,7 @@ def iteration(su: SACSetup, state: SACState):
   """rollout_length env steps, each followed by updates_per_step·num_envs SAC updates on
   real minibatches -> (state, per-iteration metrics)."""
   key, ckey, ekey = jax.random.split(state.key, 3)
-  state = state.replace(key=key,
-                        env_state=su.train_env.refresh_resets(state.env_state, ekey))
+  state = state.replace(key=key, env_state=su.train_env.refresh_resets(state.env_state, ekey))
   state, metrics, _ = collect_and_update(su, state, ckey, functools.partial(real_batch, su))
   state = state.replace(iteration=state.iteration + 1)
   metrics.update(env_steps=state.env_steps, train_return=mean_episode_return(state.env_state))
@@ -209,11 +243,11 @@ def iteration(su: SACSetup, state: SACState):
 # iteration.
 _SAC_COMMON = {"num_envs": 1, "rollout_length": 250, "eval_every": 4, "buffer_size": 1_000_000}
 SAC_PRESETS: dict[str, dict[str, Any]] = {
-    "hopper": {"target_entropy": -1.0},
-    "walker2d": {"target_entropy": -3.0},
-    "halfcheetah": {"target_entropy": -3.0},
-    "ant": {"target_entropy": -4.0},
-    "humanoid": {"target_entropy": -2.0, "rollout_length": 1000, "eval_every": 1},
+  "hopper": {"target_entropy": -1.0},
+  "walker2d": {"target_entropy": -3.0},
+  "halfcheetah": {"target_entropy": -3.0},
+  "ant": {"target_entropy": -4.0},
+  "humanoid": {"target_entropy": -2.0, "rollout_length": 1000, "eval_every": 1},
 }
 
 
@@ -227,8 +261,19 @@ def validate(c: Config) -> None:
     fail("buffer_size", c.buffer_size, "smaller than exploration_steps + one iteration")
 
 
-SAC = Algorithm(name="sac", setup=setup, init=init, iteration=iteration, evaluate=evaluate,
-                policy_params=policy_params, make_policy=make_policy, metrics=METRICS,
-                sweepable=SWEEPABLE, watched=lambda c: ("critic_loss", "actor_loss"),
-                validate=validate, preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
-                initial_steps=lambda c: c.exploration_steps, color="C4")  # purple
+SAC = Algorithm(
+  name="sac",
+  setup=setup,
+  init=init,
+  iteration=iteration,
+  evaluate=evaluate,
+  policy_params=policy_params,
+  make_policy=make_policy,
+  metrics=METRICS,
+  sweepable=SWEEPABLE,
+  watched=lambda c: ("critic_loss", "actor_loss"),
+  validate=validate,
+  preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
+  initial_steps=lambda c: c.exploration_steps,
+  color="C4",
+)  # purple

@@ -23,6 +23,7 @@ tables them:
 Algorithms are drawn in the registry's order and colours (`Algorithm.color`); other labels
 (ALGO:FOLDER, an algorithm without a colour) take cycle colours that no drawn algorithm has.
 """
+
 import csv
 import warnings
 from collections import defaultdict
@@ -38,8 +39,10 @@ MILESTONES = (25_000, 50_000, 100_000)
 NOT_METRICS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
 # cos(ĝ_M, g_R) of PPO's policy gradient and of SAC's actor-loss gradient are different
 # quantities: a figure each, for the algorithms that report the loss of that gradient.
-ALIGNMENT_FIGURES = (("alignment.png", "policy_loss", ""),
-                     ("alignment_sac.png", "actor_loss", "\n(SAC actor-loss gradients)"))
+ALIGNMENT_FIGURES = (
+  ("alignment.png", "policy_loss", ""),
+  ("alignment_sac.png", "actor_loss", "\n(SAC actor-loss gradients)"),
+)
 _CYCLE = tuple(f"C{i}" for i in range(10))
 
 
@@ -56,15 +59,21 @@ def group(rows):
   cells = defaultdict(lambda: defaultdict(dict))
   for r in rows:
     cells[(r["env"], r["algo"])][int(r["seed"])][int(r["env_steps"])] = r
-  names = [n for n in dict.fromkeys([*metric_columns(), *(k for r in rows for k in r)])
-           if n not in NOT_METRICS]
+  names = [
+    n
+    for n in dict.fromkeys([*metric_columns(), *(k for r in rows for k in r)])
+    if n not in NOT_METRICS
+  ]
   data = {}
   for cell, seeds in cells.items():
     steps = sorted(set.intersection(*(set(s) for s in seeds.values())))
-    num = lambda k: np.array([[_float(seeds[s][t].get(k)) for t in steps]
-                              for s in sorted(seeds)])
-    data[cell] = {"steps": np.array(steps), "return": num("eval_return"),
-                  "cosine": num("model_grad_cosine"), **{n: num(n) for n in names}}
+    num = lambda k: np.array([[_float(seeds[s][t].get(k)) for t in steps] for s in sorted(seeds)])
+    data[cell] = {
+      "steps": np.array(steps),
+      "return": num("eval_return"),
+      "cosine": num("model_grad_cosine"),
+      **{n: num(n) for n in names},
+    }
   return data
 
 
@@ -104,8 +113,10 @@ def curve(values: np.ndarray):
 
 def _pyplot():
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt
 
 
@@ -136,11 +147,12 @@ def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, nam
 def alignment_labels(data, loss: str) -> list[str]:
   """The labels (ALGO or ALGO:FOLDER) of registered algorithms that report `loss` and whose
   runs logged a finite model_grad_cosine, sorted."""
+
   def reports(label):
     algo = REGISTRY.get(label.split(":")[0])
     return algo is not None and loss in algo.metrics
-  return sorted({a for (_, a), d in data.items()
-                 if reports(a) and np.isfinite(d["cosine"]).any()})
+
+  return sorted({a for (_, a), d in data.items() if reports(a) and np.isfinite(d["cosine"]).any()})
 
 
 def normalised_scores(data):
@@ -148,16 +160,17 @@ def normalised_scores(data):
   by the best algorithm's final IQM return on it. Only algorithms with a run on every env
   are aggregated: one on fewer envs would be averaged over other tasks than the rest."""
   envs, algos = envs_algos(data)
-  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data)
-          for e in envs}
+  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data) for e in envs}
   out = {}
   for algo in algos:
     if any((e, algo) not in data for e in envs):
       continue
     n = min(len(data[(e, algo)]["steps"]) for e in envs)
     steps = data[(envs[0], algo)]["steps"][:n]
-    out[algo] = (steps, [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in envs]
-                         for i in range(n)])
+    out[algo] = (
+      steps,
+      [[data[(e, algo)]["return"][:, i] / abs(best[e]) for e in envs] for i in range(n)],
+    )
   return out
 
 
@@ -195,23 +208,43 @@ def table(data, out: Path, milestones=MILESTONES):
       for m in marks:
         i = int(np.argmin(np.abs(d["steps"] - m)))
         mid, lo, hi = stratified_bootstrap_ci([d["return"][:, i]])
-        lines.append({"env": env, "algo": algo, "milestone": m, "env_steps": int(d["steps"][i]),
-                      "seeds": d["return"].shape[0], "iqm": mid, "ci_low": lo, "ci_high": hi})
+        lines.append(
+          {
+            "env": env,
+            "algo": algo,
+            "milestone": m,
+            "env_steps": int(d["steps"][i]),
+            "seeds": d["return"].shape[0],
+            "iqm": mid,
+            "ci_low": lo,
+            "ci_high": hi,
+          }
+        )
   with open(out / "table.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, ["env", "algo", "milestone", "env_steps", "seeds", "iqm", "ci_low",
-                           "ci_high"])
+    w = csv.DictWriter(
+      f, ["env", "algo", "milestone", "env_steps", "seeds", "iqm", "ci_low", "ci_high"]
+    )
     w.writeheader()
     w.writerows(lines)
   marks = sorted({r["milestone"] for r in lines})
-  md = ["| env | algo | " + " | ".join(f"{m / 1000:g}k" for m in marks) + " |",
-        "|---|---|" + "---|" * len(marks)]
+  md = [
+    "| env | algo | " + " | ".join(f"{m / 1000:g}k" for m in marks) + " |",
+    "|---|---|" + "---|" * len(marks),
+  ]
   for env in envs:
     for algo in algos:
       cells = {r["milestone"]: r for r in lines if r["env"] == env and r["algo"] == algo}
       if cells:
-        md.append(f"| {env} | {algo} | " + " | ".join(
+        md.append(
+          f"| {env} | {algo} | "
+          + " | ".join(
             f"{cells[m]['iqm']:.0f} [{cells[m]['ci_low']:.0f}, {cells[m]['ci_high']:.0f}]"
-            if m in cells else "" for m in marks) + " |")
+            if m in cells
+            else ""
+            for m in marks
+          )
+          + " |"
+        )
   (out / "table.md").write_text("\n".join(md) + "\n")
   return lines
 
@@ -257,8 +290,12 @@ def plot_metrics(rows_by_cell, out: Path) -> None:
   seeds, one panel per metric."""
   plt = _pyplot()
   columns = dict.fromkeys(n for d in rows_by_cell.values() for n in d)
-  names = [n for n in columns if n not in ("steps", "return", "cosine", *NOT_METRICS)
-           and any(np.isfinite(d[n]).any() for d in rows_by_cell.values() if n in d)]
+  names = [
+    n
+    for n in columns
+    if n not in ("steps", "return", "cosine", *NOT_METRICS)
+    and any(np.isfinite(d[n]).any() for d in rows_by_cell.values() if n in d)
+  ]
   cols = min(4, len(names))
   rows = -(-len(names) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
@@ -273,7 +310,7 @@ def plot_metrics(rows_by_cell, out: Path) -> None:
     ax.set_title(name, fontsize=9)
     ax.set_xlabel("env steps", fontsize=8)
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(names):]:
+  for ax in list(axes.flat)[len(names) :]:
     ax.axis("off")
   axes.flat[0].legend(fontsize=7)
   fig.tight_layout()
@@ -285,14 +322,14 @@ def plot_runs(paths: list[Path], out: Path, milestones=MILESTONES) -> list[str]:
   """Every figure and table of the module docstring for the runs in `paths`, into `out`
   -> the names of the files written."""
   data, single = load_runs(paths)
-  plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)",
-                       name="learning_curves.png")
+  plot_learning_curves(data, out, "return", "eval return (IQM, 95% CI)", name="learning_curves.png")
   written = ["learning_curves.png"]
   for name, loss, what in ALIGNMENT_FIGURES:
     algos = alignment_labels(data, loss)
     if algos:
-      plot_learning_curves(data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}",
-                           algos=algos, name=name)
+      plot_learning_curves(
+        data, out, "cosine", f"cos(ĝ_M, g_R) (IQM, 95% CI){what}", algos=algos, name=name
+      )
       written.append(name)
   if single:
     plot_metrics(data, out)
@@ -318,8 +355,7 @@ def headline(suite: Path) -> dict:
   for env in sorted({e for e, _ in last}):
     value = {a: float(last[(env, a)]["iqm"]) for e, a in last if e == env}
     if "mg" in value:
-      ratios[env] = {f"mg_over_{b}": value["mg"] / value[b] for b in ("mle", "ppo")
-                     if b in value}
+      ratios[env] = {f"mg_over_{b}": value["mg"] / value[b] for b in ("mle", "ppo") if b in value}
   data = load(suite / "metrics.csv")
   alignment = {}
   for (env, algo), d in data.items():
@@ -329,11 +365,15 @@ def headline(suite: Path) -> dict:
     per_seed = per_seed[np.isfinite(per_seed)]
     if per_seed.size:
       alignment.setdefault(env, {})[algo] = {
-          "mean": float(per_seed.mean()),
-          "se": float(per_seed.std() / np.sqrt(per_seed.size))}
+        "mean": float(per_seed.mean()),
+        "se": float(per_seed.std() / np.sqrt(per_seed.size)),
+      }
   aggregate = {}
   for algo, (steps, per_eval) in normalised_scores(data).items():
     mid, lo, hi = stratified_bootstrap_ci(per_eval[-1], reps=2000)
     aggregate[algo] = {"env_steps": int(steps[-1]), "iqm": mid, "ci": [lo, hi]}
-  return {"ratios_at_last_milestone": ratios, "alignment_mean_over_training": alignment,
-          "aggregate_normalised": aggregate}
+  return {
+    "ratios_at_last_milestone": ratios,
+    "alignment_mean_over_training": alignment,
+    "aggregate_normalised": aggregate,
+  }

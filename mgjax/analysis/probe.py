@@ -28,6 +28,7 @@ objective uses the same keys, so the per-key difference to NLL only is paired. T
   nll_tolerance   > 0: a step whose fitted-data NLL would exceed the start model's by more
                   than this (nats per dimension) is replaced by the NLL-only step.
 """
+
 import dataclasses
 import math
 from typing import Any, NamedTuple, Sequence
@@ -49,22 +50,28 @@ METRICS = ("pooled", "single", "nll")
 
 class Objective(NamedTuple):
   """One model objective of the probe (see the module docstring for each lever)."""
+
   name: str
-  mg: bool = False             # the MG term on (False: NLL only)
-  mle_weight: float = 1.0      # λ, the NLL gradient's weight beside the MG term
-  steps: int = 100             # model steps from the snapshot's model
-  estimator: str = "score"     # score | pathwise
-  rollouts: int = 256          # N rollouts per ĝ_M in an MG step
-  target_batches: int = 1      # fit batches whose mean g_R is the MG target
-  nll_tolerance: float = 0.0   # > 0: keep the fitted-data NLL within this of the start's
+  mg: bool = False  # the MG term on (False: NLL only)
+  mle_weight: float = 1.0  # λ, the NLL gradient's weight beside the MG term
+  steps: int = 100  # model steps from the snapshot's model
+  estimator: str = "score"  # score | pathwise
+  rollouts: int = 256  # N rollouts per ĝ_M in an MG step
+  target_batches: int = 1  # fit batches whose mean g_R is the MG target
+  nll_tolerance: float = 0.0  # > 0: keep the fitted-data NLL within this of the start's
 
 
 def objective_label(o: Objective) -> str:
   """The objective's settings in one line, for tables."""
   if not o.mg:
     return f"NLL only, {o.steps} steps"
-  parts = [f"λ={o.mle_weight:g}", f"{o.steps} steps", o.estimator, f"N={o.rollouts}",
-           f"target of {o.target_batches} batch{'es' if o.target_batches > 1 else ''}"]
+  parts = [
+    f"λ={o.mle_weight:g}",
+    f"{o.steps} steps",
+    o.estimator,
+    f"N={o.rollouts}",
+    f"target of {o.target_batches} batch{'es' if o.target_batches > 1 else ''}",
+  ]
   if o.nll_tolerance > 0:
     parts.append(f"NLL tolerance {o.nll_tolerance:g}")
   return "MG, " + ", ".join(parts)
@@ -73,30 +80,30 @@ def objective_label(o: Objective) -> str:
 # The default study: NLL only against MG at the training loop's settings, its weights, and
 # each lever alone; `steps=500` arms come with their own NLL-only arm.
 DEFAULT_OBJECTIVES = (
-    Objective("nll"),
-    Objective("mg", mg=True),
-    Objective("mg-w0.1", mg=True, mle_weight=0.1),
-    Objective("mg-only", mg=True, mle_weight=0.0),
-    Objective("mg-target16", mg=True, target_batches=16),
-    Objective("mg-only-target16", mg=True, mle_weight=0.0, target_batches=16),
-    Objective("mg-n2048", mg=True, rollouts=2048),
-    Objective("mg-pathwise", mg=True, estimator="pathwise"),
-    Objective("mg-pathwise-target16", mg=True, estimator="pathwise", target_batches=16),
-    Objective("mg-target16-tol", mg=True, mle_weight=0.0, target_batches=16,
-              nll_tolerance=0.05),
-    Objective("nll-500", steps=500),
-    Objective("mg-500-target16", mg=True, steps=500, target_batches=16),
+  Objective("nll"),
+  Objective("mg", mg=True),
+  Objective("mg-w0.1", mg=True, mle_weight=0.1),
+  Objective("mg-only", mg=True, mle_weight=0.0),
+  Objective("mg-target16", mg=True, target_batches=16),
+  Objective("mg-only-target16", mg=True, mle_weight=0.0, target_batches=16),
+  Objective("mg-n2048", mg=True, rollouts=2048),
+  Objective("mg-pathwise", mg=True, estimator="pathwise"),
+  Objective("mg-pathwise-target16", mg=True, estimator="pathwise", target_batches=16),
+  Objective("mg-target16-tol", mg=True, mle_weight=0.0, target_batches=16, nll_tolerance=0.05),
+  Objective("nll-500", steps=500),
+  Objective("mg-500-target16", mg=True, steps=500, target_batches=16),
 )
 # Targets of more batches, for snapshots whose g_R is noisier (needs --fit-batches 64).
 EXTRA_OBJECTIVES = (
-    Objective("mg-target64", mg=True, target_batches=64),
-    Objective("mg-pathwise-target64", mg=True, estimator="pathwise", target_batches=64),
+  Objective("mg-target64", mg=True, target_batches=64),
+  Objective("mg-pathwise-target64", mg=True, estimator="pathwise", target_batches=64),
 )
 
 
 class RealBatches(NamedTuple):
   """Real batches collected with the frozen policy: rows [n, T·N, ...] in the buffers'
   schema and each batch's g_R (a policy-shaped pytree, leaves [n, ...])."""
+
   rows: dict[str, jax.Array]
   real_grad: Params
 
@@ -110,13 +117,19 @@ def collect_batches(su, state, key: jax.Array, n: int) -> tuple[Any, RealBatches
   theta = state.agent_params["policy"]
 
   def one(env_state, k):
-    env_state, batch = mg.collect(su.train_env, policy, theta, env_state, k,
-                                  rollout_length=su.rollout_length,
-                                  action_mode=su.action_mode)
-    adv, _ = mg.real_advantages(value_fn, state.agent_params["value"], batch,
-                                discount=su.discount, gae_lambda=su.gae_lambda)
-    return env_state, (mg.batch_rows(batch),
-                       mg.real_policy_gradient(policy, theta, batch, adv))
+    env_state, batch = mg.collect(
+      su.train_env,
+      policy,
+      theta,
+      env_state,
+      k,
+      rollout_length=su.rollout_length,
+      action_mode=su.action_mode,
+    )
+    adv, _ = mg.real_advantages(
+      value_fn, state.agent_params["value"], batch, discount=su.discount, gae_lambda=su.gae_lambda
+    )
+    return env_state, (mg.batch_rows(batch), mg.real_policy_gradient(policy, theta, batch, adv))
 
   env_state, (rows, grads) = jax.lax.scan(one, state.env_state, jax.random.split(key, n))
   return state.replace(env_state=env_state), RealBatches(rows, grads)
@@ -138,8 +151,16 @@ def _flatten_rows(rows: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), rows)
 
 
-def model_grad(su, state, model_params: Params, start_obs: jax.Array, key: jax.Array,
-               real_grad: Params, *, estimator: str = "score"):
+def model_grad(
+  su,
+  state,
+  model_params: Params,
+  start_obs: jax.Array,
+  key: jax.Array,
+  real_grad: Params,
+  *,
+  estimator: str = "score",
+):
   """The loop's MG loss (`mg_model.mg_loss_from`) of φ = model_params on rollouts from
   start_obs -> (loss, metrics)."""
   return mg_model.mg_loss_from(su, state, model_params, start_obs, key, real_grad, estimator)
@@ -149,14 +170,15 @@ def _sample_obs(obs: jax.Array, key: jax.Array, n: int) -> jax.Array:
   return obs[jax.random.randint(key, (n,), 0, obs.shape[0])]
 
 
-def fit(su, state, fit_data: RealBatches, objective: Objective, key: jax.Array,
-        max_grad_norm: float) -> Params:
+def fit(
+  su, state, fit_data: RealBatches, objective: Objective, key: jax.Array, max_grad_norm: float
+) -> Params:
   """`objective.steps` model steps from the snapshot's model and model optimiser state on
   the snapshot's buffer grown by the fit batches -> the fitted model parameters."""
   o = objective
   buffer = buffer_add(state.buffer, _flatten_rows(fit_data.rows))
   target = _mean_tree(fit_data.real_grad, o.target_batches)
-  starts = _flatten_rows(fit_data.rows)["obs"][:o.target_batches * su.batch_steps]
+  starts = _flatten_rows(fit_data.rows)["obs"][: o.target_batches * su.batch_steps]
   nll = su.nll(state.obs_stats)
   held_in = jax.tree.map(lambda x: x[:4096], _flatten_rows(fit_data.rows))
   nll_start = nll(state.model_params, held_in)
@@ -168,23 +190,29 @@ def fit(su, state, fit_data: RealBatches, objective: Objective, key: jax.Array,
     plain = apply_gradients(su.model_optimizer, params, opt, g_nll)
     if not o.mg:
       return plain, None
-    g_mg = jax.grad(lambda p: model_grad(su, state, p, _sample_obs(starts, skey, o.rollouts),
-                                         rkey, target, estimator=o.estimator)[0])(params)
-    grads, _ = combine_model_grads(g_mg, g_nll, mle_weight=jnp.float32(o.mle_weight),
-                                   max_norm=jnp.float32(max_grad_norm))
+    g_mg = jax.grad(
+      lambda p: model_grad(
+        su, state, p, _sample_obs(starts, skey, o.rollouts), rkey, target, estimator=o.estimator
+      )[0]
+    )(params)
+    grads, _ = combine_model_grads(
+      g_mg, g_nll, mle_weight=jnp.float32(o.mle_weight), max_norm=jnp.float32(max_grad_norm)
+    )
     new = apply_gradients(su.model_optimizer, params, opt, grads)
     if o.nll_tolerance > 0:
       inside = nll(new[0], held_in) <= nll_start + o.nll_tolerance
       new = jax.tree.map(lambda a, b: jnp.where(inside, a, b), new, plain)
     return new, None
 
-  (params, _), _ = jax.lax.scan(step, (state.model_params, state.model_opt),
-                                jax.random.split(key, o.steps))
+  (params, _), _ = jax.lax.scan(
+    step, (state.model_params, state.model_opt), jax.random.split(key, o.steps)
+  )
   return params
 
 
-def measure(su, state, model_params: Params, heldout: RealBatches, key: jax.Array,
-            draws: int) -> dict[str, jax.Array]:
+def measure(
+  su, state, model_params: Params, heldout: RealBatches, key: jax.Array, draws: int
+) -> dict[str, jax.Array]:
   """pooled and single-batch alignment and held-out NLL of one model (module docstring)."""
   rows = heldout.rows
   n = rows["obs"].shape[0]
@@ -195,8 +223,9 @@ def measure(su, state, model_params: Params, heldout: RealBatches, key: jax.Arra
 
   def pooled_draw(k):
     a, b = jax.random.split(k)
-    return _flat(model_grad(su, state, model_params, _sample_obs(all_obs, a, m), b,
-                            g_true)[1]["model_grad"])
+    return _flat(
+      model_grad(su, state, model_params, _sample_obs(all_obs, a, m), b, g_true)[1]["model_grad"]
+    )
 
   g_pooled = jnp.mean(jax.lax.map(pooled_draw, jax.random.split(pkey, draws)), axis=0)
 
@@ -208,8 +237,16 @@ def measure(su, state, model_params: Params, heldout: RealBatches, key: jax.Arra
 
   singles = jax.lax.map(single, (rows["obs"], heldout.real_grad, jax.random.split(skey, n)))
   flat = _flatten_rows(rows)
-  nll = model_nll(su.model_net, state.obs_stats, model_params, flat["obs"], flat["action"],
-                  flat["next_obs"], flat["reward"], su.action_mode)
+  nll = model_nll(
+    su.model_net,
+    state.obs_stats,
+    model_params,
+    flat["obs"],
+    flat["action"],
+    flat["next_obs"],
+    flat["reward"],
+    su.action_mode,
+  )
   return {"pooled": _cos(g_pooled, _flat(g_true)), "single": jnp.mean(singles), "nll": nll}
 
 
@@ -233,11 +270,13 @@ def noise_floor(fit_data: RealBatches, heldout: RealBatches) -> dict[str, float]
   cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
   g_fit = np.asarray(jax.vmap(_flat)(fit_data.real_grad), np.float64)
   split_half = cos(g[:half].mean(0), g[half:].mean(0))
-  return {"real_pairwise": float(pair.mean()),
-          "pooled_split_half": split_half,
-          "pooled_ceiling": pooled_ceiling(split_half),
-          "fit_target_vs_pooled": cos(g_fit.mean(0), g.mean(0)),
-          "fit_batch0_vs_pooled": cos(g_fit[0], g.mean(0))}
+  return {
+    "real_pairwise": float(pair.mean()),
+    "pooled_split_half": split_half,
+    "pooled_ceiling": pooled_ceiling(split_half),
+    "fit_target_vs_pooled": cos(g_fit.mean(0), g.mean(0)),
+    "fit_batch0_vs_pooled": cos(g_fit[0], g.mean(0)),
+  }
 
 
 def mean_ci(x: Sequence[float], seed: int = 0) -> dict[str, float]:
@@ -250,14 +289,22 @@ def mean_ci(x: Sequence[float], seed: int = 0) -> dict[str, float]:
 class ProbeSettings:
   """The probe's sizes: fit and held-out batches, ĝ_M draws for the pooled alignment and
   the fit keys a CI is taken over."""
+
   fit_batches: int = 16
   heldout_batches: int = 32
   draws: int = 32
   fit_keys: int = 6
 
 
-def run_probe(su, state, objectives: Sequence[Objective], key: jax.Array,
-              settings: ProbeSettings, max_grad_norm: float, log=print) -> dict[str, Any]:
+def run_probe(
+  su,
+  state,
+  objectives: Sequence[Objective],
+  key: jax.Array,
+  settings: ProbeSettings,
+  max_grad_norm: float,
+  log=print,
+) -> dict[str, Any]:
   """Every objective fitted with `settings.fit_keys` keys and measured on held-out data
   -> {"floor", "start", "objectives": {name: {label, per_key, mean/CI per metric,
   paired difference to the NLL-only arm of the same steps}}}."""
@@ -266,24 +313,28 @@ def run_probe(su, state, objectives: Sequence[Objective], key: jax.Array,
   if need > s.fit_batches:
     raise ValueError(f"target_batches={need}: more than fit_batches={s.fit_batches}")
   ckey, mkey, fkey = jax.random.split(key, 3)
-  state, fit_data = jax.jit(lambda st, k: collect_batches(su, st, k, s.fit_batches))(
-      state, ckey)
+  state, fit_data = jax.jit(lambda st, k: collect_batches(su, st, k, s.fit_batches))(state, ckey)
   state, heldout = jax.jit(lambda st, k: collect_batches(su, st, k, s.heldout_batches))(
-      state, jax.random.fold_in(ckey, 1))
+    state, jax.random.fold_in(ckey, 1)
+  )
   measure_j = jax.jit(jax.vmap(lambda p: measure(su, state, p, heldout, mkey, s.draws)))
   start = jax.tree.map(lambda x: x[None], state.model_params)
-  out = {"floor": noise_floor(fit_data, heldout),
-         "start": {k: float(v[0]) for k, v in measure_j(start).items()},
-         "objectives": {}}
+  out = {
+    "floor": noise_floor(fit_data, heldout),
+    "start": {k: float(v[0]) for k, v in measure_j(start).items()},
+    "objectives": {},
+  }
   log(f"floor {out['floor']}\nstart {out['start']}")
   keys = jax.random.split(fkey, s.fit_keys)
   for o in objectives:
-    fitted = jax.jit(jax.vmap(lambda k, o=o: fit(su, state, fit_data, o, k, max_grad_norm)))(
-        keys)
+    fitted = jax.jit(jax.vmap(lambda k, o=o: fit(su, state, fit_data, o, k, max_grad_norm)))(keys)
     per_key = {k: np.asarray(v, np.float64).tolist() for k, v in measure_j(fitted).items()}
-    out["objectives"][o.name] = {"label": objective_label(o), "settings": o._asdict(),
-                                 "per_key": per_key,
-                                 **{m: mean_ci(per_key[m]) for m in METRICS}}
+    out["objectives"][o.name] = {
+      "label": objective_label(o),
+      "settings": o._asdict(),
+      "per_key": per_key,
+      **{m: mean_ci(per_key[m]) for m in METRICS},
+    }
     log(f"{o.name}: " + ", ".join(f"{m} {np.mean(per_key[m]):.4f}" for m in METRICS))
   for o in objectives:
     base = next((b for b in objectives if not b.mg and b.steps == o.steps), None)
@@ -299,17 +350,28 @@ def save_snapshot(path, config, state, extra: dict | None = None) -> None:
   """Writes one run's state as a resume point (`outputs.save_resume_point`: path/resume/)
   that `load_snapshot` reads, like a resume point of `experiments/train.py`."""
   from pathlib import Path
+
   from mgjax.run import outputs, resume
+
   leaves = [np.asarray(x)[None] for x in outputs.plain_leaves(state)]
-  outputs.save_resume_point(Path(path), leaves, {
+  outputs.save_resume_point(
+    Path(path),
+    leaves,
+    {
       "identity": resume.identity([config], [0], None),
-      "iteration": int(state.iteration), "env_steps": int(state.env_steps), **(extra or {})})
+      "iteration": int(state.iteration),
+      "env_steps": int(state.env_steps),
+      **(extra or {}),
+    },
+  )
 
 
 def load_snapshot_meta(path) -> dict[str, Any] | None:
   """The meta.json of path's resume point (None if there is none)."""
   from pathlib import Path
+
   from mgjax.run import outputs
+
   return outputs.load_resume_meta(Path(path))
 
 
@@ -318,8 +380,10 @@ def load_snapshot(path, run_index: int = 0):
   paused `train.py` run) -> (config, trainer, state); ValueError naming the folder if
   there is none."""
   from pathlib import Path
+
   from mgjax.algorithms import config_from_dict, make_trainer
   from mgjax.run import outputs
+
   meta = outputs.load_resume_meta(Path(path))
   if meta is None:
     raise ValueError(f"snapshot={str(path)!r}: no resume point in this folder")
@@ -335,8 +399,7 @@ def load_snapshot(path, run_index: int = 0):
   leaves = []
   for x, ref in zip(saved, like_leaves):
     x = jnp.asarray(np.asarray(x)[run_index])
-    leaves.append(jax.random.wrap_key_data(x, impl=impl)
-                  if outputs.is_key(ref) else x)
+    leaves.append(jax.random.wrap_key_data(x, impl=impl) if outputs.is_key(ref) else x)
   return config, trainer, jax.tree.unflatten(treedef, leaves)
 
 
@@ -347,8 +410,11 @@ def separated(row: dict[str, Any], metric: str = "pooled") -> bool:
 
 def check_finite(result: dict[str, Any]) -> list[str]:
   """Names of objectives with a non-finite metric (a blown-up fit)."""
-  return [name for name, row in result["objectives"].items()
-          if not all(math.isfinite(v) for m in METRICS for v in row["per_key"][m])]
+  return [
+    name
+    for name, row in result["objectives"].items()
+    if not all(math.isfinite(v) for m in METRICS for v in row["per_key"][m])
+  ]
 
 
 def _verdict(row: dict[str, Any], metric: str) -> int:
@@ -363,16 +429,22 @@ def _verdict(row: dict[str, Any], metric: str) -> int:
 def plot_probe(points: Sequence[dict[str, Any]], path) -> None:
   """One column per snapshot: the pooled alignment (top), the single-batch alignment
   (middle) and the held-out NLL (bottom) of every objective, mean and 95% CI over fit
-  keys; dashed, the snapshot's own model; dotted, the pooled ceiling. Green: better than NLL only with the paired CI
-  clear of zero; red: worse; grey: NLL only."""
+  keys; dashed, the snapshot's own model; dotted, the pooled ceiling. Green: better than
+  NLL only with the paired CI clear of zero; red: worse; grey: NLL only."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   width = max(len(p["objectives"]) for p in points)
-  fig, axes = plt.subplots(len(METRICS), len(points), squeeze=False,
-                           figsize=(0.4 * width * len(points) + 2, 8))
-  labels = {"pooled": "pooled cos(ĝ_M, ḡ_R)", "single": "single-batch cos(ĝ_M, g_R)",
-            "nll": "held-out NLL"}
+  fig, axes = plt.subplots(
+    len(METRICS), len(points), squeeze=False, figsize=(0.4 * width * len(points) + 2, 8)
+  )
+  labels = {
+    "pooled": "pooled cos(ĝ_M, ḡ_R)",
+    "single": "single-batch cos(ĝ_M, g_R)",
+    "nll": "held-out NLL",
+  }
   for col, p in enumerate(points):
     names = list(p["objectives"])
     for row, metric in enumerate(METRICS):
@@ -380,10 +452,19 @@ def plot_probe(points: Sequence[dict[str, Any]], path) -> None:
       for x, name in enumerate(names):
         r = p["objectives"][name]
         s = r[metric]
-        color = ("tab:grey" if not r["settings"]["mg"] else
-                 {1: "tab:green", -1: "tab:red", 0: "tab:blue"}[_verdict(r, metric)])
-        ax.errorbar([x], [s["mean"]], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]],
-                    fmt="o", color=color, capsize=3)
+        color = (
+          "tab:grey"
+          if not r["settings"]["mg"]
+          else {1: "tab:green", -1: "tab:red", 0: "tab:blue"}[_verdict(r, metric)]
+        )
+        ax.errorbar(
+          [x],
+          [s["mean"]],
+          yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]],
+          fmt="o",
+          color=color,
+          capsize=3,
+        )
       ax.axhline(p["start"][metric], color="k", ls="--", lw=0.8)
       if metric == "pooled":  # what a noiseless ĝ_M could score against these batches
         ax.axhline(pooled_ceiling(p["floor"]["pooled_split_half"]), color="k", ls=":", lw=0.8)
@@ -406,16 +487,23 @@ def probe_table(points: Sequence[dict[str, Any]]) -> str:
   the held-out NLL (mean [95% CI] over fit keys), and the paired difference of the pooled
   alignment to NLL only, marked ↑/↓ where its CI is clear of zero."""
   fmt = lambda s: f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
-  lines = ["| snapshot | objective | pooled | single | held-out NLL | pooled − NLL only | "
-           "single − NLL only |", "|---|---|---|---|---|---|---|"]
+  lines = [
+    "| snapshot | objective | pooled | single | held-out NLL | pooled − NLL only | "
+    "single − NLL only |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for p in points:
     where = f"{p['env']} {p['env_steps'] // 1000}k"
     start, floor = p["start"], p["floor"]
-    lines.append(f"| {where} | ceiling (noiseless ĝ_M) | "
-                 f"{pooled_ceiling(floor['pooled_split_half']):.3f} | "
-                 f"√ρ = {math.sqrt(max(floor['real_pairwise'], 0)):.3f} | | | |")
-    lines.append(f"| {where} | the snapshot's model | {start['pooled']:.3f} | "
-                 f"{start['single']:.3f} | {start['nll']:.3f} | | |")
+    lines.append(
+      f"| {where} | ceiling (noiseless ĝ_M) | "
+      f"{pooled_ceiling(floor['pooled_split_half']):.3f} | "
+      f"√ρ = {math.sqrt(max(floor['real_pairwise'], 0)):.3f} | | | |"
+    )
+    lines.append(
+      f"| {where} | the snapshot's model | {start['pooled']:.3f} | "
+      f"{start['single']:.3f} | {start['nll']:.3f} | | |"
+    )
     for name, row in p["objectives"].items():
       diffs = []
       for m in ("pooled", "single"):
@@ -425,6 +513,8 @@ def probe_table(points: Sequence[dict[str, Any]]) -> str:
         d = row["diff"][m]
         mark = " ↑" if d["lo"] > 0 else " ↓" if d["hi"] < 0 else ""
         diffs.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]{mark}")
-      lines.append(f"| {where} | `{name}` | {fmt(row['pooled'])} | {fmt(row['single'])} | "
-                   f"{fmt(row['nll'])} | {diffs[0]} | {diffs[1]} |")
+      lines.append(
+        f"| {where} | `{name}` | {fmt(row['pooled'])} | {fmt(row['single'])} | "
+        f"{fmt(row['nll'])} | {diffs[0]} | {diffs[1]} |"
+      )
   return "\n".join(lines)

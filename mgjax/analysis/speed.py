@@ -1,6 +1,7 @@
 """Timings and FLOP counts of the training programs (`experiments/bench_speed.py`): medians of
 jitted calls, the named stages of an iteration as programs of their own, the FLOPs of the SAC
 family's kernels counted from the network shapes, and the machine's matmul peak."""
+
 import functools
 import statistics
 import time
@@ -25,8 +26,9 @@ def stage_inputs(iteration: Callable, su: Any, states) -> dict[str, tuple[Callab
   """The named stages of one iteration of each run in `states` (vmapped over its leading
   axis), through the iteration's stage hook (`iteration(su, state, stage)`, a stage called
   as `stage(name, fn, su, *args)`; `mg.iteration`, `mbpo.iteration`) -> {name: (fn(*args)
-  with `su` bound, the args it was called with, stacked over the runs)}, in calling order. `jax.vmap(fn)` of
-  those args is then the stage as a program of its own, on the data it had in the loop."""
+  with `su` bound, the args it was called with, stacked over the runs)}, in calling order.
+  `jax.vmap(fn)` of those args is then the stage as a program of its own, on the data it
+  had in the loop."""
   fns = {}
 
   def record(state):
@@ -72,12 +74,12 @@ def ensemble_step_flops(members: int, batch: int, obs: int, act: int, hidden) ->
 
 # Matmuls timed by `matmul_peak`: (batch, m, k, n), a batch of independent [m,k]·[k,n].
 MATMULS = {
-    "2048_cube": (1, 2048, 2048, 2048),          # the machine's peak
-    "256_wide": (1, 4096, 256, 256),
-    "sac_layer": (1, 256, 256, 256),             # a hidden layer of SAC's networks, batch 256
-    "ensemble_layer": (7, 256, 200, 200),        # a hidden layer of 7 members, 256 rows each
-    "rollout_layer": (1, 100_000, 200, 200),     # a hidden layer of one elite on 100k rollouts
-    "rollout_block_layer": (5, 20_000, 200, 200),  # 5 elites on 20k rollouts each (block)
+  "2048_cube": (1, 2048, 2048, 2048),  # the machine's peak
+  "256_wide": (1, 4096, 256, 256),
+  "sac_layer": (1, 256, 256, 256),  # a hidden layer of SAC's networks, batch 256
+  "ensemble_layer": (7, 256, 200, 200),  # a hidden layer of 7 members, 256 rows each
+  "rollout_layer": (1, 100_000, 200, 200),  # a hidden layer of one elite on 100k rollouts
+  "rollout_block_layer": (5, 20_000, 200, 200),  # 5 elites on 20k rollouts each (block)
 }
 
 
@@ -102,5 +104,10 @@ def kernel(fn, args, flops: int, peak: float, repeats: int, calls: int = 1) -> d
   t = timed(compiled, *args, repeats=repeats) / calls
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return {"s": t, "flops": flops, "xla_flops": float(cost.get("flops", float("nan"))),
-          "gflops": flops / t / 1e9, "of_peak": flops / t / 1e9 / peak}
+  return {
+    "s": t,
+    "flops": flops,
+    "xla_flops": float(cost.get("flops", float("nan"))),
+    "gflops": flops / t / 1e9,
+    "of_peak": flops / t / 1e9 / peak,
+  }

@@ -5,10 +5,21 @@
 `TrainingEnv` batches it with automatic resets; `evaluate` runs evaluation episodes and
 `play_episode` records one.
 """
+
 from mgjax.envs.distractors import Distractors
 from mgjax.envs.pointmass import PointMass
 from mgjax.envs.registry import BACKENDS, ENV_NAMES, EnvInfo, is_known, make_env
 from mgjax.envs.training import TrainingEnv, evaluate, play_episode
 
-__all__ = ["BACKENDS", "Distractors", "ENV_NAMES", "EnvInfo", "PointMass", "TrainingEnv",
-           "evaluate", "is_known", "make_env", "play_episode"]
+__all__ = [
+  "BACKENDS",
+  "Distractors",
+  "ENV_NAMES",
+  "EnvInfo",
+  "PointMass",
+  "TrainingEnv",
+  "evaluate",
+  "is_known",
+  "make_env",
+  "play_episode",
+]

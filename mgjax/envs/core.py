@@ -1,4 +1,5 @@
 """The one place brax's `Env` and `State` are imported, and batched reset/step over them."""
+
 import contextlib
 import io
 
@@ -41,10 +42,12 @@ def batched_step(env: Env, state: State, action: jax.Array, group: int = 0) -> S
       if batch % group:
         raise ValueError(f"group={group!r}: does not divide the {batch} envs")
       split = lambda x: x.reshape((batch // group, group) + x.shape[1:])
-      state = jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]),
-                           jax.lax.map(lambda sa: jax.vmap(env.step)(*sa),
-                                       jax.tree.map(split, (state, action))))
+      state = jax.tree.map(
+        lambda x: x.reshape((batch,) + x.shape[2:]),
+        jax.lax.map(lambda sa: jax.vmap(env.step)(*sa), jax.tree.map(split, (state, action))),
+      )
     else:
       state = jax.vmap(env.step)(state, action)
-  return state.replace(reward=jnp.asarray(state.reward, jnp.float32),
-                       done=jnp.asarray(state.done, jnp.float32))
+  return state.replace(
+    reward=jnp.asarray(state.reward, jnp.float32), done=jnp.asarray(state.done, jnp.float32)
+  )

@@ -1,4 +1,5 @@
 """A 2-D point mass: a fast pure-JAX brax `Env` for tests and quick experiments."""
+
 import jax
 import jax.numpy as jnp
 
@@ -43,7 +44,7 @@ class PointMass(Env):
 
   def termination(self, obs: jax.Array) -> jax.Array:
     """obs [4] -> 1.0 where |position| > max_position."""
-    return (jnp.sum(obs[:2]**2) > self.max_position**2).astype(jnp.float32)
+    return (jnp.sum(obs[:2] ** 2) > self.max_position**2).astype(jnp.float32)
 
   @property
   def observation_size(self) -> int:

@@ -4,6 +4,7 @@ Every environment comes as an `EnvInfo` with a known termination function of the
 observation, which model rollouts use to stop where the real environment would have
 (`termination_fn(next_obs)`, unbatched; callers vmap).
 """
+
 import dataclasses
 import functools
 import numbers
@@ -14,8 +15,19 @@ import jax
 from mgjax.envs import distractors, pointmass, terminations
 from mgjax.envs.core import Env, batched_reset, brax_envs
 
-ENV_NAMES = ("hopper", "walker2d", "halfcheetah", "ant", "humanoid", "inverted_pendulum",
-             "inverted_double_pendulum", "reacher", "swimmer", "pusher", "pointmass")
+ENV_NAMES = (
+  "hopper",
+  "walker2d",
+  "halfcheetah",
+  "ant",
+  "humanoid",
+  "inverted_pendulum",
+  "inverted_double_pendulum",
+  "reacher",
+  "swimmer",
+  "pusher",
+  "pointmass",
+)
 BACKENDS = ("mjx", "generalized", "spring", "positional")
 _BRAX_EPISODE_LENGTH = 1000  # brax's customary time limit for all of its envs.
 
@@ -35,6 +47,7 @@ class EnvInfo:
       because of a terminal state (never because of the time limit); it reads only the
       first obs_size − distractor_dims entries.
   """
+
   name: str
   env: Env
   obs_size: int
@@ -43,9 +56,9 @@ class EnvInfo:
   termination_fn: Callable[[jax.Array], jax.Array]
 
 
-
-def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = None,
-             distractor_dims: int = 0) -> EnvInfo:
+def make_env(
+  name: str, *, backend: str = "mjx", episode_length: int | None = None, distractor_dims: int = 0
+) -> EnvInfo:
   """Builds an environment by name.
 
   Args:
@@ -74,8 +87,9 @@ def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = No
     termination_fn = env.termination
   elif name in registered:
     if backend not in BACKENDS:
-      raise ValueError(f"backend={backend!r}: unknown physics backend; choose one of: "
-                       f"{', '.join(BACKENDS)}")
+      raise ValueError(
+        f"backend={backend!r}: unknown physics backend; choose one of: {', '.join(BACKENDS)}"
+      )
     env = brax_envs.get_environment(name, backend=backend)
     default_length = _BRAX_EPISODE_LENGTH
     termination_fn = terminations.termination_fn(name, env)
@@ -93,13 +107,19 @@ def make_env(name: str, *, backend: str = "mjx", episode_length: int | None = No
   # eval_shape traces reset instead of running it (brax's observation_size runs it eagerly).
   reset = functools.partial(batched_reset, env)
   obs_shape = jax.eval_shape(reset, jax.random.split(jax.random.key(0), 1)).obs.shape
-  return EnvInfo(name=name, env=env, obs_size=int(obs_shape[-1]),
-                 action_size=int(env.action_size), episode_length=int(episode_length),
-                 termination_fn=termination_fn)
+  return EnvInfo(
+    name=name,
+    env=env,
+    obs_size=int(obs_shape[-1]),
+    action_size=int(env.action_size),
+    episode_length=int(episode_length),
+    termination_fn=termination_fn,
+  )
 
 
-def _first_entries(fn: Callable[[jax.Array], jax.Array],
-                   dims: int) -> Callable[[jax.Array], jax.Array]:
+def _first_entries(
+  fn: Callable[[jax.Array], jax.Array], dims: int
+) -> Callable[[jax.Array], jax.Array]:
   """fn of obs [n] -> fn of obs [n + dims], reading its first n entries."""
   return lambda obs: fn(obs[:-dims])
 

@@ -3,6 +3,7 @@
 Model rollouts stop where the real environment would have: `termination_fn(next_obs)` is
 1.0 where the env would set done because of a terminal state (never for the time limit).
 """
+
 from typing import Callable
 
 import jax
@@ -40,7 +41,7 @@ def _hopper_termination(env: Env) -> Callable[[jax.Array], jax.Array]:
   i_z = _planar_offset(env)
 
   def fn(obs):
-    state_vec = obs[i_z + 1:]  # q[2:] then clip(qd, -10, 10)
+    state_vec = obs[i_z + 1 :]  # q[2:] then clip(qd, -10, 10)
     healthy = jnp.all((s_lo < state_vec) & (state_vec < s_hi))
     healthy &= (z_lo < obs[i_z]) & (obs[i_z] < z_hi)
     healthy &= (a_lo < obs[i_z + 1]) & (obs[i_z + 1] < a_hi)
@@ -79,8 +80,10 @@ def _mjx_lag(env: Env) -> float:
   if env.backend != "mjx":
     return 0.0
   if int(env.sys.opt.integrator) != 0:  # mjINT_EULER
-    raise NotImplementedError(f"integrator={int(env.sys.opt.integrator)}: termination "
-                              "reconstruction assumes MuJoCo's Euler integrator")
+    raise NotImplementedError(
+      f"integrator={int(env.sys.opt.integrator)}: termination "
+      "reconstruction assumes MuJoCo's Euler integrator"
+    )
   return float(env.sys.opt.timestep)
 
 
@@ -141,12 +144,12 @@ def _inverted_double_pendulum_termination(env: Env) -> Callable[[jax.Array], jax
 
 
 TERMINATIONS = {
-    "hopper": _hopper_termination,
-    "walker2d": _walker2d_termination,
-    "ant": _torso_height_termination,
-    "humanoid": _torso_height_termination,
-    "inverted_pendulum": _inverted_pendulum_termination,
-    "inverted_double_pendulum": _inverted_double_pendulum_termination,
+  "hopper": _hopper_termination,
+  "walker2d": _walker2d_termination,
+  "ant": _torso_height_termination,
+  "humanoid": _torso_height_termination,
+  "inverted_pendulum": _inverted_pendulum_termination,
+  "inverted_double_pendulum": _inverted_double_pendulum_termination,
 }
 
 

@@ -5,6 +5,7 @@
 model-based learner needs: the observation a step led to *before* the reset
 (`info['final_obs']`) and terminations apart from truncations.
 """
+
 import functools
 from typing import Callable
 
@@ -51,26 +52,27 @@ class TrainingEnv:
     zeros = jnp.zeros((self.num_envs,), jnp.float32)
     izeros = jnp.zeros((self.num_envs,), jnp.int32)
     info = {
-        **state.info,
-        "first_pipeline_state": state.pipeline_state,
-        "first_obs": state.obs,
-        "final_obs": state.obs,
-        "termination": zeros,
-        "truncation": zeros,
-        "steps": izeros,
-        "episode_return": zeros,
-        "episode_length": izeros,
-        "last_episode_return": zeros,
-        "last_episode_length": izeros,
-        "episodes_done": izeros,
+      **state.info,
+      "first_pipeline_state": state.pipeline_state,
+      "first_obs": state.obs,
+      "final_obs": state.obs,
+      "termination": zeros,
+      "truncation": zeros,
+      "steps": izeros,
+      "episode_return": zeros,
+      "episode_length": izeros,
+      "last_episode_return": zeros,
+      "last_episode_length": izeros,
+      "episodes_done": izeros,
     }
     return state.replace(reward=zeros, done=zeros, info=info)
 
   def refresh_resets(self, state: State, key: jax.Array) -> State:
     """Replaces the cached reset states by freshly sampled ones; the current episodes go on."""
     fresh = self._reset_batch(key)
-    return state.replace(info={**state.info, "first_pipeline_state": fresh.pipeline_state,
-                               "first_obs": fresh.obs})
+    return state.replace(
+      info={**state.info, "first_pipeline_state": fresh.pipeline_state, "first_obs": fresh.obs}
+    )
 
   def step(self, state: State, action: jax.Array) -> State:
     """action [num_envs, action_size] (in the env's action range) -> next State."""
@@ -85,33 +87,40 @@ class TrainingEnv:
     ended = done > 0
     reset = functools.partial(where_done, done)
     new_info = {
-        **nstate.info,
-        "final_obs": nstate.obs,
-        "termination": termination,
-        "truncation": time_up * (1.0 - termination),
-        "steps": jnp.where(ended, 0, steps),
-        "episode_return": jnp.where(ended, 0.0, episode_return),
-        "episode_length": jnp.where(ended, 0, episode_length),
-        "last_episode_return": jnp.where(ended, episode_return, info["last_episode_return"]),
-        "last_episode_length": jnp.where(ended, episode_length, info["last_episode_length"]),
-        "episodes_done": info["episodes_done"] + ended.astype(jnp.int32),
+      **nstate.info,
+      "final_obs": nstate.obs,
+      "termination": termination,
+      "truncation": time_up * (1.0 - termination),
+      "steps": jnp.where(ended, 0, steps),
+      "episode_return": jnp.where(ended, 0.0, episode_return),
+      "episode_length": jnp.where(ended, 0, episode_length),
+      "last_episode_return": jnp.where(ended, episode_return, info["last_episode_return"]),
+      "last_episode_length": jnp.where(ended, episode_length, info["last_episode_length"]),
+      "episodes_done": info["episodes_done"] + ended.astype(jnp.int32),
     }
     return nstate.replace(
-        pipeline_state=jax.tree.map(reset, info["first_pipeline_state"],
-                                    nstate.pipeline_state),
-        obs=reset(info["first_obs"], nstate.obs),
-        done=done,
-        info=new_info)
+      pipeline_state=jax.tree.map(reset, info["first_pipeline_state"], nstate.pipeline_state),
+      obs=reset(info["first_obs"], nstate.obs),
+      done=done,
+      info=new_info,
+    )
 
 
-def _episodes(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array, num_envs: int,
-              policy_key: jax.Array | None, record: bool):
+def _episodes(
+  info: EnvInfo,
+  act_fn: Callable[..., jax.Array],
+  key: jax.Array,
+  num_envs: int,
+  policy_key: jax.Array | None,
+  record: bool,
+):
   """num_envs fresh episodes -> (returns [num_envs], lengths [num_envs], and with `record`
   the states from the reset on [episode_length + 1, num_envs, ...], else None)."""
   env = info.env
   state = batched_reset(env, jax.random.split(key, num_envs))
-  state = state.replace(reward=jnp.asarray(state.reward, jnp.float32),
-                        done=jnp.zeros((num_envs,), jnp.float32))
+  state = state.replace(
+    reward=jnp.asarray(state.reward, jnp.float32), done=jnp.zeros((num_envs,), jnp.float32)
+  )
 
   def body(carry, step_key):
     state, active, returns, lengths = carry
@@ -124,19 +133,26 @@ def _episodes(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array, n
     active = active & (nstate.done == 0)
     return (state, active, returns, lengths), (state if record else None)
 
-  init = (state, jnp.ones((num_envs,), bool), jnp.zeros((num_envs,), jnp.float32),
-          jnp.zeros((num_envs,), jnp.int32))
+  init = (
+    state,
+    jnp.ones((num_envs,), bool),
+    jnp.zeros((num_envs,), jnp.float32),
+    jnp.zeros((num_envs,), jnp.int32),
+  )
   step_keys = None if policy_key is None else jax.random.split(policy_key, info.episode_length)
-  (_, _, returns, lengths), states = jax.lax.scan(body, init, step_keys,
-                                                  length=info.episode_length)
+  (_, _, returns, lengths), states = jax.lax.scan(body, init, step_keys, length=info.episode_length)
   if record:
-    states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]),
-                          state, states)
+    states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state, states)
   return returns, lengths, states
 
 
-def evaluate(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
-             num_envs: int, policy_key: jax.Array | None = None) -> dict[str, jax.Array]:
+def evaluate(
+  info: EnvInfo,
+  act_fn: Callable[..., jax.Array],
+  key: jax.Array,
+  num_envs: int,
+  policy_key: jax.Array | None = None,
+) -> dict[str, jax.Array]:
   """Runs num_envs fresh episodes of at most info.episode_length steps; pure and jittable.
 
   Args:
@@ -151,12 +167,20 @@ def evaluate(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
      "lengths": [num_envs]}; reward counts up to and including each env's first done.
   """
   returns, lengths, _ = _episodes(info, act_fn, key, num_envs, policy_key, record=False)
-  return {"return": jnp.mean(returns), "returns": returns,
-          "length": jnp.mean(lengths.astype(jnp.float32)), "lengths": lengths}
+  return {
+    "return": jnp.mean(returns),
+    "returns": returns,
+    "length": jnp.mean(lengths.astype(jnp.float32)),
+    "lengths": lengths,
+  }
 
 
-def play_episode(info: EnvInfo, act_fn: Callable[..., jax.Array], key: jax.Array,
-                 policy_key: jax.Array | None = None):
+def play_episode(
+  info: EnvInfo,
+  act_fn: Callable[..., jax.Array],
+  key: jax.Array,
+  policy_key: jax.Array | None = None,
+):
   """One episode of at most info.episode_length steps, recorded; pure and jittable.
 
   act_fn, key and policy_key as in `evaluate` (with a batch of one observation): the

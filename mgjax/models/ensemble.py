@@ -1,6 +1,7 @@
 """Fitting a probabilistic ensemble as MBPO does (Janner et al. 2019, after PETS): every
 member on its own minibatches of an 80/20 split of the real buffer, early stopping on the
 held-out NLL, and the members of lowest held-out NLL kept as elites."""
+
 from typing import NamedTuple
 
 import jax
@@ -14,20 +15,21 @@ from mgjax.nets.normalization import RunningStats
 from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
-HOLDOUT_EVERY = 5      # every 5th buffer slot is held out: MBPO's 20% split
-HOLDOUT_BATCH = 5000   # held-out rows scored per epoch (MBPO caps its holdout at 5000)
+HOLDOUT_EVERY = 5  # every 5th buffer slot is held out: MBPO's 20% split
+HOLDOUT_BATCH = 5000  # held-out rows scored per epoch (MBPO caps its holdout at 5000)
 
 
 class EnsembleFit(NamedTuple):
   """How an ensemble is fitted (from `Config`: ensemble_size, mle_batch, model_epoch_steps,
   model_patience, model_max_epochs, elites, model_fit_budget)."""
+
   members: int
   batch_size: int
-  epoch_steps: int      # gradient steps per epoch; 0 = one pass over the training split
-  patience: int         # epochs without a 1% held-out improvement of any member
+  epoch_steps: int  # gradient steps per epoch; 0 = one pass over the training split
+  patience: int  # epochs without a 1% held-out improvement of any member
   max_epochs: int
   elites: int
-  budget: int = 0       # > 0: exactly this many gradient steps per fit, no early stopping
+  budget: int = 0  # > 0: exactly this many gradient steps per fit, no early stopping
 
 
 def split_index(j: jax.Array, held_out: bool) -> jax.Array:
@@ -50,9 +52,17 @@ def member_minibatches(buffer: ReplayBuffer, key: jax.Array, members: int, batch
   return jax.tree.map(lambda d: d[idx], buffer.data)
 
 
-def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer,
-                 stats: RunningStats, key: jax.Array, *, net: Network,
-                 optimizer: optax.GradientTransformation, fit: EnsembleFit):
+def fit_ensemble(
+  params: Params,
+  opt_state: optax.OptState,
+  buffer: ReplayBuffer,
+  stats: RunningStats,
+  key: jax.Array,
+  *,
+  net: Network,
+  optimizer: optax.GradientTransformation,
+  fit: EnsembleFit,
+):
   """Trains every member on the training split until held-out NLL stops improving.
 
   An epoch is `fit.epoch_steps` minibatch steps (0: one pass over the training split), each
@@ -80,8 +90,9 @@ def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer
     patience, max_epochs = fit.patience, fit.max_epochs
 
   def held_out(p):
-    return member_nll(net, stats, p, hold["obs"], hold["action"], hold["next_obs"],
-                      hold["reward"], "clip")  # [E]
+    return member_nll(
+      net, stats, p, hold["obs"], hold["action"], hold["next_obs"], hold["reward"], "clip"
+    )  # [E]
 
   def train_step(t, carry):
     p, opt, k = carry
@@ -106,9 +117,15 @@ def fit_ensemble(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer
     *_, since, n, _ = carry
     return (since < patience) & (n < max_epochs)
 
-  carry = (params, opt_state, params, held_out(params), jnp.zeros((), jnp.int32),
-           jnp.zeros((), jnp.int32), key)
+  carry = (
+    params,
+    opt_state,
+    params,
+    held_out(params),
+    jnp.zeros((), jnp.int32),
+    jnp.zeros((), jnp.int32),
+    key,
+  )
   _, opt_state, best, best_loss, _, epochs, _ = jax.lax.while_loop(keep_going, epoch, carry)
-  elites = jnp.argsort(best_loss)[:fit.elites]
-  return best, opt_state, elites, {"model_nll": jnp.mean(best_loss[elites]),
-                                   "model_epochs": epochs}
+  elites = jnp.argsort(best_loss)[: fit.elites]
+  return best, opt_state, elites, {"model_nll": jnp.mean(best_loss[elites]), "model_epochs": epochs}

@@ -3,6 +3,7 @@
 `fit_mle` is K_mle Adam steps on buffer minibatches; `fit_model_mg` is the MG fit of `mg` and
 `mg-sac`, and `combine_model_grads` how it adds the MG term's gradient to the NLL's.
 """
+
 from typing import Any, Callable
 
 import jax
@@ -22,23 +23,32 @@ StateMGLoss = Callable[[Params, Any, jax.Array], tuple[jax.Array, dict]]
 StateNLLLoss = Callable[[Params, Any, jax.Array], jax.Array]
 
 
-def fit_mle(params: Params, opt_state: optax.OptState, buffer: ReplayBuffer, key: jax.Array,
-            *, loss: NLLLoss, optimizer: optax.GradientTransformation, steps: int,
-            batch_size: int) -> tuple[Params, optax.OptState, jax.Array]:
+def fit_mle(
+  params: Params,
+  opt_state: optax.OptState,
+  buffer: ReplayBuffer,
+  key: jax.Array,
+  *,
+  loss: NLLLoss,
+  optimizer: optax.GradientTransformation,
+  steps: int,
+  batch_size: int,
+) -> tuple[Params, optax.OptState, jax.Array]:
   """`steps` steps of `loss` on uniform minibatches of `batch_size` buffer rows
   -> (params, opt_state, mean loss; NaN when steps = 0)."""
+
   def step(carry, k):
     p, o = carry
     nll, grads = jax.value_and_grad(loss)(p, buffer_sample(buffer, k, batch_size))
     return apply_gradients(optimizer, p, o, grads), nll
 
-  (params, opt_state), nll = jax.lax.scan(step, (params, opt_state),
-                                          jax.random.split(key, steps))
+  (params, opt_state), nll = jax.lax.scan(step, (params, opt_state), jax.random.split(key, steps))
   return params, opt_state, (jnp.mean(nll) if steps else jnp.float32(jnp.nan))
 
 
-def combine_model_grads(g_mg: Params, g_nll: Params, *, mle_weight: jax.Array,
-                        max_norm: jax.Array) -> tuple[Params, jax.Array]:
+def combine_model_grads(
+  g_mg: Params, g_nll: Params, *, mle_weight: jax.Array, max_norm: jax.Array
+) -> tuple[Params, jax.Array]:
   """scale · g_mg + mle_weight · g_nll, with scale = min(1, max_norm / |g_mg|) clipping the MG
   term to a global norm of max_norm (0: no clipping) -> (gradient, |g_mg|).
 
@@ -51,8 +61,15 @@ def combine_model_grads(g_mg: Params, g_nll: Params, *, mle_weight: jax.Array,
   return grads, mg_norm
 
 
-def fit_model_mg(state, key: jax.Array, *, mg_loss: StateMGLoss, nll_loss: StateNLLLoss,
-                 optimizer: optax.GradientTransformation, steps: int):
+def fit_model_mg(
+  state,
+  key: jax.Array,
+  *,
+  mg_loss: StateMGLoss,
+  nll_loss: StateNLLLoss,
+  optimizer: optax.GradientTransformation,
+  steps: int,
+):
   """`steps` steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ) on the model of an
   algorithm's state (`model_params`, `model_opt`; λ_mle = hparams["mle_weight"]), the MG
   term's gradient clipped to hparams["mg_max_grad_norm"] (`combine_model_grads`)
@@ -68,8 +85,9 @@ def fit_model_mg(state, key: jax.Array, *, mg_loss: StateMGLoss, nll_loss: State
     mkey, bkey = jax.random.split(k)
     (mg, _), g_mg = jax.value_and_grad(mg_loss, has_aux=True)(s.model_params, s, mkey)
     nll, g_nll = jax.value_and_grad(nll_loss)(s.model_params, s, bkey)
-    grads, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=hp["mle_weight"],
-                                         max_norm=hp["mg_max_grad_norm"])
+    grads, mg_norm = combine_model_grads(
+      g_mg, g_nll, mle_weight=hp["mle_weight"], max_norm=hp["mg_max_grad_norm"]
+    )
     params, opt = apply_gradients(optimizer, s.model_params, s.model_opt, grads)
     s = s.replace(model_params=params, model_opt=opt)
     return s, (mg + hp["mle_weight"] * nll, mg_norm)

@@ -4,6 +4,7 @@ Networks are factories returning `(init, apply)` pairs (brax style); parameters 
 from the network definitions. Observations are normalised by running statistics
 (`mgjax.nets.normalization`) passed in as data.
 """
+
 import dataclasses
 from typing import Callable, Sequence
 
@@ -15,10 +16,12 @@ from mgjax.losses import gaussian_nll, gaussian_sample
 from mgjax.nets.normalization import RunningStats, normalize, std
 from mgjax.types import Model, Params, Policy
 
+
 # --------------------------------------------------------------------------- networks
 @dataclasses.dataclass(frozen=True)
 class Network:
   """A parameterised function: init(key) -> params, apply(params, *inputs) -> outputs."""
+
   init: Callable[[jax.Array], Params]
   apply: Callable[..., jax.Array]
 
@@ -41,6 +44,7 @@ class MLP(nn.Module):
 
 class _GaussianHead(nn.Module):
   """Mean from an MLP, state-independent learned log-std (the usual PPO choice)."""
+
   hidden: Sequence[int]
   action_size: int
   init_log_std: float
@@ -48,13 +52,15 @@ class _GaussianHead(nn.Module):
   @nn.compact
   def __call__(self, obs):
     mean = MLP(self.hidden, self.action_size, nn.tanh, final_scale=0.01)(obs)
-    log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
-                         (self.action_size,))
+    log_std = self.param(
+      "log_std", nn.initializers.constant(self.init_log_std), (self.action_size,)
+    )
     return mean, jnp.broadcast_to(log_std, mean.shape)
 
 
-def make_policy_network(obs_size: int, action_size: int, hidden: Sequence[int],
-                        init_log_std: float = -0.5) -> Network:
+def make_policy_network(
+  obs_size: int, action_size: int, hidden: Sequence[int], init_log_std: float = -0.5
+) -> Network:
   """Gaussian policy network: apply(params, normalised_obs) -> (mean, log_std)."""
   module = _GaussianHead(tuple(hidden), action_size, init_log_std)
   return Network(lambda key: module.init(key, jnp.zeros((obs_size,))), module.apply)
@@ -63,12 +69,15 @@ def make_policy_network(obs_size: int, action_size: int, hidden: Sequence[int],
 def make_value_network(obs_size: int, hidden: Sequence[int]) -> Network:
   """Value network: apply(params, normalised_obs) -> scalar."""
   module = MLP(tuple(hidden), 1, nn.tanh)
-  return Network(lambda key: module.init(key, jnp.zeros((obs_size,))),
-                 lambda params, obs: module.apply(params, obs)[..., 0])
+  return Network(
+    lambda key: module.init(key, jnp.zeros((obs_size,))),
+    lambda params, obs: module.apply(params, obs)[..., 0],
+  )
 
 
 class _Dynamics(nn.Module):
   """Gaussian over (Δobs/σ_obs, reward) with bounded log-std (PETS, Chua et al. 2018)."""
+
   hidden: Sequence[int]
   out: int
 
@@ -84,8 +93,9 @@ class _Dynamics(nn.Module):
     return mean, log_std
 
 
-def make_model_network(obs_size: int, action_size: int, hidden: Sequence[int],
-                       ensemble_size: int = 1) -> Network:
+def make_model_network(
+  obs_size: int, action_size: int, hidden: Sequence[int], ensemble_size: int = 1
+) -> Network:
   """Ensemble dynamics network: apply(params, norm_obs, env_action) -> (mean, log_std).
 
   Params carry a leading ensemble axis [E, ...]; outputs are [E, obs_size + 1]
@@ -132,8 +142,12 @@ def make_value_fn(net: Network, stats: RunningStats) -> Callable[[Params, jax.Ar
   return lambda params, obs: net.apply(params, normalize(stats, obs))
 
 
-def make_model(net: Network, stats: RunningStats, termination_fn: Callable[[jax.Array], jax.Array],
-               action_mode: str) -> Model:
+def make_model(
+  net: Network,
+  stats: RunningStats,
+  termination_fn: Callable[[jax.Array], jax.Array],
+  action_mode: str,
+) -> Model:
   """Model over raw observations: s' = s + σ_obs · (μ + σ ε)[:-1], r = (μ + σ ε)[-1].
 
   With an ensemble, each transition uses a uniformly drawn member, so the model's transition

@@ -3,6 +3,7 @@
 The policy, the value function and the model share one `RunningStats`; it enters every
 network as an argument, so no parameter gradient ever flows into it.
 """
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -11,6 +12,7 @@ from flax import struct
 @struct.dataclass
 class RunningStats:
   """Running mean/variance of observations (Chan et al. parallel update)."""
+
   mean: jax.Array
   var: jax.Array
   count: jax.Array

@@ -2,6 +2,7 @@
 check, recording (metrics.csv, progress, divergence), resume points, the output files, a
 trained policy loaded from them, the benchmark suites (`suites`), and what the command
 lines share (`cli`, the compilation cache)."""
+
 from mgjax.run.experiment import run
 from mgjax.run.loading import load_policy
 from mgjax.run.memory import MemoryCheckError
@@ -11,6 +12,19 @@ from mgjax.run.recording import Divergence
 from mgjax.run.resume import ResumeError
 from mgjax.run.sweep import check_sweep, setting_name, sweep_settings
 
-__all__ = ["Divergence", "LayoutError", "MemoryCheckError", "OutputError", "ResumeError",
-           "check_layout", "check_sweep", "load_policy", "make_mesh", "prepare_out_dir",
-           "restore_checkpoint", "run", "setting_name", "sweep_settings"]
+__all__ = [
+  "Divergence",
+  "LayoutError",
+  "MemoryCheckError",
+  "OutputError",
+  "ResumeError",
+  "check_layout",
+  "check_sweep",
+  "load_policy",
+  "make_mesh",
+  "prepare_out_dir",
+  "restore_checkpoint",
+  "run",
+  "setting_name",
+  "sweep_settings",
+]

@@ -1,6 +1,7 @@
 """Command-line pieces the experiment scripts share: an argparse parser that reports bad
 input in one line, every `mgjax.Config` field as a flag, and typed `--set FIELD=VALUE`
 overrides."""
+
 import argparse
 import dataclasses
 import inspect
@@ -74,6 +75,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   too) with its default None, so that an unset flag takes the algorithm's per-env preset,
   then Config's default; `--algo` chooses among the registered algorithms. Returns `p`."""
   from mgjax.algorithms import REGISTRY
+
   hints = typing.get_type_hints(Config)
   docs = _field_comments()
   for f in dataclasses.fields(Config):
@@ -81,12 +83,21 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
     choices = list(REGISTRY) if f.name == "algo" else None
-    p.add_argument(*_flags(f.name), dest=f.name, type=conv, default=None, choices=choices,
-                   help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"))
+    p.add_argument(
+      *_flags(f.name),
+      dest=f.name,
+      type=conv,
+      default=None,
+      choices=choices,
+      help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"),
+    )
   return p
 
 
 def config_fields(args: argparse.Namespace) -> dict:
   """The Config fields given on the command line (`add_config_flags`'s flags that are set)."""
-  return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-          if getattr(args, f.name) is not None}
+  return {
+    f.name: getattr(args, f.name)
+    for f in dataclasses.fields(Config)
+    if getattr(args, f.name) is not None
+  }

@@ -18,6 +18,7 @@ stale entry is never loaded; `rm -rf ~/.cache/mgjax/xla` clears the cache.
 XLA cannot store a program that calls back to Python (a host callback): the runner's
 chunk programs have none, so that they are cached (`mgjax.run.experiment`).
 """
+
 import argparse
 import hashlib
 import os
@@ -96,8 +97,10 @@ def enable(enabled: bool = True, environ: Mapping[str, str] | None = None) -> Pa
       path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
       if environ.get(ENV_VAR, "").strip():
-        raise CacheError(f"{ENV_VAR}={environ[ENV_VAR]!r}: cannot create {str(path)!r} "
-                         f"({e.strerror}); name another folder, or 0 for no cache") from None
+        raise CacheError(
+          f"{ENV_VAR}={environ[ENV_VAR]!r}: cannot create {str(path)!r} "
+          f"({e.strerror}); name another folder, or 0 for no cache"
+        ) from None
       path = None
   if path is None:
     jax.config.update("jax_enable_compilation_cache", False)
@@ -123,6 +126,8 @@ def current() -> str | None:
 def add_flag(parser: argparse.ArgumentParser) -> None:
   """The command lines' --no-compile-cache."""
   parser.add_argument(
-      "--no-compile-cache", action="store_true",
-      help=f"do not load or store compiled programs (default: in ~/.cache/mgjax/xla, or "
-           f"${ENV_VAR}: a folder, or 0 for none; JAX_COMPILATION_CACHE_DIR is respected)")
+    "--no-compile-cache",
+    action="store_true",
+    help=f"do not load or store compiled programs (default: in ~/.cache/mgjax/xla, or "
+    f"${ENV_VAR}: a folder, or 0 for none; JAX_COMPILATION_CACHE_DIR is respected)",
+  )

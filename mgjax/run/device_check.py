@@ -23,6 +23,7 @@ On an accelerator every part runs in a process of its own, killed at its limit (
 measured by then is kept), so that a hung compile cannot take the others' time; with
 `isolate=False` the parts run in this process and their limits are checked between steps.
 """
+
 import functools
 import json
 import os
@@ -42,6 +43,7 @@ TIMED = ("mg", "mbpo", "sac")  # the algorithms with a part of their own
 class Part(NamedTuple):
   """A part of the check: its name, its time limit and `fn(emit, deadline) -> record`,
   which reports what it has measured so far through `emit(record)`."""
+
   name: str
   limit_s: float
   fn: Callable[[Callable[[dict], None], float], dict]
@@ -50,21 +52,55 @@ class Part(NamedTuple):
 # ------------------------------------------------------------------------------ sizes
 def _mg_family_small(env: str) -> dict[str, Any]:
   """A few iterations of mg/mle/ppo with small networks and batches."""
-  return dict(env=env, num_envs=4, rollout_length=8, eval_every=2, total_steps=4 * 8 * 2 * 2,
-              num_eval_envs=2, episode_length=50, policy_hidden=(16, 16),
-              value_hidden=(16, 16), model_hidden=(16, 16), mle_steps=2, mle_batch=32,
-              mg_steps=1, mg_rollouts=8, mg_horizon=3, model_rollouts=16, model_horizon=3,
-              model_updates=1, num_minibatches=2, buffer_size=1000)
+  return dict(
+    env=env,
+    num_envs=4,
+    rollout_length=8,
+    eval_every=2,
+    total_steps=4 * 8 * 2 * 2,
+    num_eval_envs=2,
+    episode_length=50,
+    policy_hidden=(16, 16),
+    value_hidden=(16, 16),
+    model_hidden=(16, 16),
+    mle_steps=2,
+    mle_batch=32,
+    mg_steps=1,
+    mg_rollouts=8,
+    mg_horizon=3,
+    model_rollouts=16,
+    model_horizon=3,
+    model_updates=1,
+    num_minibatches=2,
+    buffer_size=1000,
+  )
 
 
 def _sac_family_small(env: str) -> dict[str, Any]:
   """100 random steps, then iterations of 25 env steps, with small networks and batches."""
-  return dict(env=env, exploration_steps=100, rollout_length=25, eval_every=2,
-              total_steps=200, num_eval_envs=2, episode_length=50, model_hidden=(16, 16),
-              sac_hidden=(16, 16), ensemble_size=3, elites=2, rollout_batch=32,
-              updates_per_step=1, sac_batch=32, mle_batch=32, model_max_epochs=2,
-              model_epoch_steps=5, branch_schedule=(0, 1, 1, 2), buffer_size=1000,
-              mg_rollouts=8, mg_horizon=2)
+  return dict(
+    env=env,
+    exploration_steps=100,
+    rollout_length=25,
+    eval_every=2,
+    total_steps=200,
+    num_eval_envs=2,
+    episode_length=50,
+    model_hidden=(16, 16),
+    sac_hidden=(16, 16),
+    ensemble_size=3,
+    elites=2,
+    rollout_batch=32,
+    updates_per_step=1,
+    sac_batch=32,
+    mle_batch=32,
+    model_max_epochs=2,
+    model_epoch_steps=5,
+    branch_schedule=(0, 1, 1, 2),
+    buffer_size=1000,
+    mg_rollouts=8,
+    mg_horizon=2,
+  )
 
 
 def _small(algo: str, env: str) -> dict[str, Any]:
@@ -72,24 +108,28 @@ def _small(algo: str, env: str) -> dict[str, Any]:
   (mbpo, mg-sac, sac), else mg's."""
   from mgjax.algorithms import get_algorithm
   from mgjax.config import Config
+
   sac_loop = get_algorithm(algo).initial_steps(Config(exploration_steps=1)) > 0
   return (_sac_family_small if sac_loop else _mg_family_small)(env)
 
 
 def _config_of(algo: str, fields: dict[str, Any]):
   from mgjax.algorithms import make_config
+
   return make_config(algo=algo, **fields)
 
 
 # ------------------------------------------------------------------------------ measuring
 def _finite(metrics: dict, names) -> dict[str, bool]:
   import numpy as np
+
   return {n: bool(np.all(np.isfinite(np.asarray(metrics[n])))) for n in names if n in metrics}
 
 
 def _timed(fn, *args):
   """(result, seconds) of fn(*args), waiting for it."""
   import jax
+
   t = time.perf_counter()
   out = jax.block_until_ready(fn(*args))
   return out, time.perf_counter() - t
@@ -102,16 +142,28 @@ def platform_part(emit, deadline: float) -> dict:
   import numpy as np
 
   from mgjax.run import outputs
+
   devices = jax.devices()
-  rec = {"backend": jax.default_backend(),
-         "platform_version": devices[0].client.platform_version,
-         "devices": [{"id": d.id, "kind": d.device_kind, "platform": d.platform,
-                      "memory": {k: v for k, v in (d.memory_stats() or {}).items()
-                                 if k in ("bytes_limit", "bytes_in_use",
-                                          "peak_bytes_in_use", "bytes_reservable_limit")}}
-                     for d in devices],
-         "matmul_precision": jax.config.jax_default_matmul_precision,
-         "versions": outputs.package_versions(), "host": outputs.host()}
+  rec = {
+    "backend": jax.default_backend(),
+    "platform_version": devices[0].client.platform_version,
+    "devices": [
+      {
+        "id": d.id,
+        "kind": d.device_kind,
+        "platform": d.platform,
+        "memory": {
+          k: v
+          for k, v in (d.memory_stats() or {}).items()
+          if k in ("bytes_limit", "bytes_in_use", "peak_bytes_in_use", "bytes_reservable_limit")
+        },
+      }
+      for d in devices
+    ],
+    "matmul_precision": jax.config.jax_default_matmul_precision,
+    "versions": outputs.package_versions(),
+    "host": outputs.host(),
+  }
   emit(rec)
   n = 2048 if rec["backend"] != "cpu" else 256
   a, b = (np.random.default_rng(i).standard_normal((n, n), dtype=np.float32) for i in (0, 1))
@@ -119,17 +171,19 @@ def platform_part(emit, deadline: float) -> dict:
   out, _ = _timed(matmul, a, b)  # compiles
   reps = [_timed(matmul, a, b)[1] for _ in range(5)]
   exact = a.astype(np.float64) @ b.astype(np.float64)
-  rec["matmul_f32"] = {"n": n, "tflops": 2 * n**3 / min(reps) / 1e12,
-                       "max_rel_error": float(np.max(np.abs(np.asarray(out) - exact))
-                                          / np.max(np.abs(exact)))}
+  rec["matmul_f32"] = {
+    "n": n,
+    "tflops": 2 * n**3 / min(reps) / 1e12,
+    "max_rel_error": float(np.max(np.abs(np.asarray(out) - exact)) / np.max(np.abs(exact))),
+  }
   return rec
 
 
-def full_run_part(algo: str, fields: dict, seeds: int, steps: int, emit,
-                  deadline: float) -> dict:
+def full_run_part(algo: str, fields: dict, seeds: int, steps: int, emit, deadline: float) -> dict:
   """`mgjax.run.run` of `algo` for `seeds` seeds, paused at the deadline: wall, compile and
   train time, and the wall time of all `steps` env steps (extrapolated if paused)."""
   from mgjax.run import outputs, run
+
   config = _config_of(algo, fields)
   logged = []
 
@@ -141,38 +195,56 @@ def full_run_part(algo: str, fields: dict, seeds: int, steps: int, emit,
   with tempfile.TemporaryDirectory(prefix="mgjax-device-check-") as out:
     start = time.time()
     margin = min(30.0, 0.25 * (deadline - start))  # for the chunk that ends past the limit
-    s = run(config, seeds=list(range(seeds)), out=Path(out), progress=False,
-            log=log, time_limit_s=max(0.0, deadline - start - margin),
-            save_every_s=1e9)
+    s = run(
+      config,
+      seeds=list(range(seeds)),
+      out=Path(out),
+      progress=False,
+      log=log,
+      time_limit_s=max(0.0, deadline - start - margin),
+      save_every_s=1e9,
+    )
     rows = outputs.read_metrics(Path(out) / "metrics.csv")
   wall = time.time() - start
   done = int(s["total_env_steps"])
   compile_s = _compile_s(logged)
   train_s = s.get("train_time_s", wall - (compile_s or 0.0))
-  rec = {"algo": algo, "env": config.env, "seeds": seeds, "run_status": s["status"],
-         "env_steps_per_seed": done, "wall_s": wall, "compile_s": compile_s,
-         "train_s": train_s,
-         "wall_s_for_all_steps": wall if done >= steps else
-         (compile_s or 0.0) + train_s * steps / max(done, 1),
-         "steps": steps, "final_eval_return_mean": s.get("final_eval_return_mean"),
-         "finite": bool(rows) and all(r["eval_return"] not in ("", "nan") for r in rows)}
+  rec = {
+    "algo": algo,
+    "env": config.env,
+    "seeds": seeds,
+    "run_status": s["status"],
+    "env_steps_per_seed": done,
+    "wall_s": wall,
+    "compile_s": compile_s,
+    "train_s": train_s,
+    "wall_s_for_all_steps": wall
+    if done >= steps
+    else (compile_s or 0.0) + train_s * steps / max(done, 1),
+    "steps": steps,
+    "final_eval_return_mean": s.get("final_eval_return_mean"),
+    "finite": bool(rows) and all(r["eval_return"] not in ("", "nan") for r in rows),
+  }
   return rec
 
 
 def _compile_s(logged: list[str]) -> float | None:
   """The seconds of the runner's "compiled in 12.3s (...)" line."""
-  return next((float(line.split()[2].rstrip("s")) for line in logged
-               if line.startswith("compiled in")), None)
+  return next(
+    (float(line.split()[2].rstrip("s")) for line in logged if line.startswith("compiled in")), None
+  )
 
 
-def iterations_part(algo: str, fields: dict, seeds: int, max_iterations: int, emit,
-                    deadline: float) -> dict:
+def iterations_part(
+  algo: str, fields: dict, seeds: int, max_iterations: int, emit, deadline: float
+) -> dict:
   """Compile times, then iterations of `algo` (seeds vmapped) from a fresh start: one
   warm-up, then up to `max_iterations` while the deadline allows, in seconds per 1000 env
   steps for all seeds together; the watched metrics must stay finite."""
   import jax
 
   from mgjax.algorithms import make_trainer, watched
+
   config = _config_of(algo, fields)
   trainer = make_trainer(config)
   keys = jax.random.split(jax.random.key(0), seeds)
@@ -198,10 +270,14 @@ def iterations_part(algo: str, fields: dict, seeds: int, max_iterations: int, em
     (state, metrics), dt = _timed(step, state)
     times.append(dt)
     finite = {n: finite[n] and ok for n, ok in _finite(metrics, names).items()}
-    rec.update(iterations=len(times), iteration_s=times,
-               s_per_1000_env_steps=1000 * sum(times) / (len(times) * config.batch_steps),
-               env_steps_at_start=trainer.schedule.initial_steps + config.batch_steps,
-               finite=all(finite.values()), watched=finite)
+    rec.update(
+      iterations=len(times),
+      iteration_s=times,
+      s_per_1000_env_steps=1000 * sum(times) / (len(times) * config.batch_steps),
+      env_steps_at_start=trainer.schedule.initial_steps + config.batch_steps,
+      finite=all(finite.values()),
+      watched=finite,
+    )
     emit(rec)
   rec["finite"] = all(finite.values())
   return rec
@@ -213,6 +289,7 @@ def smoke_part(algos, env: str, emit, deadline: float) -> dict:
   import jax
 
   from mgjax.algorithms import make_trainer, watched
+
   rec: dict[str, Any] = {}
   for algo in algos:
     if time.time() > deadline:
@@ -231,9 +308,14 @@ def smoke_part(algos, env: str, emit, deadline: float) -> dict:
       (state, metrics), run_s = _timed(chunk, state)
       finite = _finite(metrics["iterations"], watched(config))
       finite["eval_return"] = _finite(metrics["eval"], ["eval_return"])["eval_return"]
-      rec[algo] = {"status": "ok" if all(finite.values()) else "failed",
-                   "init_s": init_s, "compile_chunk_s": compile_s, "chunk_s": run_s,
-                   "iterations": config.eval_every, "finite": finite}
+      rec[algo] = {
+        "status": "ok" if all(finite.values()) else "failed",
+        "init_s": init_s,
+        "compile_chunk_s": compile_s,
+        "chunk_s": run_s,
+        "iterations": config.eval_every,
+        "finite": finite,
+      }
     except Exception as e:  # recorded; the next algorithm runs
       rec[algo] = {"status": "failed", "error": _one_line(e)}
     emit(rec)
@@ -244,6 +326,7 @@ def parts(cpu: bool) -> list[Part]:
   """The check's parts, with their limits (seconds): for an accelerator, at most 420 s in
   all (plus the processes' start); on a CPU at tiny sizes."""
   from mgjax.algorithms import REGISTRY, run_schedule
+
   others = [a for a in REGISTRY if a not in TIMED]
   if cpu:
     env, seeds = "pointmass", 2
@@ -260,12 +343,11 @@ def parts(cpu: bool) -> list[Part]:
     iters = 4  # 5,250 -> 6,250 env steps, RESULTS.md's CPU segment
   steps = run_schedule(_config_of("mg", mg)).env_steps
   return [
-      Part("platform", limits["platform"], platform_part),
-      Part("mg", limits["mg"], functools.partial(full_run_part, "mg", mg, seeds, steps)),
-      Part("mbpo", limits["mbpo"], functools.partial(iterations_part, "mbpo", mbpo, seeds,
-                                                     iters)),
-      Part("sac", limits["sac"], functools.partial(iterations_part, "sac", sac, seeds, iters)),
-      Part("smoke", limits["smoke"], functools.partial(smoke_part, others, env)),
+    Part("platform", limits["platform"], platform_part),
+    Part("mg", limits["mg"], functools.partial(full_run_part, "mg", mg, seeds, steps)),
+    Part("mbpo", limits["mbpo"], functools.partial(iterations_part, "mbpo", mbpo, seeds, iters)),
+    Part("sac", limits["sac"], functools.partial(iterations_part, "sac", sac, seeds, iters)),
+    Part("smoke", limits["smoke"], functools.partial(smoke_part, others, env)),
   ]
 
 
@@ -281,8 +363,9 @@ def _in_process(part: Part, limit: float) -> dict:
   try:
     got.update(part.fn(lambda r: got.update(r), deadline), status="ok")
   except Exception as e:
-    got.update(status="failed", error=_one_line(e),
-               traceback=traceback.format_exc().splitlines()[-6:])
+    got.update(
+      status="failed", error=_one_line(e), traceback=traceback.format_exc().splitlines()[-6:]
+    )
   if got["status"] == "ok" and time.time() > deadline:
     got["status"] = "over_limit"
   return got
@@ -293,13 +376,27 @@ def _isolated(part: Part, limit: float, options: dict) -> dict:
   kept."""
   with tempfile.TemporaryDirectory(prefix="mgjax-device-check-") as tmp:
     result = Path(tmp) / "part.json"
-    cmd = [sys.executable, "-m", "mgjax.run.device_check", part.name, str(result),
-           json.dumps({**options, "limit_s": limit})]
+    cmd = [
+      sys.executable,
+      "-m",
+      "mgjax.run.device_check",
+      part.name,
+      str(result),
+      json.dumps({**options, "limit_s": limit}),
+    ]
     root = str(Path(__file__).resolve().parents[2])  # mgjax importable, installed or not
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    env = {
+      **os.environ,
+      "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+      cmd,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      start_new_session=True,
+      env=env,
+    )
     try:
       _, err = proc.communicate(timeout=limit)
       status = "ok" if proc.returncode == 0 else "failed"
@@ -340,9 +437,13 @@ def _child(name: str, result: str, options_json: str) -> int:
   return 0
 
 
-_SETTINGS = ("jax_default_matmul_precision", "jax_enable_compilation_cache",
-             "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
+_SETTINGS = (
+  "jax_default_matmul_precision",
+  "jax_enable_compilation_cache",
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
 
 
 def _configure(options: dict) -> dict[str, Any]:
@@ -353,6 +454,7 @@ def _configure(options: dict) -> dict[str, Any]:
   import jax
 
   from mgjax.run import compile_cache
+
   warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
   before = {name: getattr(jax.config, name) for name in _SETTINGS}
   jax.config.update("jax_default_matmul_precision", options["precision"])
@@ -360,10 +462,18 @@ def _configure(options: dict) -> dict[str, Any]:
   return before
 
 
-def check(out: Path, *, cpu: bool = False, precision: str = "highest",
-          budget_s: float = 470.0, isolate: bool | None = None, compile_cache: bool = True,
-          only: tuple[str, ...] = (), limits: dict[str, float] | None = None,
-          log=functools.partial(print, flush=True)) -> dict:
+def check(
+  out: Path,
+  *,
+  cpu: bool = False,
+  precision: str = "highest",
+  budget_s: float = 470.0,
+  isolate: bool | None = None,
+  compile_cache: bool = True,
+  only: tuple[str, ...] = (),
+  limits: dict[str, float] | None = None,
+  log=functools.partial(print, flush=True),
+) -> dict:
   """Runs the parts (`only` some of them) within `budget_s` seconds in all, each within its
   limit (`limits` overrides some), and writes the record to `out` after each part;
   returns it. On an accelerator (cpu=False) the parts are isolated by default, on a CPU
@@ -376,19 +486,27 @@ def check(out: Path, *, cpu: bool = False, precision: str = "highest",
   finally:
     if before is not None:  # the caller's settings again
       import jax
+
       for name, value in before.items():
         jax.config.update(name, value)
 
 
-def _check(out: Path, options: dict, budget_s: float, isolate: bool, only, limits,
-           log) -> dict:
+def _check(out: Path, options: dict, budget_s: float, isolate: bool, only, limits, log) -> dict:
   cpu, precision = options["cpu"], options["precision"]
-  todo = [p._replace(limit_s=(limits or {}).get(p.name, p.limit_s)) for p in parts(cpu)
-          if not only or p.name in only]
+  todo = [
+    p._replace(limit_s=(limits or {}).get(p.name, p.limit_s))
+    for p in parts(cpu)
+    if not only or p.name in only
+  ]
   start = time.time()
-  record = {"mode": "cpu" if cpu else "accelerator", "precision": precision,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_s": budget_s,
-            "isolated": isolate, "parts": {}}
+  record = {
+    "mode": "cpu" if cpu else "accelerator",
+    "precision": precision,
+    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    "budget_s": budget_s,
+    "isolated": isolate,
+    "parts": {},
+  }
   out.parent.mkdir(parents=True, exist_ok=True)
   for i, part in enumerate(todo):
     # Each part gets its limit, less what the later parts need at least (15 s each).
@@ -402,12 +520,15 @@ def _check(out: Path, options: dict, budget_s: float, isolate: bool, only, limit
       got.update(limit_s=limit, elapsed_s=time.time() - t)
     record["parts"][part.name] = got
     if part.name == "platform" and not cpu and got.get("backend") == "cpu":
-      record["error"] = ("no accelerator: JAX sees only CPU devices (install the CUDA build "
-                         "of jax, or use --cpu)")
+      record["error"] = (
+        "no accelerator: JAX sees only CPU devices (install the CUDA build of jax, or use --cpu)"
+      )
       _write(out, record, start)
       return record
-    log(f"[device_check] {part.name}: {got['status']}"
-        + (f" ({got['error']})" if got.get("error") else ""))
+    log(
+      f"[device_check] {part.name}: {got['status']}"
+      + (f" ({got['error']})" if got.get("error") else "")
+    )
     _write(out, record, start)
   return _write(out, record, start)
 
@@ -416,21 +537,28 @@ def algorithms_summary(record: dict) -> dict[str, str]:
   """The outcome of every algorithm whose part ran: "ok" (compiled, ran, finite metrics),
   or what went wrong."""
   from mgjax.algorithms import REGISTRY
+
   out = {}
   for algo in TIMED:
     got = record["parts"].get(algo)
     if got is not None:
       # Compiled and ran with finite metrics, even where the part then ran out of time.
       ok = got["status"] != "failed" and got.get("finite") is True
-      out[algo] = "ok" if ok else (got.get("error")
-                                   or f"{got['status']}, finite metrics: {got.get('finite')}")
+      out[algo] = (
+        "ok"
+        if ok
+        else (got.get("error") or f"{got['status']}, finite metrics: {got.get('finite')}")
+      )
   smoke = record["parts"].get("smoke")
   if smoke is not None:
     for algo in (a for a in REGISTRY if a not in TIMED):
       got = smoke.get(algo)
       if not isinstance(got, dict):
-        out[algo] = (f"not reached (the smoke part: {smoke.get('status')}"
-                     + (f", {smoke['error']}" if smoke.get("error") else "") + ")")
+        out[algo] = (
+          f"not reached (the smoke part: {smoke.get('status')}"
+          + (f", {smoke['error']}" if smoke.get("error") else "")
+          + ")"
+        )
       else:
         out[algo] = "ok" if got["status"] == "ok" else got.get("error") or got["status"]
   return out

@@ -15,6 +15,7 @@ devices have (`mgjax.run.memory`); runs that do not fit are refused (MemoryCheck
 The chunk program calls back to no Python code, so that XLA's persistent compilation
 cache can store it (`mgjax.run.compile_cache`); the progress bar advances as chunks end.
 """
+
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,8 +36,17 @@ __all__ = ["Divergence", "MemoryCheckError", "run"]
 class _Run:
   """One call of `run`: its runs, folders, outputs and clocks."""
 
-  def __init__(self, config: Config, seeds: Sequence[int], out: Path, sweep, devices,
-               resume_point: bool, log, tensorboard: bool | None = None):
+  def __init__(
+    self,
+    config: Config,
+    seeds: Sequence[int],
+    out: Path,
+    sweep,
+    devices,
+    resume_point: bool,
+    log,
+    tensorboard: bool | None = None,
+  ):
     self.start = self.call_start = time.time()
     self.log, self.out, self.sweep, self.seeds = log, out, sweep, list(seeds)
     self.configs = check_sweep(config, sweep)
@@ -46,9 +56,11 @@ class _Run:
     self.platform = resume.platform_key()
     changed = resume.platform_changes(self.meta and self.meta.get("platform"), self.platform)
     if changed:
-      log(f"resumed on another platform than its point's ({'; '.join(changed)}): the run "
-          "continues, but its numbers can differ from an uninterrupted run's in the last "
-          "float places, which a long run amplifies")
+      log(
+        f"resumed on another platform than its point's ({'; '.join(changed)}): the run "
+        "continues, but its numbers can differ from an uninterrupted run's in the last "
+        "float places, which a long run amplifies"
+      )
     if devices is None:  # a resumed run keeps its layout, so that its numbers do not change
       devices = resume.saved_devices(self.meta)
     if tensorboard is None:  # ... and its TensorBoard logging
@@ -61,8 +73,9 @@ class _Run:
     self.dirs = [out / setting_name(s) for s in self.settings] if sweep else [out]
     self.runs = [(i, seed) for i in range(len(self.settings)) for seed in seeds]  # setting-major
     # Times of the earlier sessions of a resumed run.
-    self.before = (self.meta["times"] if self.meta
-                   else {"wall_s": 0.0, "train_s": 0.0, "compile_s": 0.0})
+    self.before = (
+      self.meta["times"] if self.meta else {"wall_s": 0.0, "train_s": 0.0, "compile_s": 0.0}
+    )
     self.sessions = 1 + (self.meta["sessions"] if self.meta else 0)
 
   def open_outputs(self, config: Config) -> list[recording.MetricsWriter]:
@@ -71,16 +84,23 @@ class _Run:
       return []
     seeds, sweep = self.seeds, self.sweep
     if sweep:
-      outputs.write_json(self.out / "config.json", {
-          **describe(config), "seeds": seeds, "sweep": {k: list(v) for k, v in sweep.items()}})
+      outputs.write_json(
+        self.out / "config.json",
+        {**describe(config), "seeds": seeds, "sweep": {k: list(v) for k, v in sweep.items()}},
+      )
     writers = []
     for d, c, s in zip(self.dirs, self.configs, self.settings):
       d.mkdir(parents=True, exist_ok=True)
-      outputs.write_json(d / "config.json", {**describe(c), "seeds": seeds,
-                                             **({"sweep": s} if sweep else {})})
-      writers.append(recording.MetricsWriter(d / "metrics.csv",
-                                             self.meta["iteration"] if self.meta else None,
-                                             tensorboard=self.tensorboard))
+      outputs.write_json(
+        d / "config.json", {**describe(c), "seeds": seeds, **({"sweep": s} if sweep else {})}
+      )
+      writers.append(
+        recording.MetricsWriter(
+          d / "metrics.csv",
+          self.meta["iteration"] if self.meta else None,
+          tensorboard=self.tensorboard,
+        )
+      )
     return writers
 
   def compile(self, trainer):
@@ -88,35 +108,57 @@ class _Run:
     compiled chunk -> (state, chunk, compile seconds, chunks already done)."""
     t0 = time.time()
     seeds = placement.to_global(np.asarray([s for _, s in self.runs], np.uint32), self.sharding)
-    hparams = {k: placement.to_global(
-        np.asarray([self.settings[i][k] for i, _ in self.runs], np.float32), self.sharding)
-        for k in (self.sweep or {})}
-    init = jax.jit(jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)),
-                   out_shardings=self.sharding)
+    hparams = {
+      k: placement.to_global(
+        np.asarray([self.settings[i][k] for i, _ in self.runs], np.float32), self.sharding
+      )
+      for k in (self.sweep or {})
+    }
+    init = jax.jit(
+      jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)), out_shardings=self.sharding
+    )
     state = init(seeds, hparams)
     if self.meta is not None:  # before the chunk compiles: a point that does not fit fails fast
       state = resume.restore(self.meta, state, self.sharding)
-    chunk = jax.jit(jax.vmap(trainer.chunk), in_shardings=self.sharding,
-                    out_shardings=self.sharding).lower(state).compile()
+    chunk = (
+      jax.jit(jax.vmap(trainer.chunk), in_shardings=self.sharding, out_shardings=self.sharding)
+      .lower(state)
+      .compile()
+    )
     compile_s = time.time() - t0
     sched = trainer.schedule
-    self.log(f"compiled in {compile_s:.1f}s ({len(self.runs)} run(s) on {self.mesh.size} "
-             f"device(s), {sched.num_iterations} iterations of {sched.batch_steps} env steps "
-             "each)")
+    self.log(
+      f"compiled in {compile_s:.1f}s ({len(self.runs)} run(s) on {self.mesh.size} "
+      f"device(s), {sched.num_iterations} iterations of {sched.batch_steps} env steps "
+      "each)"
+    )
     if self.meta is None:
       return state, chunk, compile_s, 0
-    self.log(f"resumed at iteration {self.meta['iteration']} (chunk {self.meta['chunks']} of "
-             f"{sched.num_chunks}) from {self.meta['_dir']}")
+    self.log(
+      f"resumed at iteration {self.meta['iteration']} (chunk {self.meta['chunks']} of "
+      f"{sched.num_chunks}) from {self.meta['_dir']}"
+    )
     return state, chunk, compile_s, self.meta["chunks"]
 
   def summaries(self, config: Config, memory_estimate: dict[str, Any]) -> list[dict[str, Any]]:
     versions = outputs.package_versions()
-    return [{"algo": config.algo, "env": config.env, "seeds": self.seeds, "status": "running",
-             **({"sweep": s} if self.sweep else {}), "versions": versions,
-             "host": outputs.host(),
-             "device": str(self.mesh.devices.flat[0].platform), "devices": self.mesh.size,
-             "processes": jax.process_count(), "memory_estimate": memory_estimate,
-             "compile_cache": compile_cache.current()} for s in self.settings]
+    return [
+      {
+        "algo": config.algo,
+        "env": config.env,
+        "seeds": self.seeds,
+        "status": "running",
+        **({"sweep": s} if self.sweep else {}),
+        "versions": versions,
+        "host": outputs.host(),
+        "device": str(self.mesh.devices.flat[0].platform),
+        "devices": self.mesh.size,
+        "processes": jax.process_count(),
+        "memory_estimate": memory_estimate,
+        "compile_cache": compile_cache.current(),
+      }
+      for s in self.settings
+    ]
 
   def write_summaries(self, summaries, **fields) -> None:
     for d, summary in zip(self.dirs, summaries):
@@ -131,27 +173,51 @@ class _Run:
     r, t, name = bad
     k, seed = self.runs[r]
     where = f"seed {seed}" + (f" ({setting_name(self.settings[k])})" if self.sweep else "")
-    return Divergence(f"non-finite {name} at {where}, iteration "
-                      f"{chunk_index * eval_every + t + 1}; metrics so far are in "
-                      f"{self.dirs[k] / 'metrics.csv'}")
+    return Divergence(
+      f"non-finite {name} at {where}, iteration "
+      f"{chunk_index * eval_every + t + 1}; metrics so far are in "
+      f"{self.dirs[k] / 'metrics.csv'}"
+    )
 
   def save(self, state, chunks: int, iteration: int, train_s: float, compile_s: float) -> None:
     leaves = placement.fetch(outputs.plain_leaves(state))
     if self.writes:
-      outputs.save_resume_point(self.out, leaves, {
-          "identity": self.identity, "chunks": chunks, "iteration": iteration,
-          "sessions": self.sessions, "devices": self.mesh.size, "platform": self.platform,
+      outputs.save_resume_point(
+        self.out,
+        leaves,
+        {
+          "identity": self.identity,
+          "chunks": chunks,
+          "iteration": iteration,
+          "sessions": self.sessions,
+          "devices": self.mesh.size,
+          "platform": self.platform,
           "tensorboard": self.tensorboard,
-          "times": {"wall_s": time.time() - self.start, "train_s": train_s,
-                    "compile_s": self.before["compile_s"] + compile_s}})
+          "times": {
+            "wall_s": time.time() - self.start,
+            "train_s": train_s,
+            "compile_s": self.before["compile_s"] + compile_s,
+          },
+        },
+      )
 
 
-def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = True,
-        log=print, devices: int | None = None,
-        sweep: dict[str, Sequence[float]] | None = None, resume: bool = False,
-        save_every_s: float = 600.0, time_limit_s: float | None = None,
-        tensorboard: bool | None = None, memory_check: bool = True,
-        memory_estimate: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(
+  config: Config,
+  *,
+  seeds: Sequence[int],
+  out: Path,
+  progress: bool = True,
+  log=print,
+  devices: int | None = None,
+  sweep: dict[str, Sequence[float]] | None = None,
+  resume: bool = False,
+  save_every_s: float = 600.0,
+  time_limit_s: float | None = None,
+  tensorboard: bool | None = None,
+  memory_check: bool = True,
+  memory_estimate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
   """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
   writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
   folder per setting `out/NAME=VALUE,...`) and the checkpoint/ of all runs into `out`.
@@ -175,16 +241,21 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   # No progress callback inside the chunk: XLA's cache cannot store a program with one.
   trainer = make_trainer(config)
   if memory_estimate is None:
-    memory_estimate = memory.estimate(trainer, r.mesh, len(r.seeds), len(r.settings),
-                                      tuple(r.sweep or ()))
+    memory_estimate = memory.estimate(
+      trainer, r.mesh, len(r.seeds), len(r.settings), tuple(r.sweep or ())
+    )
   if memory_check:
     memory.check(memory_estimate)
   writers = r.open_outputs(config)
   state, chunk, compile_s, done = r.compile(trainer)
   # Next to the estimate, what XLA reports for the compiled chunk (per device).
   memory_estimate = {**memory_estimate, "compiled_chunk": memory.compiled_bytes(chunk)}
-  bar = recording.Progress(trainer.schedule.num_iterations, progress and r.writes,
-                           f"{config.algo}/{config.env}", initial=done * config.eval_every)
+  bar = recording.Progress(
+    trainer.schedule.num_iterations,
+    progress and r.writes,
+    f"{config.algo}/{config.env}",
+    initial=done * config.eval_every,
+  )
   r.start -= r.before["wall_s"]
   summaries = r.summaries(config, memory_estimate)
   final, last_save = np.full(len(r.runs), np.nan), time.time()
@@ -194,8 +265,15 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
       state, metrics = chunk(state)
       metrics = placement.fetch(metrics)
       iters, evals = metrics["iterations"], metrics["eval"]
-      rows = recording.chunk_rows(iters, evals, r.runs, len(r.settings), algo=config.algo,
-                                  env=config.env, wall_time_s=time.time() - r.start)
+      rows = recording.chunk_rows(
+        iters,
+        evals,
+        r.runs,
+        len(r.settings),
+        algo=config.algo,
+        env=config.env,
+        wall_time_s=time.time() - r.start,
+      )
       for writer, setting_rows in zip(writers, rows):
         writer.write(setting_rows)
       final = evals["eval_return"]
@@ -211,11 +289,16 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
         r.save(state, i + 1, int(evals["iteration"][0]), time.time() - run_start, compile_s)
         last_save = time.time()
       if pause:
-        r.write_summaries(summaries, status="paused",
-                          total_env_steps=int(evals["env_steps"][0]),
-                          wall_time_s=time.time() - r.start)
-        log(f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
-            f"{out / outputs.RESUME_DIR}")
+        r.write_summaries(
+          summaries,
+          status="paused",
+          total_env_steps=int(evals["env_steps"][0]),
+          wall_time_s=time.time() - r.start,
+        )
+        log(
+          f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
+          f"{out / outputs.RESUME_DIR}"
+        )
         return summaries[0]
   except Divergence:
     r.write_summaries(summaries, status="diverged", wall_time_s=time.time() - r.start)
@@ -228,21 +311,24 @@ def run(config: Config, *, seeds: Sequence[int], out: Path, progress: bool = Tru
   return summaries[0]
 
 
-def _finish(r: _Run, state, summaries, final: np.ndarray, train_s: float,
-            compile_s: float) -> None:
+def _finish(r: _Run, state, summaries, final: np.ndarray, train_s: float, compile_s: float) -> None:
   """Final summaries, the checkpoint, and the resume point removed."""
   n = len(r.seeds)
   total_env_steps = int(placement.fetch(state.env_steps)[0])
   for k, summary in enumerate(summaries):
-    mine = final[k * n:(k + 1) * n]
+    mine = final[k * n : (k + 1) * n]
     summary.update(
-        status="finished", total_env_steps=total_env_steps,
-        final_eval_return={str(seed): float(x) for seed, x in zip(r.seeds, mine)},
-        final_eval_return_mean=float(np.mean(mine)),
-        # Throughput of the whole program (every seed and setting), after compilation.
-        env_steps_per_s=total_env_steps * len(r.runs) / train_s,
-        compile_time_s=r.before["compile_s"] + compile_s, train_time_s=train_s,
-        wall_time_s=time.time() - r.start, sessions=r.sessions)
+      status="finished",
+      total_env_steps=total_env_steps,
+      final_eval_return={str(seed): float(x) for seed, x in zip(r.seeds, mine)},
+      final_eval_return_mean=float(np.mean(mine)),
+      # Throughput of the whole program (every seed and setting), after compilation.
+      env_steps_per_s=total_env_steps * len(r.runs) / train_s,
+      compile_time_s=r.before["compile_s"] + compile_s,
+      train_time_s=train_s,
+      wall_time_s=time.time() - r.start,
+      sessions=r.sessions,
+    )
   r.write_summaries(summaries)
   outputs.save_checkpoint(r.out / "checkpoint", state)
   if r.writes:

@@ -7,6 +7,7 @@ setting-major). Only the part of the state the acting policy reads is restored
 statistics it normalises with. Checkpoints of earlier versions load as long as they hold
 that part.
 """
+
 import json
 import os
 from pathlib import Path
@@ -22,18 +23,20 @@ from mgjax.run.outputs import OutputError, restore_checkpoint
 
 class RunFolder(NamedTuple):
   """Where a run's policies live: its config, its checkpoint and its rows in it."""
+
   config: Config
   checkpoint: Path
   seeds: list[int]
-  offset: int         # the checkpoint's row of the folder's first seed (its sweep setting)
-  runs: int           # runs in the checkpoint
-  where: str          # "run_dir='...'", for errors
+  offset: int  # the checkpoint's row of the folder's first seed (its sweep setting)
+  runs: int  # runs in the checkpoint
+  where: str  # "run_dir='...'", for errors
 
   def row(self, seed: int) -> int:
     """The checkpoint's row of `seed`; OutputError if the run has no such seed."""
     if seed not in self.seeds:
-      raise OutputError(f"seed={seed}: not a seed of {self.where} (its seeds: "
-                        f"{', '.join(map(str, self.seeds))})")
+      raise OutputError(
+        f"seed={seed}: not a seed of {self.where} (its seeds: {', '.join(map(str, self.seeds))})"
+      )
     return self.offset + self.seeds.index(seed)
 
 
@@ -50,6 +53,7 @@ def find_run(run_dir: str | os.PathLike) -> RunFolder:
   """The config, checkpoint and runs-axis rows of a run folder, or of one setting's folder of
   a sweep; OutputError says why not, in one line."""
   from mgjax.algorithms import config_from_dict
+
   run_dir = Path(run_dir)
   where = f"run_dir={str(run_dir)!r}"
   if not run_dir.is_dir():
@@ -59,10 +63,12 @@ def find_run(run_dir: str | os.PathLike) -> RunFolder:
   setting, num_settings, top = 0, 1, run_dir
   if isinstance(sweep, dict) and any(isinstance(v, list) for v in sweep.values()):
     names = sorted(p.name for p in run_dir.iterdir() if (p / "config.json").exists())
-    raise OutputError(f"{where}: a sweep of {len(names)} settings; load one setting's "
-                      f"folder ({', '.join(names)})")
+    raise OutputError(
+      f"{where}: a sweep of {len(names)} settings; load one setting's folder ({', '.join(names)})"
+    )
   if sweep is not None:  # one setting of a sweep: the checkpoint is its parent's
     from mgjax.run.sweep import setting_name, sweep_settings
+
     top = run_dir.parent
     whole = _read_json(top / "config.json", f"run_dir={str(top)!r}").get("sweep", {})
     settings = [setting_name(s) for s in sweep_settings({k: tuple(v) for k, v in whole.items()})]
@@ -71,22 +77,26 @@ def find_run(run_dir: str | os.PathLike) -> RunFolder:
     setting, num_settings = settings.index(run_dir.name), len(settings)
   seeds = [int(s) for s in data.get("seeds", [])]
   if not seeds:
-    raise OutputError(f"{where}: config.json names no seeds (written by another version "
-                      "of mgjax)")
+    raise OutputError(f"{where}: config.json names no seeds (written by another version of mgjax)")
   try:
     config = config_from_dict(data)
   except (ConfigError, TypeError, ValueError) as e:
-    raise OutputError(f"{where}: its config.json does not describe a run of this version "
-                      f"of mgjax ({e})") from None
+    raise OutputError(
+      f"{where}: its config.json does not describe a run of this version of mgjax ({e})"
+    ) from None
   checkpoint = top / "checkpoint"
   if not checkpoint.is_dir():
     status = _status(top)
-    reason = (f"its status is {status!r}; a checkpoint is written when the run finishes "
-              "(resume it with --resume)" if status in ("running", "paused") else
-              "no checkpoint/ folder")
+    reason = (
+      f"its status is {status!r}; a checkpoint is written when the run finishes "
+      "(resume it with --resume)"
+      if status in ("running", "paused")
+      else "no checkpoint/ folder"
+    )
     raise OutputError(f"{where}: {reason}")
-  return RunFolder(config, checkpoint, seeds, setting * len(seeds), num_settings * len(seeds),
-                   where)
+  return RunFolder(
+    config, checkpoint, seeds, setting * len(seeds), num_settings * len(seeds), where
+  )
 
 
 def _status(run_dir: Path) -> str | None:
@@ -100,6 +110,7 @@ def restore_policy_params(run_dir: str | os.PathLike, seeds: Sequence[int] | Non
   """The trainer of a run folder and the saved policy parameters of `seeds` (default: all
   the run's seeds) -> (trainer, seeds, params with a leading axis over those seeds)."""
   from mgjax.algorithms import make_trainer
+
   run = find_run(run_dir)
   seeds = list(seeds) if seeds else run.seeds
   rows = np.asarray([run.row(s) for s in seeds])
@@ -110,8 +121,9 @@ def restore_policy_params(run_dir: str | os.PathLike, seeds: Sequence[int] | Non
   return trainer, seeds, jax.tree.map(lambda x: np.asarray(x)[rows], params)
 
 
-def load_policy(run_dir: str | os.PathLike, seed: int | None = None,
-                deterministic: bool = True) -> Callable[..., jax.Array]:
+def load_policy(
+  run_dir: str | os.PathLike, seed: int | None = None, deterministic: bool = True
+) -> Callable[..., jax.Array]:
   """The trained policy of one seed of a run folder, as a pure, jittable function.
 
       act = mgjax.load_policy("runs/hopper-mg", seed=0)
@@ -133,8 +145,9 @@ def load_policy(run_dir: str | os.PathLike, seed: int | None = None,
       of another version of mgjax.
   """
   trainer, _, params = restore_policy_params(run_dir, None if seed is None else [seed])
-  act = trainer.algorithm.make_policy(trainer.setup, jax.tree.map(lambda x: x[0], params),
-                                      deterministic)
+  act = trainer.algorithm.make_policy(
+    trainer.setup, jax.tree.map(lambda x: x[0], params), deterministic
+  )
   size = trainer.setup.env.obs_size
 
   def policy(obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
@@ -142,8 +155,10 @@ def load_policy(run_dir: str | os.PathLike, seed: int | None = None,
       raise ValueError("key: a stochastic policy (deterministic=False) needs a PRNG key")
     obs = jnp.asarray(obs, jnp.float32)
     if obs.ndim not in (1, 2) or obs.shape[-1] != size:
-      raise ValueError(f"obs: shape {tuple(obs.shape)}; expected [{size}] or [B, {size}] "
-                       f"({trainer.config.env}'s observations)")
+      raise ValueError(
+        f"obs: shape {tuple(obs.shape)}; expected [{size}] or [B, {size}] "
+        f"({trainer.config.env}'s observations)"
+      )
     action = act(obs if obs.ndim == 2 else obs[None], key)
     return action if obs.ndim == 2 else action[0]
 

@@ -16,6 +16,7 @@ On a CPU the devices share the host's memory, so the need of all its devices is 
 against the host's available memory (/proc/meminfo's MemAvailable); on an accelerator the
 need of one device against that device's memory (`memory_stats()["bytes_limit"]`).
 """
+
 import dataclasses
 import math
 from pathlib import Path
@@ -28,23 +29,21 @@ from jax.sharding import Mesh
 from mgjax.algorithms import Trainer
 from mgjax.config import Config
 
-COMPONENTS = ("real buffer", "model buffer", "networks", "optimiser states", "env states",
-              "other")
+COMPONENTS = ("real buffer", "model buffer", "networks", "optimiser states", "env states", "other")
 # The state's fields by component, and the Config fields that set their size.
 _FIELDS = {
-    "buffer": ("real buffer", ("buffer_size",)),
-    "model_buffer": ("model buffer", ("rollout_batch", "branch_schedule",
-                                      "model_retain_epochs")),
-    "sac": ("networks", ("sac_hidden",)),
-    "agent_params": ("networks", ("policy_hidden", "value_hidden")),
-    "model_params": ("networks", ("model_hidden", "ensemble_size")),
-    "sac_opt": ("optimiser states", ("sac_hidden",)),
-    "agent_opt": ("optimiser states", ("policy_hidden", "value_hidden")),
-    "model_opt": ("optimiser states", ("model_hidden", "ensemble_size")),
-    "env_state": ("env states", ("num_envs",)),
+  "buffer": ("real buffer", ("buffer_size",)),
+  "model_buffer": ("model buffer", ("rollout_batch", "branch_schedule", "model_retain_epochs")),
+  "sac": ("networks", ("sac_hidden",)),
+  "agent_params": ("networks", ("policy_hidden", "value_hidden")),
+  "model_params": ("networks", ("model_hidden", "ensemble_size")),
+  "sac_opt": ("optimiser states", ("sac_hidden",)),
+  "agent_opt": ("optimiser states", ("policy_hidden", "value_hidden")),
+  "model_opt": ("optimiser states", ("model_hidden", "ensemble_size")),
+  "env_state": ("env states", ("num_envs",)),
 }
 COPIES = 2  # the state as a chunk's input and as its output
-FLOAT = 4   # bytes of a float32
+FLOAT = 4  # bytes of a float32
 
 
 class MemoryCheckError(ValueError):
@@ -62,8 +61,11 @@ def state_components(state: Any) -> tuple[dict[str, int], dict[str, tuple[str, .
   `jax.eval_shape`), by the names of its fields."""
   sizes = dict.fromkeys(COMPONENTS, 0)
   fields: dict[str, tuple[str, ...]] = {c: () for c in COMPONENTS}
-  parts = ({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
-           if dataclasses.is_dataclass(state) else {"": state})
+  parts = (
+    {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    if dataclasses.is_dataclass(state)
+    else {"": state}
+  )
   for name, part in parts.items():
     component, sized_by = _FIELDS.get(name, ("other", ()))
     sizes[component] += nbytes(part)
@@ -83,10 +85,12 @@ def rollout_step_bytes(c: Config, obs_size: int, action_size: int) -> int:
   n = c.rollout_batch
   m = n * (c.elites if c.elite_draw == "row" else 1)
   row = 2 * obs_size + action_size + 2
-  floats = (2 * n * row                         # the sampled start rows and the new rows
-            + 3 * n * max(c.sac_hidden)
-            + 3 * m * max(c.model_hidden)
-            + 2 * m * (obs_size + 1))           # mean and log-std of (Δobs, reward)
+  floats = (
+    2 * n * row  # the sampled start rows and the new rows
+    + 3 * n * max(c.sac_hidden)
+    + 3 * m * max(c.model_hidden)
+    + 2 * m * (obs_size + 1)
+  )  # mean and log-std of (Δobs, reward)
   return FLOAT * floats
 
 
@@ -102,6 +106,7 @@ def transients(trainer: Trainer) -> dict[str, tuple[int, tuple[str, ...]]]:
 
 def abstract_state(trainer: Trainer, runs: int, sweep: Sequence[str] = ()):
   """The vmapped state of `runs` runs as ShapeDtypeStructs (nothing allocated)."""
+
   def init():
     keys = jax.random.split(jax.random.key(0), runs)
     hparams = {name: jnp.zeros((runs,), jnp.float32) for name in sweep}
@@ -131,13 +136,15 @@ def _host_available(meminfo: str | None = None) -> int | None:
       return int(line.split()[1]) * 1024
   try:
     import psutil
+
     return int(psutil.virtual_memory().available)
   except ImportError:
     return None
 
 
-def estimate(trainer: Trainer, mesh: Mesh, seeds: int, settings: int = 1,
-             sweep: Sequence[str] = ()) -> dict[str, Any]:
+def estimate(
+  trainer: Trainer, mesh: Mesh, seeds: int, settings: int = 1, sweep: Sequence[str] = ()
+) -> dict[str, Any]:
   """The memory `seeds` × `settings` runs of `trainer` need on `mesh`, as summary.json
   records it: the state of one run by component (`per_run`), the transients of one run,
   the runs per device, the bytes needed where they are held (the host for a CPU, each
@@ -150,7 +157,7 @@ def estimate(trainer: Trainer, mesh: Mesh, seeds: int, settings: int = 1,
   temps = transients(trainer)
   local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
   on_host = mesh.devices.flat[0].platform == "cpu"
-  held = per_device * (local if on_host else 1)   # runs whose memory is held together
+  held = per_device * (local if on_host else 1)  # runs whose memory is held together
   need_by = {k: COPIES * v * held for k, v in per_run.items()}
   need_by.update({k: b * held for k, (b, _) in temps.items()})
   avail, where = available(mesh)
@@ -167,12 +174,20 @@ def estimate(trainer: Trainer, mesh: Mesh, seeds: int, settings: int = 1,
     named += [f for f in sized[part] if f not in named]
   c = trainer.config
   names += [f"{f}={getattr(c, f)!r}" for f in named]
-  return {"per_run": per_run, "state_per_run": sum(per_run.values()),
-          "transient_per_run": {k: b for k, (b, _) in temps.items()},
-          "runs": runs, "runs_per_device": per_device, "devices": mesh.size,
-          "platform": mesh.devices.flat[0].platform, "copies": COPIES,
-          "need_bytes": sum(need_by.values()), "available_bytes": avail, "where": where,
-          "sized_by": ", ".join(names)}
+  return {
+    "per_run": per_run,
+    "state_per_run": sum(per_run.values()),
+    "transient_per_run": {k: b for k, (b, _) in temps.items()},
+    "runs": runs,
+    "runs_per_device": per_device,
+    "devices": mesh.size,
+    "platform": mesh.devices.flat[0].platform,
+    "copies": COPIES,
+    "need_bytes": sum(need_by.values()),
+    "available_bytes": avail,
+    "where": where,
+    "sized_by": ", ".join(names),
+  }
 
 
 def compiled_bytes(compiled) -> dict[str, int] | None:
@@ -185,8 +200,9 @@ def compiled_bytes(compiled) -> dict[str, int] | None:
     return None
   if analysis is None:
     return None
-  out = {k: int(getattr(analysis, f"{k}_size_in_bytes"))
-         for k in ("argument", "output", "temp", "alias")}
+  out = {
+    k: int(getattr(analysis, f"{k}_size_in_bytes")) for k in ("argument", "output", "temp", "alias")
+  }
   out["total"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
   return out
 
@@ -206,10 +222,10 @@ def fits(est: dict[str, Any]) -> bool:
 
 def refusal(est: dict[str, Any]) -> str:
   """The one line that refuses runs that do not fit."""
-  need = "needs ~" + size(est["need_bytes"]) + ("" if est["platform"] == "cpu"
-                                               else " per device")
+  need = "needs ~" + size(est["need_bytes"]) + ("" if est["platform"] == "cpu" else " per device")
   has = f"{est['where']} has {size(est['available_bytes'])}" + (
-      " available" if est["platform"] == "cpu" else "")
+    " available" if est["platform"] == "cpu" else ""
+  )
   return f"{est['sized_by']}: {need}, {has}"
 
 
@@ -223,19 +239,25 @@ def report(est: dict[str, Any], title: str = "") -> str:
   """The estimate component by component, for --dry-run."""
   n, k = est["runs"], est["runs_per_device"]
   held = n if est["platform"] == "cpu" else k
-  lines = [f"memory estimate{' of ' + title if title else ''}: {n} run(s), {k} per device, "
-           f"{est['devices']} {est['platform']} device(s); held together: {held} run(s) "
-           f"on {'the host' if est['platform'] == 'cpu' else 'each device'}",
-           f"  {'':32}{'per run':>12}{'all ' + str(held):>12}"]
+  lines = [
+    f"memory estimate{' of ' + title if title else ''}: {n} run(s), {k} per device, "
+    f"{est['devices']} {est['platform']} device(s); held together: {held} run(s) "
+    f"on {'the host' if est['platform'] == 'cpu' else 'each device'}",
+    f"  {'':32}{'per run':>12}{'all ' + str(held):>12}",
+  ]
   row = lambda name, b: f"  {name:32}{size(b):>12}{size(b * held):>12}"
   lines += [row(name, b) for name, b in est["per_run"].items()]
   lines.append(row("state", est["state_per_run"]))
-  lines.append(row(f"state x {est['copies']} (chunk input, output)",
-                   est["copies"] * est["state_per_run"]))
+  lines.append(
+    row(f"state x {est['copies']} (chunk input, output)", est["copies"] * est["state_per_run"])
+  )
   lines += [row(f"{name} (temporary)", b) for name, b in est["transient_per_run"].items()]
   avail = est["available_bytes"]
-  verdict = ("unknown memory: not checked" if avail is None else
-             f"{est['where']} has {size(avail)}: " + ("fits" if fits(est) else "does not fit"))
+  verdict = (
+    "unknown memory: not checked"
+    if avail is None
+    else f"{est['where']} has {size(avail)}: " + ("fits" if fits(est) else "does not fit")
+  )
   lines.append(f"  {'total':32}{'':12}{size(est['need_bytes']):>12}   {verdict}")
   if not fits(est):
     lines.append("  refused as: " + refusal(est))

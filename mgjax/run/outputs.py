@@ -6,6 +6,7 @@ metrics.csv is appended as evaluations finish, so an interrupted or diverged run
 everything it had measured; resume/ (the whole vmapped state, simulator included, saved
 every few minutes) lets it continue from there with the same numbers.
 """
+
 import csv
 import importlib.metadata
 import json
@@ -21,8 +22,18 @@ from jax.sharding import SingleDeviceSharding
 
 from mgjax.algorithms import COLUMN_ALIASES
 
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx",
-             "orbax-checkpoint", "numpy")
+_PACKAGES = (
+  "jax",
+  "jaxlib",
+  "flax",
+  "optax",
+  "chex",
+  "brax",
+  "mujoco",
+  "mujoco-mjx",
+  "orbax-checkpoint",
+  "numpy",
+)
 SIMD_EXTENSIONS = ("avx512f", "avx2", "avx")  # widest first
 
 
@@ -64,8 +75,9 @@ def check_out_dir(path: str | os.PathLike, overwrite: bool) -> None:
   if out.exists() and not out.is_dir():
     raise OutputError(f"out={str(path)!r}: exists and is not a directory")
   if out.is_dir() and any(out.iterdir()) and not overwrite:
-    raise OutputError(f"out={str(path)!r}: already used (not empty); pass --overwrite to "
-                      "replace it")
+    raise OutputError(
+      f"out={str(path)!r}: already used (not empty); pass --overwrite to replace it"
+    )
 
 
 def prepare_out_dir(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -114,9 +126,11 @@ def host(cpuinfo: str | None = None) -> dict[str, Any]:
     key, _, value = line.partition(":")
     fields.setdefault(key.strip(), value.strip())
   flags = set(fields.get("flags", "").split())
-  return {"cpu": fields.get("model name") or platform.machine(),
-          "simd": next((ext for ext in SIMD_EXTENSIONS if ext in flags), platform.machine()),
-          "cores": os.cpu_count()}
+  return {
+    "cpu": fields.get("model name") or platform.machine(),
+    "simd": next((ext for ext in SIMD_EXTENSIONS if ext in flags), platform.machine()),
+    "cores": os.cpu_count(),
+  }
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -144,6 +158,7 @@ def checkpointable(state: Any) -> Any:
   PRNG keys become their uint32 data."""
   if hasattr(state, "env_state"):
     state = state.replace(env_state=None)
+
   def plain(x):
     if not is_key(x):
       return x
@@ -157,6 +172,7 @@ def checkpointable(state: Any) -> Any:
 def save_checkpoint(path: Path, state: Any) -> None:
   """Saves a train state (vmapped or not; see `checkpointable`) with orbax to `path`."""
   import orbax.checkpoint as ocp
+
   ckpt = ocp.StandardCheckpointer()
   ckpt.save(path.absolute(), checkpointable(state), force=True)
   ckpt.wait_until_finished()
@@ -170,6 +186,7 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
   an earlier version restores as long as it holds every array `like` has; OutputError
   names the path and what is missing or unreadable otherwise."""
   import orbax.checkpoint as ocp
+
   where = f"checkpoint={str(path)!r}"
   path = Path(path).absolute()
   if not path.is_dir():
@@ -180,10 +197,13 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
     ckpt, here = ocp.StandardCheckpointer(), SingleDeviceSharding(jax.devices()[0])
     tree = ckpt.metadata(path)
     tree = getattr(getattr(tree, "item_metadata", tree), "tree", tree)
-    saved = ckpt.restore(path, jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), tree))
+    saved = ckpt.restore(
+      path, jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), tree)
+    )
   except Exception as e:  # orbax raises many types; one line says which file and why
-    raise OutputError(f"{where}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    raise OutputError(
+      f"{where}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    ) from None
 
   def pick(keypath, ref):
     node = saved
@@ -194,11 +214,14 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
       elif isinstance(node, dict) and name in node:
         node = node[name]
       else:
-        raise OutputError(f"{where}: has no {jax.tree_util.keystr(keypath)} (written by "
-                          "another version of mgjax)")
+        raise OutputError(
+          f"{where}: has no {jax.tree_util.keystr(keypath)} (written by another version of mgjax)"
+        )
     if tuple(np.shape(node)) != tuple(ref.shape):
-      raise OutputError(f"{where}: {jax.tree_util.keystr(keypath)} is {list(np.shape(node))}, "
-                        f"expected {list(ref.shape)}")
+      raise OutputError(
+        f"{where}: {jax.tree_util.keystr(keypath)} is {list(np.shape(node))}, "
+        f"expected {list(ref.shape)}"
+      )
     return jax.numpy.asarray(node, ref.dtype)
 
   return jax.tree_util.tree_map_with_path(pick, checkpointable(like))

@@ -7,6 +7,7 @@ less than vmapping them all on one device for `mg`, `mle` and `ppo`, and keep th
 family's runs on one device, where the split costs more (`cpu_split`; RESULTS.md, "Every
 core for several runs").
 """
+
 import os
 
 import jax
@@ -60,8 +61,10 @@ def split_cpu(devices: int) -> None:
   sharded over them use every core. Call it before JAX starts its backends; afterwards, or
   where the CPU was split already (XLA_FLAGS' xla_force_host_platform_device_count,
   `jax_num_cpu_devices`), it changes nothing. Accelerators are not affected."""
-  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-      or jax.config.jax_num_cpu_devices >= 0):
+  if (
+    "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    or jax.config.jax_num_cpu_devices >= 0
+  ):
     return
   try:
     jax.config.update("jax_num_cpu_devices", devices)
@@ -74,19 +77,22 @@ def make_mesh(devices: int | None = None) -> Mesh:
   several processes, the devices of all of them)."""
   available = jax.devices()
   if devices is not None and not 1 <= devices <= len(available):
-    raise LayoutError(f"devices={devices}: choose 1..{len(available)} "
-                      f"({len(available)} {available[0].platform} device(s) available)")
-  return Mesh(np.asarray(available[:devices or len(available)]), ("runs",))
+    raise LayoutError(
+      f"devices={devices}: choose 1..{len(available)} "
+      f"({len(available)} {available[0].platform} device(s) available)"
+    )
+  return Mesh(np.asarray(available[: devices or len(available)]), ("runs",))
 
 
 def check_layout(num_seeds: int, num_settings: int, mesh: Mesh) -> None:
   """Runs are split evenly over the mesh; an uneven count is an error (never padded)."""
   runs = num_seeds * num_settings
   if runs % mesh.size:
-    what = f"{num_seeds} seeds" + (f" x {num_settings} sweep settings" if num_settings > 1
-                                   else "")
-    raise LayoutError(f"seeds={num_seeds}: {what} = {runs} runs do not split evenly over "
-                      f"{mesh.size} devices; use a multiple of {mesh.size} runs or --devices")
+    what = f"{num_seeds} seeds" + (f" x {num_settings} sweep settings" if num_settings > 1 else "")
+    raise LayoutError(
+      f"seeds={num_seeds}: {what} = {runs} runs do not split evenly over "
+      f"{mesh.size} devices; use a multiple of {mesh.size} runs or --devices"
+    )
 
 
 def runs_sharding(mesh: Mesh) -> NamedSharding:
@@ -104,5 +110,6 @@ def fetch(tree):
   """Device arrays -> numpy on this host; with several processes, gathered from all."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     return multihost_utils.process_allgather(tree, tiled=True)
   return jax.tree.map(np.asarray, tree)

@@ -5,6 +5,7 @@ blow-up.
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
 everything it had measured.
 """
+
 import csv
 import math
 import time
@@ -49,9 +50,9 @@ class MetricsWriter:
       w.writerows(kept)
     self.tensorboard = None
     if tensorboard:
-      self.tensorboard = TensorBoardWriter(path.parent / "tensorboard", kept,
-                                           resumed=keep_through is not None,
-                                           columns=self.columns)
+      self.tensorboard = TensorBoardWriter(
+        path.parent / "tensorboard", kept, resumed=keep_through is not None, columns=self.columns
+      )
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
     rows = list(rows)
@@ -80,8 +81,13 @@ class TensorBoardWriter:
 
   NOT_SCALARS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
 
-  def __init__(self, folder: Path, kept: Sequence[dict[str, Any]] = (), resumed: bool = False,
-               columns: Sequence[str] | None = None):
+  def __init__(
+    self,
+    folder: Path,
+    kept: Sequence[dict[str, Any]] = (),
+    resumed: bool = False,
+    columns: Sequence[str] | None = None,
+  ):
     self.folder, self.resumed, self.writers = folder, resumed, {}
     self.columns = metric_columns() if columns is None else columns
     self.last_kept: dict[int, int] = {}
@@ -92,11 +98,13 @@ class TensorBoardWriter:
   def _writer(self, seed: int):
     if seed not in self.writers:
       from tensorboardX import SummaryWriter
+
       purge = self.last_kept.get(seed, -1) + 1 if self.resumed else None
       # A file of its own per session, in the order of the sessions, even for two sessions
       # in the same second (readers take the files in name order).
-      self.writers[seed] = SummaryWriter(str(self.folder / f"seed_{seed}"), purge_step=purge,
-                                         filename_suffix=f".{time.time_ns()}")
+      self.writers[seed] = SummaryWriter(
+        str(self.folder / f"seed_{seed}"), purge_step=purge, filename_suffix=f".{time.time_ns()}"
+      )
     return self.writers[seed]
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -113,19 +121,35 @@ class TensorBoardWriter:
     self.writers = {}
 
 
-def chunk_rows(iters: dict[str, np.ndarray], evals: dict[str, np.ndarray],
-               runs: Sequence[tuple[int, int]], num_settings: int, *, algo: str, env: str,
-               wall_time_s: float) -> list[list[dict[str, Any]]]:
+def chunk_rows(
+  iters: dict[str, np.ndarray],
+  evals: dict[str, np.ndarray],
+  runs: Sequence[tuple[int, int]],
+  num_settings: int,
+  *,
+  algo: str,
+  env: str,
+  wall_time_s: float,
+) -> list[list[dict[str, Any]]]:
   """One metrics row per run of a finished chunk, grouped by sweep setting: per-iteration
   metrics averaged over the chunk's iterations (NaN where never finite)."""
   rows: list[list[dict[str, Any]]] = [[] for _ in range(num_settings)]
   for r, (k, seed) in enumerate(runs):
-    row = {name: float(np.nanmean(v[r])) if np.any(np.isfinite(v[r])) else float("nan")
-           for name, v in iters.items() if name != "env_steps"}
-    row.update(algo=algo, env=env, seed=seed, iteration=int(evals["iteration"][r]),
-               env_steps=int(evals["env_steps"][r]),
-               eval_return=float(evals["eval_return"][r]),
-               eval_length=float(evals["eval_length"][r]), wall_time_s=round(wall_time_s, 2))
+    row = {
+      name: float(np.nanmean(v[r])) if np.any(np.isfinite(v[r])) else float("nan")
+      for name, v in iters.items()
+      if name != "env_steps"
+    }
+    row.update(
+      algo=algo,
+      env=env,
+      seed=seed,
+      iteration=int(evals["iteration"][r]),
+      env_steps=int(evals["env_steps"][r]),
+      eval_return=float(evals["eval_return"][r]),
+      eval_length=float(evals["eval_length"][r]),
+      wall_time_s=round(wall_time_s, 2),
+    )
     rows[k].append(row)
   return rows
 
@@ -150,6 +174,7 @@ class Progress:
     self.bar, self.total = None, total
     if enabled:
       from tqdm.auto import tqdm
+
       self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, initial=initial)
     self.done = initial
 

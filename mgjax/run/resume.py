@@ -7,6 +7,7 @@ run gives the numbers an uninterrupted one gives, on the same platform: the poin
 records the package versions, backend and vector extension it was written with, and a run
 resumed on another is told which of them differ.
 """
+
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,10 +29,15 @@ class ResumeError(ValueError):
 def identity(configs: Sequence[Config], seeds: Sequence[int], sweep) -> dict[str, Any]:
   """What a resume point must match: every run's config, the seeds and the sweep."""
   # Through JSON, as meta.json stores it (tuples become lists).
-  return json.loads(json.dumps({"configs": [describe(c) for c in configs],
-                                "seeds": [int(s) for s in seeds],
-                                "sweep": {k: [float(x) for x in v]
-                                          for k, v in (sweep or {}).items()}}))
+  return json.loads(
+    json.dumps(
+      {
+        "configs": [describe(c) for c in configs],
+        "seeds": [int(s) for s in seeds],
+        "sweep": {k: [float(x) for x in v] for k, v in (sweep or {}).items()},
+      }
+    )
+  )
 
 
 def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
@@ -39,29 +45,36 @@ def load_checked(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
   ResumeError otherwise (no point, other seeds, sweep or config)."""
   meta = outputs.load_resume_meta(out)
   if meta is None:
-    raise ResumeError(f"resume={str(out)!r}: no resume point in this folder (a run saves one "
-                      "every few minutes until it finishes)")
+    raise ResumeError(
+      f"resume={str(out)!r}: no resume point in this folder (a run saves one "
+      "every few minutes until it finishes)"
+    )
   saved = meta["identity"]
   for what in ("seeds", "sweep"):
     if saved[what] != expected[what]:
-      raise ResumeError(f"resume={str(out)!r}: saved with {what}={saved[what]}, "
-                        f"not {expected[what]}")
+      raise ResumeError(
+        f"resume={str(out)!r}: saved with {what}={saved[what]}, not {expected[what]}"
+      )
   # Names of earlier versions; fields added since take their defaults.
   defaults = json.loads(json.dumps(Config().to_dict()))
   for old, new in zip(saved["configs"], expected["configs"]):
     old = {**defaults, **{ALIASES.get(k, k): v for k, v in old.items()}}
     for name in sorted(set(old) | set(new)):
       if old.get(name) != new.get(name):
-        raise ResumeError(f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, "
-                          f"not {new.get(name)!r}")
+        raise ResumeError(
+          f"resume={str(out)!r}: saved with {name}={old.get(name)!r}, not {new.get(name)!r}"
+        )
   return meta
 
 
 def platform_key() -> dict[str, str]:
   """What a run's float bits depend on besides its identity: the package versions, the
   backend and the CPU's widest vector extension (`outputs.host`)."""
-  return {**outputs.package_versions(), "backend": jax.default_backend(),
-          "simd": outputs.host()["simd"]}
+  return {
+    **outputs.package_versions(),
+    "backend": jax.default_backend(),
+    "simd": outputs.host()["simd"],
+  }
 
 
 def platform_changes(saved: dict[str, str] | None, current: dict[str, str]) -> list[str]:
@@ -69,8 +82,11 @@ def platform_changes(saved: dict[str, str] | None, current: dict[str, str]) -> l
   "NAME SAVED -> CURRENT" per field; none for points of versions that did not record it."""
   if saved is None:
     return []
-  return [f"{k} {saved.get(k)} -> {current.get(k)}" for k in sorted(set(saved) | set(current))
-          if saved.get(k) != current.get(k)]
+  return [
+    f"{k} {saved.get(k)} -> {current.get(k)}"
+    for k in sorted(set(saved) | set(current))
+    if saved.get(k) != current.get(k)
+  ]
 
 
 def saved_devices(meta: dict[str, Any] | None) -> int | None:
@@ -91,17 +107,21 @@ def restore(meta: dict[str, Any], like: Any, sharding: NamedSharding) -> Any:
   like_leaves, treedef = jax.tree.flatten(like)
   where = f"resume={str(Path(meta['_dir']).parent)!r}"
   if len(leaves) != len(like_leaves):
-    raise ResumeError(f"{where}: the saved state has {len(leaves)} arrays, this version's "
-                      f"{len(like_leaves)} (written by another version of mgjax; start the "
-                      "run afresh)")
+    raise ResumeError(
+      f"{where}: the saved state has {len(leaves)} arrays, this version's "
+      f"{len(like_leaves)} (written by another version of mgjax; start the "
+      "run afresh)"
+    )
   restored = []
   for saved, ref in zip(leaves, like_leaves):
     x = to_global(np.asarray(saved), sharding)
     if outputs.is_key(ref):
       x = jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
     if x.shape != ref.shape or x.dtype != ref.dtype:
-      raise ResumeError(f"{where}: a saved array is {x.dtype}{list(x.shape)}, this "
-                        f"version's {ref.dtype}{list(ref.shape)} (written by another "
-                        "version of mgjax; start the run afresh)")
+      raise ResumeError(
+        f"{where}: a saved array is {x.dtype}{list(x.shape)}, this "
+        f"version's {ref.dtype}{list(ref.shape)} (written by another "
+        "version of mgjax; start the run afresh)"
+      )
     restored.append(x)
   return jax.tree.unflatten(treedef, restored)

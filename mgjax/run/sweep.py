@@ -1,4 +1,5 @@
 """Sweeps: every combination of swept settings, each a run of the same program."""
+
 import dataclasses
 import itertools
 from typing import Sequence
@@ -25,8 +26,9 @@ def check_sweep(config: Config, sweep: dict[str, Sequence[float]] | None) -> lis
   fields = sweepable(config.algo)
   for name, values in (sweep or {}).items():
     if name not in fields:
-      raise ConfigError(f"sweep={name!r}: not sweepable for algo={config.algo!r}; choose from "
-                        + ", ".join(fields))
+      raise ConfigError(
+        f"sweep={name!r}: not sweepable for algo={config.algo!r}; choose from " + ", ".join(fields)
+      )
     if not values:
       raise ConfigError(f"sweep={name!r}: no values")
   return [validate(dataclasses.replace(config, **s)) for s in sweep_settings(sweep)]

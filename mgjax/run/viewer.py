@@ -13,6 +13,7 @@ CDNs. This page carries all of them inside itself:
   (no pako).
 Import maps need Chromium 89, Firefox 108 or Safari 16.4 or newer.
 """
+
 import base64
 import gzip
 import hashlib
@@ -36,8 +37,10 @@ def vendored_module(source: dict[str, str]) -> str:
   """The JavaScript of one vendored file; ValueError if it is not the registry's file."""
   data = gzip.decompress((VENDOR / source["file"]).read_bytes())
   if hashlib.sha256(data).hexdigest() != source["sha256"]:
-    raise ValueError(f"file={source['file']!r}: its content is not {source['package']}"
-                     f"@{source['version']}'s {source['path']} (sha256 differs)")
+    raise ValueError(
+      f"file={source['file']!r}: its content is not {source['package']}"
+      f"@{source['version']}'s {source['path']} (sha256 differs)"
+    )
   return data.decode("utf-8")
 
 
@@ -90,8 +93,12 @@ window.viewer = new Viewer(document.getElementById('brax-viewer'), system);
 
 def html_page(system_json: str, title: str = "mgjax episode", height: str = "100vh") -> str:
   """The offline viewer page of `system_json` (`brax.io.json.dumps(sys, states)`)."""
-  return PAGE.format(title=html.escape(title), height=height,
-                     import_map=_script_json(import_map()), system=_script_json(system_json))
+  return PAGE.format(
+    title=html.escape(title),
+    height=height,
+    import_map=_script_json(import_map()),
+    system=_script_json(system_json),
+  )
 
 
 def episode_html(sys, pipeline_states, length: int, title: str = "mgjax episode") -> str:
@@ -100,6 +107,7 @@ def episode_html(sys, pipeline_states, length: int, title: str = "mgjax episode"
   import jax
   import numpy as np
   from brax.io import json as brax_json
+
   states = jax.tree.map(np.asarray, pipeline_states)
   frames = [jax.tree.map(lambda x, t=t: x[t], states) for t in range(length + 1)]
   return html_page(brax_json.dumps(sys, frames), title)
