@@ -71,6 +71,8 @@ class Config:
   # this decay (0 = the latest batch's g_R alone)
   mg_start: str = "batch"  # MG rollout start states: batch (the latest real batch,
   # g_R's own states) | buffer (all real data)
+  real_grad_states: int = 0  # mbpo, mg-sac: real buffer states averaged in g_R, the MG
+  # target (0 = mg_rollouts·mg_horizon, as many states as ĝ_M averages)
   # -- policy optimisation in the model (mg, mle)
   model_rollouts: int = 512  # branched rollouts per policy update, from buffer states
   model_horizon: int = 10  # their horizon
@@ -186,6 +188,10 @@ def check_common(config: Config) -> None:
   for name in ("discount", "gae_lambda", "tau", "real_ratio"):
     if not 0.0 <= getattr(c, name) <= 1.0:
       fail(name, getattr(c, name), "must lie in [0, 1]")
+  if c.real_grad_states < 0:
+    fail(
+      "real_grad_states", c.real_grad_states, "must be non-negative (0 = mg_rollouts·mg_horizon)"
+    )
   if not 0.0 <= c.real_grad_ema < 1.0:
     fail("real_grad_ema", c.real_grad_ema, "must lie in [0, 1)")
   for name in ("mle_weight", "entropy_coef", "value_coef", "mg_max_grad_norm"):

@@ -1,6 +1,7 @@
 """The smoke benchmark suite runs end to end, resumes, and the plotting code renders it."""
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mgjax.algorithms import run_schedule
 from mgjax.config import ConfigError
 from mgjax.run import cli
 from mgjax.run.placement import cpu_devices
@@ -370,6 +372,21 @@ def test_every_suite_cell_is_a_valid_config_and_cpu_sac_cuts_the_cpu_costs():
     )
     assert all(getattr(config, f) == getattr(published, f) for f in same)
     assert config.total_steps == 40_000
+
+
+def test_cpu_long_is_the_cpu_cell_to_1m_with_its_milestones_evaluated():
+  for algo in ("mg", "mle", "ppo"):
+    long, short = (SUITES[s].config(algo, "hopper", {}) for s in ("cpu-long", "cpu"))
+    changed = {
+      f.name for f in dataclasses.fields(long) if getattr(long, f.name) != getattr(short, f.name)
+    }
+    assert changed == {"total_steps", "eval_every"}
+    schedule = run_schedule(long)
+    evaluated = {
+      (k + 1) * long.eval_every * schedule.batch_steps for k in range(schedule.num_chunks)
+    }
+    assert {102_400, 256_000, 512_000, 1_024_000} <= evaluated  # 100k, 250k, 500k and 1M
+    assert schedule.env_steps == 1_024_000
 
 
 def test_suite_cells_go_env_by_env_with_the_sac_family_last():

@@ -6,6 +6,7 @@ state. The ensemble fit's pure pieces are in test_ensemble.py, the buffer's in t
 """
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 from chunked import run_chunks
 
-from mgjax import envs, models
+from mgjax import envs, model_gradient, models
+from mgjax.agents import sac
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
-from mgjax.buffer import buffer_add_masked
+from mgjax.buffer import buffer_add_masked, buffer_sample
 from mgjax.config import Config, ConfigError
 from mgjax.optim import set_learning_rate
 
@@ -112,6 +114,9 @@ def test_mg_sac_takes_mbpo_presets_and_the_pathwise_estimator():
     ({"bogus": 1}, "bogus"),
     ({"elite_draw": "member"}, "elite_draw='member'"),
     ({"elite_draw": "block", "rollout_batch": 255}, "rollout_batch=255: elite_draw='block'"),
+    ({"real_grad_states": -1}, "real_grad_states=-1"),
+    ({"real_grad_states": 50, **_MG}, "real_grad_states=50: fewer than mg_rollouts·mg_h"),
+    ({"real_grad_ema": 0.9}, "real_grad_ema=0.9: is for mg and mle"),
   ],
 )
 def test_mbpo_config_errors_name_the_field(changes, field):
@@ -336,17 +341,25 @@ def test_mg_sac_metrics(e2e_mg_sac):
   assert np.all(it["mg_grad_norm"] > 0)
 
 
-def test_mg_stage_steps_along_the_mg_gradient():
+def test_real_grad_states_is_for_the_sac_loop():
+  with pytest.raises(ConfigError, match="real_grad_states=512: is for mbpo and mg-sac"):
+    make_config(algo="mg", env="pointmass", real_grad_states=512)
+
+
+@pytest.mark.parametrize("real_grad_states", [0, 640])
+def test_mg_stage_steps_along_the_mg_gradient(real_grad_states):
   """One MG step (mle_weight = 0, fresh Adam) moves every ensemble parameter by
   −lr · sign(∂L_MG/∂φ), L_MG = `mg_loss` on the step's own key: Adam's first step is
   −lr · g/(|g| + ε). A flipped sign, a wrong key or the NLL leaking in would fail.
+  With real_grad_states = M the target is SAC's actor-loss gradient on M buffer states drawn
+  with the keys split(fold_in(key, mg_steps)), built here from its formula.
 
   (Whether MG steps raise the *expected* alignment is an empirical question: from the
   trained point-mass state of the end-to-end test, 20 steps changed cos(ĝ_M, g_R) by +0.006
   (standard error 0.017) over 256 evaluation keys, i.e. not measurably; cos on one fixed
   draw is not smooth in φ, since a predicted termination can flip, so it is no test
   either.)"""
-  su = _setup(algo="mg-sac", **{**_MG, "mg_steps": 1})
+  su = _setup(algo="mg-sac", **{**_MG, "mg_steps": 1}, real_grad_states=real_grad_states)
   state = jax.jit(lambda k: mbpo.fit_model(su, mbpo.init(su, k), jax.random.key(2))[0])(
     jax.random.key(1)
   )
@@ -357,7 +370,25 @@ def test_mg_stage_steps_along_the_mg_gradient():
   after, _ = jax.jit(lambda s: mbpo.fit_model_mg(su, s, key))(state)
   # fit_model_mg's keys: step k of split(key, steps), then (mkey, bkey) = split(k).
   mkey = jax.random.split(jax.random.split(key, 1)[0])[0]
-  grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, state, p, mkey)[0]))(state.model_params)
+  target = None
+  if real_grad_states:
+    skey, gkey = jax.random.split(jax.random.fold_in(key, 1))
+    actor_loss = functools.partial(
+      sac.actor_objective,
+      q_params=state.sac.q,
+      log_alpha=state.sac.log_alpha,
+      q_fn=su.q_net.apply,
+      actor_fn=su.actor_net.apply,
+    )
+    obs = buffer_sample(state.buffer, skey, real_grad_states)["obs"]
+    target = model_gradient.actor_gradient(
+      state.sac.actor, actor_loss=actor_loss, obs=obs, key=gkey
+    )
+    _, metrics = mbpo.mg_loss(su, state, state.model_params, mkey, target)
+    assert metrics["real_grad"] is target
+  grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, state, p, mkey, target)[0]))(
+    state.model_params
+  )
   moved = jax.tree.map(
     lambda a, b: np.asarray(a) - np.asarray(b), after.model_params, state.model_params
   )

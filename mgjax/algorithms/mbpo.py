@@ -150,13 +150,15 @@ class MBPOSetup(SACSetup):
 @dataclasses.dataclass(frozen=True)
 class MGSACSettings:
   """mg-sac's MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, similarity,
-  estimator)."""
+  estimator, real_grad_states)."""
 
   steps: int
   rollouts: int
   horizon: int
   similarity: str
   estimator: str
+  real_states: int  # g_R on this many buffer states, once per round (0 = per step, on
+  # rollouts · horizon states)
 
 
 def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
@@ -183,7 +185,9 @@ def setup(c: Config, info: envs.EnvInfo) -> MBPOSetup:
     elite_draw=c.elite_draw,
     branch_schedule=tuple(c.branch_schedule),
     model_retain_epochs=c.model_retain_epochs,
-    mg=MGSACSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator),
+    mg=MGSACSettings(
+      c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator, c.real_grad_states
+    ),
     algo=c.algo,
   )
 
@@ -419,6 +423,18 @@ def validate(c: Config) -> None:
       "rollout_batch",
       c.rollout_batch,
       f"elite_draw='block' deals it out in equal blocks: not a multiple of elites = {c.elites}",
+    )
+  if c.real_grad_ema:
+    fail(
+      "real_grad_ema",
+      c.real_grad_ema,
+      "is for mg and mle: the SAC loop's g_R comes from buffer states (see real_grad_states)",
+    )
+  if c.real_grad_states and c.real_grad_states < c.mg_rollouts * c.mg_horizon:
+    fail(
+      "real_grad_states",
+      c.real_grad_states,
+      f"fewer than mg_rollouts·mg_horizon = {c.mg_rollouts * c.mg_horizon}, the default",
     )
   if c.algo == "mg-sac" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")

@@ -534,6 +534,12 @@ def validate(c: Config) -> None:
       fail("mle_batch", c.mle_batch, f"larger than buffer_size = {c.buffer_size}")
   if c.algo == "mg" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
+  if c.real_grad_states:
+    fail(
+      "real_grad_states",
+      c.real_grad_states,
+      "is for mbpo and mg-sac: the PPO loop's g_R is its batch's (denoise it with real_grad_ema)",
+    )
 
 
 def watched(c: Config) -> tuple[str, ...]:

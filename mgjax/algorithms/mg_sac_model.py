@@ -31,26 +31,33 @@ def _actor_loss(su, sac_params: sac.SACParams):
   )
 
 
-def real_actor_gradient(su, state, sample_key: jax.Array, grad_key: jax.Array):
-  """mg_rollouts·mg_horizon real buffer states and g_R, the actor-loss gradient on them."""
-  real = buffer_sample(state.buffer, sample_key, su.mg.rollouts * su.mg.horizon)["obs"]
+def real_actor_gradient(
+  su, state, sample_key: jax.Array, grad_key: jax.Array, states: int | None = None
+):
+  """`states` (by default mg_rollouts·mg_horizon) real buffer states and g_R, the actor-loss
+  gradient on them."""
+  real = buffer_sample(state.buffer, sample_key, states or su.mg.rollouts * su.mg.horizon)["obs"]
   grad = model_gradient.actor_gradient(
     state.sac.actor, actor_loss=_actor_loss(su, state.sac), obs=real, key=grad_key
   )
   return real, grad
 
 
-def mg_loss(su, state, params: Params, key: jax.Array):
+def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params | None = None):
   """`actor_model_gradient_loss` of ensemble params φ (through its elites) -> (loss, metrics),
   metrics["real_grad"] = g_R.
 
   mg_rollouts·mg_horizon real buffer states give g_R, the SAC actor-loss gradient with the
   current critics and α; the first mg_rollouts of them start the mg_horizon-step rollouts
   (a uniformly drawn elite per transition, as in `branched_rollouts`), so both sides average
-  the same number of states.
+  the same number of states. A given `real_grad` is the target instead, and the rollouts
+  start from mg_rollouts buffer states drawn with the same sample key.
   """
   skey, gkey, mkey = jax.random.split(key, 3)
-  real, real_grad = real_actor_gradient(su, state, skey, gkey)
+  if real_grad is None:
+    real, real_grad = real_actor_gradient(su, state, skey, gkey)
+  else:
+    real = buffer_sample(state.buffer, skey, su.mg.rollouts)["obs"]
   elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
   loss, metrics = model_gradient.actor_model_gradient_loss(
     elite_params,
@@ -85,7 +92,19 @@ def fit_model_mg(su, state, key: jax.Array):
   """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
   ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
   them), the MG term's gradient clipped (`mgjax.models.fit_model_mg`)
-  -> (state, (mean loss, mean |g_mg|))."""
+  -> (state, (mean loss, mean |g_mg|)).
+
+  Each step draws its own g_R on mg_rollouts·mg_horizon buffer states. With
+  real_grad_states = M > 0 the target is instead one g_R on M buffer states, drawn once per
+  round (keys from `fold_in(key, steps)`) and held over its steps: a denoised target, free
+  of env steps since the states are in the buffer (the alignment probe's lever).
+  The logged `model_grad_cosine` keeps the default's per-draw g_R, so it means the same
+  with the flag.
+  """
+  target = None
+  if su.mg.real_states:
+    skey, gkey = jax.random.split(jax.random.fold_in(key, su.mg.steps))
+    _, target = real_actor_gradient(su, state, skey, gkey, su.mg.real_states)
 
   def nll_loss(params, s, key):
     minibatches = member_minibatches(s.buffer, key, su.fit.members, su.fit.batch_size)
@@ -94,7 +113,7 @@ def fit_model_mg(su, state, key: jax.Array):
   return fitting.fit_model_mg(
     state,
     key,
-    mg_loss=lambda params, s, k: mg_loss(su, s, params, k),
+    mg_loss=lambda params, s, k: mg_loss(su, s, params, k, target),
     nll_loss=nll_loss,
     optimizer=su.model_optimizer,
     steps=su.mg.steps,
