@@ -1,6 +1,7 @@
 """The command lines' persistent compilation cache (`mgjax.run.compile_cache`): where it
 lives, how it is turned off, and that a run paused and resumed with its programs loaded
-from the cache gives the numbers of the run that compiled them, bit for bit."""
+from the cache (compiled code and traced programs, `mgjax.run.program_cache`) gives the
+numbers of the run that compiled them, and of a run without the cache, bit for bit."""
 
 import csv
 import json
@@ -196,13 +197,23 @@ def test_resumed_run_loads_its_programs_and_gives_the_same_numbers(tmp_path):
   assert whole.returncode == 0, whole.stderr[-3000:]
   chunks = [p for p in _files(cache) if p.name.startswith("jit_run_chunk")]
   assert len(chunks) == 1, _files(cache)
+  # The traced programs (init and chunk), beside the compiled code.
+  programs = [p for p in _files(cache) if p.parent.name == "programs"]
+  assert sorted(p.suffix for p in programs) == [".stablehlo"] * 2 + [".tree"] * 2, programs
+  stamps = [p.stat().st_mtime_ns for p in programs]
   paused = _train(*RESUME, "--out", tmp_path / "paused", "--time-limit", "0", env=env)
   assert paused.returncode == 0 and "paused at 250 env steps" in paused.stdout, paused.stderr
   resumed = _train("--resume", tmp_path / "paused", "--no-progress", env=env)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  # Both later sessions loaded the chunk program instead of compiling another.
+  # Both later sessions loaded the traced and compiled programs instead of making others.
   assert [p for p in _files(cache) if p.name.startswith("jit_run_chunk")] == chunks
+  assert [p for p in _files(cache) if p.parent.name == "programs"] == programs
+  assert [p.stat().st_mtime_ns for p in programs] == stamps
   assert _rows(tmp_path / "paused") == _rows(tmp_path / "whole")  # every metric, bit for bit
+  # ... and those of a run that neither loads nor keeps anything.
+  plain = _train(*RESUME, "--out", tmp_path / "plain", "--no-compile-cache", env=env)
+  assert plain.returncode == 0, plain.stderr[-3000:]
+  assert _rows(tmp_path / "plain") == _rows(tmp_path / "whole")
   summary = json.loads((tmp_path / "paused" / "summary.json").read_text())
   assert summary["status"] == "finished" and summary["sessions"] == 2
   assert summary["compile_cache"] == str(cache / compile_cache.host_key())

@@ -16,7 +16,9 @@ entry by the program, the jax and XLA versions, the backend and the compile opti
 stale entry is never loaded; `rm -rf ~/.cache/mgjax/xla` clears the cache.
 
 XLA cannot store a program that calls back to Python (a host callback): the runner's
-chunk programs have none, so that they are cached (`mgjax.run.experiment`).
+chunk programs have none, so that they are cached (`mgjax.run.experiment`). Beside the
+compiled code, `enable` keeps the runner's traced programs in FOLDER/programs/
+(`mgjax.run.program_cache`), so that a later launch skips tracing too.
 """
 
 import argparse
@@ -29,6 +31,7 @@ from typing import Mapping
 import jax
 
 ENV_VAR = "MGJAX_COMPILE_CACHE"
+_programs: Path | None = None  # set by `enable`: where mgjax.run.program_cache keeps programs
 OFF = ("0", "off", "no", "false")
 SIMD_EXTENSIONS = ("avx512f", "avx2", "avx")  # widest first, as `mgjax.run.outputs.host`
 
@@ -90,8 +93,10 @@ def enable(enabled: bool = True, environ: Mapping[str, str] | None = None) -> Pa
   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES) are kept. CacheError if MGJAX_COMPILE_CACHE
   names a folder that cannot be created; the default folder that cannot be created
   turns the cache off (a run does not depend on it)."""
+  global _programs
   environ = os.environ if environ is None else environ
   path = cache_dir(enabled, environ)
+  _programs = None
   if path is not None:
     try:
       path.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,14 @@ def enable(enabled: bool = True, environ: Mapping[str, str] | None = None) -> Pa
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" not in environ:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # no minimum
+  _programs = path / "programs"
   return path
+
+
+def programs() -> Path | None:
+  """The folder of the traced programs (`mgjax.run.program_cache`) beside the cache that
+  `enable` set; None before `enable`, or with the cache off."""
+  return _programs
 
 
 def current() -> str | None:

@@ -16,6 +16,7 @@ The chunk program calls back to no Python code, so that XLA's persistent compila
 cache can store it (`mgjax.run.compile_cache`); the progress bar advances as chunks end.
 """
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,9 +24,10 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from mgjax import envs
 from mgjax.algorithms import describe, make_trainer, watched
 from mgjax.config import Config
-from mgjax.run import compile_cache, memory, outputs, placement, recording, resume
+from mgjax.run import compile_cache, memory, outputs, placement, program_cache, recording, resume
 from mgjax.run.memory import MemoryCheckError
 from mgjax.run.recording import Divergence
 from mgjax.run.sweep import check_sweep, setting_name, sweep_settings
@@ -114,16 +116,23 @@ class _Run:
       )
       for k in (self.sweep or {})
     }
-    init = jax.jit(
-      jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)), out_shardings=self.sharding
+    folder = program_cache.folder_for(trainer.config, trainer.algorithm, envs.ENV_NAMES)
+    program = functools.partial(program_cache.compiled, config=trainer.config, folder=folder)
+    init = program(
+      jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)),
+      (seeds, hparams),
+      name="init",
+      out_shardings=self.sharding,
     )
     state = init(seeds, hparams)
     if self.meta is not None:  # before the chunk compiles: a point that does not fit fails fast
       state = resume.restore(self.meta, state, self.sharding)
-    chunk = (
-      jax.jit(jax.vmap(trainer.chunk), in_shardings=self.sharding, out_shardings=self.sharding)
-      .lower(state)
-      .compile()
+    chunk = program(
+      jax.vmap(trainer.chunk),
+      (state,),
+      name="run_chunk",
+      in_shardings=self.sharding,
+      out_shardings=self.sharding,
     )
     compile_s = time.time() - t0
     sched = trainer.schedule
