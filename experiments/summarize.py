@@ -5,7 +5,8 @@
 
 Writes SUITE/headline.json and prints: MG/MLE and MG/PPO IQM ratios at the last milestone
 per env; cos(ĝ_M, g_R) averaged over training (per seed, then mean ± s.e. over seeds); the
-aggregate normalised IQM [95% CI] at the last common evaluation.
+aggregate normalised IQM [95% CI] at the last common evaluation; the env steps each
+algorithm needs to reach mle's final IQM return (for the long runs' convergence question).
 """
 
 import json

@@ -185,3 +185,28 @@ def test_aggregate_takes_only_the_algorithms_run_on_every_env(tmp_path):
   # lower): the final returns 120-122 on hopper and 220-222 on walker2d over their IQM.
   final = [np.array([120.0, 121.0, 122.0]), np.array([220.0, 221.0, 222.0])]
   np.testing.assert_allclose(per_eval[-1], [f / iqm(f) for f in final])
+
+
+def test_headline_gives_ratios_and_the_steps_to_reach_mles_final_return(tmp_path):
+  # eval return = offset + seed + env_steps / 1000, 4 seeds to 40k: mle's final IQM is
+  # 41.5; mg (offset 10) first reaches it at 30k (41.5), ppo (offset -20) never.
+  suite = tmp_path / "suite"
+  lines = []
+  for algo, offset in (("mle", 0.0), ("mg", 10.0), ("ppo", -20.0)):
+    write_run(tmp_path / algo, algo, 4, 40_000, offset)
+    text = (tmp_path / algo / "metrics.csv").read_text().splitlines()
+    lines += text if not lines else text[1:]
+  suite.mkdir()
+  (suite / "metrics.csv").write_text("\n".join(lines) + "\n")
+  curves.plot_runs([suite], suite)
+  out = curves.headline(suite)
+  assert out["steps_to_reach_mle_final"] == {
+    "hopper": {
+      "target": 41.5,
+      "target_steps": 40_000,
+      "steps": {"mg": 30_000, "mle": 40_000, "ppo": None},
+    }
+  }
+  ratios = out["ratios_at_last_milestone"]["hopper"]
+  assert np.isclose(ratios["mg_over_mle"], 51.5 / 41.5)
+  assert np.isclose(ratios["mg_over_ppo"], 51.5 / 21.5)

@@ -339,11 +339,30 @@ def plot_runs(paths: list[Path], out: Path, milestones=MILESTONES) -> list[str]:
   return written + ["aggregate.png", "table.csv", "table.md"]
 
 
+def steps_to_reach(data, reference: str = "mle") -> dict:
+  """Per env that `reference` ran on: its IQM return over seeds at its last evaluation (the
+  target), and for each algorithm the env steps of its first evaluation whose IQM reaches
+  it (None: none does) -> {env: {"target", "target_steps", "steps": {algo: steps}}}."""
+  out = {}
+  for env in sorted({e for e, a in data if a == reference}):
+    ref = data[(env, reference)]
+    target = float(iqm(ref["return"][:, -1]))
+    reached = {}
+    for (e, algo), d in sorted(data.items()):
+      if e == env:
+        curve = np.array([iqm(d["return"][:, i]) for i in range(d["return"].shape[1])])
+        hit = np.flatnonzero(curve >= target)
+        reached[algo] = int(d["steps"][hit[0]]) if hit.size else None
+    out[env] = {"target": target, "target_steps": int(ref["steps"][-1]), "steps": reached}
+  return out
+
+
 def headline(suite: Path) -> dict:
   """RESULTS.md's headline figures of a suite folder (its table.csv, from `plot_runs`, and
   metrics.csv): MG/MLE and MG/PPO IQM ratios at the last milestone per env;
   cos(ĝ_M, g_R) averaged over training (per seed, then mean ± s.e. over seeds); the
-  aggregate normalised IQM [95% CI] at the last common evaluation."""
+  aggregate normalised IQM [95% CI] at the last common evaluation; the env steps each
+  algorithm needs to reach `mle`'s final IQM (`steps_to_reach`)."""
   with open(suite / "table.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   last = {}
@@ -376,4 +395,5 @@ def headline(suite: Path) -> dict:
     "ratios_at_last_milestone": ratios,
     "alignment_mean_over_training": alignment,
     "aggregate_normalised": aggregate,
+    "steps_to_reach_mle_final": steps_to_reach(data),
   }
