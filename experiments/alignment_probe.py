@@ -12,6 +12,14 @@ is fitted from the snapshot's model with --fit-keys keys and measured on held-ou
 batches: pooled and single-batch alignment and held-out NLL, mean and 95% CI over keys, and
 each MG objective's paired difference to NLL only. The JSON (a list, one entry per
 snapshot, rewritten after each) goes to --out and the figure beside it (.png).
+
+With --algo mbpo or mg-sac (or --from such a run) the probe is MBPO's loop's
+(`mgjax.analysis.sac_probe`): the snapshot's real buffer is split into a fit and a held-out
+half, --objectives name `sac_probe.SAC_OBJECTIVES`, and --fit-batches chunks of fit states
+give the floor's fit targets (--heldout-batches is not used: every held-out state is).
+
+  python experiments/alignment_probe.py --from ~/mgjax-runs/bench/cpu-sac/mbpo-hopper \
+      --out results/alignment/mbpo-hopper.json
 """
 
 import argparse
@@ -23,7 +31,7 @@ from pathlib import Path
 import jax
 
 from mgjax.algorithms import make_config, make_trainer
-from mgjax.analysis import probe
+from mgjax.analysis import probe, sac_probe
 from mgjax.config import ConfigError
 from mgjax.run.cli import parse_set
 
@@ -67,7 +75,7 @@ def main(argv=None) -> int:
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   p.add_argument("--env", default="hopper")
-  p.add_argument("--algo", default="mle", choices=("mg", "mle"))
+  p.add_argument("--algo", default="mle", choices=("mg", "mle", "mbpo", "mg-sac"))
   p.add_argument("--at", default="3,6,9", help="snapshots after these evaluation chunks")
   p.add_argument(
     "--snapshots",
@@ -110,18 +118,6 @@ def main(argv=None) -> int:
     print(probe.probe_table(points))
     return 0
 
-  known = {o.name: o for o in probe.DEFAULT_OBJECTIVES + probe.EXTRA_OBJECTIVES}
-  names = (
-    [o.name for o in probe.DEFAULT_OBJECTIVES]
-    if args.objectives == "all"
-    else args.objectives.split(",")
-  )
-  for name in names:
-    if name not in known:
-      return _error("objectives", name, f"unknown; choose from {', '.join(known)}")
-  objectives = [known[n] for n in names]
-  if not any(not o.mg for o in objectives):
-    return _error("objectives", args.objectives, "needs an NLL-only arm to compare with")
   try:
     args.at = sorted({int(x) for x in args.at.split(",")})
   except ValueError:
@@ -131,19 +127,42 @@ def main(argv=None) -> int:
   for field in ("fit_keys", "fit_batches", "heldout_batches", "draws"):
     if getattr(args, field) < 2:
       return _error(field.replace("_", "-"), getattr(args, field), "needs at least 2")
-  settings = probe.ProbeSettings(args.fit_batches, args.heldout_batches, args.draws, args.fit_keys)
-  if max(o.target_batches for o in objectives) > settings.fit_batches:
-    return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
   try:
     if args.from_run:
-      config, _, _ = probe.load_snapshot(args.from_run, args.run_index)
+      meta = probe.load_snapshot_meta(Path(args.from_run))
+      if meta is None:
+        raise ValueError(f"snapshot={args.from_run!r}: no resume point in this folder")
+      algo = meta["identity"]["configs"][0]["algo"]
       points = [(None, Path(args.from_run))]
     else:
       config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
-      points = _snapshots(args, config)
+      algo, points = config.algo, None
   except (ConfigError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  sac_family = algo in ("mbpo", "mg-sac")
+  if sac_family:
+    defaults, extra = sac_probe.SAC_OBJECTIVES, ()
+    settings = sac_probe.SACProbeSettings(args.draws, args.fit_keys, args.fit_batches)
+    run_probe = sac_probe.run_probe
+  else:
+    defaults, extra = probe.DEFAULT_OBJECTIVES, probe.EXTRA_OBJECTIVES
+    settings = probe.ProbeSettings(
+      args.fit_batches, args.heldout_batches, args.draws, args.fit_keys
+    )
+    run_probe = probe.run_probe
+  known = {o.name: o for o in defaults + extra}
+  names = [o.name for o in defaults] if args.objectives == "all" else args.objectives.split(",")
+  for name in names:
+    if name not in known:
+      return _error("objectives", name, f"unknown; choose from {', '.join(known)}")
+  objectives = [known[n] for n in names]
+  if not any(not o.mg for o in objectives):
+    return _error("objectives", args.objectives, "needs an NLL-only arm to compare with")
+  if not sac_family and max(o.target_batches for o in objectives) > settings.fit_batches:
+    return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
+  if points is None:
+    points = _snapshots(args, config)
 
   out, results = Path(args.out), []
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +171,7 @@ def main(argv=None) -> int:
     config, trainer, state = probe.load_snapshot(folder, args.run_index)
     meta = probe.load_snapshot_meta(folder)
     print(f"== {folder} ({int(state.env_steps)} env steps)", flush=True)
-    result = probe.run_probe(
+    result = run_probe(
       trainer.setup,
       state,
       objectives,
@@ -174,6 +193,7 @@ def main(argv=None) -> int:
         "env_steps": int(state.env_steps),
         "snapshot": str(folder),
         "eval_return": meta.get("eval_return"),
+        "probe": "sac" if sac_family else "ppo",
         "probe_settings": settings.__dict__,
         "seed": args.seed,
         "mg_rollouts": config.mg_rollouts,

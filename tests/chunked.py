@@ -1,4 +1,7 @@
-"""Shared by the end-to-end tests: a trainer's chunks, vmapped over seeds, traced once."""
+"""Shared by the tests: a trainer's chunks, vmapped over seeds, traced once; the small
+`mbpo` / `mg-sac` settings of the SAC family's stage tests."""
+
+import functools
 
 import chex
 import jax
@@ -6,6 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import mgjax
+from mgjax import model_gradient
+from mgjax.agents import sac
+from mgjax.buffer import buffer_sample
 
 
 def run_chunks(config, seeds: int):
@@ -25,3 +31,42 @@ def run_chunks(config, seeds: int):
     state, m = chunk(state)
     metrics.append(jax.tree.map(np.asarray, m))
   return trainer, state, jax.tree.map(lambda *x: np.stack(x, 1), *metrics)
+
+
+# Sized for seconds on CPU: 50-step iterations after 500 random steps.
+MBPO_SMALL = dict(
+  algo="mbpo",
+  env="pointmass",
+  exploration_steps=500,
+  rollout_length=50,
+  eval_every=10,
+  ensemble_size=3,
+  elites=2,
+  model_hidden=(64, 64),
+  sac_hidden=(64, 64),
+  rollout_batch=256,
+  updates_per_step=5,
+  sac_batch=128,
+  model_max_epochs=5,
+  model_epoch_steps=20,
+  branch_schedule=(0, 2, 1, 5),
+  num_eval_envs=8,
+  sac_learning_rate=1e-3,
+)
+MG_SAC_STAGE = dict(mg_rollouts=32, mg_horizon=3, mg_steps=2)  # mg-sac's MG stage, small
+
+
+def sac_target(su, state, buffer, sample_key, grad_key, states: int):
+  """g_R from its formula: SAC's actor-loss gradient (the state's critics and α) on `states`
+  states drawn from `buffer` with sample_key, the actions drawn with grad_key."""
+  actor_loss = functools.partial(
+    sac.actor_objective,
+    q_params=state.sac.q,
+    log_alpha=state.sac.log_alpha,
+    q_fn=su.q_net.apply,
+    actor_fn=su.actor_net.apply,
+  )
+  obs = buffer_sample(buffer, sample_key, states)["obs"]
+  return model_gradient.actor_gradient(
+    state.sac.actor, actor_loss=actor_loss, obs=obs, key=grad_key
+  )

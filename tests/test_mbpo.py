@@ -6,46 +6,25 @@ state. The ensemble fit's pure pieces are in test_ensemble.py, the buffer's in t
 """
 
 import dataclasses
-import functools
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from chunked import run_chunks
+from chunked import MBPO_SMALL, MG_SAC_STAGE, run_chunks, sac_target
 
-from mgjax import envs, model_gradient, models
-from mgjax.agents import sac
+from mgjax import envs, models
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
-from mgjax.buffer import buffer_add_masked, buffer_sample
+from mgjax.buffer import buffer_add_masked
 from mgjax.config import Config, ConfigError
 from mgjax.optim import set_learning_rate
 
-# Sized for seconds on CPU: 50-step iterations after 500 random steps.
-_SMALL = dict(
-  algo="mbpo",
-  env="pointmass",
-  exploration_steps=500,
-  rollout_length=50,
-  eval_every=10,
-  ensemble_size=3,
-  elites=2,
-  model_hidden=(64, 64),
-  sac_hidden=(64, 64),
-  rollout_batch=256,
-  updates_per_step=5,
-  sac_batch=128,
-  model_max_epochs=5,
-  model_epoch_steps=20,
-  branch_schedule=(0, 2, 1, 5),
-  num_eval_envs=8,
-  sac_learning_rate=1e-3,
-)
+_SMALL = MBPO_SMALL
 _E2E_STEPS = 5000  # 500 random + 9 chunks of 10 iterations x 50 steps
 _SEEDS = 2
 _Z = 4.0  # standard errors
-_MG = dict(mg_rollouts=32, mg_horizon=3, mg_steps=2)  # mg-sac's MG stage, small
+_MG = MG_SAC_STAGE
 
 
 # ------------------------------------------------------------------------- pure pieces
@@ -373,17 +352,7 @@ def test_mg_stage_steps_along_the_mg_gradient(real_grad_states):
   target = None
   if real_grad_states:
     skey, gkey = jax.random.split(jax.random.fold_in(key, 1))
-    actor_loss = functools.partial(
-      sac.actor_objective,
-      q_params=state.sac.q,
-      log_alpha=state.sac.log_alpha,
-      q_fn=su.q_net.apply,
-      actor_fn=su.actor_net.apply,
-    )
-    obs = buffer_sample(state.buffer, skey, real_grad_states)["obs"]
-    target = model_gradient.actor_gradient(
-      state.sac.actor, actor_loss=actor_loss, obs=obs, key=gkey
-    )
+    target = sac_target(su, state, state.buffer, skey, gkey, real_grad_states)
     _, metrics = mbpo.mg_loss(su, state, state.model_params, mkey, target)
     assert metrics["real_grad"] is target
   grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, state, p, mkey, target)[0]))(

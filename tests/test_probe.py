@@ -187,6 +187,7 @@ def test_snapshot_round_trip(snapshot, tmp_path):
     (["--fit-keys", "1"], "fit-keys=1"),
     (["--objectives", "nll,mg-target16", "--fit-batches", "4"], "fit-batches=4"),
     (["--from", "/nonexistent"], "snapshot='/nonexistent'"),
+    (["--algo", "mbpo", "--objectives", "nll,mg-pathwise"], "objectives='mg-pathwise'"),
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):

@@ -37,10 +37,15 @@ def real_actor_gradient(
   """`states` (by default mg_rollouts·mg_horizon) real buffer states and g_R, the actor-loss
   gradient on them."""
   real = buffer_sample(state.buffer, sample_key, states or su.mg.rollouts * su.mg.horizon)["obs"]
-  grad = model_gradient.actor_gradient(
-    state.sac.actor, actor_loss=_actor_loss(su, state.sac), obs=real, key=grad_key
+  return real, actor_gradient_on(su, state, real, grad_key)
+
+
+def actor_gradient_on(su, state, obs: jax.Array, key: jax.Array) -> Params:
+  """g_R on the given states [N, obs_size]: ∇_θ (1/N) Σ_i ℓ(θ, s_i) with the state's
+  critics and α."""
+  return model_gradient.actor_gradient(
+    state.sac.actor, actor_loss=_actor_loss(su, state.sac), obs=obs, key=key
   )
-  return real, grad
 
 
 def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params | None = None):
@@ -58,13 +63,21 @@ def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params | None 
     real, real_grad = real_actor_gradient(su, state, skey, gkey)
   else:
     real = buffer_sample(state.buffer, skey, su.mg.rollouts)["obs"]
+  return mg_loss_from(su, state, params, real[: su.mg.rollouts], mkey, real_grad)
+
+
+def mg_loss_from(
+  su, state, params: Params, start_obs: jax.Array, key: jax.Array, real_grad: Params
+):
+  """`mg_loss` on given start states and target: the elites' mg_horizon-step rollouts from
+  start_obs [N, obs_size] against g_R = real_grad -> (loss, metrics with "real_grad")."""
   elite_params = jax.tree.map(lambda p: p[state.elites], params)  # φ reaches the elites
   loss, metrics = model_gradient.actor_model_gradient_loss(
     elite_params,
     policy_params=state.sac.actor,
     real_grad=real_grad,
-    start_obs=real[: su.mg.rollouts],
-    key=mkey,
+    start_obs=start_obs,
+    key=key,
     policy=su.policy(),
     model=su.model(state.obs_stats),
     actor_loss=_actor_loss(su, state.sac),

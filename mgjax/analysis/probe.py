@@ -135,15 +135,15 @@ def collect_batches(su, state, key: jax.Array, n: int) -> tuple[Any, RealBatches
   return state.replace(env_state=env_state), RealBatches(rows, grads)
 
 
-def _mean_tree(tree: Params, n: int | None = None) -> Params:
+def mean_tree(tree: Params, n: int | None = None) -> Params:
   return jax.tree.map(lambda x: jnp.mean(x[:n], axis=0), tree)
 
 
-def _flat(tree: Params) -> jax.Array:
+def flat(tree: Params) -> jax.Array:
   return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
 
 
-def _cos(a: jax.Array, b: jax.Array) -> jax.Array:
+def cos(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-12)
 
 
@@ -166,7 +166,7 @@ def model_grad(
   return mg_model.mg_loss_from(su, state, model_params, start_obs, key, real_grad, estimator)
 
 
-def _sample_obs(obs: jax.Array, key: jax.Array, n: int) -> jax.Array:
+def sample_obs(obs: jax.Array, key: jax.Array, n: int) -> jax.Array:
   return obs[jax.random.randint(key, (n,), 0, obs.shape[0])]
 
 
@@ -177,7 +177,7 @@ def fit(
   the snapshot's buffer grown by the fit batches -> the fitted model parameters."""
   o = objective
   buffer = buffer_add(state.buffer, _flatten_rows(fit_data.rows))
-  target = _mean_tree(fit_data.real_grad, o.target_batches)
+  target = mean_tree(fit_data.real_grad, o.target_batches)
   starts = _flatten_rows(fit_data.rows)["obs"][: o.target_batches * su.batch_steps]
   nll = su.nll(state.obs_stats)
   held_in = jax.tree.map(lambda x: x[:4096], _flatten_rows(fit_data.rows))
@@ -192,7 +192,7 @@ def fit(
       return plain, None
     g_mg = jax.grad(
       lambda p: model_grad(
-        su, state, p, _sample_obs(starts, skey, o.rollouts), rkey, target, estimator=o.estimator
+        su, state, p, sample_obs(starts, skey, o.rollouts), rkey, target, estimator=o.estimator
       )[0]
     )(params)
     grads, _ = combine_model_grads(
@@ -217,14 +217,14 @@ def measure(
   rows = heldout.rows
   n = rows["obs"].shape[0]
   all_obs = _flatten_rows(rows)["obs"]
-  g_true = _mean_tree(heldout.real_grad)
+  g_true = mean_tree(heldout.real_grad)
   pkey, skey = jax.random.split(key)
   m = su.mg.rollouts
 
   def pooled_draw(k):
     a, b = jax.random.split(k)
-    return _flat(
-      model_grad(su, state, model_params, _sample_obs(all_obs, a, m), b, g_true)[1]["model_grad"]
+    return flat(
+      model_grad(su, state, model_params, sample_obs(all_obs, a, m), b, g_true)[1]["model_grad"]
     )
 
   g_pooled = jnp.mean(jax.lax.map(pooled_draw, jax.random.split(pkey, draws)), axis=0)
@@ -232,22 +232,22 @@ def measure(
   def single(args):
     obs, g_r, k = args
     a, b = jax.random.split(k)
-    g_m = model_grad(su, state, model_params, _sample_obs(obs, a, m), b, g_r)[1]["model_grad"]
-    return _cos(_flat(g_m), _flat(g_r))
+    g_m = model_grad(su, state, model_params, sample_obs(obs, a, m), b, g_r)[1]["model_grad"]
+    return cos(flat(g_m), flat(g_r))
 
   singles = jax.lax.map(single, (rows["obs"], heldout.real_grad, jax.random.split(skey, n)))
-  flat = _flatten_rows(rows)
+  every = _flatten_rows(rows)
   nll = model_nll(
     su.model_net,
     state.obs_stats,
     model_params,
-    flat["obs"],
-    flat["action"],
-    flat["next_obs"],
-    flat["reward"],
+    every["obs"],
+    every["action"],
+    every["next_obs"],
+    every["reward"],
     su.action_mode,
   )
-  return {"pooled": _cos(g_pooled, _flat(g_true)), "single": jnp.mean(singles), "nll": nll}
+  return {"pooled": cos(g_pooled, flat(g_true)), "single": jnp.mean(singles), "nll": nll}
 
 
 def pooled_ceiling(split_half: float) -> float:
@@ -262,20 +262,20 @@ def noise_floor(fit_data: RealBatches, heldout: RealBatches) -> dict[str, float]
   """How much alignment the held-out data can show at all: g_R's mean pairwise cosine
   over held-out batches (ρ, the single-batch ceiling), the split-half cosine of the pooled
   ḡ_R (its own reliability), and the cosine of the fit batches' mean g_R with ḡ_R."""
-  g = np.asarray(jax.vmap(_flat)(heldout.real_grad), np.float64)
+  g = np.asarray(jax.vmap(flat)(heldout.real_grad), np.float64)
   n = g.shape[0]
   unit = g / np.linalg.norm(g, axis=1, keepdims=True)
   pair = (unit @ unit.T)[np.triu_indices(n, 1)]
   half = n // 2
-  cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-  g_fit = np.asarray(jax.vmap(_flat)(fit_data.real_grad), np.float64)
-  split_half = cos(g[:half].mean(0), g[half:].mean(0))
+  cos64 = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+  g_fit = np.asarray(jax.vmap(flat)(fit_data.real_grad), np.float64)
+  split_half = cos64(g[:half].mean(0), g[half:].mean(0))
   return {
     "real_pairwise": float(pair.mean()),
     "pooled_split_half": split_half,
     "pooled_ceiling": pooled_ceiling(split_half),
-    "fit_target_vs_pooled": cos(g_fit.mean(0), g.mean(0)),
-    "fit_batch0_vs_pooled": cos(g_fit[0], g.mean(0)),
+    "fit_target_vs_pooled": cos64(g_fit.mean(0), g.mean(0)),
+    "fit_batch0_vs_pooled": cos64(g_fit[0], g.mean(0)),
   }
 
 
@@ -325,12 +325,23 @@ def run_probe(
     "objectives": {},
   }
   log(f"floor {out['floor']}\nstart {out['start']}")
+  fit_one = lambda o, k: fit(su, state, fit_data, o, k, max_grad_norm)
   keys = jax.random.split(fkey, s.fit_keys)
+  out["objectives"] = compare(objectives, fit_one, measure_j, keys, objective_label, log)
+  return out
+
+
+def compare(objectives, fit_one, measure_all, keys: jax.Array, label, log=print) -> dict:
+  """Each objective o fitted once per key (`fit_one(o, key)` -> model parameters, vmapped
+  over `keys`) and measured (`measure_all`: a vmapped batch of models -> {metric: [keys]})
+  -> {name: {label, settings, per_key, mean/CI per metric}}, and for each MG objective
+  ("vs", "diff"): the paired difference per key to the NLL-only arm of the same steps."""
+  rows = {}
   for o in objectives:
-    fitted = jax.jit(jax.vmap(lambda k, o=o: fit(su, state, fit_data, o, k, max_grad_norm)))(keys)
-    per_key = {k: np.asarray(v, np.float64).tolist() for k, v in measure_j(fitted).items()}
-    out["objectives"][o.name] = {
-      "label": objective_label(o),
+    fitted = jax.jit(jax.vmap(lambda k, o=o: fit_one(o, k)))(keys)
+    per_key = {k: np.asarray(v, np.float64).tolist() for k, v in measure_all(fitted).items()}
+    rows[o.name] = {
+      "label": label(o),
       "settings": o._asdict(),
       "per_key": per_key,
       **{m: mean_ci(per_key[m]) for m in METRICS},
@@ -339,10 +350,10 @@ def run_probe(
   for o in objectives:
     base = next((b for b in objectives if not b.mg and b.steps == o.steps), None)
     if o.mg and base is not None:
-      row, ref = out["objectives"][o.name], out["objectives"][base.name]["per_key"]
+      row, ref = rows[o.name], rows[base.name]["per_key"]
       row["vs"] = base.name
       row["diff"] = {m: mean_ci(np.subtract(row["per_key"][m], ref[m])) for m in METRICS}
-  return out
+  return rows
 
 
 # ------------------------------------------------------------------------------ snapshots
