@@ -398,10 +398,11 @@ def load_snapshot(path, run_index: int = 0):
   meta = outputs.load_resume_meta(Path(path))
   if meta is None:
     raise ValueError(f"snapshot={str(path)!r}: no resume point in this folder")
-  saved = outputs.load_resume_leaves(meta)
-  runs = saved[0].shape[0]
-  if not 0 <= run_index < runs:
-    raise ValueError(f"run_index={run_index}: the point in {str(path)!r} holds {runs} runs")
+  with np.load(Path(meta["_dir"]) / "state.npz") as f:  # one run's rows, a leaf at a time
+    runs = f["arr_0"].shape[0]
+    if not 0 <= run_index < runs:
+      raise ValueError(f"run_index={run_index}: the point in {str(path)!r} holds {runs} runs")
+    saved = [f[f"arr_{i}"][run_index] for i in range(meta["leaves"])]
   configs = meta["identity"]["configs"]  # one per sweep setting, seeds innermost
   config = config_from_dict(configs[run_index * len(configs) // runs])
   trainer = make_trainer(config)
@@ -409,7 +410,7 @@ def load_snapshot(path, run_index: int = 0):
   impl = jax.random.key_impl(jax.random.key(0))  # the state's keys all come from jax.random.key
   leaves = []
   for x, ref in zip(saved, like_leaves):
-    x = jnp.asarray(np.asarray(x)[run_index])
+    x = jnp.asarray(x)
     leaves.append(jax.random.wrap_key_data(x, impl=impl) if outputs.is_key(ref) else x)
   return config, trainer, jax.tree.unflatten(treedef, leaves)
 
