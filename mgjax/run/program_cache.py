@@ -17,6 +17,7 @@ algorithm or an env registered from outside) is not kept; nor is one of several 
 `rm -rf ~/.cache/mgjax/xla` clears both caches.
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ import jax
 from jax import export
 
 import mgjax
-from mgjax.run import outputs
+from mgjax.run import compile_cache, outputs
 
 _FLAGS = (
   "jax_enable_x64",
@@ -81,18 +82,14 @@ def program_key(name: str, config: Any, args: Any, sharding: Any) -> str:
 
 
 def _fields(config) -> dict:
-  import dataclasses
-
   return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def folder_for(config: Any, algorithm: Any, env_names: tuple[str, ...]) -> Path | None:
   """Where the runner keeps `config`'s programs: FOLDER/programs/ of the compilation cache
   that `mgjax.run.compile_cache.enable` set (None: no cache, or not enabled there), and
-  None for an algorithm defined outside mgjax, an env outside `env_names`, or a process of
-  several."""
-  from mgjax.run import compile_cache
-
+  None for an algorithm defined outside mgjax, an env outside `env_names`, or a run of
+  several processes."""
   root = compile_cache.programs()
   if root is None or jax.process_count() > 1 or config.env not in env_names:
     return None
