@@ -211,6 +211,7 @@ def main(argv=None) -> int:
     _fail(f"time-limit={args.time_limit}: must be non-negative (minutes)")
   if not args.save_every > 0:
     _fail(f"save-every={args.save_every}: must be positive (minutes)")
+  from mgjax import envs
   from mgjax.run import (
     Divergence,
     LayoutError,
@@ -221,6 +222,7 @@ def main(argv=None) -> int:
     make_mesh,
     memory,
     outputs,
+    program_cache,
     run,
     setting_name,
     sweep_settings,
@@ -265,8 +267,10 @@ def main(argv=None) -> int:
   except outputs.OutputError as e:
     _fail(str(e))
   # The memory the runs need, before anything compiles or --out is touched.
+  trainer = make_trainer(config)  # built once: the estimate's and the run's
+  folder = program_cache.folder_for(config, trainer.algorithm, envs.ENV_NAMES)
   estimate = memory.estimate(
-    make_trainer(config), mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ())
+    trainer, mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ()), folder
   )
   if args.dry_run:
     print(memory.report(estimate, f"{config.algo} on {config.env}"))
@@ -300,6 +304,7 @@ def main(argv=None) -> int:
       tensorboard=args.tensorboard or None,
       memory_check=not args.no_memory_check,
       memory_estimate=estimate,
+      trainer=trainer,
     )
   except (ResumeError, MemoryCheckError) as e:
     _fail(str(e))

@@ -197,9 +197,9 @@ def test_resumed_run_loads_its_programs_and_gives_the_same_numbers(tmp_path):
   assert whole.returncode == 0, whole.stderr[-3000:]
   chunks = [p for p in _files(cache) if p.name.startswith("jit_run_chunk")]
   assert len(chunks) == 1, _files(cache)
-  # The traced programs (init and chunk), beside the compiled code.
+  # The traced programs (init and chunk) and the state's shapes, beside the compiled code.
   programs = [p for p in _files(cache) if p.parent.name == "programs"]
-  assert sorted(p.suffix for p in programs) == [".stablehlo"] * 2 + [".tree"] * 2, programs
+  assert sorted(p.suffix for p in programs) == [".shapes"] + [".stablehlo"] * 2 + [".tree"] * 2
   stamps = [p.stat().st_mtime_ns for p in programs]
   paused = _train(*RESUME, "--out", tmp_path / "paused", "--time-limit", "0", env=env)
   assert paused.returncode == 0 and "paused at 250 env steps" in paused.stdout, paused.stderr

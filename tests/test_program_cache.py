@@ -155,3 +155,22 @@ def test_enable_sets_the_programs_folder(tmp_path, enabled, monkeypatch):
     for n, v in before.items():
       jax.config.update(n, v)
   np.testing.assert_equal(enabled, path is not None)
+
+
+def test_the_states_shapes_are_kept_and_read_without_tracing(tmp_path):
+  traces = []
+
+  def fresh():  # a new function each time, so that JAX's own trace cache is not hit
+    def init():
+      traces.append(1)
+      return {"key": jax.random.split(jax.random.key(0), 3), "x": jnp.zeros((2, 3))}
+
+    return init
+
+  shapes = lambda config, folder: program_cache.abstract(
+    fresh(), name="state", config=config, folder=folder, key_args=(2,)
+  )
+  first, second = shapes({"a": 1}, tmp_path), shapes({"a": 1}, tmp_path)
+  assert len(traces) == 1 and first == second == jax.eval_shape(fresh())
+  shapes({"a": 2}, tmp_path), shapes({"a": 1}, None)
+  assert len(traces) == 4  # the eval_shape above, another config, and no folder: traced

@@ -105,9 +105,10 @@ class _Run:
       )
     return writers
 
-  def compile(self, trainer):
+  def compile(self, trainer, folder: Path | None):
     """The initial state of every run (restored from the resume point, if any) and the
-    compiled chunk -> (state, chunk, compile seconds, chunks already done)."""
+    compiled chunk, its programs kept in `folder` (`program_cache.folder_for`) -> (state,
+    chunk, compile seconds, chunks already done)."""
     t0 = time.time()
     seeds = placement.to_global(np.asarray([s for _, s in self.runs], np.uint32), self.sharding)
     hparams = {
@@ -116,7 +117,6 @@ class _Run:
       )
       for k in (self.sweep or {})
     }
-    folder = program_cache.folder_for(trainer.config, trainer.algorithm, envs.ENV_NAMES)
     program = functools.partial(program_cache.compiled, config=trainer.config, folder=folder)
     init = program(
       jax.vmap(lambda s, hp: trainer.init(jax.random.key(s), hp)),
@@ -226,6 +226,7 @@ def run(
   tensorboard: bool | None = None,
   memory_check: bool = True,
   memory_estimate: dict[str, Any] | None = None,
+  trainer=None,
 ) -> dict[str, Any]:
   """Trains `config` for each seed and sweep setting (one vmapped, sharded program) and
   writes config.json, metrics.csv, summary.json into `out` (or, with a sweep, into one
@@ -245,18 +246,19 @@ def run(
   Before anything is compiled or written, the memory the runs need is estimated
   (`mgjax.run.memory.estimate`, or `memory_estimate` if the caller has it) and, unless
   `memory_check=False`, runs that do not fit raise MemoryCheckError; summary.json records
-  the estimate."""
+  the estimate. `trainer`: `make_trainer(config)` if the caller has built it already."""
   r = _Run(config, seeds, out, sweep, devices, resume, log, tensorboard)
   # No progress callback inside the chunk: XLA's cache cannot store a program with one.
-  trainer = make_trainer(config)
+  trainer = make_trainer(config) if trainer is None else trainer
+  folder = program_cache.folder_for(trainer.config, trainer.algorithm, envs.ENV_NAMES)
   if memory_estimate is None:
     memory_estimate = memory.estimate(
-      trainer, r.mesh, len(r.seeds), len(r.settings), tuple(r.sweep or ())
+      trainer, r.mesh, len(r.seeds), len(r.settings), tuple(r.sweep or ()), folder
     )
   if memory_check:
     memory.check(memory_estimate)
   writers = r.open_outputs(config)
-  state, chunk, compile_s, done = r.compile(trainer)
+  state, chunk, compile_s, done = r.compile(trainer, folder)
   # Next to the estimate, what XLA reports for the compiled chunk (per device).
   memory_estimate = {**memory_estimate, "compiled_chunk": memory.compiled_bytes(chunk)}
   bar = recording.Progress(

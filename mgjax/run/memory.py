@@ -104,15 +104,20 @@ def transients(trainer: Trainer) -> dict[str, tuple[int, tuple[str, ...]]]:
   return {}
 
 
-def abstract_state(trainer: Trainer, runs: int, sweep: Sequence[str] = ()):
-  """The vmapped state of `runs` runs as ShapeDtypeStructs (nothing allocated)."""
+def abstract_state(trainer: Trainer, runs: int, sweep: Sequence[str] = (), folder=None):
+  """The vmapped state of `runs` runs as ShapeDtypeStructs (nothing allocated); with a
+  `folder` (`mgjax.run.program_cache.folder_for`) kept there, so a later launch skips the
+  trace."""
+  from mgjax.run import program_cache
 
   def init():
     keys = jax.random.split(jax.random.key(0), runs)
     hparams = {name: jnp.zeros((runs,), jnp.float32) for name in sweep}
     return jax.vmap(trainer.init)(keys, hparams)
 
-  return jax.eval_shape(init)
+  return program_cache.abstract(
+    init, name="state", config=trainer.config, folder=folder, key_args=(runs, tuple(sweep))
+  )
 
 
 def available(mesh: Mesh) -> tuple[int | None, str]:
@@ -143,15 +148,21 @@ def _host_available(meminfo: str | None = None) -> int | None:
 
 
 def estimate(
-  trainer: Trainer, mesh: Mesh, seeds: int, settings: int = 1, sweep: Sequence[str] = ()
+  trainer: Trainer,
+  mesh: Mesh,
+  seeds: int,
+  settings: int = 1,
+  sweep: Sequence[str] = (),
+  folder=None,
 ) -> dict[str, Any]:
   """The memory `seeds` × `settings` runs of `trainer` need on `mesh`, as summary.json
   records it: the state of one run by component (`per_run`), the transients of one run,
   the runs per device, the bytes needed where they are held (the host for a CPU, each
-  device otherwise), what is available there, and which fields set the size (`sized_by`)."""
+  device otherwise), what is available there, and which fields set the size (`sized_by`).
+  `folder`: where `abstract_state` keeps the state's shapes."""
   runs = seeds * settings
   per_device = max(1, runs // mesh.size)
-  state = abstract_state(trainer, per_device, sweep)
+  state = abstract_state(trainer, per_device, sweep, folder)
   sizes, fields = state_components(state)
   per_run = {k: v // per_device for k, v in sizes.items()}
   temps = transients(trainer)

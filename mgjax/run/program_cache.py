@@ -192,6 +192,24 @@ def compiled(
   return compile(fn, args, name=name, folder=folder, key=key, **shardings)
 
 
+def abstract(fn: Callable, *, name: str, config: Any, folder: Path | None, key_args: Any = ()):
+  """`jax.eval_shape(fn)` (its ShapeDtypeStructs), kept in `folder` like the programs, under
+  `program_key(name, config, key_args)`: a later launch reads it instead of tracing `fn`."""
+  path = folder / f"{program_key(name, config, key_args, None)}.shapes" if folder else None
+  if path is not None and path.exists():
+    try:
+      return pickle.loads(path.read_bytes())
+    except Exception:  # a torn or foreign file: trace again
+      pass
+  shapes = jax.eval_shape(fn)
+  if path is not None:
+    try:
+      _write(path, pickle.dumps(shapes))
+    except OSError:
+      pass
+  return shapes
+
+
 def _write(path: Path, data: bytes) -> None:
   """Written whole or not at all (a launch beside this one never reads half a file)."""
   path.parent.mkdir(parents=True, exist_ok=True)
