@@ -115,11 +115,11 @@ def split_buffer(buffer: ReplayBuffer, key: jax.Array) -> tuple[ReplayBuffer, di
   return fit, jax.tree.map(lambda d: jnp.asarray(d[half:]), rows)
 
 
-def chunk_gradients(su, state, obs: jax.Array, key: jax.Array, chunks: int | None = None):
-  """obs cut into chunks of mg_rollouts·mg_horizon states (the last partial one dropped,
-  at most `chunks` of them) and each chunk's g_R -> (chunk_obs [C, R·H, ...], grads)."""
+def chunk_gradients(su, state, obs: jax.Array, key: jax.Array):
+  """obs cut into chunks of mg_rollouts·mg_horizon states (the last partial one dropped)
+  and each chunk's g_R -> (chunk_obs [C, R·H, ...], grads)."""
   size = su.mg.rollouts * su.mg.horizon
-  c = obs.shape[0] // size if chunks is None else min(chunks, obs.shape[0] // size)
+  c = obs.shape[0] // size
   if c < 2:
     raise ValueError(
       f"{obs.shape[0]} states: fewer than 2 chunks of mg_rollouts·mg_horizon = {size}"
@@ -233,10 +233,11 @@ def run_probe(
   objectives = [resolve(o, chunk) for o in objectives]
   skey, ckey, mkey, fkey = jax.random.split(key, 4)
   fit_buffer, held_rows = split_buffer(state.buffer, skey)
-  grads = jax.jit(lambda obs, k, n=None: chunk_gradients(su, state, obs, k, n), static_argnums=2)
-  chunk_obs, chunk_grads = grads(held_rows["obs"], ckey, None)
+  grads = jax.jit(lambda obs, k: chunk_gradients(su, state, obs, k))  # halves: one shape
+  chunk_obs, chunk_grads = grads(held_rows["obs"], ckey)
   heldout = HeldOut(held_rows, chunk_obs, chunk_grads)
-  _, fit_grads = grads(fit_buffer.data["obs"], jax.random.fold_in(ckey, 1), s.fit_chunks)
+  _, fit_grads = grads(fit_buffer.data["obs"], jax.random.fold_in(ckey, 1))
+  fit_grads = jax.tree.map(lambda x: x[: s.fit_chunks], fit_grads)
   measure_j = jax.jit(jax.vmap(lambda p: measure(su, state, p, heldout, mkey, s.draws)))
   start = jax.tree.map(lambda x: x[None], state.model_params)
   out = {
