@@ -5,9 +5,9 @@
 
 Trains one seed of --algo (default mle) and saves a snapshot (a resume point) after each
 number of evaluation chunks in --at under --snapshots/chunks=N, or reuses the snapshots
-already there; `--from RUN_DIR` measures the resume point of a `train.py` run instead. At
-each snapshot, every objective (--objectives; default all of
-`mgjax.analysis.probe.DEFAULT_OBJECTIVES`)
+already there (a missing one is trained on from the latest one below it); `--from RUN_DIR`
+measures the resume point of a `train.py` run instead. At each snapshot, every objective
+(--objectives; default all of `mgjax.analysis.probe.DEFAULT_OBJECTIVES`)
 is fitted from the snapshot's model with --fit-keys keys and measured on held-out real
 batches: pooled and single-batch alignment and held-out NLL, mean and 95% CI over keys, and
 each MG objective's paired difference to NLL only. The JSON (a list, one entry per
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import jax
 
-from mgjax.algorithms import make_config, make_trainer
+from mgjax.algorithms import make_config
 from mgjax.analysis import probe, sac_probe
 from mgjax.config import ConfigError
 from mgjax.run.cli import parse_set
@@ -39,35 +39,6 @@ from mgjax.run.cli import parse_set
 def _error(field: str, value, why: str) -> int:
   print(f"error: {field}={value!r}: {why}", file=sys.stderr)
   return 2
-
-
-def _snapshots(args, config) -> list[tuple[int, Path]]:
-  """(chunks, folder) of each --at point, training one seed where a snapshot is missing."""
-  root = Path(args.snapshots).expanduser()
-  wanted = [(n, root / f"chunks={n}") for n in args.at]
-  missing = [n for n, d in wanted if probe.load_snapshot_meta(d) is None]
-  if missing:
-    trainer = make_trainer(config)
-    chunk = jax.jit(trainer.chunk)
-    state, done = jax.jit(trainer.init)(jax.random.key(args.seed)), 0
-    eval_return = None
-    for n in range(1, max(missing) + 1):
-      state, metrics = chunk(state)
-      eval_return = float(metrics["eval"]["eval_return"])
-      done = n
-      if n in missing:
-        probe.save_snapshot(
-          root / f"chunks={n}",
-          config,
-          state,
-          {"chunks": n, "eval_return": eval_return, "seed": args.seed},
-        )
-        print(
-          f"snapshot after {done} chunks ({int(state.env_steps)} env steps, eval return "
-          f"{eval_return:.1f})",
-          flush=True,
-        )
-  return wanted
 
 
 def main(argv=None) -> int:
@@ -162,7 +133,9 @@ def main(argv=None) -> int:
   if not sac_family and max(o.target_batches for o in objectives) > settings.fit_batches:
     return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
   if points is None:
-    points = _snapshots(args, config)
+    points = probe.make_snapshots(
+      config, args.snapshots, args.at, args.seed, log=lambda line: print(line, flush=True)
+    )
 
   out, results = Path(args.out), []
   out.parent.mkdir(parents=True, exist_ok=True)

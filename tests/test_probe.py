@@ -162,16 +162,51 @@ def test_run_probe_refuses_a_target_of_more_batches_than_it_fits(snapshot):
     )
 
 
+def _assert_same_state(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x, y = jax.random.key_data(x), jax.random.key_data(y)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_missing_snapshot_continues_from_the_latest_one_below_it(snapshot, tmp_path):
+  _, after_one = snapshot
+  straight, resumed, logged = tmp_path / "straight", tmp_path / "resumed", []
+  probe.make_snapshots(TINY, straight, [1, 2], seed=0, log=logged.append)
+  assert not any("continuing" in line for line in logged)
+  probe.make_snapshots(TINY, resumed, [1], seed=0, log=logged.append)
+  _assert_same_state(probe.load_snapshot(resumed / "chunks=1")[2], after_one)
+  logged.clear()
+  points = probe.make_snapshots(TINY, resumed, [1, 3], seed=0, log=logged.append)
+  assert points == [(1, resumed / "chunks=1"), (3, resumed / "chunks=3")]
+  assert logged[0].startswith("continuing from the snapshot after 1 chunks")
+  assert len(logged) == 2 and logged[1].startswith("snapshot after 3 chunks")
+  assert not (resumed / "chunks=2").exists()  # only the asked-for points are written
+  probe.make_snapshots(TINY, straight, [3], seed=0, log=logged.append)
+  assert logged[2].startswith("continuing from the snapshot after 2 chunks")
+  _assert_same_state(
+    probe.load_snapshot(straight / "chunks=3")[2], probe.load_snapshot(resumed / "chunks=3")[2]
+  )
+  # Another seed's or config's snapshot is not continued from.
+  logged.clear()
+  probe.make_snapshots(TINY, resumed, [2], seed=1, log=logged.append)
+  other = dataclasses.replace(TINY, mle_steps=19)
+  probe.save_snapshot(straight / "chunks=4", other, after_one, {"chunks": 4, "seed": 0})
+  probe.make_snapshots(TINY, straight, [5], seed=0, log=logged.append)
+  assert [line.split(" (")[0] for line in logged] == [
+    "snapshot after 2 chunks",
+    "continuing from the snapshot after 3 chunks",
+    "snapshot after 5 chunks",
+  ]
+
+
 def test_snapshot_round_trip(snapshot, tmp_path):
   trainer, state = snapshot
   probe.save_snapshot(tmp_path, TINY, state, {"chunks": 1})
   config, _, loaded = probe.load_snapshot(tmp_path)
   assert config == dataclasses.replace(TINY)
   assert probe.load_snapshot_meta(tmp_path)["chunks"] == 1
-  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(loaded)):
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-      a, b = jax.random.key_data(a), jax.random.key_data(b)
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  _assert_same_state(state, loaded)
   with pytest.raises(ValueError, match="run_index=1"):
     probe.load_snapshot(tmp_path, run_index=1)
   with pytest.raises(ValueError, match="no resume point"):

@@ -415,6 +415,53 @@ def load_snapshot(path, run_index: int = 0):
   return config, trainer, jax.tree.unflatten(treedef, leaves)
 
 
+def make_snapshots(config, root, at: Sequence[int], seed: int, log=print) -> list[tuple[int, Any]]:
+  """(chunks, folder) for each n in `at`: root/chunks=n, a snapshot of one run of `config`
+  (seed `seed`) after n evaluation chunks. Missing ones are trained: from the latest
+  snapshot below them of the same config and seed where there is one (a resumed run gives
+  the straight run's numbers bit for bit), else from the start."""
+  from pathlib import Path
+
+  root = Path(root).expanduser()
+  wanted = [(n, root / f"chunks={n}") for n in at]
+  missing = [n for n, d in wanted if load_snapshot_meta(d) is None]
+  if not missing:
+    return wanted
+  trainer, state, done = None, None, 0
+  earlier = sorted(
+    (int(d.name.split("=", 1)[1]), d)
+    for d in root.glob("chunks=*")
+    if d.name.split("=", 1)[1].isdigit() and int(d.name.split("=", 1)[1]) < max(missing)
+  )
+  for n, d in reversed(earlier):
+    meta = load_snapshot_meta(d)
+    if meta is None or meta.get("seed") != seed:
+      continue
+    saved, trainer, state = load_snapshot(d)
+    if saved == config:
+      done = n
+      log(f"continuing from the snapshot after {n} chunks ({int(state.env_steps)} env steps)")
+      break
+  if not done:
+    from mgjax.algorithms import make_trainer
+
+    trainer = make_trainer(config)
+    state = jax.jit(trainer.init)(jax.random.key(seed))
+  chunk = jax.jit(trainer.chunk)
+  for n in range(done + 1, max(missing) + 1):
+    state, metrics = chunk(state)
+    if n in missing:
+      eval_return = float(metrics["eval"]["eval_return"])
+      save_snapshot(
+        root / f"chunks={n}", config, state, {"chunks": n, "eval_return": eval_return, "seed": seed}
+      )
+      log(
+        f"snapshot after {n} chunks ({int(state.env_steps)} env steps, eval return "
+        f"{eval_return:.1f})"
+      )
+  return wanted
+
+
 def separated(row: dict[str, Any], metric: str = "pooled") -> bool:
   """Whether an objective's paired difference to NLL only has a CI above zero."""
   return "diff" in row and row["diff"][metric]["lo"] > 0
