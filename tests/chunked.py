@@ -1,5 +1,6 @@
 """Shared by the tests: a trainer's chunks, vmapped over seeds, traced once; the small
-`mbpo` / `mg-sac` settings of the SAC family's stage tests."""
+`mbpo` / `mg-sac` settings of the SAC family's stage tests; the command lines' small
+pointmass flags."""
 
 import functools
 
@@ -12,6 +13,45 @@ import mgjax
 from mgjax import model_gradient
 from mgjax.agents import sac
 from mgjax.buffer import buffer_sample
+
+# Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed. The
+# smoke suite's settings (mgjax.run.suites), so that its mg and ppo cells (tests/
+# test_benchmark.py) and these runs share their compiled programs through the session's cache.
+POINTMASS = (
+  "--env",
+  "pointmass",
+  "--total-steps",
+  "5120",
+  "--num-envs",
+  "16",
+  "--rollout-length",
+  "32",
+  "--eval-every",
+  "5",
+  "--num-eval-envs",
+  "4",
+  "--model-hidden",
+  "32,32",
+  "--mle-steps",
+  "5",
+  "--mg-steps",
+  "1",
+  "--mg-rollouts",
+  "32",
+  "--model-rollouts",
+  "64",
+  "--model-updates",
+  "1",
+  "--no-progress",
+)
+
+
+def with_flags(flags: tuple[str, ...], **values) -> tuple[str, ...]:
+  """`flags` with the values of some flags replaced: with_flags(POINTMASS, num_envs=8)."""
+  out = list(flags)
+  for name, value in values.items():
+    out[out.index("--" + name.replace("_", "-")) + 1] = str(value)
+  return tuple(out)
 
 
 def run_chunks(config, seeds: int):

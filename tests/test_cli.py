@@ -25,6 +25,7 @@ from pathlib import Path
 import browser
 import numpy as np
 import pytest
+from chunked import POINTMASS
 
 from mgjax.run import cli, outputs
 from mgjax.run.placement import cpu_devices
@@ -49,33 +50,6 @@ REQUIRED_COLUMNS = (
 MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
 MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs", "branch_length")
 SAC_ALGOS = ("mbpo", "mg-sac")
-
-# Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed.
-POINTMASS = (
-  "--env",
-  "pointmass",
-  "--total-steps",
-  "5120",
-  "--num-envs",
-  "16",
-  "--rollout-length",
-  "32",
-  "--eval-every",
-  "5",
-  "--model-hidden",
-  "32,32",
-  "--mle-steps",
-  "5",
-  "--mg-steps",
-  "1",
-  "--mg-rollouts",
-  "32",
-  "--model-rollouts",
-  "64",
-  "--model-updates",
-  "1",
-  "--no-progress",
-)
 
 # mbpo: its hopper preset (1 env, 7 members, ...) made small: 200 random steps, then
 # 2 evaluation chunks of 4 iterations x 25 env steps.
@@ -293,6 +267,18 @@ def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, val
     assert sorted(p.name for p in out.iterdir()) == before
     if name == "out_not_empty":
       assert (out / "keep.txt").read_text() == "an earlier run"
+
+
+def test_pointmass_runs_have_the_smoke_suites_settings():
+  # What lets them share compiled programs with the smoke suite's cells; a drift would only
+  # make the suite slower, so it is checked here.
+  from mgjax.algorithms import make_config
+  from mgjax.run.suites import SUITES
+
+  args = [a for a in POINTMASS if a != "--no-progress"]
+  fields = cli.config_fields(cli.add_config_flags(cli.Parser()).parse_args(args))
+  for algo in ("mg", "ppo"):
+    assert make_config(algo=algo, **fields) == SUITES["smoke"].config(algo, "pointmass", {})
 
 
 # ------------------------------------------------------------- the earlier flag name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mgjax.algorithms import REGISTRY
-from mgjax.run import device_check
+from mgjax.run import compile_cache, device_check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +24,7 @@ def test_a_part_past_its_limit_is_recorded_and_the_next_part_runs(tmp_path):
     out,
     cpu=True,
     isolate=True,
+    precision="high",  # the CPU mode's test below: it finds sac's programs compiled
     only=("platform", "sac"),
     limits={"platform": 1.0},
     log=logged.append,
@@ -54,9 +55,12 @@ def test_a_failing_part_is_recorded_with_one_line(tmp_path, monkeypatch):
       p._replace(fn={"platform": broken, "mg": quick}.get(p.name, p.fn)) for p in real(cpu)
     ],
   )
+  before = compile_cache.settings()
   record = device_check.check(
     tmp_path / "check.json", cpu=True, only=("platform", "mg"), log=lambda *_: None
   )
+  # In this process, the caller's cache settings and programs' folder are put back.
+  assert compile_cache.settings() == before
   platform = record["parts"]["platform"]
   assert platform["status"] == "failed" and platform["error"] == "RuntimeError: no devices"
   assert platform["matmul_precision"] == "highest"  # what it measured before failing is kept

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import pytest
+from chunked import POINTMASS
 
 from mgjax.algorithms import make_config
 from mgjax.run import ResumeError, outputs, resume, run
@@ -253,43 +254,24 @@ def test_config_from_its_json_is_the_same_config():
 @pytest.mark.slow
 def test_train_cli_pauses_and_resumes(tmp_path):
   out = tmp_path / "run"
-  small = (
-    "--algo",
-    "ppo",
-    "--env",
-    "pointmass",
-    "--total-steps",
-    "1024",
-    "--num-envs",
-    "8",
-    "--rollout-length",
-    "32",
-    "--eval-every",
-    "2",
-    "--num-eval-envs",
-    "2",
-    "--seeds",
-    "2",
-    "--out",
-    out,
-    "--no-progress",
-  )
+  # The smoke suite's ppo cell (its programs are shared through the session's cache).
+  small = ("--algo", "ppo", *POINTMASS, "--seeds", "2", "--out", out)
   proc = _train(*small, "--time-limit", "0", "--tensorboard")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert (
-    f"paused at 512 env steps; continue with: python experiments/train.py --resume {out}"
+    f"paused at 2560 env steps; continue with: python experiments/train.py --resume {out}"
     in proc.stdout
   )
   proc = _train("--resume", out, "--no-progress")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "resumed at iteration 2" in proc.stdout and "final eval return" in proc.stdout
+  assert "resumed at iteration 5" in proc.stdout and "final eval return" in proc.stdout
   summary = json.loads((out / "summary.json").read_text())
   assert (summary["status"], summary["sessions"], summary["total_env_steps"]) == (
     "finished",
     2,
-    1024,
+    5120,
   )
-  assert [r["env_steps"] for r in _rows(out)] == ["512", "512", "1024", "1024"]
+  assert [r["env_steps"] for r in _rows(out)] == ["2560", "2560", "5120", "5120"]
   # TensorBoard stays on for the resumed session and holds every evaluation once.
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

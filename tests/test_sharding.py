@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from chunked import POINTMASS, with_flags
 
 from mgjax import make_trainer
 from mgjax.config import Config
@@ -37,33 +38,9 @@ TRAIN = str(ROOT / "experiments" / "train.py")
 SMALL = (
   "--algo",
   "mg",
-  "--env",
-  "pointmass",
-  "--total-steps",
-  "1024",
-  "--num-envs",
-  "8",
-  "--rollout-length",
-  "32",
-  "--eval-every",
-  "2",
-  "--num-eval-envs",
-  "4",
-  "--model-hidden",
-  "32,32",
-  "--mle-steps",
-  "5",
-  "--mg-steps",
-  "1",
-  "--mg-rollouts",
-  "32",
-  "--model-rollouts",
-  "64",
-  "--model-updates",
-  "1",
+  *with_flags(POINTMASS, total_steps=1024, num_envs=8, eval_every=2),
   "--mg-start",
   "buffer",
-  "--no-progress",
 )
 LOSSES = ("model_nll", "mle_loss", "mg_loss", "policy_loss", "value_loss", "entropy")
 

@@ -122,6 +122,28 @@ def enable(enabled: bool = True, environ: Mapping[str, str] | None = None) -> Pa
   return path
 
 
+_JAX_SETTINGS = (
+  "jax_enable_compilation_cache",
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+def settings() -> dict:
+  """What `enable` sets (JAX's cache settings and the programs' folder), for `restore`."""
+  return {**{name: getattr(jax.config, name) for name in _JAX_SETTINGS}, "programs": _programs}
+
+
+def restore(saved: dict) -> None:
+  """Puts back the `settings()` taken before an `enable` (for code that enables the cache
+  in a process it does not own, such as a test's)."""
+  global _programs
+  for name in _JAX_SETTINGS:
+    jax.config.update(name, saved[name])
+  _programs = saved["programs"]
+
+
 def programs() -> Path | None:
   """The folder of the traced programs (`mgjax.run.program_cache`) beside the cache that
   `enable` set; None before `enable`, or with the cache off."""

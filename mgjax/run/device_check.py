@@ -437,18 +437,9 @@ def _child(name: str, result: str, options_json: str) -> int:
   return 0
 
 
-_SETTINGS = (
-  "jax_default_matmul_precision",
-  "jax_enable_compilation_cache",
-  "jax_compilation_cache_dir",
-  "jax_persistent_cache_min_compile_time_secs",
-  "jax_persistent_cache_min_entry_size_bytes",
-)
-
-
 def _configure(options: dict) -> dict[str, Any]:
   """The matmul precision and the compilation cache, before anything compiles; returns
-  the JAX settings they replaced."""
+  what they replaced (for `_restore`)."""
   import warnings
 
   import jax
@@ -456,10 +447,19 @@ def _configure(options: dict) -> dict[str, Any]:
   from mgjax.run import compile_cache
 
   warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
-  before = {name: getattr(jax.config, name) for name in _SETTINGS}
+  before = {"precision": jax.config.jax_default_matmul_precision, **compile_cache.settings()}
   jax.config.update("jax_default_matmul_precision", options["precision"])
   compile_cache.enable(options["compile_cache"])
   return before
+
+
+def _restore(before: dict[str, Any]) -> None:
+  import jax
+
+  from mgjax.run import compile_cache
+
+  jax.config.update("jax_default_matmul_precision", before["precision"])
+  compile_cache.restore(before)
 
 
 def check(
@@ -485,10 +485,7 @@ def check(
     return _check(out, options, budget_s, isolate, only, limits, log)
   finally:
     if before is not None:  # the caller's settings again
-      import jax
-
-      for name, value in before.items():
-        jax.config.update(name, value)
+      _restore(before)
 
 
 def _check(out: Path, options: dict, budget_s: float, isolate: bool, only, limits, log) -> dict:
