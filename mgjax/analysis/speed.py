@@ -22,13 +22,14 @@ def timed(fn, *args, repeats: int) -> float:
   return statistics.median(times)
 
 
-def stage_inputs(iteration: Callable, su: Any, states) -> dict[str, tuple[Callable, tuple]]:
+def stage_inputs(iteration: Callable, su: Any, states, *, outputs: bool = False):
   """The named stages of one iteration of each run in `states` (vmapped over its leading
   axis), through the iteration's stage hook (`iteration(su, state, stage)`, a stage called
   as `stage(name, fn, su, *args)`; `mg.iteration`, `mbpo.iteration`) -> {name: (fn(*args)
   with `su` bound, the args it was called with, stacked over the runs)}, in calling order.
   `jax.vmap(fn)` of those args is then the stage as a program of its own, on the data it
-  had in the loop."""
+  had in the loop. With `outputs=True` -> (that dict, the iteration's own (state, metrics)),
+  from the same program."""
   fns = {}
 
   def record(state):
@@ -38,11 +39,26 @@ def stage_inputs(iteration: Callable, su: Any, states) -> dict[str, tuple[Callab
       fns[name], inputs[name] = functools.partial(fn, stage_su), args
       return fn(stage_su, *args)
 
-    iteration(su, state, stage)
-    return inputs
+    out = iteration(su, state, stage)
+    return (inputs, out) if outputs else inputs
 
-  inputs = jax.jit(jax.vmap(record))(states)
-  return {name: (fn, inputs[name]) for name, fn in fns.items()}  # in the order of the calls
+  got = jax.jit(jax.vmap(record))(states)
+  inputs = got[0] if outputs else got
+  stages = {name: (fn, inputs[name]) for name, fn in fns.items()}  # in the order of the calls
+  return (stages, got[1]) if outputs else stages
+
+
+def stage_names(iteration: Callable, su: Any, state) -> list[str]:
+  """The names of the stages that one iteration of `state` (one run) calls, in order, from
+  tracing it (nothing is compiled)."""
+  names = []
+
+  def stage(name, fn, stage_su, *args):
+    names.append(name)
+    return fn(stage_su, *args)
+
+  jax.eval_shape(lambda s: iteration(su, s, stage), state)
+  return names
 
 
 # ------------------------------------------------------------------------------ FLOPs
