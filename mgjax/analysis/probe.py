@@ -427,18 +427,16 @@ def make_snapshots(config, root, at: Sequence[int], seed: int, log=print) -> lis
   missing = [n for n, d in wanted if load_snapshot_meta(d) is None]
   if not missing:
     return wanted
+  from mgjax.algorithms import config_from_dict
+
   trainer, state, done = None, None, 0
-  earlier = sorted(
-    (int(d.name.split("=", 1)[1]), d)
-    for d in root.glob("chunks=*")
-    if d.name.split("=", 1)[1].isdigit() and int(d.name.split("=", 1)[1]) < max(missing)
-  )
-  for n, d in reversed(earlier):
-    meta = load_snapshot_meta(d)
-    if meta is None or meta.get("seed") != seed:
+  counts = (d.name.removeprefix("chunks=") for d in root.glob("chunks=*"))
+  for n in sorted((int(c) for c in counts if c.isdigit()), reverse=True):
+    meta = load_snapshot_meta(root / f"chunks={n}")
+    if n >= max(missing) or meta is None or meta.get("seed") != seed:
       continue
-    saved, trainer, state = load_snapshot(d)
-    if saved == config:
+    if config_from_dict(meta["identity"]["configs"][0]) == config:  # before loading its state
+      _, trainer, state = load_snapshot(root / f"chunks={n}")
       done = n
       log(f"continuing from the snapshot after {n} chunks ({int(state.env_steps)} env steps)")
       break
