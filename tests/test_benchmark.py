@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import run_main
 
 from mgjax.algorithms import run_schedule
 from mgjax.config import ConfigError
@@ -204,8 +206,8 @@ def test_ablations_gathers_tagged_cells(smoke):
   assert {r["algo"] for r in table} == {"mg:default", "mg:lr"}
   by_algo = {(r["algo"], r["milestone"]): r["iqm"] for r in table}
   assert by_algo[("mg:default", "5120")] == by_algo[("mg:lr", "5120")]  # the same data
-  proc = _run(
-    "experiments/ablations.py", "--results", str(res), "--suite", "smoke", "--env", "hopper"
+  proc = run_main(
+    ROOT / "experiments" / "ablations.py", "--results", res, "--suite", "smoke", "--env", "hopper"
   )
   assert proc.returncode == 2 and "no mg-hopper cells" in proc.stderr
 
@@ -321,7 +323,7 @@ def test_evaluate_writes_every_seeds_episodes(smoke, tmp_path):
     (["--html", str(tmp_path / "x.html")], "env='pointmass'"),
     (["--seed", "0", "--video-seed", "1", "--frame", str(tmp_path / "x.png")], "video-seed=1"),
   ):
-    bad = _run("experiments/evaluate.py", str(run_dir), *args)
+    bad = run_main(ROOT / "experiments" / "evaluate.py", run_dir, *args)  # inprocess.py
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1 and field in lines[0], bad.stderr
   assert not any(tmp_path.glob("x.*"))
@@ -453,16 +455,18 @@ def test_gradient_noise_measures_the_ceiling(tmp_path):
     assert sum(a["size"] for a in arrays) == r["policy_params"]
     assert sum(a["norm_share"] for a in arrays) == pytest.approx(1.0, rel=1e-4)
     assert all(-1.0 <= a["pairwise"] <= 1.0 for a in arrays)
-  proc = _run("experiments/gradient_noise.py", "--plot", str(tmp_path))
+  # The figure and the bad input: main() in this process (tests/inprocess.py).
+  noise = functools.partial(run_main, ROOT / "experiments" / "gradient_noise.py")
+  proc = noise("--plot", tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert (tmp_path / "gradient_noise.png").stat().st_size > 0
-  bad = _run("experiments/gradient_noise.py", "--plot", str(tmp_path / "empty"))
+  bad = noise("--plot", tmp_path / "empty")
   assert bad.returncode == 2 and "no *.json files" in bad.stderr
-  bad = _run("experiments/gradient_noise.py", "--batches", "1")
+  bad = noise("--batches", "1")
   assert bad.returncode == 2 and "batches=1" in bad.stderr
-  bad = _run("experiments/gradient_noise.py", "--at", "3,1")
+  bad = noise("--at", "3,1")
   assert bad.returncode == 2 and "--at='3,1'" in bad.stderr
-  bad = _run("experiments/gradient_noise.py", "--set", "mg_start=nowhere")
+  bad = noise("--set", "mg_start=nowhere")
   assert bad.returncode == 2 and "mg_start='nowhere'" in bad.stderr
   assert "Traceback" not in bad.stderr
 

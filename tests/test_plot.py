@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from inprocess import run_main
 
 from mgjax import algorithms
 from mgjax.analysis import curves
@@ -134,8 +135,8 @@ def test_plot_cli_draws_a_run_and_refuses_bad_milestones_in_one_line(tmp_path):
   assert (tmp_path / "mg-hopper" / "table.md").read_text().splitlines()[0] == (
     "| env | algo | 5k | 10k |"
   )
-  for bad in ("0", "1e4"):
-    proc = _plot_cli(tmp_path / "mg-hopper", "--at", bad)
+  for bad in ("0", "1e4"):  # main() in this process (tests/inprocess.py)
+    proc = run_main(ROOT / "experiments" / "plot.py", tmp_path / "mg-hopper", "--at", bad)
     assert proc.returncode == 2
     assert proc.stderr == (f"plot.py: error: at={bad!r}: must be a positive number of env steps\n")
 

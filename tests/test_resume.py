@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import pytest
 from chunked import POINTMASS
+from inprocess import run_main
 
 from mgjax.algorithms import make_config
 from mgjax.run import ResumeError, outputs, resume, run
@@ -228,7 +229,8 @@ def _train(*args):
   ],
 )
 def test_train_cli_resume_errors_are_one_line_exit_2(tmp_path, args, expected):
-  proc = _train("--resume", tmp_path, *args, "--no-progress")
+  # Rejected before anything compiles: main() in this process (tests/inprocess.py).
+  proc = run_main(ROOT / "experiments" / "train.py", "--resume", tmp_path, *args, "--no-progress")
   assert proc.returncode == 2, proc.stderr
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and expected in lines[0] and str(tmp_path) in lines[0], proc.stderr

@@ -10,6 +10,7 @@ float tolerance after the first iterations.
 """
 
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from chunked import POINTMASS, with_flags
+from inprocess import run_main
 
 from mgjax import make_trainer
 from mgjax.config import Config
@@ -263,19 +265,22 @@ def test_two_processes_give_the_single_process_results(runs, tmp_path):
     }, key
 
 
+# The layout errors need the 4 devices of a process of its own; the sweep's are found before
+# the layout, so main() runs in this process (tests/inprocess.py).
 @pytest.mark.parametrize(
-  "args, expected",
+  "args, expected, layout",
   [
-    (("--seeds", "3"), "seeds=3: 3 seeds = 3 runs do not split evenly over 4 devices"),
-    (("--seeds", "2", "--sweep", "mle_weight=1,2,3"), "seeds=2: 2 seeds x 3 sweep settings"),
-    (("--devices", "8"), "devices=8: choose 1..4"),
-    (("--sweep", "num_envs=4,8"), "sweep='num_envs': not sweepable for algo='mg'"),
-    (("--sweep", "mle_weight=a"), "sweep='mle_weight=a': values must be comma-separated"),
-    (("--sweep", "mle_weight=-1", "--seeds", "4"), "mle_weight=-1.0: must be non-negative"),
+    (("--seeds", "3"), "seeds=3: 3 seeds = 3 runs do not split evenly over 4 devices", True),
+    (("--seeds", "2", "--sweep", "mle_weight=1,2,3"), "seeds=2: 2 seeds x 3 sweep settings", True),
+    (("--devices", "8"), "devices=8: choose 1..4", True),
+    (("--sweep", "num_envs=4,8"), "sweep='num_envs': not sweepable for algo='mg'", False),
+    (("--sweep", "mle_weight=a"), "sweep='mle_weight=a': values must be comma-separated", False),
+    (("--sweep", "mle_weight=-1", "--seeds", "4"), "mle_weight=-1.0: must be non-negative", False),
   ],
 )
-def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected):
-  proc = train_cli(*SMALL, *args, "--out", tmp_path / "run")
+def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected, layout):
+  run = train_cli if layout else functools.partial(run_main, TRAIN)
+  proc = run(*SMALL, *args, "--out", tmp_path / "run")
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and expected in lines[0], proc.stderr
