@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from inprocess import run_main
 
-from mgjax import algorithms
+from mgjax import algorithms, stats
 from mgjax.analysis import curves
 from mgjax.stats import iqm
 
@@ -208,6 +209,34 @@ def test_headline_gives_ratios_and_the_steps_to_reach_mles_final_return(tmp_path
       "steps": {"mg": 30_000, "mle": 40_000, "ppo": None},
     }
   }
+  # The last quarter of mle's 40k: the evaluations at 30k, 35k and 40k, per seed offset +
+  # seed + 35; over the seeds 0-3 the IQM is offset + 36.5.
+  late = out["late_return_vs_mle"]["hopper"]
+  assert late["from_env_steps"] == 30_000
+  for algo, offset in (("mle", 0.0), ("mg", 10.0), ("ppo", -20.0)):
+    got = late["algos"][algo]
+    np.testing.assert_allclose(got["seeds"], [offset + s + 35.0 for s in range(4)])
+    assert np.isclose(got["iqm"], offset + 36.5) and got["ci"][0] <= got["iqm"] <= got["ci"][1]
+    if algo == "mle":
+      assert "minus_reference" not in got
+      continue
+    assert np.isclose(got["minus_reference"], offset)
+    lo, hi = got["minus_reference_ci"]
+    assert lo <= offset <= hi and hi - lo <= 4.0  # the seeds span 3
   ratios = out["ratios_at_last_milestone"]["hopper"]
   assert np.isclose(ratios["mg_over_mle"], 51.5 / 41.5)
   assert np.isclose(ratios["mg_over_ppo"], 51.5 / 21.5)
+
+
+def test_bootstrap_difference_ci_matches_the_normal_approximation():
+  # Δ = mean(a) − mean(b) of independent groups: the bootstrap's Δ* has variance
+  # var(a)/n_a + var(b)/n_b (population variances), so for large groups its 95% interval is
+  # Δ ± 1.96 of that standard deviation.
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(3.0, 2.0, 400), rng.normal(1.0, 1.0, 300)
+  point, lo, hi = stats.bootstrap_difference_ci(a, b, statistic=np.mean, reps=4000)
+  assert point == pytest.approx(a.mean() - b.mean())
+  sd = np.sqrt(a.var() / a.size + b.var() / b.size)
+  assert (hi - lo) / 2 == pytest.approx(1.96 * sd, rel=0.08)
+  assert (lo + hi) / 2 == pytest.approx(point, abs=0.1 * sd)
+  assert stats.bootstrap_difference_ci(np.full(5, 5.0), np.full(4, 2.0)) == (3.0, 3.0, 3.0)

@@ -33,7 +33,7 @@ import numpy as np
 
 from mgjax.algorithms import REGISTRY, metric_columns
 from mgjax.run.outputs import read_metrics
-from mgjax.stats import iqm, stratified_bootstrap_ci
+from mgjax.stats import bootstrap_difference_ci, iqm, stratified_bootstrap_ci
 
 MILESTONES = (25_000, 50_000, 100_000)
 NOT_METRICS = ("algo", "env", "seed", "iteration", "env_steps", "wall_time_s")
@@ -357,12 +357,40 @@ def steps_to_reach(data, reference: str = "mle") -> dict:
   return out
 
 
+def late_returns(data, reference: str = "mle", last_fraction: float = 0.25) -> dict:
+  """Per env that `reference` ran on, the return each algorithm holds late in training: per
+  seed the mean eval return over the evaluations at env steps ≥ start, start = (1 −
+  last_fraction) × the reference's last env steps; then the IQM [95% CI] over seeds and the
+  IQM difference to the reference [95% CI], each algorithm's seeds resampled on their own
+  (`stats.bootstrap_difference_ci`). Less noisy than one final evaluation ->
+  {env: {"from_env_steps", "algos": {algo: {"seeds", "iqm", "ci"}, the others also with
+  "minus_reference", "minus_reference_ci"}}}."""
+  out = {}
+  for env in sorted({e for e, a in data if a == reference}):
+    start = (1.0 - last_fraction) * data[(env, reference)]["steps"][-1]
+    per_seed = {}
+    for (e, algo), d in sorted(data.items()):
+      late = d["steps"] >= start
+      if e == env and late.any():
+        per_seed[algo] = np.nanmean(d["return"][:, late], axis=1)
+    algos = {}
+    for algo, v in per_seed.items():
+      mid, lo, hi = stratified_bootstrap_ci([v], reps=2000)
+      algos[algo] = {"seeds": v.tolist(), "iqm": mid, "ci": [lo, hi]}
+      if algo != reference:
+        diff, dlo, dhi = bootstrap_difference_ci(v, per_seed[reference])
+        algos[algo].update(minus_reference=diff, minus_reference_ci=[dlo, dhi])
+    out[env] = {"from_env_steps": int(np.ceil(start)), "algos": algos}
+  return out
+
+
 def headline(suite: Path) -> dict:
   """RESULTS.md's headline figures of a suite folder (its table.csv, from `plot_runs`, and
   metrics.csv): MG/MLE and MG/PPO IQM ratios at the last milestone per env;
   cos(ĝ_M, g_R) averaged over training (per seed, then mean ± s.e. over seeds); the
   aggregate normalised IQM [95% CI] at the last common evaluation; the env steps each
-  algorithm needs to reach `mle`'s final IQM (`steps_to_reach`)."""
+  algorithm needs to reach `mle`'s final IQM (`steps_to_reach`); the return each holds over
+  the last quarter of `mle`'s run, against `mle`'s (`late_returns`)."""
   with open(suite / "table.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   last = {}
@@ -396,4 +424,5 @@ def headline(suite: Path) -> dict:
     "alignment_mean_over_training": alignment,
     "aggregate_normalised": aggregate,
     "steps_to_reach_mle_final": steps_to_reach(data),
+    "late_return_vs_mle": late_returns(data),
   }
