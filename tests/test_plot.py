@@ -240,3 +240,18 @@ def test_bootstrap_difference_ci_matches_the_normal_approximation():
   assert (hi - lo) / 2 == pytest.approx(1.96 * sd, rel=0.08)
   assert (lo + hi) / 2 == pytest.approx(point, abs=0.1 * sd)
   assert stats.bootstrap_difference_ci(np.full(5, 5.0), np.full(4, 2.0)) == (3.0, 3.0, 3.0)
+
+
+def test_late_returns_take_the_window_that_ends_at_the_references_last_evaluation():
+  # mle to 40k, mg to 60k: mg's late mean covers 30k-40k only, as mle's does.
+  steps = lambda last: np.arange(10_000, last + 1, 10_000)
+  data = {
+    ("hopper", "mle"): {"steps": steps(40_000), "return": np.tile(steps(40_000) / 1000, (3, 1))},
+    ("hopper", "mg"): {"steps": steps(60_000), "return": np.tile(steps(60_000) / 100, (3, 1))},
+  }
+  late = curves.late_returns(data)["hopper"]
+  assert late["from_env_steps"] == 30_000
+  np.testing.assert_allclose(late["algos"]["mle"]["seeds"], [35.0] * 3)
+  np.testing.assert_allclose(late["algos"]["mg"]["seeds"], [350.0] * 3)
+  assert late["algos"]["mg"]["minus_reference"] == pytest.approx(315.0)
+  assert late["algos"]["mg"]["minus_reference_ci"] == pytest.approx([315.0, 315.0])

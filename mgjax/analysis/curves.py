@@ -359,18 +359,19 @@ def steps_to_reach(data, reference: str = "mle") -> dict:
 
 def late_returns(data, reference: str = "mle", last_fraction: float = 0.25) -> dict:
   """Per env that `reference` ran on, the return each algorithm holds late in training: per
-  seed the mean eval return over the evaluations at env steps ≥ start, start = (1 −
-  last_fraction) × the reference's last env steps; then the IQM [95% CI] over seeds and the
-  IQM difference to the reference [95% CI], each algorithm's seeds resampled on their own
-  (`stats.bootstrap_difference_ci`). Less noisy than one final evaluation ->
-  {env: {"from_env_steps", "algos": {algo: {"seeds", "iqm", "ci"}, the others also with
-  "minus_reference", "minus_reference_ci"}}}."""
+  seed the mean eval return over the evaluations at env steps in [start, end], end the
+  reference's last evaluation and start = (1 − last_fraction) × end; then the IQM [95% CI]
+  over seeds and the IQM difference to the reference [95% CI], each algorithm's seeds
+  resampled on their own (`stats.bootstrap_difference_ci`). Less noisy than one final
+  evaluation -> {env: {"from_env_steps", "algos": {algo: {"seeds", "iqm", "ci"}, the others
+  also with "minus_reference", "minus_reference_ci"}}}."""
   out = {}
   for env in sorted({e for e, a in data if a == reference}):
-    start = (1.0 - last_fraction) * data[(env, reference)]["steps"][-1]
+    end = data[(env, reference)]["steps"][-1]
+    start = (1.0 - last_fraction) * end
     per_seed = {}
     for (e, algo), d in sorted(data.items()):
-      late = d["steps"] >= start
+      late = (d["steps"] >= start) & (d["steps"] <= end)
       if e == env and late.any():
         per_seed[algo] = np.nanmean(d["return"][:, late], axis=1)
     algos = {}
