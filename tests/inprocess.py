@@ -34,7 +34,7 @@ def run_main(path, *args) -> subprocess.CompletedProcess:
   argv = [str(a) for a in args]
   module = _script(str(path))
   out, err = io.StringIO(), io.StringIO()
-  saved = compile_cache.settings(), dict(os.environ), sys.argv
+  cache, environ, sys_argv = compile_cache.settings(), dict(os.environ), sys.argv
   precision = jax.config.jax_default_matmul_precision
   sys.argv = [str(path), *argv]  # argparse names the script as the real process would
   try:
@@ -46,9 +46,9 @@ def run_main(path, *args) -> subprocess.CompletedProcess:
           print(e.code, file=sys.stderr)
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
   finally:
-    compile_cache.restore(saved[0])
+    compile_cache.restore(cache)
     os.environ.clear()
-    os.environ.update(saved[1])
-    sys.argv = saved[2]
+    os.environ.update(environ)
+    sys.argv = sys_argv
     jax.config.update("jax_default_matmul_precision", precision)
   return subprocess.CompletedProcess([str(path), *argv], code or 0, out.getvalue(), err.getvalue())
