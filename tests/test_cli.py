@@ -7,7 +7,9 @@ subprocess.
   restorable checkpoint/;
 - a numerical blow-up: exit status 1, one line naming seed and iteration, metrics so far kept,
   summary.json with status "diverged";
-- one tiny MJX (hopper) run.
+- tiny MJX runs (`mg`, whose saved policy is then evaluated and rendered, and `mbpo`) on
+  inverted_pendulum, MJX's cheapest env to compile: the MJX path of both loops, end to end.
+  What is hopper's own (its termination function, its presets) is checked without them.
 """
 
 import csv
@@ -52,7 +54,7 @@ MODEL_COLUMNS = ("model_grad_cosine", "model_nll", "mle_loss", "mg_loss")
 MBPO_COLUMNS = ("critic_loss", "actor_loss", "alpha", "q_mean", "model_epochs", "branch_length")
 SAC_ALGOS = ("mbpo", "mg-sac")
 
-# mbpo: its hopper preset (1 env, 7 members, ...) made small: 200 random steps, then
+# mbpo: its preset (1 env, 7 members, ...) made small: 200 random steps, then
 # 2 evaluation chunks of 4 iterations x 25 env steps.
 MBPO_SMALL = (
   "--exploration-steps",
@@ -86,9 +88,9 @@ MBPO_SMALL = (
   "--no-progress",
 )
 
-HOPPER = (
+MJX = (
   "--env",
-  "hopper",
+  "inverted_pendulum",
   "--algo",
   "mg",
   "--seeds",
@@ -567,20 +569,20 @@ def test_blow_up_stops_with_diverged_summary(tmp_path):
 
 # ----------------------------------------------------------------------------- MJX
 @pytest.fixture(scope="module")
-def hopper_run(tmp_path_factory):
-  out = tmp_path_factory.mktemp("hopper") / "run"
-  return out, train(*HOPPER, "--out", out, timeout=1500)
+def mjx_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("mjx") / "run"
+  return out, train(*MJX, "--out", out, timeout=1500)
 
 
 @pytest.mark.slow
-def test_hopper_mjx_run(hopper_run):
-  out, proc = hopper_run
+def test_mg_mjx_run(mjx_run):
+  out, proc = mjx_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
   check_outputs(
     out,
     algo="mg",
-    env="hopper",
+    env="inverted_pendulum",
     seeds=[0],
     flags={
       "episode_length": 50,
@@ -594,8 +596,8 @@ def test_hopper_mjx_run(hopper_run):
 
 
 @pytest.mark.slow
-def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path):
-  out, proc = hopper_run
+def test_evaluate_plays_and_renders_the_saved_mjx_policy(mjx_run, tmp_path):
+  out, proc = mjx_run
   assert proc.returncode == 0, proc.stderr[-3000:]
   video, frame, page = tmp_path / "episode.mp4", tmp_path / "frame.png", tmp_path / "3d.html"
   proc = run_script(
@@ -619,7 +621,7 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
   result = json.loads((out / "eval.json").read_text())
   assert (result["algo"], result["env"], result["episodes"], result["deterministic"]) == (
     "mg",
-    "hopper",
+    "inverted_pendulum",
     1,
     True,
   )
@@ -627,22 +629,23 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
   assert 1 <= length <= 50 and np.isfinite(episode_return)  # --episode-length 50
   # The rendered episode is the evaluated one: its return, and a frame per state.
   shown = re.search(
-    r"\((\d+) frames at 125 fps, seed 0, return ([^,]+), (\d+) steps\)", proc.stdout
+    r"\((\d+) frames at (\d+) fps, seed 0, return ([^,]+), (\d+) steps\)", proc.stdout
   )
   assert shown, proc.stdout
-  assert int(shown[1]) == length + 1 and int(shown[3]) == length
-  assert float(shown[2]) == pytest.approx(episode_return, rel=1e-5)
+  assert int(shown[1]) == length + 1 and int(shown[4]) == length
+  assert float(shown[3]) == pytest.approx(episode_return, rel=1e-5)
+  fps = int(shown[2])
   import imageio_ffmpeg
 
   reader = imageio_ffmpeg.read_frames(str(video))
   meta = next(reader)
   frames = [np.frombuffer(f, np.uint8).reshape(120, 160, 3) for f in reader]
-  assert meta["size"] == (160, 120) and meta["fps"] == 125 and len(frames) == length + 1
+  assert meta["size"] == (160, 120) and meta["fps"] == fps and len(frames) == length + 1
   import matplotlib.image
 
   picture = matplotlib.image.imread(frame)
   assert picture.shape[:2] == (120, 160)
-  assert picture[..., :3].std() > 0.05  # floor, sky and the hopper, not a blank image
+  assert picture[..., :3].std() > 0.05  # floor, sky and the pendulum, not a blank image
   # The 3D viewer of the same episode: every state, and it draws offline without errors.
   system = json.loads(re.search(r'id="brax-system">(.*?)</script>', page.read_text(), re.S)[1])
   assert len(system["states"]["x"]) == length + 1
@@ -652,15 +655,13 @@ def test_evaluate_plays_and_renders_the_saved_hopper_policy(hopper_run, tmp_path
 
 
 @pytest.mark.slow
-def test_mbpo_hopper_mjx_run(tmp_path):
-  # The hopper preset with the small flags on top: what they do not set stays MBPO's
-  # (one env, target entropy -1, real_ratio 0.05).
+def test_mbpo_mjx_run(tmp_path):
   out = tmp_path / "run"
   proc = train(
     "--algo",
     "mbpo",
     "--env",
-    "hopper",
+    "inverted_pendulum",
     "--seeds",
     "1",
     "--total-steps",
@@ -677,10 +678,27 @@ def test_mbpo_hopper_mjx_run(tmp_path):
   check_outputs(
     out,
     algo="mbpo",
-    env="hopper",
+    env="inverted_pendulum",
     seeds=[0],
-    flags={"num_envs": 1, "target_entropy": -1.0, "real_ratio": 0.05, "episode_length": 50},
+    flags={"num_envs": 1, "real_ratio": 0.05, "episode_length": 50},
   )
+
+
+def test_small_flags_keep_the_rest_of_hoppers_mbpo_preset():
+  # train.py's config of the MJX mbpo run's flags, on hopper: what they do not set stays
+  # MBPO's hopper preset (one env, target entropy -1, a buffer of 1M rows, 7 members' 4-layer
+  # model replaced only where a flag says so), what they set wins.
+  from mgjax.algorithms import make_config
+  from mgjax.config import Config
+
+  args = ["--algo", "mbpo", "--env", "hopper", "--total-steps", "400"]
+  args += [a for a in MBPO_SMALL if a != "--no-progress"]
+  config = make_config(**cli.config_fields(cli.add_config_flags(cli.Parser()).parse_args(args)))
+  default = Config()
+  assert (config.num_envs, config.target_entropy, config.buffer_size) == (1, -1.0, 1_000_000)
+  assert (default.num_envs, default.target_entropy) != (1, -1.0)  # the preset's, not Config's
+  assert (config.ensemble_size, config.model_hidden, config.rollout_length) == (3, (32, 32), 25)
+  assert config.branch_schedule == (0, 1, 1, 3) and config.real_ratio == 0.05
 
 
 @pytest.mark.parametrize(
