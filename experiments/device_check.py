@@ -6,7 +6,7 @@ with finite metrics; and timings comparable with the CPU figures of RESULTS.md: 
 seconds per 1000 env steps with 5 seeds vmapped, and the compile times.
 
   python experiments/device_check.py                      # -> results/gpu/device_check.json
-  python experiments/device_check.py --cpu --out /tmp/device_check.json   # tiny, on a CPU
+  python experiments/device_check.py --cpu --out /tmp/device_check.json   # a rehearsal on a CPU
 
 Each part has its own time limit (on an accelerator it runs in a process of its own, killed
 at its limit); a part that fails or runs out of time is recorded and the others still run.
@@ -30,7 +30,8 @@ def main(argv=None) -> int:
   p.add_argument(
     "--cpu",
     action="store_true",
-    help="the same parts on pointmass at tiny sizes, on the CPU (a rehearsal)",
+    help="the same parts on pointmass, 2 seeds, at the smoke suite's sizes (the iteration "
+    "timings at tiny sizes), on the CPU (a rehearsal)",
   )
   p.add_argument(
     "--out",

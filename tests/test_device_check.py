@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mgjax.algorithms import REGISTRY
+from mgjax.algorithms import REGISTRY, run_schedule
 from mgjax.run import compile_cache, device_check
+from mgjax.run.placement import cpu_devices
+from mgjax.run.suites import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +26,7 @@ def test_a_part_past_its_limit_is_recorded_and_the_next_part_runs(tmp_path):
     out,
     cpu=True,
     isolate=True,
-    precision="high",  # the CPU mode's test below: it finds sac's programs compiled
+    precision="default",  # the CPU mode's test below: it finds sac's programs compiled
     only=("platform", "sac"),
     limits={"platform": 1.0},
     log=logged.append,
@@ -79,7 +81,7 @@ def test_cpu_mode_runs_every_algorithm(tmp_path):
       "--out",
       str(out),
       "--precision",
-      "high",
+      "default",  # the smoke suite's, whose cells' programs the check's parts share
     ],
     cwd=ROOT,
     capture_output=True,
@@ -93,10 +95,21 @@ def test_cpu_mode_runs_every_algorithm(tmp_path):
   }
   assert set(record["algorithms"]) == set(REGISTRY)
   platform = record["parts"]["platform"]
-  assert platform["backend"] == "cpu" and platform["matmul_precision"] == "high"
-  assert platform["devices"] and platform["versions"]["jax"]
+  # "default" set explicitly: jax's own setting is None.
+  assert platform["backend"] == "cpu" and platform["matmul_precision"] == "default"
+  assert platform["versions"]["jax"]
+  # The CPU split as benchmark.py splits it for the smoke suite's 2 seeds.
+  assert len(platform["devices"]) == max(cpu_devices(a, device_check.CPU_SEEDS) for a in REGISTRY)
   mg = record["parts"]["mg"]
   assert mg["compile_s"] > 0 and mg["wall_s_for_all_steps"] >= mg["wall_s"] > 0
+  smoke_mg = SUITES["smoke"].config("mg", "pointmass", {})
+  assert mg["env_steps_per_seed"] == run_schedule(smoke_mg).env_steps
+  for algo in set(REGISTRY) - set(device_check.TIMED):  # one chunk each, then a pause
+    got = record["parts"]["smoke"][algo]
+    config = SUITES["smoke"].config(algo, "pointmass", {})
+    assert got["run_status"] == "paused" and got["seeds"] == 2, (algo, got)
+    first_chunk = run_schedule(config).initial_steps + config.eval_every * config.batch_steps
+    assert got["env_steps_per_seed"] == first_chunk and all(got["finite"].values()), (algo, got)
   for algo in ("mbpo", "sac"):
     assert record["parts"][algo]["s_per_1000_env_steps"] > 0
 

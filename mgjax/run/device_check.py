@@ -15,9 +15,14 @@ the next one runs:
             warm-up iteration) in seconds per 1000 env steps for all seeds, the phase of
             RESULTS.md's CPU segment ("MBPO and mg-sac: where the time goes");
   sac       the same for `sac` at its hopper settings;
-  smoke     every other algorithm of the registry at small sizes on hopper: compile,
-            one evaluation chunk, finite metrics.
-With `cpu=True` the same parts run on pointmass at tiny sizes (a rehearsal and a test).
+  smoke     every other algorithm of the registry at small sizes on hopper, through
+            `mgjax.run.run` paused after its first chunk: compile, one evaluation chunk,
+            finite metrics.
+With `cpu=True` the same parts run on pointmass (a rehearsal and a test), 2 seeds, the
+CPU split as `experiments/benchmark.py` splits it: `mg` and the smoke part at the `smoke`
+benchmark suite's sizes, so that they run the compiled programs of the suite's cells (a
+compilation cache that holds them, as the test session's does, makes them hits), and the
+iteration timings of `mbpo` and `sac` at tiny sizes.
 
 On an accelerator every part runs in a process of its own, killed at its limit (what it had
 measured by then is kept), so that a hung compile cannot take the others' time; with
@@ -116,7 +121,19 @@ def _small(algo: str, env: str) -> dict[str, Any]:
 def _config_of(algo: str, fields: dict[str, Any]):
   from mgjax.algorithms import make_config
 
-  return make_config(algo=algo, **fields)
+  return make_config(**{**fields, "algo": algo})
+
+
+CPU_SEEDS = 2  # the smoke benchmark suite's
+
+
+def _smoke_suite(algo: str) -> dict[str, Any]:
+  """The Config fields of the smoke benchmark suite's `algo` cell on pointmass."""
+  import dataclasses
+
+  from mgjax.run.suites import SUITES
+
+  return dataclasses.asdict(SUITES["smoke"].config(algo, "pointmass", {}))
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -283,12 +300,15 @@ def iterations_part(
   return rec
 
 
-def smoke_part(algos, env: str, emit, deadline: float) -> dict:
-  """Each algorithm compiled at small sizes and run for one evaluation chunk (one seed):
-  compile and run times, and whether its watched metrics and evaluation are finite."""
-  import jax
+def smoke_part(algos, sizes: Callable[[str], dict], seeds: int, emit, deadline: float) -> dict:
+  """Each algorithm at `sizes(algo)` through `mgjax.run.run` (`seeds` seeds, the devices
+  a benchmark cell of it gets), paused after its first evaluation chunk: compile and wall
+  times, and whether its evaluation and watched metrics are finite."""
+  import numpy as np
 
-  from mgjax.algorithms import make_trainer, watched
+  from mgjax.algorithms import watched
+  from mgjax.run import outputs, run
+  from mgjax.run.placement import default_devices
 
   rec: dict[str, Any] = {}
   for algo in algos:
@@ -296,24 +316,34 @@ def smoke_part(algos, env: str, emit, deadline: float) -> dict:
       rec[algo] = {"status": "skipped", "error": "the part's time limit was reached"}
       continue
     try:
-      config = _config_of(algo, _small(algo, env))
-      trainer = make_trainer(config)
-      keys = jax.random.split(jax.random.key(0), 1)
-      t = time.perf_counter()
-      state = jax.block_until_ready(jax.jit(jax.vmap(trainer.init))(keys))
-      init_s = time.perf_counter() - t
-      t = time.perf_counter()
-      chunk = jax.jit(jax.vmap(trainer.chunk)).lower(state).compile()
-      compile_s = time.perf_counter() - t
-      (state, metrics), run_s = _timed(chunk, state)
-      finite = _finite(metrics["iterations"], watched(config))
-      finite["eval_return"] = _finite(metrics["eval"], ["eval_return"])["eval_return"]
+      config = _config_of(algo, sizes(algo))
+      logged: list[str] = []
+      start = time.time()
+      with tempfile.TemporaryDirectory(prefix="mgjax-device-check-") as out:
+        s = run(
+          config,
+          seeds=list(range(seeds)),
+          out=Path(out),
+          progress=False,
+          log=logged.append,
+          devices=default_devices(algo),
+          time_limit_s=0.0,  # one chunk, then a pause
+          save_every_s=1e9,
+        )
+        rows = outputs.read_metrics(Path(out) / "metrics.csv")
+      names = ["eval_return", *(n for n in watched(config) if rows and n in rows[0])]
+      finite = {
+        n: bool(rows) and all(np.isfinite(float(r[n] or "nan")) for r in rows) for n in names
+      }
       rec[algo] = {
-        "status": "ok" if all(finite.values()) else "failed",
-        "init_s": init_s,
-        "compile_chunk_s": compile_s,
-        "chunk_s": run_s,
-        "iterations": config.eval_every,
+        "status": "ok"
+        if s["status"] in ("paused", "finished") and all(finite.values())
+        else "failed",
+        "run_status": s["status"],
+        "seeds": seeds,
+        "compile_s": _compile_s(logged),
+        "wall_s": time.time() - start,
+        "env_steps_per_seed": int(s["total_env_steps"]),
         "finite": finite,
       }
     except Exception as e:  # recorded; the next algorithm runs
@@ -329,16 +359,18 @@ def parts(cpu: bool) -> list[Part]:
 
   others = [a for a in REGISTRY if a not in TIMED]
   if cpu:
-    env, seeds = "pointmass", 2
-    mg = _mg_family_small(env)
-    mbpo, sac = _sac_family_small(env), _sac_family_small(env)
+    seeds = smoke_seeds = CPU_SEEDS
+    mg = _smoke_suite("mg")
+    mbpo, sac = _sac_family_small("pointmass"), _sac_family_small("pointmass")
+    smoke = _smoke_suite
     limits = dict(platform=30, mg=60, mbpo=60, sac=60, smoke=120)
     iters = 2
   else:
-    env, seeds = "hopper", 5
+    seeds, smoke_seeds = 5, 1
     # The cpu benchmark suite's cell (evaluations every 5 iterations, 102,400 env steps).
-    mg = dict(env=env, total_steps=100_000, eval_every=5)
-    mbpo, sac = dict(env=env), dict(env=env)  # the published settings (presets)
+    mg = dict(env="hopper", total_steps=100_000, eval_every=5)
+    mbpo, sac = dict(env="hopper"), dict(env="hopper")  # the published settings (presets)
+    smoke = functools.partial(_small, env="hopper")
     limits = dict(platform=30, mg=130, mbpo=100, sac=50, smoke=110)
     iters = 4  # 5,250 -> 6,250 env steps, RESULTS.md's CPU segment
   steps = run_schedule(_config_of("mg", mg)).env_steps
@@ -347,7 +379,7 @@ def parts(cpu: bool) -> list[Part]:
     Part("mg", limits["mg"], functools.partial(full_run_part, "mg", mg, seeds, steps)),
     Part("mbpo", limits["mbpo"], functools.partial(iterations_part, "mbpo", mbpo, seeds, iters)),
     Part("sac", limits["sac"], functools.partial(iterations_part, "sac", sac, seeds, iters)),
-    Part("smoke", limits["smoke"], functools.partial(smoke_part, others, env)),
+    Part("smoke", limits["smoke"], functools.partial(smoke_part, others, smoke, smoke_seeds)),
   ]
 
 
@@ -438,13 +470,19 @@ def _child(name: str, result: str, options_json: str) -> int:
 
 
 def _configure(options: dict) -> dict[str, Any]:
-  """The matmul precision and the compilation cache, before anything compiles; returns
-  what they replaced (for `_restore`)."""
+  """The matmul precision and the compilation cache, before anything compiles, and on a
+  CPU its split into devices (as benchmark.py's for CPU_SEEDS seeds; it takes effect only
+  before JAX has started its backends); returns what they replaced (for `_restore`)."""
   import warnings
 
   import jax
 
+  from mgjax.algorithms import REGISTRY
   from mgjax.run import compile_cache
+  from mgjax.run.placement import cpu_devices, split_cpu
+
+  if options["cpu"]:
+    split_cpu(max(cpu_devices(algo, CPU_SEEDS) for algo in REGISTRY))
 
   warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
   before = {"precision": jax.config.jax_default_matmul_precision, **compile_cache.settings()}
