@@ -255,3 +255,61 @@ def test_late_returns_take_the_window_that_ends_at_the_references_last_evaluatio
   np.testing.assert_allclose(late["algos"]["mg"]["seeds"], [350.0] * 3)
   assert late["algos"]["mg"]["minus_reference"] == pytest.approx(315.0)
   assert late["algos"]["mg"]["minus_reference_ci"] == pytest.approx([315.0, 315.0])
+
+
+def test_interpolate_is_linear_between_the_bracketing_evaluations_and_exact_on_them():
+  steps = np.array([0, 16_666, 33_332])
+  values = np.array([[0.0, 100.0, 400.0], [10.0, 10.0, 10.0]])
+  # seed 0 at 25k: 100 + 300 (25000 − 16666) / 16666
+  expected = 100.0 + 300.0 * (25_000 - 16_666) / 16_666
+  np.testing.assert_allclose(curves.interpolate(steps, values, 25_000), [expected, 10.0])
+  np.testing.assert_array_equal(curves.interpolate(steps, values, 16_666), [100.0, 10.0])
+  assert curves.interpolate(steps, values, 40_000) is None
+  assert curves.interpolate(steps[1:], values[:, 1:], 10_000) is None
+
+
+def test_compare_at_puts_runs_on_other_grids_beside_the_reference(tmp_path):
+  # The reference: return = seed + steps/1000 at every 5k. The "published" run is evaluated
+  # every 20k, return = 100 + steps/1000 for every seed, and so linear: at 25k it is 125
+  # between its 20k and 40k evaluations, and sac − it = IQM(25, 26, 27, 28) − 125. Neither
+  # reaches 50k, so that column is empty.
+  write_run(tmp_path / "sac-hopper", "sac", 4, 40_000, 0.0)
+  published = tmp_path / "published"
+  published.mkdir()
+  with open(published / "metrics.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["algo", "env", "seed", "env_steps", "eval_return"])
+    for seed in range(6):
+      for steps in (0, 20_000, 40_000):
+        w.writerow(["sac:paper", "hopper", seed, steps, 100 + steps / 1000])
+  data, _ = curves.load_runs([tmp_path / "sac-hopper", published])
+  lines = curves.compare_at(data, "sac", [25_000, 40_000, 50_000])
+  got = {(r["algo"], r["milestone"]): r for r in lines}
+  assert set(got) == {(a, m) for a in ("sac", "sac:paper") for m in (25_000, 40_000)}
+  ours = got[("sac", 25_000)]
+  assert (ours["from_env_steps"], ours["to_env_steps"], ours["seeds"]) == (25_000, 25_000, 4)
+  assert ours["iqm"] == pytest.approx(iqm(np.arange(4) + 25.0))
+  assert "reference_minus" not in ours
+  theirs = got[("sac:paper", 25_000)]
+  assert (theirs["from_env_steps"], theirs["to_env_steps"]) == (20_000, 40_000)
+  assert (theirs["iqm"], theirs["ci_low"], theirs["ci_high"]) == pytest.approx((125.0,) * 3)
+  assert theirs["reference_minus"] == pytest.approx(iqm(np.arange(4) + 25.0) - 125.0)
+  assert got[("sac:paper", 40_000)]["reference_minus"] == pytest.approx(
+    iqm(np.arange(4) + 40.0) - 140.0
+  )
+
+
+def test_compare_published_cli_writes_its_tables_and_refuses_a_missing_reference(tmp_path):
+  write_run(tmp_path / "sac-hopper", "sac", 3, 40_000, 0.0)
+  script = ROOT / "experiments" / "compare_published.py"
+  proc = run_main(script, tmp_path / "sac-hopper", "--at", "25000", "--out", tmp_path / "cmp")
+  assert proc.returncode == 0, proc.stderr
+  md = (tmp_path / "cmp" / "table.md").read_text()
+  assert md.splitlines()[0] == "| env | runs | seeds | 25k |"
+  assert "| hopper | sac | 3 | 26 [25, 27] |" in md  # return = seed + 25 at 25k
+  assert "| hopper | sac:simbav2 | 10 |" in md  # the repo's published curves by default
+  assert (tmp_path / "cmp" / "learning_curves.png").stat().st_size > 0
+  proc = run_main(script, tmp_path / "sac-hopper", "--reference", "mbpo", "--out", tmp_path / "x")
+  assert proc.returncode == 2
+  assert proc.stderr.startswith("compare_published.py: error: reference='mbpo': no runs of it")
+  assert len(proc.stderr.splitlines()) == 1

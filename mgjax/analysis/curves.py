@@ -385,6 +385,59 @@ def late_returns(data, reference: str = "mle", last_fraction: float = 0.25) -> d
   return out
 
 
+def interpolate(steps: np.ndarray, values: np.ndarray, at: int):
+  """values [S, E] evaluated at env steps `steps` [E] (increasing) -> [S] at env steps `at`,
+  each seed linearly interpolated between the evaluations t_i ≤ at ≤ t_{i+1} that bracket it:
+  v(at) = v_i + (v_{i+1} − v_i)(at − t_i)/(t_{i+1} − t_i), exact where at is an evaluation;
+  None where `at` is outside [t_0, t_{E−1}]."""
+  steps = np.asarray(steps, np.float64)
+  if at < steps[0] or at > steps[-1]:
+    return None
+  return np.array([np.interp(at, steps, v) for v in np.asarray(values, np.float64)])
+
+
+def compare_at(data, reference: str, milestones) -> list[dict]:
+  """Each label's returns against `reference`'s on the same env, at env steps where curves
+  are evaluated on different grids (e.g. published runs): per env, label and milestone the
+  IQM [95% CI] over seeds of the return interpolated there (`interpolate`), the bracketing
+  evaluations, and for labels other than the reference IQM(reference) − IQM(label) [95% CI],
+  each side's seeds resampled on their own (`stats.bootstrap_difference_ci`). A (label,
+  milestone) outside the label's evaluations is left out."""
+  envs, labels = envs_algos(data)
+  lines = []
+  for env in envs:
+    if (env, reference) not in data:
+      continue
+    for m in milestones:
+      ref = data[(env, reference)]
+      ref_at = interpolate(ref["steps"], ref["return"], m)
+      for label in [reference, *(x for x in labels if x != reference)]:
+        if (env, label) not in data:
+          continue
+        d = data[(env, label)]
+        v = interpolate(d["steps"], d["return"], m)
+        if v is None:
+          continue
+        mid, lo, hi = stratified_bootstrap_ci([v])
+        i = int(np.searchsorted(d["steps"], m))  # the first evaluation at or after m
+        line = {
+          "env": env,
+          "algo": label,
+          "milestone": m,
+          "from_env_steps": int(d["steps"][i if d["steps"][i] == m else i - 1]),
+          "to_env_steps": int(d["steps"][i]),
+          "seeds": v.size,
+          "iqm": mid,
+          "ci_low": lo,
+          "ci_high": hi,
+        }
+        if label != reference and ref_at is not None:
+          diff, dlo, dhi = bootstrap_difference_ci(ref_at, v)
+          line.update(reference_minus=diff, reference_minus_low=dlo, reference_minus_high=dhi)
+        lines.append(line)
+  return lines
+
+
 def headline(suite: Path) -> dict:
   """RESULTS.md's headline figures of a suite folder (its table.csv, from `plot_runs`, and
   metrics.csv): MG/MLE and MG/PPO IQM ratios at the last milestone per env;
