@@ -20,6 +20,10 @@ tables them:
   (or other milestones) and at the run's last (unless that is one of them), IQM [95% CI]
   per env and algorithm.
 
+`compare_at(data, reference, milestones)` puts runs evaluated on other grids (published
+curves, `experiments/compare_published.py`) beside a reference run at the same env steps,
+each seed interpolated between the evaluations that bracket them.
+
 Algorithms are drawn in the registry's order and colours (`Algorithm.color`); other labels
 (ALGO:FOLDER, an algorithm without a colour) take cycle colours that no drawn algorithm has.
 """
