@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -377,8 +378,8 @@ def test_every_suite_cell_is_a_valid_config_and_cpu_sac_cuts_the_cpu_costs():
 
 
 def test_cpu_long_is_the_cpu_cell_to_1m_with_its_milestones_evaluated():
-  for algo in ("mg", "mle", "ppo"):
-    long, short = (SUITES[s].config(algo, "hopper", {}) for s in ("cpu-long", "cpu"))
+  for algo, env in itertools.product(SUITES["cpu-long"].algos, SUITES["cpu-long"].envs):
+    long, short = (SUITES[s].config(algo, env, {}) for s in ("cpu-long", "cpu"))
     changed = {
       f.name for f in dataclasses.fields(long) if getattr(long, f.name) != getattr(short, f.name)
     }
