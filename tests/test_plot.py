@@ -174,17 +174,18 @@ def test_columns_of_other_algorithms_are_kept(tmp_path):
 
 def test_aggregate_takes_only_the_algorithms_run_on_every_env(tmp_path):
   # mg on hopper and walker2d, sac on hopper only: sac's hopper runs would otherwise be
-  # aggregated against mg's average over two envs.
+  # aggregated against mg's average over two envs. They score higher than mg's, and still
+  # do not set hopper's normaliser: a cell left out of the aggregate changes none of it.
   write_run(tmp_path / "mg-hopper", "mg", 3, 20_000, 100.0)
   write_run(tmp_path / "mg-walker2d", "mg", 3, 20_000, 200.0, env="walker2d")
-  write_run(tmp_path / "sac-hopper", "sac", 3, 20_000, 0.0)
+  write_run(tmp_path / "sac-hopper", "sac", 3, 20_000, 1000.0)
   data, _ = curves.load_runs([tmp_path / n for n in ("mg-hopper", "mg-walker2d", "sac-hopper")])
   scores = curves.normalised_scores(data)
   assert list(scores) == ["mg"]
   steps, per_eval = scores["mg"]
   np.testing.assert_array_equal(steps, [5000, 10000, 15000, 20000])
-  # Each env is normalised by its best final IQM, mg's own on both (sac's hopper runs are
-  # lower): the final returns 120-122 on hopper and 220-222 on walker2d over their IQM.
+  # Each env is normalised by its best aggregated final IQM, mg's own on both: the final
+  # returns 120-122 on hopper and 220-222 on walker2d over their IQM.
   final = [np.array([120.0, 121.0, 122.0]), np.array([220.0, 221.0, 222.0])]
   np.testing.assert_allclose(per_eval[-1], [f / iqm(f) for f in final])
 

@@ -161,14 +161,14 @@ def alignment_labels(data, loss: str) -> list[str]:
 
 def normalised_scores(data):
   """{algo: (steps, [{env: per-seed normalised scores}] per evaluation)}, normalising each env
-  by the best algorithm's final IQM return on it. Only algorithms with a run on every env
-  are aggregated: one on fewer envs would be averaged over other tasks than the rest."""
+  by the best aggregated algorithm's final IQM return on it. Only algorithms with a run on
+  every env are aggregated (one on fewer envs would be averaged over other tasks than the
+  rest), and only they set the normaliser, so that adding such a cell changes no score."""
   envs, algos = envs_algos(data)
-  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos if (e, a) in data) for e in envs}
+  algos = [a for a in algos if all((e, a) in data for e in envs)]
+  best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos) for e in envs}
   out = {}
   for algo in algos:
-    if any((e, algo) not in data for e in envs):
-      continue
     n = min(len(data[(e, algo)]["steps"]) for e in envs)
     steps = data[(envs[0], algo)]["steps"][:n]
     out[algo] = (
