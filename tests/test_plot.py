@@ -190,6 +190,13 @@ def test_aggregate_takes_only_the_algorithms_run_on_every_env(tmp_path):
   np.testing.assert_allclose(per_eval[-1], [f / iqm(f) for f in final])
 
 
+def test_aggregate_is_empty_when_no_algorithm_ran_on_every_env(tmp_path):
+  write_run(tmp_path / "mg-hopper", "mg", 3, 20_000, 100.0)
+  write_run(tmp_path / "sac-walker2d", "sac", 3, 20_000, 200.0, env="walker2d")
+  data, _ = curves.load_runs([tmp_path / "mg-hopper", tmp_path / "sac-walker2d"])
+  assert curves.normalised_scores(data) == {}
+
+
 def test_headline_gives_ratios_and_the_steps_to_reach_mles_final_return(tmp_path):
   # eval return = offset + seed + env_steps / 1000, 4 seeds to 40k: mle's final IQM is
   # 41.5; mg (offset 10) first reaches it at 30k (41.5), ppo (offset -20) never.

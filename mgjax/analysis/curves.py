@@ -166,6 +166,8 @@ def normalised_scores(data):
   rest), and only they set the normaliser, so that adding such a cell changes no score."""
   envs, algos = envs_algos(data)
   algos = [a for a in algos if all((e, a) in data for e in envs)]
+  if not algos:
+    return {}
   best = {e: max(iqm(data[(e, a)]["return"][:, -1]) for a in algos) for e in envs}
   out = {}
   for algo in algos:

@@ -89,8 +89,8 @@ SUITES = {
   ),
   # Convergence (the paper's second claim): the PPO loop to 1M env steps, evaluated every
   # 50 iterations (51,200 env steps; 102,400, 256,000, 512,000 and 1,024,000 are the table's
-  # 100k, 250k, 500k and 1M). A cell takes hours (halfcheetah's about 5 h alone on 2 cores):
-  # run it with --time-limit and again to go on.
+  # 100k, 250k, 500k and 1M). A cell takes hours (RESULTS.md, "Long runs"): run it with
+  # --time-limit and again to go on.
   "cpu-long": Suite(
     ("hopper", "ant", "halfcheetah"),
     ("mg", "mle", "ppo"),
