@@ -1,10 +1,12 @@
-"""Command-line pieces the experiment scripts share: an argparse parser that reports bad
-input in one line, every `mgjax.Config` field as a flag, and typed `--set FIELD=VALUE`
-overrides."""
+"""Command-line pieces the `mgjax` commands and the experiment scripts share: an argparse
+parser that reports bad input in one line, every `mgjax.Config` field as a flag (its help
+from the field's comment in mgjax/config.py, with its choices), and typed `--set
+FIELD=VALUE` overrides."""
 
 import argparse
 import dataclasses
 import inspect
+import re
 import typing
 
 from mgjax.config import ALIASES, Config, ConfigError
@@ -12,10 +14,12 @@ from mgjax.config import ALIASES, Config, ConfigError
 
 class Parser(argparse.ArgumentParser):
   """argparse that reports bad input in one line, exit status 2 (`error`, also for the
-  script's own checks); the description (the script's docstring) keeps its layout."""
+  script's own checks); the description (the script's docstring) keeps its layout. A flag
+  must be given whole: an abbreviation (`--see` for `--seeds`) is unknown."""
 
   def __init__(self, *args, **kwargs):
     kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    kwargs.setdefault("allow_abbrev", False)
     super().__init__(*args, **kwargs)
 
   def error(self, message):
@@ -47,21 +51,60 @@ def _tuple_of_ints(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def _field_comments() -> dict[str, str]:
-  """The `# comment` after each Config field in mgjax/config.py (with the comment lines
-  indented past the field that continue it), for --help."""
-  out, last, indent = {}, None, 0
-  for line in inspect.getsource(Config).splitlines():
-    if line.strip().startswith("#"):  # a continuation, or a section heading
-      if last is not None and line.index("#") > indent:
-        out[last] += " " + line.strip()[1:].strip()
+def _field_comments(source: str | None = None) -> dict[str, str]:
+  """The comment of each Config field in mgjax/config.py (or in `source`, a class body in
+  its layout), for --help: the `# ...` after the field, and every comment line that follows
+  it directly (at any indent), up to the next field, blank line or section heading
+  (`# -- ...`)."""
+  out, last = {}, None
+  for line in (inspect.getsource(Config) if source is None else source).splitlines():
+    text = line.strip()
+    if text.startswith("#"):
+      if text.startswith("# --"):  # a section heading, and what continues it
+        last = None
+      elif last is not None:
+        out[last] = f"{out[last]} {text[1:].strip()}".strip()
       continue
-    name, _, rest = line.strip().partition(":")
-    last = None
-    if "#" in rest and name.isidentifier():
-      out[name] = rest.split("#", 1)[1].strip()
-      last, indent = name, len(line) - len(line.lstrip())
+    match = _FIELD.match(text)
+    last = match and match["name"]
+    if last:
+      out[last] = (match["comment"] or "").strip()
+  return {name: doc for name, doc in out.items() if doc}
+
+
+# A field line of the dataclass: `name: type = default  # comment` (comment optional).
+_FIELD = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:[^#]*?(?:#(?P<comment>.*))?$")
+
+
+def field_choices() -> dict[str, tuple[str, ...]]:
+  """The values a Config field of a fixed set accepts: `algo` (the registered algorithms),
+  `backend` (brax's), and each text field whose check names its choices ("choose one of
+  a, b", `mgjax.config.check_common`). `env` takes any brax env name and is not among them."""
+  from mgjax import envs
+  from mgjax.algorithms import REGISTRY
+  from mgjax.config import check_common
+
+  out = {"algo": tuple(REGISTRY), "backend": tuple(envs.BACKENDS)}
+  hints = typing.get_type_hints(Config)
+  for f in dataclasses.fields(Config):
+    if hints[f.name] is not str or f.name in out or f.name == "env":
+      continue
+    try:
+      check_common(dataclasses.replace(Config(), **{f.name: "\0"}))
+    except ConfigError as e:
+      _, sep, names = str(e).partition("choose one of ")
+      if sep:
+        out[f.name] = tuple(n.strip() for n in names.split(","))
   return out
+
+
+def _help(doc: str, default, choices: tuple[str, ...] | None) -> str:
+  """A Config flag's help: its comment, the choices that the comment does not name, and the
+  default."""
+  named = set(re.findall(r"[\w-]+", doc))
+  listed = f"one of {' | '.join(choices)}; " if choices and not set(choices) <= named else ""
+  text = f"{doc} ({listed}default {default})" if doc else f"{listed}default {default}"
+  return text.replace("%", "%%")
 
 
 def _flags(field: str) -> list[str]:
@@ -77,19 +120,18 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   from mgjax.algorithms import REGISTRY
 
   hints = typing.get_type_hints(Config)
-  docs = _field_comments()
+  docs, choices = _field_comments(), field_choices()
   for f in dataclasses.fields(Config):
     kind = hints[f.name]
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    choices = list(REGISTRY) if f.name == "algo" else None
     p.add_argument(
       *_flags(f.name),
       dest=f.name,
       type=conv,
       default=None,
-      choices=choices,
-      help=f"{docs.get(f.name, '')} (default {default})".replace("%", "%%"),
+      choices=list(REGISTRY) if f.name == "algo" else None,
+      help=_help(docs.get(f.name, ""), default, choices.get(f.name)),
     )
   return p
 

@@ -15,6 +15,10 @@ AVX2 machine run on an AVX-512 one would give the AVX2 machine's numbers). JAX k
 entry by the program, the jax and XLA versions, the backend and the compile options, so a
 stale entry is never loaded; `rm -rf ~/.cache/mgjax/xla` clears the cache.
 
+Beside the programs, FOLDER/compile_times.json keeps how long each run's settings took to
+compile at their last launch (`record_compile`), so that a launch can say how long its
+compile will take (`compiling_note`).
+
 XLA cannot store a program that calls back to Python (a host callback): the runner's
 chunk programs have none, so that they are cached (`mgjax.run.experiment`). Beside the
 compiled code, `enable` keeps the runner's traced programs in FOLDER/programs/
@@ -22,11 +26,13 @@ compiled code, `enable` keeps the runner's traced programs in FOLDER/programs/
 """
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import os
 import platform
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 
@@ -165,3 +171,80 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
     help=f"do not load or store compiled programs (default: in ~/.cache/mgjax/xla, or "
     f"${ENV_VAR}: a folder, or 0 for none; JAX_COMPILATION_CACHE_DIR is respected)",
   )
+
+
+# ------------------------------------------------------------ how long compiling took
+TIMES_FILE = "compile_times.json"
+
+
+def run_key(config: Any, runs: int, devices: int, sweep: Sequence[str] = ()) -> str:
+  """The key under which a run's compile time is kept (`record_compile`): its config, how
+  many runs on how many devices, and the names of its sweep's fields."""
+  fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+  text = json.dumps(
+    {"config": fields, "runs": runs, "devices": devices, "sweep": sorted(sweep)},
+    sort_keys=True,
+    default=str,
+  )
+  return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _code_version() -> str:
+  """What changes a compiled program: mgjax's source and jax's version."""
+  from mgjax.run import program_cache
+
+  return f"{program_cache.source_digest()[:16]}-jax{jax.__version__}"
+
+
+def _times_path() -> Path | None:
+  folder = current()
+  return Path(folder) / TIMES_FILE if folder else None
+
+
+def last_compile(key: str) -> dict | None:
+  """What `record_compile` kept for `key` in this cache ({"seconds", "code"}); None with no
+  cache or no record."""
+  path = _times_path()
+  try:
+    return json.loads(path.read_text()).get(key) if path else None
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def record_compile(key: str, seconds: float) -> None:
+  """Keeps how long the launch of `key` took to compile, beside the compiled programs (not
+  kept with no cache, or a cache that cannot be written)."""
+  path = _times_path()
+  if path is None:
+    return
+  try:
+    times = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(times, dict):
+      times = {}
+  except (OSError, ValueError):
+    times = {}
+  times[key] = {"seconds": round(float(seconds), 1), "code": _code_version()}
+  try:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(times, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+  except OSError:
+    pass
+
+
+def compiling_note(key: str) -> str:
+  """The line that says a launch is compiling, and how long it took last time, if this
+  cache knows."""
+  what = "compiling the training program"
+  if current() is None:
+    return f"{what} (no compile cache: every launch compiles; seconds to minutes) ..."
+  last = last_compile(key)
+  if not isinstance(last, dict) or "seconds" not in last:
+    return (
+      f"{what}: the first launch of these settings compiles for seconds to minutes (an MJX "
+      "env on a CPU: minutes); later launches load it from the cache ..."
+    )
+  took = f"{float(last['seconds']):.0f} s"
+  if last.get("code") != _code_version():
+    return f"{what} (it took {took} last time; mgjax or JAX has changed since) ..."
+  return f"{what} (it took {took} last time) ..."

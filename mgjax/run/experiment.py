@@ -14,6 +14,8 @@ Before anything compiles, the memory the runs need is estimated and held against
 devices have (`mgjax.run.memory`); runs that do not fit are refused (MemoryCheckError).
 The chunk program calls back to no Python code, so that XLA's persistent compilation
 cache can store it (`mgjax.run.compile_cache`); the progress bar advances as chunks end.
+While it sets up and compiles, a run says so, and how long its compile took last time, and
+prints a line at least every 10 s (`mgjax.progress.Progress`).
 """
 
 import functools
@@ -27,6 +29,7 @@ import numpy as np
 from mgjax import envs
 from mgjax.algorithms import describe, make_trainer, watched
 from mgjax.config import Config
+from mgjax.progress import Progress
 from mgjax.run import compile_cache, memory, outputs, placement, program_cache, recording, resume
 from mgjax.run.memory import MemoryCheckError
 from mgjax.run.recording import Divergence
@@ -246,27 +249,73 @@ def run(
   Before anything is compiled or written, the memory the runs need is estimated
   (`mgjax.run.memory.estimate`, or `memory_estimate` if the caller has it) and, unless
   `memory_check=False`, runs that do not fit raise MemoryCheckError; summary.json records
-  the estimate. `trainer`: `make_trainer(config)` if the caller has built it already."""
+  the estimate. `trainer`: `make_trainer(config)` if the caller has built it already.
+
+  `log` prints the run's lines; with `progress`, a heartbeat line every 10 s while it sets
+  up and compiles, then a bar (`mgjax.progress.Progress`)."""
+  # Lines while it sets up and compiles (a heartbeat every 10 s), then the bar.
+  shown = Progress(
+    enabled=progress and jax.process_index() == 0,
+    bar=True,
+    desc=f"{config.algo}/{config.env}",
+    log=log,
+  )
+  shown.phase("setting up")
+  with shown:
+    return _train(
+      shown,
+      config,
+      seeds=seeds,
+      out=out,
+      devices=devices,
+      sweep=sweep,
+      resume=resume,
+      save_every_s=save_every_s,
+      time_limit_s=time_limit_s,
+      tensorboard=tensorboard,
+      memory_check=memory_check,
+      memory_estimate=memory_estimate,
+      trainer=trainer,
+    )
+
+
+def _train(
+  shown: Progress,
+  config: Config,
+  *,
+  seeds,
+  out: Path,
+  devices,
+  sweep,
+  resume: bool,
+  save_every_s: float,
+  time_limit_s: float | None,
+  tensorboard: bool | None,
+  memory_check: bool,
+  memory_estimate,
+  trainer,
+) -> dict[str, Any]:
+  """`run`'s work, its lines through `shown`."""
+  log = shown.log
   r = _Run(config, seeds, out, sweep, devices, resume, log, tensorboard)
   # No progress callback inside the chunk: XLA's cache cannot store a program with one.
   trainer = make_trainer(config) if trainer is None else trainer
   folder = program_cache.folder_for(trainer.config, trainer.algorithm, envs.ENV_NAMES)
   if memory_estimate is None:
+    shown.phase("estimating memory")
     memory_estimate = memory.estimate(
       trainer, r.mesh, len(r.seeds), len(r.settings), tuple(r.sweep or ()), folder
     )
   if memory_check:
     memory.check(memory_estimate)
   writers = r.open_outputs(config)
+  key = compile_cache.run_key(trainer.config, len(r.runs), r.mesh.size, tuple(r.sweep or ()))
+  shown.phase("compiling", say=compile_cache.compiling_note(key))
   state, chunk, compile_s, done = r.compile(trainer, folder)
+  compile_cache.record_compile(key, compile_s)
   # Next to the estimate, what XLA reports for the compiled chunk (per device).
   memory_estimate = {**memory_estimate, "compiled_chunk": memory.compiled_bytes(chunk)}
-  bar = recording.Progress(
-    trainer.schedule.num_iterations,
-    progress and r.writes,
-    f"{config.algo}/{config.env}",
-    initial=done * config.eval_every,
-  )
+  shown.training(trainer.schedule.num_iterations, initial=done * config.eval_every)
   r.start -= r.before["wall_s"]
   summaries = r.summaries(config, memory_estimate)
   final, last_save = np.full(len(r.runs), np.nan), time.time()
@@ -288,8 +337,8 @@ def run(
       for writer, setting_rows in zip(writers, rows):
         writer.write(setting_rows)
       final = evals["eval_return"]
-      bar(evals["iteration"])
-      bar.postfix(eval_return=float(np.mean(final)))
+      shown(evals["iteration"])
+      shown.postfix(eval_return=float(np.mean(final)))
       diverged = r.divergence(iters, i, config.eval_every, watched(config))
       if diverged is not None:
         raise diverged
@@ -306,6 +355,7 @@ def run(
           total_env_steps=int(evals["env_steps"][0]),
           wall_time_s=time.time() - r.start,
         )
+        shown.close()
         log(
           f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
           f"{out / outputs.RESUME_DIR}"
@@ -315,7 +365,7 @@ def run(
     r.write_summaries(summaries, status="diverged", wall_time_s=time.time() - r.start)
     raise
   finally:
-    bar.close()
+    shown.close()
     for writer in writers:
       writer.close()
   _finish(r, state, summaries, final, time.time() - run_start, compile_s)

@@ -1,6 +1,6 @@
 """What a run records while it goes: metrics.csv rows per evaluation (and, on request, the
-same scalars as TensorBoard event files), the progress bar, and the watch for numerical
-blow-up.
+same scalars as TensorBoard event files) and the watch for numerical blow-up. (What it
+prints while it goes: `mgjax.progress`.)
 
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
 everything it had measured.
@@ -163,32 +163,3 @@ def first_nonfinite(iters: dict[str, np.ndarray], names: Sequence[str]):
       if first is None or (t, s) < (first[1], first[0]):
         first = (int(s), int(t), name)
   return first
-
-
-class Progress:
-  """tqdm bar over iterations, advanced by calling it with the iteration reached (the
-  runner does so as each chunk ends; a host callback from inside jit can too), from
-  `initial` iterations (those of a resumed run's earlier sessions)."""
-
-  def __init__(self, total: int, enabled: bool, desc: str, initial: int = 0):
-    self.bar, self.total = None, total
-    if enabled:
-      from tqdm.auto import tqdm
-
-      self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, initial=initial)
-    self.done = initial
-
-  def __call__(self, iteration):
-    # vmapped seeds report the same iteration, possibly out of order.
-    it = min(int(np.max(np.asarray(iteration))), self.total)
-    if self.bar is not None and it > self.done:
-      self.bar.update(it - self.done)
-    self.done = max(self.done, it)
-
-  def postfix(self, **kw):
-    if self.bar is not None:
-      self.bar.set_postfix({k: f"{v:.4g}" for k, v in kw.items()}, refresh=True)
-
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
