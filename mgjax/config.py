@@ -7,10 +7,12 @@ import dataclasses
 from typing import Any
 
 from mgjax import envs
+from mgjax.losses import ADVANTAGE_TRANSFORMS
 from mgjax.model_gradient import ESTIMATORS, SIMILARITIES
 from mgjax.nets.networks import ACTION_MODES
 
 MG_STARTS = ("buffer", "batch")
+MG_OPTIMIZERS = ("shared", "separate")
 ELITE_DRAWS = ("row", "block")
 # Names of earlier versions, still read from config.json, resume points and the CLI.
 ALIASES = {"rollout_schedule": "branch_schedule"}
@@ -71,6 +73,11 @@ class Config:
   # this decay (0 = the latest batch's g_R alone)
   mg_start: str = "batch"  # MG rollout start states: batch (the latest real batch,
   # g_R's own states) | buffer (all real data)
+  mg_optimizer: str = "shared"  # shared: the MG term's gradient joins the NLL's in one Adam
+  # step | separate: the MG term takes its own Adam step, weighted by mg_weight
+  mg_weight: float = 1.0  # w: weight of the MG term's (clipped) gradient, or of its step
+  mg_advantages: str = "raw"  # advantages of g_R and ĝ_M alike: raw | centred | normalised
+  # (PPO's per-batch convention)
   real_grad_states: int = 0  # mbpo, mg-sac: real buffer states averaged in g_R, the MG
   # target (0 = mg_rollouts·mg_horizon, as many states as ĝ_M averages)
   # -- policy optimisation in the model (mg, mle)
@@ -194,7 +201,7 @@ def check_common(config: Config) -> None:
     )
   if not 0.0 <= c.real_grad_ema < 1.0:
     fail("real_grad_ema", c.real_grad_ema, "must lie in [0, 1)")
-  for name in ("mle_weight", "entropy_coef", "value_coef", "mg_max_grad_norm"):
+  for name in ("mle_weight", "entropy_coef", "value_coef", "mg_max_grad_norm", "mg_weight"):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
   for name in ("policy_hidden", "value_hidden", "model_hidden", "sac_hidden"):
@@ -208,6 +215,10 @@ def check_common(config: Config) -> None:
     fail("env_group", c.env_group, f"does not divide num_envs = {c.num_envs}")
   if c.elite_draw not in ELITE_DRAWS:
     fail("elite_draw", c.elite_draw, f"choose one of {', '.join(ELITE_DRAWS)}")
+  if c.mg_optimizer not in MG_OPTIMIZERS:
+    fail("mg_optimizer", c.mg_optimizer, f"choose one of {', '.join(MG_OPTIMIZERS)}")
+  if c.mg_advantages not in ADVANTAGE_TRANSFORMS:
+    fail("mg_advantages", c.mg_advantages, f"choose one of {', '.join(ADVANTAGE_TRANSFORMS)}")
   if c.mg_start not in MG_STARTS:
     fail("mg_start", c.mg_start, f"choose one of {', '.join(MG_STARTS)}")
   if c.action_mode not in ACTION_MODES:

@@ -126,6 +126,32 @@ def _targets(advantages, values, differentiable):
   return jax.lax.stop_gradient(advantages), jax.lax.stop_gradient(targets)
 
 
+ADVANTAGE_TRANSFORMS = ("raw", "centred", "normalised")
+
+
+def transform_advantages(
+  advantages: jax.Array, transform: str, weights: jax.Array | None = None
+) -> jax.Array:
+  """The advantages a policy gradient is taken with:
+
+    raw:        Â
+    centred:    Â − μ
+    normalised: (Â − μ) / (σ + 1e-8)     (PPO's convention, per batch)
+
+  with μ = Σ w Â / Σ w and σ² = Σ w (Â − μ)² / Σ w over every entry (w = 1 where weights
+  is None, e.g. the alive mask of model rollouts). Centring removes the baseline's error
+  from the mean advantage; its expectation changes the policy gradient by O(1/B).
+  Gradients flow through μ and σ as through Â (none where Â is data)."""
+  if transform not in ADVANTAGE_TRANSFORMS:
+    raise ValueError(f"transform={transform!r}: unknown; choose one of {ADVANTAGE_TRANSFORMS}")
+  if transform == "raw":
+    return advantages
+  centred = advantages - weighted_mean(advantages, weights)
+  if transform == "centred":
+    return centred
+  return centred / (jnp.sqrt(weighted_mean(jnp.square(centred), weights)) + 1e-8)
+
+
 def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """mean(x) or Σ w x / Σ w (e.g. w = alive mask of model rollouts)."""
   if weights is None:

@@ -24,7 +24,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from mgjax.losses import gae
+from mgjax.losses import ADVANTAGE_TRANSFORMS, gae, transform_advantages
 from mgjax.types import Model, Params, Policy
 
 SIMILARITIES = ("inner", "cosine", "l2")
@@ -218,6 +218,7 @@ def model_gradient_loss(
   gae_lambda: float = 0.95,
   similarity: str = "cosine",
   baseline: bool = True,
+  advantage_transform: str = "raw",
 ) -> tuple[jax.Array, dict[str, Any]]:
   """Model-gradient loss: −jax.grad of it w.r.t. φ estimates ∇_φ S(ĝ_M(φ), g_R).
 
@@ -260,12 +261,19 @@ def model_gradient_loss(
     horizon: H, a Python int. discount: γ. gae_lambda: λ.
     estimator: "score" or "pathwise", required (no default suits every model).
     similarity: "cosine" (default), "inner" or "l2".
+    advantage_transform: "raw" (default), "centred" or "normalised": Â_t as
+      `mgjax.losses.transform_advantages` gives it over the alive steps of the N rollouts;
+      take g_R with the same convention.
   Returns:
     (loss, metrics) with metrics["cosine"] = cos(ĝ_M, g_R), metrics["similarity"] = S,
     metrics["model_grad"] = ĝ_M itself (shaped like policy_params), norms of ĝ_M and g_R,
     mean model reward and the fraction of steps alive.
   """
   _check_loss_inputs(policy_params, real_grad, start_obs, horizon, similarity, estimator)
+  if advantage_transform not in ADVANTAGE_TRANSFORMS:
+    raise ValueError(
+      f"advantage_transform={advantage_transform!r}: unknown; choose one of {ADVANTAGE_TRANSFORMS}"
+    )
   pathwise = estimator == "pathwise"
   real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
   policy_params = jax.lax.stop_gradient(policy_params)
@@ -298,6 +306,7 @@ def model_gradient_loss(
     gae_lambda=gae_lambda,
     differentiable=pathwise,
   )
+  advantages = transform_advantages(advantages, advantage_transform, alive)
   n = start_obs.shape[0]
 
   flat_obs = obs[:-1].reshape((horizon * n,) + obs.shape[2:])

@@ -419,3 +419,40 @@ def test_end_to_end_diagnostics_per_algorithm(e2e_runs):
   assert np.all(np.isnan(it["ppo"]["model_nll"]))
   assert np.all(np.isfinite(it["mg"]["mg_loss"]))
   assert np.all(np.isnan(it["mle"]["mg_loss"])) and np.all(np.isnan(it["ppo"]["mg_loss"]))
+
+
+def test_heldout_alignment_takes_g_r_and_start_states_from_disjoint_halves(
+  stage_setup, monkeypatch
+):
+  """g_R from the first half of the batch's envs, ĝ_M's start states only from the second, the
+  model as it was before the fit; raising either half's data changes only its side."""
+  su, state, _, batch = stage_setup
+  stats = update_stats(state.obs_stats, batch.obs)
+  state = state.replace(obs_stats=stats)
+  adv, _ = mg.real_advantages(
+    su.nets.make_value_fn(stats),
+    state.agent_params["value"],
+    batch,
+    discount=su.discount,
+    gae_lambda=su.gae_lambda,
+  )
+  seen = {}
+
+  def spy(su_, state_, params, start, key, real_grad):
+    seen.update(start=np.asarray(start), real_grad=real_grad, params=params)
+    return mg_model.mg_loss_from(su_, state_, params, start, key, real_grad)
+
+  monkeypatch.setattr(mg, "mg_loss_from", spy)
+  key = jax.random.key(6)
+  half = su.train_env.num_envs // 2
+  marked = batch._replace(obs=batch.obs.at[:, half:, 0].set(1e3))
+  cos = float(mg.heldout_alignment(su, state, marked, adv, key))
+  assert -1.0 <= cos <= 1.0
+  assert np.all(seen["start"][:, 0] == 1e3)  # every start state from the second half
+  assert leaves_equal(seen["params"], state.model_params)
+  first = seen["real_grad"]
+  # A different second half leaves g_R as it was; a different first half changes it.
+  mg.heldout_alignment(su, state, marked, adv.at[:, half:].mul(-1.0), key)
+  assert leaves_equal(seen["real_grad"], first)
+  mg.heldout_alignment(su, state, marked, adv.at[:, :half].mul(-1.0), key)
+  assert not leaves_equal(seen["real_grad"], first)

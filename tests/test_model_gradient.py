@@ -613,3 +613,106 @@ def test_policy_gradient_gaussian_pytree():
   z = ((actions - 0.7 * obs) / 0.4)[:, 0]
   np.testing.assert_allclose(grad["k"], jnp.mean(advantages * z * obs[:, 0] / 0.4), rtol=1e-5)
   np.testing.assert_allclose(grad["log_std"], jnp.mean(advantages * (z**2 - 1)), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# Advantage conventions: ĝ_M with Â_t transformed over the alive steps (centred, normalised)
+
+
+def _hand_model_grad(problem, phi, key, transform):
+  """ĝ_M by hand from `mgjax.rollout` with the same key (the estimator's rollout): Â_t from
+  `mgjax.losses.gae` with the problem's zero value, transformed over the alive steps; a
+  differentiable function of φ through the reparameterised rollout."""
+  obs, actions, rewards, dones, alive = mgjax.rollout(
+    phi,
+    problem.policy_params,
+    problem.start_obs,
+    key,
+    policy=problem.policy,
+    model=problem.model,
+    horizon=problem.horizon,
+  )
+  values = jnp.zeros(obs.shape[:2])
+  adv, _ = mgjax.gae(
+    rewards, values[:-1], values[-1], dones, discount=1.0, gae_lambda=1.0, differentiable=True
+  )
+  coeffs = (alive * mgjax.transform_advantages(adv, transform, alive)).reshape(-1)
+  flat_obs = obs[:-1].reshape((-1,) + obs.shape[2:])
+  flat_actions = actions.reshape((-1,) + actions.shape[2:])
+  log_pi = jax.vmap(problem.policy.log_prob, in_axes=(None, 0, 0))
+  return _flat(
+    jax.grad(lambda th: jnp.mean(log_pi(th, flat_obs, flat_actions) * coeffs))(
+      problem.policy_params
+    )
+  )
+
+
+@pytest.mark.parametrize("transform", ["raw", "centred", "normalised"])
+def test_model_grad_under_each_advantage_convention_is_the_hand_computed_one(
+  linear_gaussian, transform
+):
+  """metrics["model_grad"] is ∇_θ mean[m_t log π(a_t|s_t) T(Â)_t] on the loss's own rollout,
+  and for `pathwise` −∇_φ loss is the exact derivative ∇_φ S(ĝ_M(φ), g_R) of that function."""
+  problem = linear_gaussian
+  key = jax.random.key(31)
+  g_real = _flat(problem.real_grad)
+  for estimator in ("score", "pathwise"):
+    loss_fn = functools.partial(
+      _loss_fn(problem, "cosine", estimator), advantage_transform=transform
+    )
+    (loss, metrics), grad = jax.jit(
+      jax.value_and_grad(
+        lambda phi: loss_fn(phi, real_grad=problem.real_grad, key=key), has_aux=True
+      )
+    )(problem.model_params)
+    hand = _hand_model_grad(problem, problem.model_params, key, transform)
+    np.testing.assert_allclose(_flat(metrics["model_grad"]), hand, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(loss, -_cos(hand, g_real), rtol=1e-5)
+  exact = jax.grad(
+    lambda phi: _similarity(_hand_model_grad(problem, phi, key, transform), g_real, "cosine")
+  )(problem.model_params)
+  np.testing.assert_allclose(-_flat(grad), _flat(exact), rtol=1e-4, atol=1e-6)
+
+
+def test_advantage_conventions_differ_and_normalised_ignores_the_reward_scale(linear_gaussian):
+  problem = linear_gaussian
+  key = jax.random.key(32)
+
+  def g_hat(transform, scale=1.0):
+    model = problem.model._replace(
+      sample=lambda phi, s, a, k: (lambda n, r, d: (n, scale * r, d))(
+        *problem.model.sample(phi, s, a, k)
+      )
+    )
+    loss_fn = _loss_fn(problem._replace(model=model), "cosine", "score")
+    _, metrics = loss_fn(
+      problem.model_params,
+      real_grad=problem.real_grad,
+      key=key,
+      advantage_transform=transform,
+    )
+    return _flat(metrics["model_grad"])
+
+  raw, centred, normalised = (g_hat(t) for t in ("raw", "centred", "normalised"))
+  assert jnp.linalg.norm(raw - centred) > 1e-3 * jnp.linalg.norm(raw)
+  np.testing.assert_allclose(g_hat("raw", 3.0), 3.0 * raw, rtol=1e-5)
+  np.testing.assert_allclose(g_hat("centred", 3.0), 3.0 * centred, rtol=1e-5)
+  np.testing.assert_allclose(g_hat("normalised", 3.0), normalised, rtol=1e-4, atol=1e-7)
+
+
+def test_unknown_advantage_convention_is_named():
+  with pytest.raises(ValueError, match=r"^advantage_transform='median': unknown"):
+    mgjax.model_gradient_loss(
+      {"w": jnp.zeros(2)},
+      policy_params={"k": jnp.zeros(2)},
+      value_params=0.0,
+      real_grad={"k": jnp.zeros(2)},
+      start_obs=jnp.zeros((2, 1)),
+      key=jax.random.key(0),
+      policy=None,
+      model=None,
+      value_fn=_zero_value,
+      horizon=2,
+      estimator="score",
+      advantage_transform="median",
+    )

@@ -66,6 +66,7 @@ from mgjax.buffer import (
 )
 from mgjax.config import Config, fail
 from mgjax.models.ensemble import EnsembleFit, fit_ensemble
+from mgjax.models.fitting import MG_FIT_METRICS
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, update_stats
 from mgjax.optim import adam, set_learning_rate
@@ -342,9 +343,8 @@ def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
   state, metrics = stage("model_fitting", fit_model, su, state, fkey)
   # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
   if su.algo == "mg-sac" and su.mg.steps:
-    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = stage(
-      "mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1)
-    )
+    state, mg_metrics = stage("mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1))
+    metrics.update(mg_metrics)
   _, alignment = stage(
     "alignment", mg_loss, su, state, state.model_params, jax.random.fold_in(state.key, 2)
   )
@@ -467,6 +467,6 @@ MG_SAC = MBPO._replace(
   name="mg-sac",
   sweepable=SWEEPABLE["mg-sac"],
   color="C1",  # orange
-  metrics=METRICS + ("mg_loss", "mg_grad_norm"),
+  metrics=METRICS + MG_FIT_METRICS,
   preset=lambda env: {**preset(env), **MG_SAC_PRESET},
 )

@@ -4,7 +4,8 @@ One iteration (see docs/design.md, "The loops"):
   1. `collect`: rollout_length steps of π_θ in num_envs training envs;
   2. GAE on the real batch with V_ψ, and g_R = ∇_θ mean[log π(a|s) Â] on it;
   3. (mg, mle) the batch joins the buffer; `fit_mle`: K_mle NLL steps; (mg) `fit_model_mg`:
-     K_mg steps of −S(ĝ_M(φ), g_R) + λ_mle · NLL; `model_alignment` logs cos(ĝ_M, g_R);
+     K_mg steps of −S(ĝ_M(φ), g_R) + λ_mle · NLL; `model_alignment` logs cos(ĝ_M, g_R), and
+     `heldout_alignment` the same before the fit, on a batch the model has not seen;
   4. (mg, mle) model_updates PPO updates on branched model rollouts (`model_ppo_batch`);
      (ppo) one PPO update on the real batch.
 Each stage is a top-level function of the parts it uses; `iteration` runs the costly ones
@@ -31,13 +32,14 @@ from mgjax.algorithms.mg_model import (  # noqa: F401
   average_real_grad,
   fit_model_mg,
   mg_loss,
+  mg_loss_from,
   mg_start_obs,
   model_alignment,
 )
 from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row, rows
 from mgjax.config import Config, fail
 from mgjax.model_gradient import policy_gradient, rollout
-from mgjax.models.fitting import fit_mle
+from mgjax.models.fitting import MG_FIT_METRICS, fit_mle
 from mgjax.models.nll import model_nll, nll_loss
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, normalize, update_stats
@@ -64,8 +66,8 @@ METRICS = (
   "model_grad_cosine",
   "model_nll",
   "mle_loss",
-  "mg_loss",
-  "mg_grad_norm",
+  *MG_FIT_METRICS,
+  "model_grad_cosine_heldout",
   "policy_loss",
   "value_loss",
   "entropy",
@@ -110,12 +112,13 @@ class MGState(ModelState):
   """An `mg` run's state: ModelState's fields and the running average of g_R."""
 
   real_grad_avg: Params
+  mg_opt: optax.OptState | None = None  # the MG term's own Adam state (mg_optimizer=separate)
 
 
 # ------------------------------------------------------------------------------ setup
 class MGSettings(NamedTuple):
   """The MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, mg_start,
-  similarity, estimator)."""
+  similarity, estimator, mg_optimizer, mg_weight, mg_advantages)."""
 
   steps: int
   rollouts: int
@@ -123,6 +126,9 @@ class MGSettings(NamedTuple):
   start: str  # "batch" | "buffer"
   similarity: str
   estimator: str
+  optimizer: str = "shared"  # "shared" | "separate"
+  weight: float = 1.0
+  advantages: str = "raw"  # `mgjax.losses.transform_advantages` of g_R and ĝ_M
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +194,17 @@ def setup(c: Config, info: envs.EnvInfo) -> Setup:
     buffer_size=c.buffer_size,
     mle_steps=c.mle_steps,
     mle_batch=c.mle_batch,
-    mg=MGSettings(c.mg_steps, c.mg_rollouts, c.mg_horizon, c.mg_start, c.similarity, c.estimator),
+    mg=MGSettings(
+      c.mg_steps,
+      c.mg_rollouts,
+      c.mg_horizon,
+      c.mg_start,
+      c.similarity,
+      c.estimator,
+      c.mg_optimizer,
+      c.mg_weight,
+      c.mg_advantages,
+    ),
     model_rollouts=c.model_rollouts,
     model_horizon=c.model_horizon,
     model_updates=c.model_updates,
@@ -228,7 +244,12 @@ def init(su: Setup, key: jax.Array, hparams: dict | None = None):
   )
   if su.algo == "mle":
     return ModelState(**parts)
-  return MGState(**parts, real_grad_avg=jax.tree.map(jnp.zeros_like, agent["policy"]))
+  mg_opt = None
+  if su.mg.optimizer == "separate":
+    mg_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
+  return MGState(
+    **parts, real_grad_avg=jax.tree.map(jnp.zeros_like, agent["policy"]), mg_opt=mg_opt
+  )
 
 
 # ------------------------------------------------------------------------------ stages
@@ -290,17 +311,45 @@ def _flat(x: jax.Array) -> jax.Array:
 
 
 def real_policy_gradient(
-  policy, policy_params: Params, batch: Transition, advantages: jax.Array
+  policy,
+  policy_params: Params,
+  batch: Transition,
+  advantages: jax.Array,
+  transform: str = "raw",
 ) -> Params:
-  """g_R = ∇_θ mean[log π(a|s) Â] on the real batch (no advantage normalisation, the
-  same convention as ĝ_M inside `model_gradient_loss`)."""
+  """g_R = ∇_θ mean[log π(a|s) Â] on the real batch, Â as `transform` gives it over the
+  batch (`mgjax.losses.transform_advantages`; the convention ĝ_M must use too)."""
   return policy_gradient(
     policy_params,
     policy=policy,
     obs=_flat(batch.obs),
     actions=_flat(batch.action),
-    advantages=_flat(advantages),
+    advantages=losses.transform_advantages(_flat(advantages), transform),
   )
+
+
+def heldout_alignment(
+  su: Setup, state: ModelState, batch: Transition, advantages: jax.Array, key: jax.Array
+) -> jax.Array:
+  """cos(ĝ_M, g_R) out of sample, alike for mg and mle: the model has not been fitted on this
+  batch yet, g_R is taken on the first half of its envs and ĝ_M's start states are drawn from
+  the other half, so the two share no noise (NaN with one env)."""
+  half = su.train_env.num_envs // 2
+  if not half:
+    return _NAN
+  first = lambda x: x[:, :half]
+  real_grad = real_policy_gradient(
+    su.nets.make_policy(state.obs_stats),
+    state.agent_params["policy"],
+    jax.tree.map(first, batch),
+    first(advantages),
+    su.mg.advantages,
+  )
+  skey, rkey = jax.random.split(key)
+  states = _flat(batch.obs[:, half:])
+  start = states[jax.random.randint(skey, (su.mg.rollouts,), 0, states.shape[0])]
+  _, metrics = mg_loss_from(su, state, state.model_params, start, rkey, real_grad)
+  return metrics["cosine"]
 
 
 def batch_rows(batch: Transition) -> dict[str, jax.Array]:
@@ -438,25 +487,35 @@ def model_policy_updates(su: Setup, state: ModelState, key: jax.Array):
 
 
 def fit_model(
-  su: Setup, state: ModelState, batch: Transition, real_grad: Params, key: jax.Array, stage=inline
+  su: Setup,
+  state: ModelState,
+  batch: Transition,
+  advantages: jax.Array,
+  real_grad: Params,
+  key: jax.Array,
+  stage=inline,
 ):
-  """Step 3: the batch joins the buffer, K_mle NLL steps, (mg) K_mg MG steps, and the
-  alignment diagnostic -> (state, metrics). The last three run through
+  """Step 3: the held-out alignment, then the batch joins the buffer, K_mle NLL steps, (mg)
+  K_mg MG steps, and the alignment diagnostic -> (state, metrics). The last three run through
   `stage(name, fn, *args)` ("nll_steps", "mg_steps", "alignment"), as in `iteration`."""
-  new_rows = batch_rows(batch)
-  # Held out: the model has not been fitted on this batch yet.
+  # Its key comes from fold_in, leaving the fit's stream as it was.
   metrics = {
-    "model_nll": model_nll(
-      su.model_net,
-      state.obs_stats,
-      state.model_params,
-      new_rows["obs"],
-      new_rows["action"],
-      new_rows["next_obs"],
-      new_rows["reward"],
-      su.action_mode,
+    "model_grad_cosine_heldout": heldout_alignment(
+      su, state, batch, advantages, jax.random.fold_in(key, 1)
     )
   }
+  new_rows = batch_rows(batch)
+  # Held out: the model has not been fitted on this batch yet.
+  metrics["model_nll"] = model_nll(
+    su.model_net,
+    state.obs_stats,
+    state.model_params,
+    new_rows["obs"],
+    new_rows["action"],
+    new_rows["next_obs"],
+    new_rows["reward"],
+    su.action_mode,
+  )
   state = state.replace(buffer=buffer_add(state.buffer, new_rows))
   k1, k2, k3 = jax.random.split(key, 3)
   params, opt, metrics["mle_loss"] = stage("nll_steps", nll_steps, su, state, k1)
@@ -465,9 +524,10 @@ def fit_model(
     avg, target = average_real_grad(
       state.real_grad_avg, real_grad, state.hparams["real_grad_ema"], state.iteration
     )
-    state, (metrics["mg_loss"], metrics["mg_grad_norm"]) = stage(
+    state, mg_metrics = stage(
       "mg_steps", fit_model_mg, su, state.replace(real_grad_avg=avg), k2, target
     )
+    metrics.update(mg_metrics)
   metrics["model_grad_cosine"] = stage("alignment", model_alignment, su, state, k3, real_grad)
   return state, metrics
 
@@ -498,9 +558,9 @@ def iteration(su: Setup, state, stage=inline):
 
   if isinstance(state, ModelState):
     real_grad = real_policy_gradient(
-      su.nets.make_policy(stats), state.agent_params["policy"], batch, adv
+      su.nets.make_policy(stats), state.agent_params["policy"], batch, adv, su.mg.advantages
     )
-    state, fit_metrics = fit_model(su, state, batch, real_grad, mkey, stage)
+    state, fit_metrics = fit_model(su, state, batch, adv, real_grad, mkey, stage)
     metrics.update(fit_metrics)
     state, (pl, vl, ent) = stage("policy_updates", model_policy_updates, su, state, pkey)
     pl, vl, ent = pl.mean(), vl.mean(), ent.mean()

@@ -75,13 +75,14 @@ def mg_loss_from(
     gae_lambda=su.gae_lambda,
     similarity=su.mg.similarity,
     estimator=estimator or su.mg.estimator,
+    advantage_transform=su.mg.advantages,
   )
 
 
 def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
   """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
-  MG term's gradient clipped (`mgjax.models.fit_model_mg`)
-  -> (state, (mean loss, mean |g_mg|))."""
+  MG term's gradient clipped, its step shared or separate (`mgjax.models.fit_model_mg`)
+  -> (state, metrics)."""
   nll = su.nll(state.obs_stats)
   return fitting.fit_model_mg(
     state,
@@ -90,6 +91,7 @@ def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
     nll_loss=lambda params, s, k: nll(params, buffer_sample(s.buffer, k, su.mle_batch)),
     optimizer=su.model_optimizer,
     steps=su.mg.steps,
+    mg_weight=su.mg.weight,
   )
 
 

@@ -105,7 +105,7 @@ def fit_model_mg(su, state, key: jax.Array):
   """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
   ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
   them), the MG term's gradient clipped (`mgjax.models.fit_model_mg`)
-  -> (state, (mean loss, mean |g_mg|)).
+  -> (state, metrics: `mgjax.models.fitting.MG_FIT_METRICS`).
 
   Each step draws its own g_R on mg_rollouts·mg_horizon buffer states. With
   real_grad_states = M > 0 the target is instead one g_R on M buffer states, drawn once per
