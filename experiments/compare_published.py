@@ -9,16 +9,24 @@ the env steps of a column (exact where it is an evaluation), then IQM [95% CI] o
 the differences are IQM(reference) − IQM(published) [95% CI], each side's seeds resampled on
 their own. A published curve that ends before a column has no cell there.
 
+The published curves are PUBLISHED/metrics.csv (three SACs) and PUBLISHED/erl_lib/ (the DHMBPO
+repository's SAC, a longer SAC run, MBPO and DHMBPO on hopper, walker2d, halfcheetah and ant,
+its CSVs as they are, read by `mgjax.analysis.published`):
+
+  python experiments/compare_published.py results/cpu/sac-hopper results/cpu-sac/sac-walker2d \\
+      --at 25000 --at 40000 --at 60000 --at 100000 --out results/published-erl_lib
+
 Writes OUT/table.csv, OUT/table.md (returns, with the evaluations each cell interpolates
 between, and the differences) and OUT/learning_curves.png (every curve, IQM and CI band);
-prints table.md. results/published/README.md says where each published curve comes from.
+prints table.md. results/published/README.md and results/published/erl_lib/README.md say
+where each published curve comes from.
 """
 
 import csv
 import sys
 from pathlib import Path
 
-from mgjax.analysis import curves
+from mgjax.analysis import curves, published
 from mgjax.run.cli import Parser
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "published"
@@ -84,7 +92,7 @@ def main(argv=None) -> int:
     "--published",
     default=str(PUBLISHED),
     metavar="DIR",
-    help="folder of the published curves' metrics.csv (default: results/published)",
+    help="folder of the published curves: metrics.csv and/or erl_lib/ (default: results/published)",
   )
   p.add_argument("--reference", default="sac", help="the runs' algorithm (default: sac)")
   p.add_argument(
@@ -99,15 +107,23 @@ def main(argv=None) -> int:
   for at in args.at or ():
     if not at.isdigit() or int(at) <= 0:
       p.error(f"at={at!r}: must be a positive number of env steps")
-  paths = [Path(x) for x in [*args.paths, args.published]]
+  paths = [Path(x) for x in args.paths]
   for path in paths:
     if not curves.metric_files(path):
       p.error(f"path={str(path)!r}: no metrics.csv there")
-  data, _ = curves.load_runs(paths)
+  milestones = sorted({int(at) for at in args.at}) if args.at else curves.MILESTONES
+  folder = Path(args.published)
+  # Published curves beyond the last column (erl_lib's run to 500k and 5M env steps) would
+  # only stretch the figure: each seed stops at its first evaluation at or after it.
+  extra = published.rows(folder, until=max(milestones))
+  if curves.metric_files(folder):
+    paths.append(folder)
+  elif not extra:
+    p.error(f"published={str(folder)!r}: no metrics.csv or erl_lib/ curves there")
+  data, _ = curves.load_runs(paths, extra_rows=extra)
   if not any(label == args.reference for _, label in data):
     labels = sorted({label for _, label in data})
     p.error(f"reference={args.reference!r}: no runs of it (runs: {', '.join(labels)})")
-  milestones = sorted({int(at) for at in args.at}) if args.at else curves.MILESTONES
   lines = curves.compare_at(data, args.reference, milestones)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

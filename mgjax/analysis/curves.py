@@ -262,9 +262,10 @@ def metric_files(path: Path) -> list[Path]:
   return sorted(path.glob("*/metrics.csv"))
 
 
-def load_runs(paths: list[Path]):
-  """Rows of every folder's metrics.csv; where two folders hold the same (env, algo), the
-  algo is labelled ALGO:FOLDER -> (load()'s data, whether any folder is a single run)."""
+def load_runs(paths: list[Path], extra_rows=()):
+  """Rows of every folder's metrics.csv, and `extra_rows` (metrics.csv rows read elsewhere,
+  e.g. `published.rows`), taken as they are; where two folders hold the same (env, algo),
+  the algo is labelled ALGO:FOLDER -> (load()'s data, whether any folder is a single run)."""
   files = {f: read_metrics(f) for path in paths for f in metric_files(path)}
   cells = defaultdict(set)
   for f, file_rows in files.items():
@@ -277,7 +278,7 @@ def load_runs(paths: list[Path]):
     for r in file_rows:
       cell = (r["env"], r["algo"])
       rows.append({**r, "algo": f"{r['algo']}:{names[cell][f]}"} if cell in names else r)
-  return group(rows), single
+  return group([*rows, *extra_rows]), single
 
 
 def folder_names(files) -> dict:
