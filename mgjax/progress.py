@@ -10,7 +10,9 @@ clock moves) or prints an iteration line at most every `every_s` seconds. Called
 iteration reached, it is the progress callback of `mgjax.make_train`, which calls it from
 inside the compiled program after each iteration:
 
-    progress = mgjax.Progress(config)
+    from mgjax.progress import Progress
+
+    progress = Progress(config)
     train = mgjax.make_train(config, progress=progress)
     with progress:  # "compiling ..." and a line every 10 s until the first iteration
       state, metrics = jax.jit(jax.vmap(train))(keys)
@@ -157,7 +159,7 @@ class Progress:
         self.bar = None
 
   def __enter__(self) -> "Progress":
-    if self._what is None and self._train_start is None:
+    if self.enabled and self._what is None and self._train_start is None:
       self.phase("compiling", say="compiling the training program (seconds to minutes) ...")
     return self.start()
 
@@ -165,7 +167,7 @@ class Progress:
     self.close()
 
   def _beat(self) -> None:
-    while not self._stop.wait(0.25):
+    while not self._stop.wait(min(0.25, self.every_s / 4)):
       with self._lock:
         now = time.monotonic()
         if self._what is not None:
@@ -177,7 +179,7 @@ class Progress:
               self.bar.refresh()
               self._last = now
           elif now - self._last >= self.every_s:
-            self.log(self._iteration_line(now) + " (still running)")
+            self.log(self._iteration_line(now))
 
 
 def _duration(seconds: float) -> str:

@@ -242,3 +242,33 @@ def test_bench_startup_times_launches_with_a_fresh_cache(tmp_path):
   # The second launch loaded the training program the first compiled.
   assert launches[1]["compile_s"] < launches[0]["compile_s"]
   assert not Path(json.loads(out.read_text())["cache"]).exists()  # temporary, removed
+
+
+def test_a_launch_says_how_long_its_compile_took_last_time(tmp_path):
+  from mgjax.config import Config
+
+  saved = compile_cache.settings()
+  try:
+    compile_cache.enable(False)
+    key = compile_cache.run_key(Config(), 2, 1)
+    assert "no compile cache" in compile_cache.compiling_note(key)
+    compile_cache.record_compile(key, 12.0)  # nowhere to keep it
+    compile_cache.enable(environ={"MGJAX_COMPILE_CACHE": str(tmp_path)})
+    assert "first launch of these settings" in compile_cache.compiling_note(key)
+    compile_cache.record_compile(key, 42.4)
+    assert compile_cache.compiling_note(key).endswith("(it took 42 s last time) ...")
+    assert compile_cache.last_compile(key)["seconds"] == 42.4
+    # Other settings (more runs, another field) are other launches.
+    for other in (
+      compile_cache.run_key(Config(), 4, 1),
+      compile_cache.run_key(Config(tau=0.01), 2, 1),
+    ):
+      assert other != key and compile_cache.last_compile(other) is None
+    # Another version of mgjax or JAX compiles afresh: the note says so.
+    times = next(tmp_path.rglob(compile_cache.TIMES_FILE))
+    times.write_text(times.read_text().replace(compile_cache._code_version(), "older"))
+    assert "changed since" in compile_cache.compiling_note(key)
+    times.write_text("not json")  # a torn file is no record
+    assert "first launch" in compile_cache.compiling_note(key)
+  finally:
+    compile_cache.restore(saved)

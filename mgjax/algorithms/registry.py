@@ -152,7 +152,12 @@ def make_train(
 ):
   """Returns a pure `train(key) -> (final_state, metrics)` for any registered algorithm;
   metrics leaves are stacked [num_chunks, eval_every] per iteration and [num_chunks] per
-  evaluation. `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program."""
+  evaluation. `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program.
+
+  `progress`: called with the iteration reached after each iteration, from inside the
+  program; `mgjax.progress.Progress(config)`, the command line's, prints it, and with
+  `with progress:` a line every 10 s while the program compiles. None (the default) builds
+  the program without a callback."""
   trainer = make_trainer(config, progress, env_info)
 
   def train(key):

@@ -365,17 +365,16 @@ def _prepare(argv, launcher, setup):
   estimate = memory.estimate(
     trainer, mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ()), folder
   )
-  refusal = None
-  if not memory.fits(estimate):
-    refusal = memory.refusal(estimate) + " (--dry-run shows the estimate; "
-    refusal += "--no-memory-check runs anyway)"
-  if args.dry_run:
+  fits = memory.fits(estimate)
+  if args.dry_run:  # exit status 2 where the runs do not fit
     print(memory.report(estimate, f"{config.algo} on {config.env}"))
-    if refusal is not None:
-      p.error(refusal)
+    if not fits:
+      p.error(memory.refusal(estimate) + " (--no-memory-check runs anyway)")
     return 0
-  if not args.no_memory_check and refusal is not None:
-    p.error(refusal)
+  if not args.no_memory_check and not fits:
+    p.error(
+      memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check runs anyway)"
+    )
   try:  # with several processes, process 0 owns the folder
     if jax.process_index() == 0 and args.resume is None:
       out = outputs.prepare_out_dir(out, args.overwrite)
