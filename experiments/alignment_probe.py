@@ -1,22 +1,32 @@
 """Does a model objective raise the real alignment it optimises? (`mgjax.analysis.probe`)
 
-  python experiments/alignment_probe.py --env hopper --at 3,6,9 \
-      --snapshots ~/mgjax-runs/probe/hopper --out results/alignment/hopper.json
+  python experiments/alignment_probe.py --env hopper --at 6,9 --train-seeds 0,1 \
+      --heldout-sets 2 --snapshots '~/mgjax-runs/probe/hopper-seed{seed}' \
+      --out results/alignment-disjoint/hopper.json
 
-Trains one seed of --algo (default mle) and saves a snapshot (a resume point) after each
-number of evaluation chunks in --at under --snapshots/chunks=N, or reuses the snapshots
-already there (a missing one is trained on from the latest one below it); `--from RUN_DIR`
-measures the resume point of a `train.py` run instead. At each snapshot, every objective
-(--objectives; default all of `mgjax.analysis.probe.DEFAULT_OBJECTIVES`)
-is fitted from the snapshot's model with --fit-keys keys and measured on held-out real
-batches: pooled and single-batch alignment and held-out NLL, mean and 95% CI over keys, and
-each MG objective's paired difference to NLL only. The JSON (a list, one entry per
-snapshot, rewritten after each) goes to --out and the figure beside it (.png).
+For each training seed in --train-seeds, trains one run of --algo (default mle) and saves a
+snapshot (a resume point) after each number of evaluation chunks in --at under
+--snapshots/chunks=N ("{seed}" in --snapshots is replaced by the seed; it must be there
+with several seeds), or reuses the snapshots already there (a missing one is trained on
+from the latest one below it); `--from RUN_DIR` measures the resume point of a `train.py`
+run instead. At each snapshot and for each held-out set j < --heldout-sets (set j: the fit
+and held-out batches collected with the probe key fold_in(key(seed + 1000), j); set 0 with
+key(seed + 1000) itself, as before), every objective (--objectives; default all of
+`mgjax.analysis.probe.DEFAULT_OBJECTIVES`) is fitted from the snapshot's model with
+--fit-keys keys and measured on held-out real batches, the target ḡ_R from one half of them
+and ĝ_M's start states from the other (--overlap: both from all of them, as the earlier
+probe did): pooled and single-batch alignment and held-out NLL, and each MG objective's
+paired difference to NLL only. With one seed and one set the CIs are over fit keys; with
+more, the point gives per-(seed, set) values and two CIs over all of them
+(`mgjax.analysis.probe_cells`: a hierarchical bootstrap over seeds, then sets, then keys,
+and a Student-t interval over the (seed, set) means). The JSON (a list, one entry per --at,
+rewritten after each) goes to --out and the figure beside it (.png).
 
 With --algo mbpo or mg-sac (or --from such a run) the probe is MBPO's loop's
-(`mgjax.analysis.sac_probe`): the snapshot's real buffer is split into a fit and a held-out
-half, --objectives name `sac_probe.SAC_OBJECTIVES`, and --fit-batches chunks of fit states
-give the floor's fit targets (--heldout-batches is not used: every held-out state is).
+(`mgjax.analysis.sac_probe`; one seed and one set): the snapshot's real buffer is split
+into a fit and a held-out half, --objectives name `sac_probe.SAC_OBJECTIVES`, and
+--fit-batches chunks of fit states give the floor's fit targets (--heldout-batches is not
+used: every held-out state is).
 
   python experiments/alignment_probe.py --from ~/mgjax-runs/bench/cpu-sac/mbpo-hopper \
       --out results/alignment/mbpo-hopper.json
@@ -31,7 +41,7 @@ from pathlib import Path
 import jax
 
 from mgjax.algorithms import make_config
-from mgjax.analysis import probe, sac_probe
+from mgjax.analysis import probe, probe_cells, sac_probe
 from mgjax.config import ConfigError
 from mgjax.run.cli import parse_set
 
@@ -71,7 +81,16 @@ def main(argv=None) -> int:
   p.add_argument("--fit-batches", type=int, default=16)
   p.add_argument("--heldout-batches", type=int, default=32)
   p.add_argument("--draws", type=int, default=32)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=int, default=None, help="one training seed (--train-seeds S)")
+  p.add_argument("--train-seeds", default=None, help="comma-separated training seeds (default 0)")
+  p.add_argument(
+    "--heldout-sets", type=int, default=1, help="collections of fit and held-out batches"
+  )
+  p.add_argument(
+    "--overlap",
+    action="store_true",
+    help="the earlier probe: ĝ_M's start states from the batches that give the target",
+  )
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   p.add_argument("--out", required=True, help="JSON file to write")
   p.add_argument(
@@ -95,33 +114,41 @@ def main(argv=None) -> int:
     return _error("at", args.at, "expected positive chunk counts, e.g. 3,6,9")
   if not args.at or args.at[0] < 1:
     return _error("at", args.at, "expected positive chunk counts, e.g. 3,6,9")
+  seeds = _seeds(args)
+  if seeds is None:
+    return _error("train-seeds", args.train_seeds, "expected distinct seeds, e.g. 0,1")
   for field in ("fit_keys", "fit_batches", "heldout_batches", "draws"):
     if getattr(args, field) < 2:
       return _error(field.replace("_", "-"), getattr(args, field), "needs at least 2")
+  if args.heldout_sets < 1:
+    return _error("heldout-sets", args.heldout_sets, "needs at least 1")
+  if len(seeds) > 1 and (args.from_run or "{seed}" not in args.snapshots):
+    why = "several seeds need '{seed}' in --snapshots (and no --from)"
+    return _error("train-seeds", args.train_seeds, why)
   try:
     if args.from_run:
       meta = probe.load_snapshot_meta(Path(args.from_run))
       if meta is None:
         raise ValueError(f"snapshot={args.from_run!r}: no resume point in this folder")
       algo = meta["identity"]["configs"][0]["algo"]
-      points = [(None, Path(args.from_run))]
+      config = None
     else:
       config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
-      algo, points = config.algo, None
+      algo = config.algo
   except (ConfigError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   sac_family = algo in ("mbpo", "mg-sac")
+  if sac_family and (len(seeds) > 1 or args.heldout_sets > 1):
+    return _error("algo", algo, "MBPO's probe takes one training seed and one held-out set")
   if sac_family:
     defaults, extra = sac_probe.SAC_OBJECTIVES, ()
     settings = sac_probe.SACProbeSettings(args.draws, args.fit_keys, args.fit_batches)
-    run_probe = sac_probe.run_probe
   else:
     defaults, extra = probe.DEFAULT_OBJECTIVES, probe.EXTRA_OBJECTIVES
     settings = probe.ProbeSettings(
-      args.fit_batches, args.heldout_batches, args.draws, args.fit_keys
+      args.fit_batches, args.heldout_batches, args.draws, args.fit_keys, not args.overlap
     )
-    run_probe = probe.run_probe
   known = {o.name: o for o in defaults + extra}
   names = [o.name for o in defaults] if args.objectives == "all" else args.objectives.split(",")
   for name in names:
@@ -132,53 +159,116 @@ def main(argv=None) -> int:
     return _error("objectives", args.objectives, "needs an NLL-only arm to compare with")
   if not sac_family and max(o.target_batches for o in objectives) > settings.fit_batches:
     return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
-  if points is None:
-    points = probe.make_snapshots(
-      config, args.snapshots, args.at, args.seed, log=lambda line: print(line, flush=True)
-    )
+  if args.from_run:
+    points = [(None, {seeds[0]: Path(args.from_run)})]
+  else:
+    points = _make_snapshots(config, args, seeds)
+  return _probe_all(points, args, objectives, settings, sac_family)
 
-  out, results = Path(args.out), []
-  out.parent.mkdir(parents=True, exist_ok=True)
-  for chunks, folder in points:
-    t0 = time.time()
+
+def _seeds(args) -> list[int] | None:
+  """The training seeds: --train-seeds, else --seed, else [0]; None if malformed."""
+  if args.train_seeds is None:
+    return [0 if args.seed is None else args.seed]
+  try:
+    seeds = [int(x) for x in args.train_seeds.split(",")]
+  except ValueError:
+    return None
+  return seeds if seeds and len(set(seeds)) == len(seeds) else None
+
+
+def _make_snapshots(config, args, seeds) -> list[tuple[int, dict[int, Path]]]:
+  """(chunks, {seed: snapshot folder}) for each --at, training what is missing."""
+  by_seed = {
+    s: probe.make_snapshots(
+      config,
+      args.snapshots.replace("{seed}", str(s)),
+      args.at,
+      s,
+      log=lambda line: print(line, flush=True),
+    )
+    for s in seeds
+  }
+  return [(n, {s: dict(by_seed[s])[n] for s in seeds}) for n in args.at]
+
+
+def _cell_key(seed: int, heldout_set: int) -> jax.Array:
+  key = jax.random.key(seed + 1000)
+  return key if heldout_set == 0 else jax.random.fold_in(key, heldout_set)
+
+
+def _probe_one(chunks, folders, args, objectives, settings, sac_family, progs):
+  """Every (seed, set) cell at one snapshot location -> (the JSON point, blown-up names)."""
+  cells, bad, t0 = [], [], time.time()
+  for seed, folder in folders.items():
     config, trainer, state = probe.load_snapshot(folder, args.run_index)
     meta = probe.load_snapshot_meta(folder)
-    print(f"== {folder} ({int(state.env_steps)} env steps)", flush=True)
-    result = run_probe(
-      trainer.setup,
-      state,
-      objectives,
-      jax.random.key(args.seed + 1000),
-      settings,
-      config.mg_max_grad_norm,
-    )
-    bad = probe.check_finite(result)
-    if bad:
-      print(
-        f"error: objectives {bad} blew up at {folder} (fit keys of seed {args.seed})",
-        file=sys.stderr,
+    if not sac_family and progs.get("config", config) != config:
+      raise ValueError(f"snapshot={str(folder)!r}: another config than the other seeds'")
+    if not sac_family and "programs" not in progs:
+      progs.update(
+        config=config, programs=probe.programs(trainer.setup, settings, config.mg_max_grad_norm)
       )
-    results.append(
-      {
-        "env": config.env,
-        "algo": config.algo,
-        "chunks": chunks,
-        "env_steps": int(state.env_steps),
-        "snapshot": str(folder),
-        "eval_return": meta.get("eval_return"),
-        "probe": "sac" if sac_family else "ppo",
-        "probe_settings": settings.__dict__,
-        "seed": args.seed,
-        "mg_rollouts": config.mg_rollouts,
-        "mg_horizon": config.mg_horizon,
-        "batch_steps": config.batch_steps,
-        **result,
-        "elapsed_s": round(time.time() - t0, 1),
-      }
-    )
+    for j in range(args.heldout_sets):
+      print(f"== {folder} ({int(state.env_steps)} env steps), held-out set {j}", flush=True)
+      extra = {} if sac_family else {"progs": progs["programs"]}
+      run_probe = sac_probe.run_probe if sac_family else probe.run_probe
+      result = run_probe(
+        trainer.setup,
+        state,
+        objectives,
+        _cell_key(seed, j),
+        settings,
+        config.mg_max_grad_norm,
+        **extra,
+      )
+      bad += [f"{n} (seed {seed}, set {j})" for n in probe.check_finite(result)]
+      cells.append(
+        {
+          "seed": seed,
+          "set": j,
+          "snapshot": str(folder),
+          "env_steps": int(state.env_steps),
+          "eval_return": meta.get("eval_return"),
+          "result": result,
+        }
+      )
+  merged = cells[0]["result"] if len(cells) == 1 else probe_cells.aggregate(cells)
+  point = {
+    "env": config.env,
+    "algo": config.algo,
+    "chunks": chunks,
+    "env_steps": cells[0]["env_steps"],
+    "snapshot": cells[0]["snapshot"],
+    "eval_return": cells[0]["eval_return"],
+    "probe": "sac" if sac_family else "ppo",
+    "probe_settings": settings.__dict__,
+    "seed": cells[0]["seed"],
+    "train_seeds": sorted(folders),
+    "heldout_sets": args.heldout_sets,
+    "mg_rollouts": config.mg_rollouts,
+    "mg_horizon": config.mg_horizon,
+    "batch_steps": config.batch_steps,
+    **merged,
+    "elapsed_s": round(time.time() - t0, 1),
+  }
+  return point, bad
+
+
+def _probe_all(points, args, objectives, settings, sac_family) -> int:
+  out, results, progs = Path(args.out), [], {}
+  out.parent.mkdir(parents=True, exist_ok=True)
+  for chunks, folders in points:
+    try:
+      point, bad = _probe_one(chunks, folders, args, objectives, settings, sac_family, progs)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    results.append(point)
     out.write_text(json.dumps(results, indent=1) + "\n")
     probe.plot_probe(results, out.with_suffix(".png"))
     if bad:
+      print(f"error: objectives {bad} blew up at {list(folders.values())}", file=sys.stderr)
       return 1
   print(out)
   return 0

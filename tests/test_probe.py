@@ -18,7 +18,7 @@ import pytest
 from inprocess import run_main
 
 import mgjax
-from mgjax.analysis import probe
+from mgjax.analysis import probe, probe_cells
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,32 +97,140 @@ def test_collect_batches_gives_one_policy_gradient_per_batch(snapshot, data):
   assert not np.array_equal(fit_data.rows["obs"][0], heldout.rows["obs"][0])
 
 
-def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(snapshot, data):
+def _pooled_draws(su, state, obs, key, draws, real_grad):
+  """The pooled ĝ_M of `measure`, recomputed by hand from the same draws."""
+  pkey, _ = jax.random.split(key)
+
+  def draw(k):
+    a, b = jax.random.split(k)
+    start = obs[jax.random.randint(a, (su.mg.rollouts,), 0, obs.shape[0])]
+    return probe.model_grad(su, state, state.model_params, start, b, real_grad)[1]["model_grad"]
+
+  grads = [draw(k) for k in jax.random.split(pkey, draws)]
+  return jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *grads)
+
+
+@pytest.mark.parametrize("disjoint", [True, False])
+def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(
+  snapshot, data, disjoint
+):
   trainer, _ = snapshot
   state, _, heldout = data
   su, key = trainer.setup, jax.random.key(3)
-  pkey, _ = jax.random.split(key)
-  all_obs = heldout.rows["obs"].reshape((-1, su.env.obs_size))
-
-  # The pooled ĝ_M of `measure`, recomputed by hand from the same draws.
-  def draw(k):
-    a, b = jax.random.split(k)
-    start = all_obs[jax.random.randint(a, (su.mg.rollouts,), 0, all_obs.shape[0])]
-    return probe.model_grad(
-      su, state, state.model_params, start, b, jax.tree.map(lambda x: x[0], heldout.real_grad)
-    )[1]["model_grad"]
-
-  grads = [draw(k) for k in jax.random.split(pkey, 3)]
-  pooled = jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *grads)
+  # ĝ_M starts from the second half of the held-out batches (all of them when overlapping).
+  starts = heldout.rows["obs"][2:] if disjoint else heldout.rows["obs"]
+  first = jax.tree.map(lambda x: x[0], heldout.real_grad)
+  pooled = _pooled_draws(su, state, starts.reshape((-1, su.env.obs_size)), key, 3, first)
   # Every held-out batch's g_R set to it: the pooled alignment is then exactly 1, while the
   # single-batch one compares single draws with it and stays below.
   target = heldout._replace(
     real_grad=jax.tree.map(lambda g, h: jnp.broadcast_to(g, h.shape), pooled, heldout.real_grad)
   )
-  m = jax.jit(lambda p: probe.measure(su, state, p, target, key, 3))(state.model_params)
+  m = jax.jit(lambda p: probe.measure(su, state, p, target, key, 3, disjoint))(state.model_params)
   assert float(m["pooled"]) == pytest.approx(1.0, abs=1e-5)
   assert float(m["single"]) < 0.999
   assert np.isfinite(float(m["nll"]))
+
+
+def test_heldout_split_gives_disjoint_halves():
+  target, start = probe.heldout_split(7)
+  assert list(target) == [0, 1, 2] and list(start) == [3, 4, 5]
+  assert not set(target) & set(start)
+  assert list(probe.heldout_split(4, disjoint=False)[0]) == list(probe.heldout_split(4, False)[1])
+  with pytest.raises(ValueError, match="heldout_batches=1"):
+    probe.heldout_split(1)
+
+
+def test_start_states_and_target_come_from_disjoint_batches(snapshot, data):
+  trainer, _ = snapshot
+  state, _, heldout = data
+  su, key = trainer.setup, jax.random.key(3)
+  run = lambda ho, disjoint: jax.jit(lambda p: probe.measure(su, state, p, ho, key, 3, disjoint))(
+    state.model_params
+  )
+  # Other states in the target half, other g_R in the start half.
+  shifted = heldout.rows["obs"].at[:2].add(0.5)
+  other = heldout._replace(
+    rows={**heldout.rows, "obs": shifted},
+    real_grad=jax.tree.map(lambda g: g.at[2:].set(-g[2:] + 1.0), heldout.real_grad),
+  )
+  base, changed = run(heldout, True), run(other, True)
+  for m in ("pooled", "single"):  # neither side sees the other half's data
+    assert float(changed[m]) == pytest.approx(float(base[m]), abs=1e-6)
+  # Overlapping, both sides see every batch: the same change moves the measurement.
+  assert abs(float(run(other, False)["pooled"]) - float(run(heldout, False)["pooled"])) > 1e-3
+
+
+def test_disjoint_floor_recovers_the_closed_form_ceiling():
+  # g_R^i = g + σ ε_i, |g|² = 1, E|σ ε|² = σ² d = 4: a mean of m = 200 batches has
+  # reliability R = 1 / (1 + 4/200), the two halves' means agree at cosine ≈ R, and a
+  # noiseless ĝ_M = g scores cos(g, ḡ_R) ≈ √R against the target half's mean.
+  d, n, sigma = 400, 400, 0.1
+  rng = np.random.default_rng(0)
+  g = np.zeros(d)
+  g[0] = 1.0
+  noisy = g + sigma * rng.standard_normal((n, d))
+  fit = probe.RealBatches(rows={}, real_grad={"w": jnp.asarray(g, jnp.float32)[None]})
+  floor = probe.disjoint_floor(fit, probe.RealBatches({}, {"w": jnp.asarray(noisy, jnp.float32)}))
+  reliability = 1 / (1 + 4 / 200)
+  assert floor["real_pairwise"] == pytest.approx(0.2, abs=0.01)
+  assert floor["target_batches"] == 200
+  assert floor["pooled_split_half"] == pytest.approx(reliability, abs=0.01)
+  assert floor["pooled_ceiling"] == pytest.approx(np.sqrt(reliability), abs=0.01)
+  target = noisy[:200].mean(0)
+  assert floor["pooled_ceiling"] == pytest.approx(target[0] / np.linalg.norm(target), abs=0.01)
+
+
+def _cells(values):
+  """Cells of run_probe-shaped results, values[seed][set] = the NLL arm's per-key pooled
+  alignment; the MG arm scores 0.1 more with every key."""
+  cells = []
+  for seed, sets in enumerate(values):
+    for j, per_key in enumerate(sets):
+      arm = lambda shift: {
+        "label": "",
+        "settings": {},
+        "per_key": {m: [v + shift for v in per_key] for m in probe.METRICS},
+      }
+      result = {
+        "floor": {"real_pairwise": 0.1, "pooled_ceiling": 0.9},
+        "start": {m: 0.0 for m in probe.METRICS},
+        "objectives": {"nll": arm(0.0), "mg": {**arm(0.1), "vs": "nll"}},
+      }
+      cells.append(
+        {
+          "seed": seed,
+          "set": j,
+          "snapshot": "s",
+          "env_steps": 1,
+          "eval_return": 0.0,
+          "result": result,
+        }
+      )
+  return cells
+
+
+def test_the_ci_spans_training_seeds_and_heldout_sets():
+  tight = [0.0, 0.001, -0.001]  # fit keys agree within a cell
+  # Seeds apart: a CI over fit keys alone would be ±0.001, the CI over seeds is not.
+  point = probe_cells.aggregate(_cells([[tight, tight], [[v + 1 for v in tight]] * 2]))
+  nll = point["objectives"]["nll"]["pooled"]
+  assert nll["mean"] == pytest.approx(0.5)
+  assert nll["lo"] < 0.2 and nll["hi"] > 0.8
+  assert nll["t_lo"] < 0.0 and nll["t_hi"] > 1.0
+  # Sets apart within each seed: the CI spans the sets too.
+  point = probe_cells.aggregate(_cells([[tight, [v + 1 for v in tight]]] * 2))
+  nll = point["objectives"]["nll"]["pooled"]
+  assert nll["lo"] < 0.3 and nll["hi"] > 0.7
+  # Per-(seed, set) values, and the paired difference per key (0.1 everywhere, no spread).
+  mg = point["objectives"]["mg"]
+  cells = [(c["seed"], c["set"]) for c in mg["per_cell"]["pooled"]]
+  assert cells == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  assert [c["mean"] for c in mg["diff_per_cell"]["pooled"]] == pytest.approx([0.1] * 4)
+  assert mg["diff"]["pooled"]["lo"] == pytest.approx(0.1)
+  assert len(point["cells"]) == 4 and len(mg["per_key"]["pooled"]) == 12
+  with pytest.raises(ValueError, match="missing"):
+    probe_cells.aggregate(_cells([[tight, tight], [tight]]))
 
 
 def test_nll_tolerance_keeps_the_fitted_data_nll_within_it(snapshot, data):
@@ -225,6 +333,9 @@ def test_snapshot_round_trip(snapshot, tmp_path):
     (["--objectives", "nll,mg-target16", "--fit-batches", "4"], "fit-batches=4"),
     (["--from", "/nonexistent"], "snapshot='/nonexistent'"),
     (["--algo", "mbpo", "--objectives", "nll,mg-pathwise"], "objectives='mg-pathwise'"),
+    (["--train-seeds", "0,1"], "train-seeds='0,1'"),
+    (["--train-seeds", "0,x"], "train-seeds='0,x'"),
+    (["--heldout-sets", "0"], "heldout-sets=0"),
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):
@@ -253,7 +364,11 @@ def test_probe_command_writes_json_and_figure(tmp_path):
       "--at",
       "1",
       "--snapshots",
-      str(tmp_path / "snaps"),
+      str(tmp_path / "snaps-{seed}"),
+      "--train-seeds",
+      "0,1",
+      "--heldout-sets",
+      "2",
       "--objectives",
       "nll,mg-pathwise-target16",
       "--fit-keys",
@@ -296,15 +411,27 @@ def test_probe_command_writes_json_and_figure(tmp_path):
   point = points[0]
   assert set(point["objectives"]) == {"nll", "mg-pathwise-target16"}
   assert set(point["start"]) == set(probe.METRICS)
-  # Each MG objective is paired with NLL only: the difference per fit key, with its CI.
+  # One cell per (training seed, held-out set), each its own data: the floors differ.
+  cells = point["cells"]
+  assert [(c["seed"], c["set"]) for c in cells] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  assert len({c["floor"]["pooled_split_half"] for c in cells}) == 4
+  assert cells[0]["snapshot"].endswith("snaps-0/chunks=1")
+  assert cells[2]["snapshot"].endswith("snaps-1/chunks=1")
+  # Each MG objective is paired with NLL only: the difference per (seed, set, fit key), with
+  # both CIs over all cells and its mean per cell.
   mg, nll = point["objectives"]["mg-pathwise-target16"], point["objectives"]["nll"]
   assert mg["vs"] == "nll" and "diff" not in nll
   assert mg["settings"]["estimator"] == "pathwise" and mg["settings"]["target_batches"] == 16
   for m in probe.METRICS:
-    assert len(mg["per_key"][m]) == 2
+    assert len(mg["per_key"][m]) == 8
     want = np.mean(np.subtract(mg["per_key"][m], nll["per_key"][m]))
-    assert mg["diff"][m]["mean"] == pytest.approx(want)
-    assert mg["diff"][m]["lo"] <= mg["diff"][m]["mean"] <= mg["diff"][m]["hi"]
+    d = mg["diff"][m]
+    assert d["mean"] == pytest.approx(want)
+    assert d["lo"] <= d["mean"] <= d["hi"] and d["t_lo"] <= d["mean"] <= d["t_hi"]
+    assert len(mg["diff_per_cell"][m]) == 4
     assert all(np.isfinite(mg["per_key"][m]))
   assert (tmp_path / "probe.png").stat().st_size > 0
-  assert (tmp_path / "snaps" / "chunks=1" / "resume" / "meta.json").exists()
+  for seed in (0, 1):
+    assert (tmp_path / f"snaps-{seed}" / "chunks=1" / "resume" / "meta.json").exists()
+  table = run_main(PROBE, "--out", out, "--table")
+  assert table.returncode == 0 and "s1/1:" in table.stdout, table.stderr
