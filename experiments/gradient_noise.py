@@ -26,9 +26,20 @@ about sqrt(rho). Per point, printed as one JSON line and written to --out as a l
 Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iteration.
 Other Config fields can be set with --set FIELD=VALUE. `--plot DIR` draws every JSON file
 in DIR as one panel of DIR/gradient_noise.png.
+
+The target's noise under each advantage convention (`mgjax.analysis.target_noise`):
+
+  python experiments/gradient_noise.py --snapshots '~/mgjax-runs/probe/hopper-seed*/chunks=*' \
+      --batches 64 --critic-steps 500 --out results/gradient_noise/conventions.json
+
+measures, at each snapshot folder (a glob; comma-separated for several), ρ and the split-half
+cosine of --batches fresh single-batch g_R with raw, centred and normalised advantages, and
+(--critic-steps > 0) the same with ψ first fitted on --critic-batches other real batches'
+λ-returns; prints a Markdown table and writes the JSON list to --out.
 """
 
 import dataclasses
+import glob
 import json
 import sys
 import time
@@ -40,6 +51,7 @@ import numpy as np
 
 from mgjax import make_trainer
 from mgjax.algorithms import make_config, mg
+from mgjax.analysis import probe, target_noise
 from mgjax.buffer import buffer_add
 from mgjax.config import MG_STARTS, ConfigError
 from mgjax.run.cli import Parser, parse_set
@@ -206,7 +218,18 @@ def main(argv=None) -> int:
     metavar="DIR",
     help="measure nothing: draw DIR/*.json into DIR/gradient_noise.png",
   )
+  p.add_argument(
+    "--snapshots",
+    default=None,
+    metavar="GLOB[,GLOB]",
+    help="measure the advantage conventions at these snapshot folders instead of training",
+  )
+  p.add_argument("--critic-steps", type=int, default=0, help="fit ψ on real λ-returns (0: no)")
+  p.add_argument("--critic-batches", type=int, default=16, help="real batches ψ is fitted on")
+  p.add_argument("--critic-lr", type=float, default=3e-4)
   args = p.parse_args(argv)
+  if args.snapshots:
+    return conventions_main(p, args)
   if args.plot:
     try:
       print(plot(Path(args.plot)))
@@ -230,6 +253,74 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
   return 0
+
+
+def _folders(spec: str) -> list[Path]:
+  out = []
+  for pattern in spec.split(","):
+    pattern = str(Path(pattern).expanduser())
+    found = sorted(Path(x) for x in glob.glob(pattern))
+    out += [f for f in found if probe.load_snapshot_meta(f) is not None]
+  return out
+
+
+def conventions_main(p, args) -> int:
+  """--snapshots: every advantage convention's ρ and split-half cosine at each folder."""
+  folders = _folders(args.snapshots)
+  if not folders:
+    p.error(f"--snapshots={args.snapshots!r}: no snapshot folder matches")
+  if args.batches < 4 or args.critic_steps < 0 or args.critic_batches < 1:
+    p.error("--batches needs at least 4, --critic-steps 0 or more, --critic-batches 1 or more")
+  critic = target_noise.CriticFit(args.critic_steps, args.critic_batches, args.critic_lr)
+  points, jitted = [], {}
+  for folder in folders:
+    t0 = time.time()
+    config, trainer, state = probe.load_snapshot(folder)
+    meta = probe.load_snapshot_meta(folder)
+    cache = jitted.setdefault(config, {})
+    key = jax.random.key(args.seed + 2000)
+    result = target_noise.measure_snapshot(trainer.setup, state, key, args.batches, critic, cache)
+    points.append(
+      {
+        "env": config.env,
+        "algo": config.algo,
+        "snapshot": str(folder),
+        "train_seed": meta.get("seed"),
+        "chunks": meta.get("chunks"),
+        "env_steps": int(state.env_steps),
+        "eval_return": meta.get("eval_return"),
+        "batches": args.batches,
+        "batch_steps": config.batch_steps,
+        **result,
+        "elapsed_s": round(time.time() - t0, 1),
+      }
+    )
+    print(json.dumps(points[-1]), flush=True)
+    if args.out:
+      Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+      Path(args.out).write_text(json.dumps(points, indent=2) + "\n")
+  print(conventions_table(points))
+  return 0
+
+
+def conventions_table(points: list[dict]) -> str:
+  """Markdown: per snapshot and convention, ρ, the split-half cosine (± its sd over
+  halvings), mean |g_R|, the raw advantages' mean and sd, and V's explained variance."""
+  lines = [
+    "| env | seed | env steps | convention | ρ | split-half cos | mean \\|g_R\\| | Â mean | "
+    "Â sd | V's explained variance |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for p in points:
+    for name in [c for c in p if c.endswith(target_noise.CONVENTIONS)]:
+      r = p[name]
+      lines.append(
+        f"| {p['env']} | {p['train_seed']} | {p['env_steps'] // 1000}k | {name} | "
+        f"{r['rho']:.3f} | {r['split_half']:.3f} ± {r['split_half_sd']:.3f} | "
+        f"{r['norm']:.3g} | {r['adv_mean']:.2f} | {r['adv_std']:.2f} | "
+        f"{r['value_explained_variance']:.2f} |"
+      )
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":
