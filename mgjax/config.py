@@ -78,6 +78,9 @@ class Config:
   mg_weight: float = 1.0  # w: weight of the MG term's (clipped) gradient, or of its step
   mg_advantages: str = "raw"  # advantages of g_R and ĝ_M alike: raw | centred | normalised
   # (PPO's per-batch convention)
+  real_value_steps: int = 0  # mg, mle: Adam steps fitting a copy of V_ψ on each real batch's
+  # λ-returns, whose advantages g_R then uses (0 = V_ψ as PPO fits it on model data)
+  real_value_learning_rate: float = 1e-3  # Adam's learning rate of those steps
   real_grad_states: int = 0  # mbpo, mg-sac: real buffer states averaged in g_R, the MG
   # target (0 = mg_rollouts·mg_horizon, as many states as ĝ_M averages)
   # -- policy optimisation in the model (mg, mle)
@@ -180,6 +183,7 @@ def check_common(config: Config) -> None:
     "exploration_steps",
     "model_epoch_steps",
     "model_fit_budget",
+    "real_value_steps",
   ):
     if getattr(c, name) < 0:
       fail(name, getattr(c, name), "must be non-negative")
@@ -189,6 +193,7 @@ def check_common(config: Config) -> None:
     "clip_eps",
     "max_grad_norm",
     "sac_learning_rate",
+    "real_value_learning_rate",
   ):
     if not getattr(c, name) > 0:
       fail(name, getattr(c, name), "must be positive")

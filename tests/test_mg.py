@@ -456,3 +456,21 @@ def test_heldout_alignment_takes_g_r_and_start_states_from_disjoint_halves(
   assert leaves_equal(seen["real_grad"], first)
   mg.heldout_alignment(su, state, marked, adv.at[:, :half].mul(-1.0), key)
   assert not leaves_equal(seen["real_grad"], first)
+
+
+def test_real_critic_fits_the_batch_returns_and_is_psi_without_steps(stage_setup):
+  su, state, _, batch = stage_setup
+  stats = update_stats(state.obs_stats, batch.obs)
+  value_fn = su.nets.make_value_fn(stats)
+  psi = state.agent_params["value"]
+  kw = dict(discount=su.discount, gae_lambda=su.gae_lambda)
+  _, targets = mg.real_advantages(value_fn, psi, batch, **kw)
+
+  def loss(params):
+    v = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(params, batch.obs)
+    return float(0.5 * jnp.mean(jnp.square(v - targets)))
+
+  fit = jax.jit(lambda p, b: mg.real_critic(value_fn, p, b, steps=200, learning_rate=1e-2, **kw))
+  assert mg.real_critic(value_fn, psi, batch, steps=0, learning_rate=1e-3, **kw) is psi
+  fitted = fit(psi, batch)
+  assert loss(fitted) < 0.5 * loss(psi), (loss(psi), loss(fitted))

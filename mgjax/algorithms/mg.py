@@ -155,6 +155,8 @@ class Setup:
   model_rollouts: int
   model_horizon: int
   model_updates: int
+  real_value_steps: int
+  real_value_learning_rate: float
   num_eval_envs: int
   algo: str  # mg | mle | ppo
   hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
@@ -208,6 +210,8 @@ def setup(c: Config, info: envs.EnvInfo) -> Setup:
     model_rollouts=c.model_rollouts,
     model_horizon=c.model_horizon,
     model_updates=c.model_updates,
+    real_value_steps=c.real_value_steps,
+    real_value_learning_rate=c.real_value_learning_rate,
     num_eval_envs=c.num_eval_envs,
     algo=c.algo,
     hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo]),
@@ -308,6 +312,30 @@ def real_advantages(
 def _flat(x: jax.Array) -> jax.Array:
   """[T, N, ...] -> [T·N, ...]."""
   return x.reshape((-1,) + x.shape[2:])
+
+
+def real_critic(
+  value_fn, value_params: Params, batch: Transition, *, steps: int, learning_rate: float, **gae_kw
+) -> Params:
+  """ψ_R: V_ψ also fitted on the real batch's returns, for the MG target only (`real_value_steps`;
+  PPO keeps ψ). `steps` full-batch Adam steps of ½ mean (V(s) − G^λ)², the λ-return targets G^λ
+  from ψ (`real_advantages`) held fixed; ψ itself when steps = 0."""
+  if not steps:
+    return value_params
+  _, targets = real_advantages(value_fn, value_params, batch, **gae_kw)
+  obs, targets = _flat(batch.obs), _flat(targets)
+  optimizer = optax.adam(learning_rate)
+
+  def step(carry, _):
+    params, opt = carry
+    grads = jax.grad(
+      lambda p: losses.value_loss(jax.vmap(value_fn, in_axes=(None, 0))(p, obs), targets)
+    )(params)
+    updates, opt = optimizer.update(grads, opt, params)
+    return (optax.apply_updates(params, updates), opt), None
+
+  (params, _), _ = jax.lax.scan(step, (value_params, optimizer.init(value_params)), None, steps)
+  return params
 
 
 def real_policy_gradient(
@@ -557,6 +585,18 @@ def iteration(su: Setup, state, stage=inline):
   metrics = {"train_return": mean_episode_return(env_state)}
 
   if isinstance(state, ModelState):
+    if su.real_value_steps:  # g_R's advantages from a critic also fitted on real returns
+      gae_kw = dict(discount=su.discount, gae_lambda=su.gae_lambda)
+      value_fn = su.nets.make_value_fn(stats)
+      psi_real = real_critic(
+        value_fn,
+        state.agent_params["value"],
+        batch,
+        steps=su.real_value_steps,
+        learning_rate=su.real_value_learning_rate,
+        **gae_kw,
+      )
+      adv, _ = real_advantages(value_fn, psi_real, batch, **gae_kw)
     real_grad = real_policy_gradient(
       su.nets.make_policy(stats), state.agent_params["policy"], batch, adv, su.mg.advantages
     )
@@ -594,6 +634,12 @@ def validate(c: Config) -> None:
       fail("mle_batch", c.mle_batch, f"larger than buffer_size = {c.buffer_size}")
   if c.algo == "mg" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
+  if c.real_value_steps and not uses_model:
+    fail(
+      "real_value_steps",
+      c.real_value_steps,
+      "is for mg and mle: ppo's critic is fitted on real data",
+    )
   if c.real_grad_states:
     fail(
       "real_grad_states",
