@@ -1,5 +1,5 @@
-"""The persistent XLA compilation cache of the command lines (`experiments/train.py`,
-`benchmark.py`, `evaluate.py`, `device_check.py`): a program compiled once is loaded from
+"""The persistent XLA compilation cache of the command lines (`mgjax train`, `mgjax
+evaluate`, experiments/benchmark.py, device_check.py): a program compiled once is loaded from
 disk by later launches instead of being compiled again (an MJX training program takes
 10–140 s to compile on a CPU).
 

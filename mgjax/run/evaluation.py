@@ -1,5 +1,5 @@
 """A trained run's policy played again: evaluation episodes, rendered videos and the 3D
-viewer (experiments/evaluate.py)."""
+viewer (`mgjax evaluate`, mgjax/cli/evaluate.py)."""
 
 import os
 import warnings

@@ -7,8 +7,8 @@ mesh (`mgjax.run.placement`), all devices of all processes by default. Between c
 host writes metrics rows and checks for numerical blow-up (`mgjax.run.recording`) and,
 every `save_every_s`, saves a resume point (`mgjax.run.resume`): `run(..., resume=True)`
 continues from it with the numbers an uninterrupted run gives, and `time_limit_s` pauses a
-run (status "paused") so that it can be continued later. `experiments/train.py` and
-`experiments/benchmark.py` are thin CLIs over this.
+run (status "paused") so that it can be continued later. `mgjax train` (mgjax/cli/train.py)
+and `experiments/benchmark.py` are thin CLIs over this.
 
 Before anything compiles, the memory the runs need is estimated and held against what the
 devices have (`mgjax.run.memory`); runs that do not fit are refused (MemoryCheckError).
