@@ -10,7 +10,9 @@ flag's help, the one-line refusals of mistyped input, and what a first launch pr
 - a first launch on pointmass (a fresh compile cache) says it compiles, prints a line at
   least every 15 s until training starts, and ends with its folder and next commands, which
   run as printed; the second launch says how long the compile took the first time; an
-  evaluation that replaces an eval.json says so.
+  evaluation that replaces an eval.json says so;
+- `make_train` reports to the same `mgjax.progress.Progress` from inside its program, with
+  the numbers of a program without it (slow).
 """
 
 import configparser
@@ -405,3 +407,26 @@ def test_first_launch_ends_with_commands_that_run(first_launch):
 def test_evaluate_refuses_a_missing_run_in_one_line(tmp_path):
   line = _one_line(run_main(EVALUATE, tmp_path / "nope"))
   assert str(tmp_path / "nope") in line, line
+
+
+@pytest.mark.slow
+def test_make_train_reports_to_the_same_progress_with_the_same_numbers():
+  import jax
+  import numpy as np
+
+  import mgjax
+
+  config = mgjax.make_config(
+    algo="ppo", env="pointmass", total_steps=1024, num_envs=8, rollout_length=16, eval_every=4
+  )
+  keys = jax.random.split(jax.random.key(0), 2)
+  _, plain = jax.jit(jax.vmap(mgjax.make_train(config)))(keys)
+  lines = []
+  progress = Progress(config, every_s=0.5, log=lines.append)
+  assert progress.total == 8
+  with progress:
+    _, reported = jax.jit(jax.vmap(mgjax.make_train(config, progress=progress)))(keys)
+  jax.tree.map(np.testing.assert_array_equal, plain, reported)
+  assert lines[0].startswith("compiling the training program"), lines
+  assert any(line.startswith("training started after") for line in lines), lines
+  assert lines[-1].startswith("  training: iteration 8 of 8"), lines
