@@ -20,7 +20,8 @@ paired difference to NLL only. With one seed and one set the CIs are over fit ke
 more, the point gives per-(seed, set) values and two CIs over all of them
 (`mgjax.analysis.probe_cells`: a hierarchical bootstrap over seeds, then sets, then keys,
 and a Student-t interval over the (seed, set) means). The JSON (a list, one entry per --at,
-rewritten after each) goes to --out and the figure beside it (.png).
+rewritten after each) goes to --out and the figure beside it (.png); --cells DIR keeps each
+cell's result there, so that a later command with more seeds or sets reuses it.
 
 With --algo mbpo or mg-sac (or --from such a run) the probe is MBPO's loop's
 (`mgjax.analysis.sac_probe`; one seed and one set): the snapshot's real buffer is split
@@ -33,6 +34,7 @@ used: every held-out state is).
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -43,6 +45,7 @@ import jax
 from mgjax.algorithms import make_config
 from mgjax.analysis import probe, probe_cells, sac_probe
 from mgjax.config import ConfigError
+from mgjax.run import compile_cache
 from mgjax.run.cli import parse_set
 
 
@@ -85,6 +88,12 @@ def main(argv=None) -> int:
   p.add_argument("--train-seeds", default=None, help="comma-separated training seeds (default 0)")
   p.add_argument(
     "--heldout-sets", type=int, default=1, help="collections of fit and held-out batches"
+  )
+  p.add_argument(
+    "--cells",
+    default=None,
+    metavar="DIR",
+    help="keep each (seed, set) cell's result in DIR and reuse the ones already there",
   )
   p.add_argument(
     "--overlap",
@@ -159,6 +168,7 @@ def main(argv=None) -> int:
     return _error("objectives", args.objectives, "needs an NLL-only arm to compare with")
   if not sac_family and max(o.target_batches for o in objectives) > settings.fit_batches:
     return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
+  compile_cache.enable()  # a later command with the same config loads the programs
   if args.from_run:
     points = [(None, {seeds[0]: Path(args.from_run)})]
   else:
@@ -192,6 +202,22 @@ def _make_snapshots(config, args, seeds) -> list[tuple[int, dict[int, Path]]]:
   return [(n, {s: dict(by_seed[s])[n] for s in seeds}) for n in args.at]
 
 
+def _saved_cell(args, folder, seed, heldout_set, settings, objectives) -> Path | None:
+  """--cells DIR: where one cell's result is kept, named by everything that makes it."""
+  if not args.cells:
+    return None
+  what = {
+    "snapshot": str(Path(folder).expanduser().resolve()),
+    "run_index": args.run_index,
+    "seed": seed,
+    "set": heldout_set,
+    "settings": settings.__dict__,
+    "objectives": [o._asdict() for o in objectives],
+  }
+  digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+  return Path(args.cells).expanduser() / f"seed{seed}-set{heldout_set}-{digest}.json"
+
+
 def _cell_key(seed: int, heldout_set: int) -> jax.Array:
   key = jax.random.key(seed + 1000)
   return key if heldout_set == 0 else jax.random.fold_in(key, heldout_set)
@@ -211,17 +237,26 @@ def _probe_one(chunks, folders, args, objectives, settings, sac_family, progs):
       )
     for j in range(args.heldout_sets):
       print(f"== {folder} ({int(state.env_steps)} env steps), held-out set {j}", flush=True)
-      extra = {} if sac_family else {"progs": progs["programs"]}
-      run_probe = sac_probe.run_probe if sac_family else probe.run_probe
-      result = run_probe(
-        trainer.setup,
-        state,
-        objectives,
-        _cell_key(seed, j),
-        settings,
-        config.mg_max_grad_norm,
-        **extra,
-      )
+      saved, t1 = _saved_cell(args, folder, seed, j, settings, objectives), time.time()
+      if saved is not None and saved.exists():
+        result = json.loads(saved.read_text())
+        print(f"(from {saved})", flush=True)
+      else:
+        extra = {} if sac_family else {"progs": progs["programs"]}
+        run_probe = sac_probe.run_probe if sac_family else probe.run_probe
+        result = run_probe(
+          trainer.setup,
+          state,
+          objectives,
+          _cell_key(seed, j),
+          settings,
+          config.mg_max_grad_norm,
+          **extra,
+        )
+        result["elapsed_s"] = round(time.time() - t1, 1)
+        if saved is not None:
+          saved.parent.mkdir(parents=True, exist_ok=True)
+          saved.write_text(json.dumps(result) + "\n")
       bad += [f"{n} (seed {seed}, set {j})" for n in probe.check_finite(result)]
       cells.append(
         {

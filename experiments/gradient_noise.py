@@ -54,6 +54,7 @@ from mgjax.algorithms import make_config, mg
 from mgjax.analysis import probe, target_noise
 from mgjax.buffer import buffer_add
 from mgjax.config import MG_STARTS, ConfigError
+from mgjax.run import compile_cache
 from mgjax.run.cli import Parser, parse_set
 
 
@@ -272,6 +273,7 @@ def conventions_main(p, args) -> int:
   if args.batches < 4 or args.critic_steps < 0 or args.critic_batches < 1:
     p.error("--batches needs at least 4, --critic-steps 0 or more, --critic-batches 1 or more")
   critic = target_noise.CriticFit(args.critic_steps, args.critic_batches, args.critic_lr)
+  compile_cache.enable()
   points, jitted = [], {}
   for folder in folders:
     t0 = time.time()

@@ -18,7 +18,7 @@ import pytest
 from inprocess import run_main
 
 import mgjax
-from mgjax.analysis import probe, probe_cells
+from mgjax.analysis import probe
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,17 @@ TINY = Config(
   model_horizon=4,
   model_updates=1,
 )
+PROBE_SETS = (
+  'total_steps=512',
+  'num_envs=8',
+  'rollout_length=16',
+  'eval_every=2',
+  'model_hidden=32',
+  'mle_steps=5',
+  'mg_rollouts=8',
+  'model_rollouts=16',
+  'buffer_size=4096',
+)  # the command tests' tiny config
 SETTINGS = probe.ProbeSettings(fit_batches=4, heldout_batches=4, draws=3, fit_keys=2)
 
 
@@ -179,58 +190,6 @@ def test_disjoint_floor_recovers_the_closed_form_ceiling():
   assert floor["pooled_ceiling"] == pytest.approx(np.sqrt(reliability), abs=0.01)
   target = noisy[:200].mean(0)
   assert floor["pooled_ceiling"] == pytest.approx(target[0] / np.linalg.norm(target), abs=0.01)
-
-
-def _cells(values):
-  """Cells of run_probe-shaped results, values[seed][set] = the NLL arm's per-key pooled
-  alignment; the MG arm scores 0.1 more with every key."""
-  cells = []
-  for seed, sets in enumerate(values):
-    for j, per_key in enumerate(sets):
-      arm = lambda shift: {
-        "label": "",
-        "settings": {},
-        "per_key": {m: [v + shift for v in per_key] for m in probe.METRICS},
-      }
-      result = {
-        "floor": {"real_pairwise": 0.1, "pooled_ceiling": 0.9},
-        "start": {m: 0.0 for m in probe.METRICS},
-        "objectives": {"nll": arm(0.0), "mg": {**arm(0.1), "vs": "nll"}},
-      }
-      cells.append(
-        {
-          "seed": seed,
-          "set": j,
-          "snapshot": "s",
-          "env_steps": 1,
-          "eval_return": 0.0,
-          "result": result,
-        }
-      )
-  return cells
-
-
-def test_the_ci_spans_training_seeds_and_heldout_sets():
-  tight = [0.0, 0.001, -0.001]  # fit keys agree within a cell
-  # Seeds apart: a CI over fit keys alone would be ±0.001, the CI over seeds is not.
-  point = probe_cells.aggregate(_cells([[tight, tight], [[v + 1 for v in tight]] * 2]))
-  nll = point["objectives"]["nll"]["pooled"]
-  assert nll["mean"] == pytest.approx(0.5)
-  assert nll["lo"] < 0.2 and nll["hi"] > 0.8
-  assert nll["t_lo"] < 0.0 and nll["t_hi"] > 1.0
-  # Sets apart within each seed: the CI spans the sets too.
-  point = probe_cells.aggregate(_cells([[tight, [v + 1 for v in tight]]] * 2))
-  nll = point["objectives"]["nll"]["pooled"]
-  assert nll["lo"] < 0.3 and nll["hi"] > 0.7
-  # Per-(seed, set) values, and the paired difference per key (0.1 everywhere, no spread).
-  mg = point["objectives"]["mg"]
-  cells = [(c["seed"], c["set"]) for c in mg["per_cell"]["pooled"]]
-  assert cells == [(0, 0), (0, 1), (1, 0), (1, 1)]
-  assert [c["mean"] for c in mg["diff_per_cell"]["pooled"]] == pytest.approx([0.1] * 4)
-  assert mg["diff"]["pooled"]["lo"] == pytest.approx(0.1)
-  assert len(point["cells"]) == 4 and len(mg["per_key"]["pooled"]) == 12
-  with pytest.raises(ValueError, match="missing"):
-    probe_cells.aggregate(_cells([[tight, tight], [tight]]))
 
 
 def test_nll_tolerance_keeps_the_fitted_data_nll_within_it(snapshot, data):
@@ -369,6 +328,8 @@ def test_probe_command_writes_json_and_figure(tmp_path):
       "0,1",
       "--heldout-sets",
       "2",
+      "--cells",
+      str(tmp_path / "cells"),
       "--objectives",
       "nll,mg-pathwise-target16",
       "--fit-keys",
@@ -379,24 +340,7 @@ def test_probe_command_writes_json_and_figure(tmp_path):
       "2",
       "--draws",
       "2",
-      "--set",
-      "total_steps=512",
-      "--set",
-      "num_envs=8",
-      "--set",
-      "rollout_length=16",
-      "--set",
-      "eval_every=2",
-      "--set",
-      "model_hidden=32",
-      "--set",
-      "mle_steps=5",
-      "--set",
-      "mg_rollouts=8",
-      "--set",
-      "model_rollouts=16",
-      "--set",
-      "buffer_size=4096",
+      *[a for x in PROBE_SETS for a in ("--set", x)],
       "--out",
       str(out),
     ],
@@ -435,3 +379,13 @@ def test_probe_command_writes_json_and_figure(tmp_path):
     assert (tmp_path / f"snaps-{seed}" / "chunks=1" / "resume" / "meta.json").exists()
   table = run_main(PROBE, "--out", out, "--table")
   assert table.returncode == 0 and "s1/1:" in table.stdout, table.stderr
+  # --cells: a command with fewer seeds and sets reuses the cells already measured.
+  again = tmp_path / "again.json"
+  args = ["--env", "pointmass", "--at", "1", "--snapshots", str(tmp_path / "snaps-{seed}")]
+  args += ["--train-seeds", "1", "--objectives", "nll,mg-pathwise-target16", "--fit-keys", "2"]
+  args += ["--fit-batches", "16", "--heldout-batches", "2", "--draws", "2"]
+  args += ["--cells", str(tmp_path / "cells"), "--out", str(again)]
+  r = run_main(PROBE, *args, *[a for x in PROBE_SETS for a in ("--set", x)])
+  assert r.returncode == 0 and "(from " in r.stdout, r.stderr
+  (point,) = json.loads(again.read_text())
+  assert point["floor"] == cells[2]["floor"]
