@@ -79,22 +79,24 @@ _FIELD = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:[^#]*?(?:#(?P<comment>.*))?$")
 def field_choices() -> dict[str, tuple[str, ...]]:
   """The values a Config field of a fixed set accepts: `algo` (the registered algorithms),
   `backend` (brax's), and each text field whose check names its choices ("choose one of
-  a, b", `mgjax.config.check_common`). `env` takes any brax env name and is not among them."""
+  a, b": `mgjax.config.check_common`, or an algorithm's own check). `env` takes any brax env
+  name and is not among them."""
   from mgjax import envs
-  from mgjax.algorithms import REGISTRY
-  from mgjax.config import check_common
+  from mgjax.algorithms import REGISTRY, validate
 
   out = {"algo": tuple(REGISTRY), "backend": tuple(envs.BACKENDS)}
   hints = typing.get_type_hints(Config)
   for f in dataclasses.fields(Config):
     if hints[f.name] is not str or f.name in out or f.name == "env":
       continue
-    try:
-      check_common(dataclasses.replace(Config(), **{f.name: "\0"}))
-    except ConfigError as e:
-      _, sep, names = str(e).partition("choose one of ")
-      if sep:
-        out[f.name] = tuple(n.strip() for n in names.split(","))
+    for algo in REGISTRY:  # an algorithm checks the fields it reads
+      try:
+        validate(Config(algo=algo, **{f.name: "\0"}))
+      except ConfigError as e:
+        _, sep, names = str(e).partition("choose one of ")
+        if sep and str(e).startswith(f"{f.name}="):
+          out[f.name] = tuple(n.strip() for n in names.split(","))
+          break
   return out
 
 
