@@ -256,7 +256,7 @@ def test_a_mistyped_env_gets_the_closest_names(tmp_path):
   out = tmp_path / "run"
   line = _one_line(run_main(TRAIN, "--env", "hoper", "--out", out, "--no-progress"))
   assert line.startswith("train.py: error: env='hoper': unknown environment"), line
-  assert "did you mean hopper" in line and "any brax env name" in line, line
+  assert "did you mean hopper?" in line and "any brax env name" in line, line
   assert "walker2d" not in line  # not every name
   assert not out.exists()
 

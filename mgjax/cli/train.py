@@ -216,7 +216,8 @@ def _check_env(p, name: str | None) -> None:
 
   if envs.is_known(name):
     return
-  close = difflib.get_close_matches(name, list(envs.ENV_NAMES) + sorted(_brax_names()), n=3)
+  names = list(dict.fromkeys([*envs.ENV_NAMES, *sorted(_brax_names())]))
+  close = difflib.get_close_matches(name, names, n=3)
   hint = f"did you mean {' or '.join(close)}? " if close else ""
   p.error(
     f"env={name!r}: unknown environment; {hint}mgjax's own envs and any brax env name are "
