@@ -33,15 +33,32 @@ _EPS = 1e-12
 
 
 # ------------------------------------------------------------------------------ checks
-def _check_like_params(tree: Params, params: Params, name: str, params_name: str) -> None:
-  """A gradient must have its parameters' tree structure and leaf shapes: `_vdot` pairs the
-  leaves in order, so a missing or transposed leaf would give a plausible wrong number."""
-  chex.assert_trees_all_equal_structs(
-    tree, params, custom_message=f"{name} must have the tree structure of {params_name}"
-  )
-  chex.assert_trees_all_equal_shapes(
-    tree, params, custom_message=f"{name} must have the leaf shapes of {params_name}"
-  )
+def _check_like_params(tree: Params, params: Params, name: str, params_name: str) -> Params:
+  """A gradient must have its parameters' leaves: the same key paths (a dict and a FrozenDict
+  with the same keys are alike) and leaf shapes -> the tree in params' structure, so that
+  `_vdot` pairs each leaf with its own. A missing leaf would give a plausible wrong number. A
+  square leaf transposed (an [n, n] kernel given as its transpose) has the right path and
+  shape, and cannot be caught."""
+  paths = lambda t: jax.tree_util.tree_flatten_with_path(t)[0]
+  given = {jax.tree_util.keystr(k): v for k, v in paths(tree)}
+  wanted = [(jax.tree_util.keystr(k), v) for k, v in paths(params)]
+  missing = [k for k, _ in wanted if k not in given]
+  extra = sorted(set(given) - {k for k, _ in wanted})
+  if missing or extra:
+    raise ValueError(
+      f"{name} must have the leaves of {params_name}: "
+      + "; ".join(
+        ([f"missing {', '.join(missing)}"] if missing else [])
+        + ([f"not in {params_name}: {', '.join(extra)}"] if extra else [])
+      )
+    )
+  for k, v in wanted:
+    if jnp.shape(given[k]) != jnp.shape(v):
+      raise ValueError(
+        f"{name} must have the leaf shapes of {params_name}: {name}{k} is "
+        f"{list(jnp.shape(given[k]))}, {params_name}{k} {list(jnp.shape(v))}"
+      )
+  return jax.tree.unflatten(jax.tree.structure(params), [given[k] for k, _ in wanted])
 
 
 def _check_horizon(horizon: int) -> None:
@@ -62,6 +79,17 @@ def _check_options(similarity: str, estimator: str) -> None:
 
 def _check_start_obs(start_obs: jax.Array) -> None:
   chex.assert_rank(start_obs, 2, custom_message="start_obs must be [N, obs_size]")
+  if not jnp.issubdtype(start_obs.dtype, jnp.floating):
+    raise ValueError(
+      f"start_obs: dtype {start_obs.dtype}; states must be floating (e.g. .astype(jnp.float32))"
+    )
+
+
+def _check_transform(advantage_transform: str) -> None:
+  if advantage_transform not in ADVANTAGE_TRANSFORMS:
+    raise ValueError(
+      f"advantage_transform={advantage_transform!r}: unknown; choose one of {ADVANTAGE_TRANSFORMS}"
+    )
 
 
 def _check_loss_inputs(
@@ -72,11 +100,13 @@ def _check_loss_inputs(
   similarity: str,
   estimator: str,
 ) -> None:
-  """The checks both model-gradient losses make on entry."""
+  """The checks both model-gradient losses make on entry -> real_grad in policy_params'
+  structure."""
   _check_options(similarity, estimator)
-  _check_like_params(real_grad, policy_params, "real_grad", "policy_params")
+  real_grad = _check_like_params(real_grad, policy_params, "real_grad", "policy_params")
   _check_start_obs(start_obs)
   _check_horizon(horizon)
+  return real_grad
 
 
 # ------------------------------------------------------------------------------ estimators
@@ -133,7 +163,7 @@ def similarity_value(g: Params, g_real: Params, similarity: str) -> jax.Array:
   """S(g, g_R): `inner` ⟨g, g_R⟩, `cosine` ⟨g, g_R⟩/(|g||g_R|), `l2` −|g − g_R|².
 
   g and g_real must have the same tree structure and leaf shapes."""
-  _check_like_params(g_real, g, "g_real", "g")
+  g_real = _check_like_params(g_real, g, "g_real", "g")
   if similarity == "inner":
     return _vdot(g, g_real)
   if similarity == "cosine":
@@ -201,17 +231,30 @@ def rollout(
   return obs, actions, rewards, dones, alive
 
 
+def _zero_value(value_params: Params, obs: jax.Array) -> jax.Array:
+  del value_params
+  return jnp.zeros((), obs.dtype)
+
+
+def _check_score_baseline(estimator: str, baseline: bool, start_obs: jax.Array) -> None:
+  if estimator == "score" and baseline and start_obs.shape[0] < 2:
+    raise ValueError(
+      f"start_obs: {start_obs.shape[0]} row; the score estimator's leave-one-out baseline needs "
+      "at least 2 rollouts (or baseline=False)"
+    )
+
+
 def model_gradient_loss(
   model_params: Params,
   *,
   policy_params: Params,
-  value_params: Params,
+  value_params: Params = None,
   real_grad: Params,
   start_obs: jax.Array,
   key: jax.Array,
   policy: Policy,
   model: Model,
-  value_fn: Callable[[Params, jax.Array], jax.Array],
+  value_fn: Callable[[Params, jax.Array], jax.Array] | None = None,
   horizon: int,
   estimator: str,
   discount: float = 0.99,
@@ -257,7 +300,7 @@ def model_gradient_loss(
     start_obs: [N, obs_size] real start states. key: PRNG key for the rollout.
     policy, model: pure unbatched functions (`mgjax.Policy`, `mgjax.Model`); log_prob
       returns a scalar per state (per transition).
-    value_fn: value_fn(value_params, obs) -> scalar.
+    value_fn: value_fn(value_params, obs) -> scalar; None (and value_params None): V = 0.
     horizon: H, a Python int. discount: γ. gae_lambda: λ.
     estimator: "score" or "pathwise", required (no default suits every model).
     similarity: "cosine" (default), "inner" or "l2".
@@ -269,11 +312,12 @@ def model_gradient_loss(
     metrics["model_grad"] = ĝ_M itself (shaped like policy_params), norms of ĝ_M and g_R,
     mean model reward and the fraction of steps alive.
   """
-  _check_loss_inputs(policy_params, real_grad, start_obs, horizon, similarity, estimator)
-  if advantage_transform not in ADVANTAGE_TRANSFORMS:
-    raise ValueError(
-      f"advantage_transform={advantage_transform!r}: unknown; choose one of {ADVANTAGE_TRANSFORMS}"
-    )
+  real_grad = _check_loss_inputs(
+    policy_params, real_grad, start_obs, horizon, similarity, estimator
+  )
+  _check_transform(advantage_transform)
+  _check_score_baseline(estimator, baseline, start_obs)
+  value_fn = _zero_value if value_fn is None else value_fn
   pathwise = estimator == "pathwise"
   real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
   policy_params = jax.lax.stop_gradient(policy_params)
@@ -327,6 +371,57 @@ def model_gradient_loss(
     pathwise=pathwise,
     baseline=baseline,
   )
+
+
+def make_model_gradient_loss(
+  policy: Policy,
+  model: Model,
+  horizon: int,
+  estimator: str,
+  *,
+  value_fn: Callable[[Params, jax.Array], jax.Array] | None = None,
+  discount: float = 0.99,
+  gae_lambda: float = 0.95,
+  similarity: str = "cosine",
+  baseline: bool = True,
+  advantage_transform: str = "raw",
+) -> Callable[..., tuple[jax.Array, dict[str, Any]]]:
+  """`model_gradient_loss` with its functions and the settings that shape its program fixed,
+  as an optax factory fixes its settings:
+
+    loss = make_model_gradient_loss(policy, model, horizon=10, estimator="score")
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (value, metrics), grad = step(phi, theta, psi, g_real, start_obs, key)
+
+  -> loss(model_params, policy_params, value_params, real_grad, start_obs, key)
+  -> (loss, metrics), arrays and pytrees only, so it jits and vmaps as it is. The settings are
+  checked here, the arrays when the loss is traced; value_fn=None means V = 0 (pass
+  value_params=None)."""
+  _check_options(similarity, estimator)
+  _check_horizon(horizon)
+  _check_transform(advantage_transform)
+
+  def loss(model_params, policy_params, value_params, real_grad, start_obs, key):
+    return model_gradient_loss(
+      model_params,
+      policy_params=policy_params,
+      value_params=value_params,
+      real_grad=real_grad,
+      start_obs=start_obs,
+      key=key,
+      policy=policy,
+      model=model,
+      value_fn=value_fn,
+      horizon=horizon,
+      estimator=estimator,
+      discount=discount,
+      gae_lambda=gae_lambda,
+      similarity=similarity,
+      baseline=baseline,
+      advantage_transform=advantage_transform,
+    )
+
+  return loss
 
 
 # ------------------------------------------------------------------------------------------
@@ -428,7 +523,10 @@ def actor_model_gradient_loss(
     (cosine, similarity, model_grad = ĝ_M, its norm and g_R's, mean model reward,
     alive_fraction = mean of m_t).
   """
-  _check_loss_inputs(policy_params, real_grad, start_obs, horizon, similarity, estimator)
+  real_grad = _check_loss_inputs(
+    policy_params, real_grad, start_obs, horizon, similarity, estimator
+  )
+  _check_score_baseline(estimator, baseline, start_obs)
   pathwise = estimator == "pathwise"
   real_grad = jax.lax.stop_gradient(real_grad)  # g_R is the fixed target.
   policy_params = jax.lax.stop_gradient(policy_params)

@@ -251,6 +251,7 @@ def test_terminal_and_later_states_are_masked():
         horizon=_HORIZON,
         similarity="inner",
         estimator=estimator,
+        baseline=False,  # one rollout: the score estimator has no leave-one-out baseline
       )
     )(phi)
     expected = jax.tree.map(

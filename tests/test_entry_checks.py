@@ -113,23 +113,25 @@ def test_valid_inputs_pass_and_the_checks_add_nothing_to_the_program():
 # ------------------------------------------------------------------------------ real_grad
 def test_real_grad_with_a_missing_leaf_raises():
   # _vdot zipped the leaves: without "b" the similarity silently used W alone.
-  with pytest.raises(AssertionError, match="real_grad must have the tree structure"):
+  with pytest.raises(
+    ValueError, match=r"real_grad must have the leaves of policy_params: missing \['b'\]"
+  ):
     _mg_loss(real_grad={"W": _THETA["W"]})
 
 
 def test_real_grad_with_a_transposed_leaf_raises():
   # jnp.vdot flattens: a transposed W gave a plausible inner product of mismatched entries.
-  with pytest.raises(AssertionError, match="real_grad must have the leaf shapes"):
+  with pytest.raises(ValueError, match="real_grad must have the leaf shapes"):
     _mg_loss(real_grad={"W": _THETA["W"].T, "b": _THETA["b"]})
 
 
 def test_actor_real_grad_with_a_transposed_leaf_raises():
-  with pytest.raises(AssertionError, match="real_grad must have the leaf shapes"):
+  with pytest.raises(ValueError, match="real_grad must have the leaf shapes"):
     _actor_mg_loss(real_grad={"W": _THETA["W"].T, "b": _THETA["b"]})
 
 
 def test_similarity_value_of_mismatched_trees_raises():
-  with pytest.raises(AssertionError, match="g_real must have the tree structure"):
+  with pytest.raises(ValueError, match="g_real must have the leaves of g"):
     mgjax.similarity_value(_THETA, {"W": _THETA["W"]}, "cosine")
 
 
@@ -213,3 +215,56 @@ def test_gae_values_with_a_trailing_axis_raise():
 def test_value_loss_targets_with_a_trailing_axis_raise():
   with jax.numpy_rank_promotion("allow"), pytest.raises(AssertionError, match="targets"):
     losses.value_loss(jnp.zeros(_N), jnp.zeros((_N, 1)))
+
+
+# ------------------------------------------------------------------------------ the loss API
+def test_factory_loss_is_the_loss_and_jits_without_partial():
+  loss = mgjax.make_model_gradient_loss(_policy(), _model(), _H, "score", value_fn=_value)
+  psi, key = jnp.float32(0.5), jax.random.key(0)
+  (value, metrics), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+    _PHI, _THETA, psi, _THETA, _START, key
+  )
+  (direct, _), direct_grad = jax.value_and_grad(
+    lambda phi: mgjax.model_gradient_loss(phi, **_mg_kwargs()), has_aux=True
+  )(_PHI)
+  assert jnp.allclose(value, direct) and jnp.allclose(grad, direct_grad)
+  assert metrics["model_grad"]["W"].shape == (_ACT, _OBS)
+
+
+def test_factory_checks_its_settings_at_once():
+  with pytest.raises(ValueError, match="^estimator='reinforce': unknown"):
+    mgjax.make_model_gradient_loss(_policy(), _model(), _H, "reinforce")
+  with pytest.raises(ValueError, match="^horizon=0"):
+    mgjax.make_model_gradient_loss(_policy(), _model(), 0, "score")
+  with pytest.raises(ValueError, match="^advantage_transform='z'"):
+    mgjax.make_model_gradient_loss(_policy(), _model(), _H, "score", advantage_transform="z")
+
+
+def test_no_value_function_means_a_zero_value():
+  zero = lambda psi, obs: jnp.float32(0.0)
+  without = _mg_loss(value_fn=None, value_params=None)
+  with_zero = _mg_loss(value_fn=zero)
+  assert jnp.allclose(without[0], with_zero[0])
+  assert jnp.allclose(without[1]["model_grad"]["W"], with_zero[1]["model_grad"]["W"])
+
+
+def test_real_grad_as_a_frozen_dict_of_the_same_leaves_is_accepted():
+  from flax.core import FrozenDict
+
+  frozen = FrozenDict({"b": _THETA["b"], "W": _THETA["W"]})
+  assert jnp.allclose(_mg_loss(real_grad=frozen)[0], _mg_loss()[0])
+  with pytest.raises(ValueError, match=r"not in policy_params: \['c'\]"):
+    _mg_loss(real_grad={**_THETA, "c": jnp.zeros(1)})
+
+
+def test_integer_start_states_are_named():
+  with pytest.raises(ValueError, match="^start_obs: dtype int32; states must be floating"):
+    _mg_loss(start_obs=jnp.ones((_N, _OBS), jnp.int32))
+
+
+def test_score_estimator_with_one_rollout_is_refused_unless_without_baseline():
+  with pytest.raises(ValueError, match="^start_obs: 1 row; the score estimator's leave-one-out"):
+    _mg_loss(start_obs=_START[:1])
+  with pytest.raises(ValueError, match="^start_obs: 1 row"):
+    _actor_mg_loss(start_obs=_START[:1], estimator="score")
+  assert jnp.isfinite(_mg_loss(start_obs=_START[:1], baseline=False)[0])
