@@ -45,6 +45,7 @@ _LAZY = {
   "Config": "mgjax.config",
   "ConfigError": "mgjax.config",
   "load_policy": "mgjax.run.loading",
+  "Progress": "mgjax.progress",
 }
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
   "get_algorithm",
   "make_config",
   "make_train",
+  "Progress",
   "make_trainer",
   "register",
   "load_policy",
