@@ -90,6 +90,12 @@ def main(argv=None) -> int:
     "--heldout-sets", type=int, default=1, help="collections of fit and held-out batches"
   )
   p.add_argument(
+    "--only-sets",
+    default=None,
+    metavar="J[,J]",
+    help="run only these held-out sets (e.g. one per process, with --cells)",
+  )
+  p.add_argument(
     "--cells",
     default=None,
     metavar="DIR",
@@ -131,6 +137,13 @@ def main(argv=None) -> int:
       return _error(field.replace("_", "-"), getattr(args, field), "needs at least 2")
   if args.heldout_sets < 1:
     return _error("heldout-sets", args.heldout_sets, "needs at least 1")
+  if args.only_sets is not None:
+    try:
+      args.only_sets = sorted({int(x) for x in args.only_sets.split(",")})
+    except ValueError:
+      args.only_sets = [-1]
+    if not all(0 <= j < args.heldout_sets for j in args.only_sets):
+      return _error("only-sets", args.only_sets, "expected sets below --heldout-sets")
   if len(seeds) > 1 and (args.from_run or "{seed}" not in args.snapshots):
     why = "several seeds need '{seed}' in --snapshots (and no --from)"
     return _error("train-seeds", args.train_seeds, why)
@@ -235,7 +248,7 @@ def _probe_one(chunks, folders, args, objectives, settings, sac_family, progs):
       progs.update(
         config=config, programs=probe.programs(trainer.setup, settings, config.mg_max_grad_norm)
       )
-    for j in range(args.heldout_sets):
+    for j in args.only_sets or range(args.heldout_sets):
       print(f"== {folder} ({int(state.env_steps)} env steps), held-out set {j}", flush=True)
       saved, t1 = _saved_cell(args, folder, seed, j, settings, objectives), time.time()
       if saved is not None and saved.exists():
