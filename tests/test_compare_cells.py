@@ -39,3 +39,14 @@ def test_a_folder_without_metrics_is_one_line(tmp_path):
   assert (
     proc.stderr == f"error: cells={str(tmp_path / 'missing')!r}: no metrics.csv in this folder\n"
   )
+
+
+def test_any_metric_column(tmp_path):
+  ref = _cell(tmp_path / "mle-hopper", [[0, 10]])
+  cell = _cell(tmp_path / "mg-hopper", [[10, 30]])
+  proc = run_main(SCRIPT, ref, cell, "--metric", "eval_return", "--digits", "1", "--at", 2000)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines()[-1].endswith("| +20.0 [+20.0, +20.0] | +15.0 [+15.0, +15.0] |")
+  proc = run_main(SCRIPT, ref, cell, "--metric", "model_nll")
+  assert proc.returncode == 2
+  assert proc.stderr == f"error: metric='model_nll': no value of it in {str(ref)!r}\n"
