@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     if not (Path(c) / "metrics.csv").is_file():
       print(f"error: cells={c!r}: no metrics.csv in this folder", file=sys.stderr)
       return 2
+    if not read_metrics(Path(c) / "metrics.csv"):
+      print(f"error: cells={c!r}: its metrics.csv has no rows yet", file=sys.stderr)
+      return 2
   results = [summarize(Path(c)) for c in args.cells]
   print(table(results))
   if args.out:

@@ -45,3 +45,10 @@ def test_a_folder_without_metrics_is_one_line(tmp_path):
   proc = run_main(SCRIPT, tmp_path)
   assert proc.returncode == 2
   assert proc.stderr == f"error: cells={str(tmp_path)!r}: no metrics.csv in this folder\n"
+
+
+def test_a_cell_without_rows_is_one_line(tmp_path):
+  cell = _cell(tmp_path / "mg-hopper", [])
+  proc = run_main(SCRIPT, cell)
+  assert proc.returncode == 2
+  assert proc.stderr == f"error: cells={str(cell)!r}: its metrics.csv has no rows yet\n"
