@@ -45,7 +45,7 @@ _LAZY = {
   "Config": "mgjax.config",
   "ConfigError": "mgjax.config",
   "load_policy": "mgjax.run.loading",
-  "Progress": "mgjax.progress",
+  "Progress": "mgjax.run.progress",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ flag's help, the one-line refusals of mistyped input, and what a first launch pr
   least every 15 s until training starts, and ends with its folder and next commands, which
   run as printed; the second launch says how long the compile took the first time; an
   evaluation that replaces an eval.json says so;
-- `make_train` reports to the same `mgjax.progress.Progress` from inside its program, with
+- `make_train` reports to the same `mgjax.run.progress.Progress` from inside its program, with
   the numbers of a program without it (slow).
 """
 
@@ -34,8 +34,8 @@ from inprocess import run_main
 from mgjax import cli as commands
 from mgjax.cli import train as train_command
 from mgjax.config import Config
-from mgjax.progress import Progress
 from mgjax.run import cli
+from mgjax.run.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "experiments" / "train.py"

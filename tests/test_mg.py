@@ -372,7 +372,12 @@ def test_make_train_vmapped_metric_shapes(e2e_runs, algo):
     "mle_loss",
     "mg_loss",
     "mg_grad_norm",
+    "mg_grad_norm_clipped",
+    "mg_nll_grad_norm",
+    "mg_update_cos",
+    "mg_update_ratio",
     "model_grad_cosine",
+    "model_grad_cosine_heldout",
   }
   assert set(metrics["iterations"]) == per_iteration
   for name, x in metrics["iterations"].items():
@@ -419,6 +424,13 @@ def test_end_to_end_diagnostics_per_algorithm(e2e_runs):
   assert np.all(np.isnan(it["ppo"]["model_nll"]))
   assert np.all(np.isfinite(it["mg"]["mg_loss"]))
   assert np.all(np.isnan(it["mle"]["mg_loss"])) and np.all(np.isnan(it["ppo"]["mg_loss"]))
+  for algo in ("mg", "mle"):  # out of sample, alike for both
+    assert np.all(np.abs(it[algo]["model_grad_cosine_heldout"]) <= 1.0 + 1e-5), algo
+  assert np.all(np.isnan(it["ppo"]["model_grad_cosine_heldout"]))
+  # The MG term turns the model's step (shared optimiser: cos < 1), and only mg has one.
+  assert np.all(np.abs(it["mg"]["mg_update_cos"]) <= 1.0 + 1e-5)
+  assert np.mean(it["mg"]["mg_update_cos"]) < 0.9999
+  assert np.all(np.isnan(it["mle"]["mg_update_cos"]))
 
 
 def test_heldout_alignment_takes_g_r_and_start_states_from_disjoint_halves(

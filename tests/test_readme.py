@@ -134,3 +134,10 @@ def test_readme_main_job_is_valid_and_fits(tmp_path):
   )
   assert done.returncode == 0, done.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_readme_is_a_page_for_users():
+  """At most 150 lines, with no dates in it: measurements and history are in results/."""
+  text = README.read_text()
+  assert len(text.splitlines()) <= 150
+  assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text)

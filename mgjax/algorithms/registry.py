@@ -155,7 +155,7 @@ def make_train(
   evaluation. `jax.jit(jax.vmap(train))(keys)` trains many seeds in one program.
 
   `progress`: called with the iteration reached after each iteration, from inside the
-  program; `mgjax.progress.Progress(config)`, the command line's, prints it, and with
+  program; `mgjax.run.progress.Progress(config)`, the command line's, prints it, and with
   `with progress:` a line every 10 s while the program compiles. None (the default) builds
   the program without a callback."""
   trainer = make_trainer(config, progress, env_info)

@@ -126,7 +126,7 @@ def main(argv=None, launcher: str | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   if hasattr(sys.stdout, "reconfigure"):
     sys.stdout.reconfigure(line_buffering=True)
-  from mgjax.progress import Progress
+  from mgjax.run.progress import Progress
 
   # A line every 10 s while a step runs (loading, compiling and playing, rendering).
   shown = Progress()

@@ -274,7 +274,7 @@ def main(argv=None, launcher: str | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   if hasattr(sys.stdout, "reconfigure"):
     sys.stdout.reconfigure(line_buffering=True)  # lines reach a pipe as they are printed
-  from mgjax.progress import Progress
+  from mgjax.run.progress import Progress
 
   # A line every 10 s until the run's own lines start (imports, env, memory estimate).
   setup = Progress(enabled="--no-progress" not in argv)

@@ -27,6 +27,7 @@ compiled code, `enable` keeps the runner's traced programs in FOLDER/programs/
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -189,11 +190,20 @@ def run_key(config: Any, runs: int, devices: int, sweep: Sequence[str] = ()) -> 
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+  """sha256 of the mgjax package's .py files (paths and contents), read once a process."""
+  root = Path(__file__).resolve().parent.parent
+  h = hashlib.sha256()
+  for path in sorted(root.rglob("*.py")):
+    h.update(str(path.relative_to(root)).encode())
+    h.update(path.read_bytes())
+  return h.hexdigest()
+
+
 def _code_version() -> str:
   """What changes a compiled program: mgjax's source and jax's version."""
-  from mgjax.run import program_cache
-
-  return f"{program_cache.source_digest()[:16]}-jax{jax.__version__}"
+  return f"{source_digest()[:16]}-jax{jax.__version__}"
 
 
 def _times_path() -> Path | None:

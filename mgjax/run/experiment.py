@@ -15,7 +15,7 @@ devices have (`mgjax.run.memory`); runs that do not fit are refused (MemoryCheck
 The chunk program calls back to no Python code, so that XLA's persistent compilation
 cache can store it (`mgjax.run.compile_cache`); the progress bar advances as chunks end.
 While it sets up and compiles, a run says so, and how long its compile took last time, and
-prints a line at least every 10 s (`mgjax.progress.Progress`).
+prints a line at least every 10 s (`mgjax.run.progress.Progress`).
 """
 
 import functools
@@ -29,9 +29,9 @@ import numpy as np
 from mgjax import envs
 from mgjax.algorithms import describe, make_trainer, watched
 from mgjax.config import Config
-from mgjax.progress import Progress
 from mgjax.run import compile_cache, memory, outputs, placement, program_cache, recording, resume
 from mgjax.run.memory import MemoryCheckError
+from mgjax.run.progress import Progress
 from mgjax.run.recording import Divergence
 from mgjax.run.sweep import check_sweep, setting_name, sweep_settings
 
@@ -252,7 +252,7 @@ def run(
   the estimate. `trainer`: `make_trainer(config)` if the caller has built it already.
 
   `log` prints the run's lines; with `progress`, a heartbeat line every 10 s while it sets
-  up and compiles, then a bar (`mgjax.progress.Progress`)."""
+  up and compiles, then a bar (`mgjax.run.progress.Progress`)."""
   # Lines while it sets up and compiles (a heartbeat every 10 s), then the bar.
   shown = Progress(
     enabled=progress and jax.process_index() == 0,

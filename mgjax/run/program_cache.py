@@ -18,7 +18,6 @@ algorithm or an env registered from outside) is not kept; nor is one of several 
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -30,8 +29,8 @@ from typing import Any, Callable
 import jax
 from jax import export
 
-import mgjax
 from mgjax.run import compile_cache, outputs
+from mgjax.run.compile_cache import source_digest  # noqa: F401 (part of this module's API)
 
 _FLAGS = (
   "jax_enable_x64",
@@ -42,17 +41,6 @@ _FLAGS = (
   "jax_numpy_dtype_promotion",
 )
 _TRACED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco", "mujoco-mjx")
-
-
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-  """sha256 of the mgjax package's .py files (paths and contents), read once a process."""
-  root = Path(mgjax.__file__).resolve().parent
-  h = hashlib.sha256()
-  for path in sorted(root.rglob("*.py")):
-    h.update(str(path.relative_to(root)).encode())
-    h.update(path.read_bytes())
-  return h.hexdigest()
 
 
 def program_key(name: str, config: Any, args: Any, sharding: Any) -> str:

@@ -1,6 +1,6 @@
 """What a run records while it goes: metrics.csv rows per evaluation (and, on request, the
 same scalars as TensorBoard event files) and the watch for numerical blow-up. (What it
-prints while it goes: `mgjax.progress`.)
+prints while it goes: `mgjax.run.progress`.)
 
 metrics.csv is appended as evaluations finish, so an interrupted or diverged run keeps
 everything it had measured.

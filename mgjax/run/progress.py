@@ -10,7 +10,7 @@ clock moves) or prints an iteration line at most every `every_s` seconds. Called
 iteration reached, it is the progress callback of `mgjax.make_train`, which calls it from
 inside the compiled program after each iteration:
 
-    from mgjax.progress import Progress
+    from mgjax.run.progress import Progress
 
     progress = Progress(config)
     train = mgjax.make_train(config, progress=progress)
