@@ -87,6 +87,7 @@ def aggregate(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "floor": c["result"]["floor"],
         "start": c["result"]["start"],
         "per_key": {n: r["per_key"] for n, r in c["result"]["objectives"].items()},
+        "elapsed_s": c["result"].get("elapsed_s"),
       }
       for c in cells
     ],
