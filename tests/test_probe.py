@@ -295,6 +295,7 @@ def test_snapshot_round_trip(snapshot, tmp_path):
     (["--train-seeds", "0,1"], "train-seeds='0,1'"),
     (["--train-seeds", "0,x"], "train-seeds='0,x'"),
     (["--heldout-sets", "0"], "heldout-sets=0"),
+    (["--heldout-sets", "2", "--only-sets", "2"], "only-sets=[2]"),
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):
