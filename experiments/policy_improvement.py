@@ -27,7 +27,8 @@ from lab import policy_improvement_report as report
 from mgjax.analysis import probe
 from mgjax.run import compile_cache
 
-EPISODES = {"hopper": 64, "halfcheetah": 16}  # deterministic episodes per evaluation set
+# Deterministic episodes per evaluation set (A and B: twice as many in all).
+EPISODES = {"hopper": 32, "halfcheetah": 8}
 
 
 def write(points: list, out: Path) -> dict:
@@ -48,8 +49,8 @@ def parse(argv):
   p.add_argument("--fit-keys", type=int, default=2)
   p.add_argument("--ppo-keys", type=int, default=2)
   p.add_argument("--fit-batches", type=int, default=16)
-  p.add_argument("--heldout-batches", type=int, default=128, help="per held-out set")
-  p.add_argument("--episodes", type=int, default=0, help="per set; 0 = 64 hopper, else 16")
+  p.add_argument("--heldout-batches", type=int, default=64, help="per held-out set (A, B)")
+  p.add_argument("--episodes", type=int, default=0, help="per set (A, B); 0: hopper 32, else 8")
   p.add_argument("--draws", type=int, default=16, help="ĝ_M draws of the alignment")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--table", action="store_true", help="measure nothing: print --out's table")
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     config, trainer, state = probe.load_snapshot(folder)
     meta = probe.load_snapshot_meta(folder)
-    episodes = args.episodes or EPISODES.get(config.env, 16)
+    episodes = args.episodes or EPISODES.get(config.env, 8)
     settings = pi.Settings(
       args.fit_batches,
       args.heldout_batches,

@@ -105,6 +105,10 @@ def test_common_random_numbers_give_theta_a_zero_improvement(snapshot, data):
   returns = np.asarray(pi.episode_returns(su, state.obs_stats, stack, jax.random.key(3), 4))
   np.testing.assert_array_equal(returns[0], returns[2])  # θ twice: the same episodes
   assert not np.array_equal(returns[0], returns[1])  # θ⁺ is another policy
+  # The episodes are mgjax.envs.evaluate's, stopped when the last one ends.
+  act = mgjax.algorithms.mg.make_policy(su, mgjax.algorithms.mg.policy_params(state))
+  full = mgjax.envs.evaluate(su.env, act, jax.random.key(3), 4)["returns"]
+  np.testing.assert_allclose(returns[0], full, rtol=1e-5)
   s = pi.surrogate(su, state.obs_stats, stack, fit)
   adv = jax.vmap(lambda a: mgjax.losses.transform_advantages(a, "normalised"))(fit.advantage)
   assert float(s["surrogate"][0]) == float(jnp.mean(adv)) == float(s["surrogate"][2])

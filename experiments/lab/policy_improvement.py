@@ -40,11 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mgjax import envs, losses
+from mgjax import losses
 from mgjax.agents.ppo import PPOBatch
 from mgjax.algorithms import mg, mg_model
 from mgjax.analysis import probe
 from mgjax.buffer import buffer_add
+from mgjax.envs.core import batched_reset, batched_step, where_done
 from mgjax.models.nll import model_nll
 from mgjax.optim import set_learning_rate
 from mgjax.types import Params
@@ -213,14 +214,34 @@ def alignment(
   return out
 
 
-def episode_returns(su, stats, thetas: Params, key: jax.Array, episodes: int) -> jax.Array:
-  """Per-episode returns [K, episodes] of the deterministic policies thetas [K, ...], every
+def episodes(info, act_fn, key: jax.Array, num_envs: int) -> jax.Array:
+  """`mgjax.envs.evaluate`'s episodes (the same resets, steps and returns [num_envs]), but
+  stopped once every episode has ended instead of stepping ended ones to the time limit."""
+  state = batched_reset(info.env, jax.random.split(key, num_envs))
+  state = state.replace(
+    reward=jnp.asarray(state.reward, jnp.float32), done=jnp.zeros((num_envs,), jnp.float32)
+  )
+
+  def body(carry):
+    t, state, active, returns = carry
+    nstate = batched_step(info.env, state, act_fn(state.obs))
+    returns = returns + jnp.where(active, nstate.reward, 0.0)
+    state = jax.tree.map(lambda x, y: where_done(active, x, y), nstate, state)
+    return t + 1, state, active & (nstate.done == 0), returns
+
+  init = (0, state, jnp.ones((num_envs,), bool), jnp.zeros((num_envs,), jnp.float32))
+  go = lambda c: (c[0] < info.episode_length) & jnp.any(c[2])
+  return jax.lax.while_loop(go, body, init)[3]
+
+
+def episode_returns(su, stats, thetas: Params, key: jax.Array, num_envs: int) -> jax.Array:
+  """Per-episode returns [K, num_envs] of the deterministic policies thetas [K, ...], every
   one on the episodes of the same reset key (common random numbers); one after another, so
   equal policies give equal returns."""
 
   def one(theta):
     act = mg.make_policy(su, {"agent_params": {"policy": theta}, "obs_stats": stats})
-    return envs.evaluate(su.env, act, key, episodes)["returns"]
+    return episodes(su.env, act, key, num_envs)
 
   return jax.lax.map(one, thetas)
 
@@ -244,15 +265,15 @@ def surrogate(su, stats, thetas: Params, held: Batches) -> dict[str, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """The probe's sizes: fit batches (the MG target's too), batches per held-out set,
-  fit keys × PPO keys per model arm, deterministic episodes per evaluation set and the
-  ĝ_M draws of the alignment."""
+  """The probe's sizes: fit batches (the MG target's too), batches per held-out set (A and
+  B), fit keys × PPO keys per model arm, deterministic episodes per evaluation set (A and
+  B) and the ĝ_M draws of the alignment."""
 
   fit_batches: int = 16
-  heldout_batches: int = 128
+  heldout_batches: int = 64
   fit_keys: int = 2
   ppo_keys: int = 2
-  episodes: int = 64
+  episodes: int = 32
   draws: int = 16
   arms: tuple[str, ...] = ARMS
 
@@ -302,10 +323,10 @@ def run(su, config, state, key: jax.Array, s: Settings, log=print) -> dict[str, 
   """The probe on one snapshot -> {"J": θ's mean return per set, "floor", "arms": {arm:
   {keys, per_key: {dJ_A, dJ_B, surrogate_A, surrogate_B, kl_A, kl_B} shaped keys,
   alignment, fit_metrics}}} (`summarise` adds means, CIs and paired differences)."""
-  ckey, hkey, fkey, pkey, akey, ekey = jax.random.split(key, 6)
-  collect_j = jax.jit(lambda st, k, n: collect(su, st, k, n), static_argnums=2)
-  state, fit = collect_j(state, ckey, s.fit_batches)
-  state, held = collect_j(state, hkey, 2 * s.heldout_batches)
+  ckey, fkey, pkey, akey, ekey = jax.random.split(key, 5)
+  n = s.fit_batches + 2 * s.heldout_batches  # one program collects all of them
+  state, batches = jax.jit(lambda st, k: collect(su, st, k, n))(state, ckey)
+  fit, held = split(batches, s.fit_batches)
   held_a, held_b = split(held, s.heldout_batches)
   fs = fit_state(state, fit, config.mle_weight, config.mg_max_grad_norm)
   keys = (jax.random.split(fkey, s.fit_keys), jax.random.split(pkey, s.ppo_keys), akey)
