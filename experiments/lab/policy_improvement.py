@@ -81,15 +81,7 @@ def collect(su, state, key: jax.Array, n: int) -> tuple[Any, Batches]:
   theta = state.agent_params["policy"]
 
   def one(env_state, k):
-    env_state, batch = mg.collect(
-      su.train_env,
-      policy,
-      theta,
-      env_state,
-      k,
-      rollout_length=su.rollout_length,
-      action_mode=su.action_mode,
-    )
+    env_state, batch = mg.collect_batch(su, state.replace(env_state=env_state), k)
     adv, targets = mg.real_advantages(
       value_fn, state.agent_params["value"], batch, discount=su.discount, gae_lambda=su.gae_lambda
     )

@@ -47,19 +47,9 @@ class CriticFit:
 def collect(su, state, key: jax.Array, n: int):
   """n consecutive training-loop batches with the frozen policy -> (state with advanced
   envs, Transition [n, T, N, ...])."""
-  policy = su.nets.make_policy(state.obs_stats)
-  theta = state.agent_params["policy"]
 
   def one(env_state, k):
-    return mg.collect(
-      su.train_env,
-      policy,
-      theta,
-      env_state,
-      k,
-      rollout_length=su.rollout_length,
-      action_mode=su.action_mode,
-    )
+    return mg.collect_batch(su, state.replace(env_state=env_state), k)
 
   env_state, batches = jax.lax.scan(one, state.env_state, jax.random.split(key, n))
   return state.replace(env_state=env_state), batches
