@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mgjax.models.fitting import MG_FIT_METRICS
 from mgjax.run.outputs import read_metrics
 
 METRICS = (
-  "mg_grad_norm",
-  "mg_grad_norm_clipped",
-  "mg_nll_grad_norm",
-  "mg_update_cos",
-  "mg_update_ratio",
+  *(m for m in MG_FIT_METRICS if m != "mg_loss"),
   "model_grad_cosine",
   "model_grad_cosine_heldout",
   "model_nll",
