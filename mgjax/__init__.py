@@ -2,7 +2,8 @@
 
 The model-gradient objective and its estimators (`model_gradient_loss`,
 `actor_model_gradient_loss`, ...), the RL losses they build on, and the algorithms that use
-them: `REGISTRY` maps each name to an `Algorithm` (`register` adds one of your own);
+them: `REGISTRY` maps each name to an `Algorithm` (`register` adds one of your own,
+`derive` a variant of one, `register_env` an environment);
 `make_train(config)` returns a pure `train(key)` for any of them; `load_policy(run_dir)`
 returns a trained run's policy.
 
@@ -42,6 +43,9 @@ _LAZY = {
   "make_train": "mgjax.algorithms",
   "make_trainer": "mgjax.algorithms",
   "register": "mgjax.algorithms",
+  "Spec": "mgjax.algorithms",
+  "derive": "mgjax.algorithms",
+  "register_env": "mgjax.envs",
   "Config": "mgjax.config",
   "ConfigError": "mgjax.config",
   "load_policy": "mgjax.run.loading",
@@ -76,6 +80,9 @@ __all__ = [
   "Progress",
   "make_trainer",
   "register",
+  "Spec",
+  "derive",
+  "register_env",
   "load_policy",
 ]
 

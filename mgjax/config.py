@@ -147,7 +147,7 @@ def check_common(config: Config) -> None:
   `mgjax.algorithms.validate`.)"""
   c = config
   if not envs.is_known(c.env):
-    fail("env", c.env, "unknown environment; choose one of " + ", ".join(envs.ENV_NAMES))
+    fail("env", c.env, "unknown environment; choose one of " + ", ".join(envs.env_names()))
   for name in (
     "total_steps",
     "num_envs",

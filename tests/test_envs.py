@@ -203,3 +203,63 @@ def test_grouped_mjx_steps_keep_terminations():
   _, (predicted, termination, _, _) = _random_rollout(info, 16, 100, jax.random.key(7), group=8)
   np.testing.assert_array_equal(predicted, termination)
   assert termination.sum() >= 5
+
+
+# ------------------------------------------------------------ an env registered elsewhere
+@pytest.fixture
+def tight_pointmass():
+  """A point mass that ends its episode past |p| = 1, registered as code outside mgjax
+  would register it; unregistered afterwards."""
+  from mgjax.envs import pointmass, registry
+
+  env = pointmass.PointMass(max_position=1.0)
+  name = envs.register_env(
+    "tight-pointmass",
+    lambda backend: pointmass.PointMass(max_position=1.0),
+    env.termination,
+    episode_length=40,
+    presets={"mle": {"num_envs": 4}},
+  )
+  try:
+    yield name
+  finally:
+    registry.REGISTERED.pop(name, None)
+
+
+def test_a_registered_env_is_made_by_name(tight_pointmass):
+  assert envs.is_known(tight_pointmass) and tight_pointmass in envs.env_names()
+  info = envs.make_env(tight_pointmass)
+  assert (info.obs_size, info.action_size, info.episode_length) == (4, 2, 40)
+  # Its termination function is the one the env steps with.
+  _, (predicted, termination, _, _) = _random_rollout(info, 32, 100, jax.random.key(3))
+  np.testing.assert_array_equal(predicted, termination)
+  assert termination.sum() > 10  # tighter than pointmass's own (max_position 2)
+  with pytest.raises(ValueError, match="^name='tight-pointmass': registered already"):
+    envs.register_env(tight_pointmass, lambda backend: None)
+  for taken in ("pointmass", "hopper", "humanoidstandup"):  # mgjax's and brax's
+    with pytest.raises(ValueError, match=f"^name='{taken}': an env of mgjax or brax"):
+      envs.register_env(taken, lambda backend: None)
+
+
+@pytest.mark.slow
+def test_a_registered_env_trains_with_its_presets(tight_pointmass):
+  from mgjax import algorithms
+
+  config = algorithms.make_config(
+    algo="mle",
+    env=tight_pointmass,
+    rollout_length=8,
+    eval_every=2,
+    total_steps=64,
+    mle_steps=2,
+    model_rollouts=16,
+    model_horizon=2,
+    num_minibatches=2,
+    num_eval_envs=2,
+  )
+  assert config.num_envs == 4  # the env's preset for mle
+  assert algorithms.make_config(algo="mg", env=tight_pointmass).num_envs == 32  # Config's
+  state, metrics = jax.jit(algorithms.make_train(config))(jax.random.key(0))
+  assert int(state.env_steps) == 64
+  assert np.all(np.isfinite(metrics["iterations"]["model_nll"]))
+  assert np.all(metrics["eval"]["eval_length"] <= 40)

@@ -106,7 +106,7 @@ def test_mbpo_config_errors_name_the_field(changes, field):
 # ------------------------------------------------------------------------- stages
 def _setup(**changes):
   config = make_config(**{**_SMALL, "total_steps": _E2E_STEPS, **changes})
-  return mbpo.setup(config, envs.make_env(config.env))
+  return get_algorithm(config.algo).setup(config, envs.make_env(config.env))
 
 
 @pytest.fixture(scope="module")

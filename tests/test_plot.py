@@ -145,8 +145,8 @@ def test_plot_cli_draws_a_run_and_refuses_bad_milestones_in_one_line(tmp_path):
 def test_registered_algorithms_keep_their_colours_and_other_labels_take_free_ones():
   labels = ["mg", "mle", "mbpo:a", "mbpo:b"]
   assert [curves.color(a, labels) for a in ("mg", "mle")] == [
-    algorithms.get_algorithm("mg").color,
-    algorithms.get_algorithm("mle").color,
+    algorithms.get_algorithm("mg").spec.color,
+    algorithms.get_algorithm("mle").spec.color,
   ]
   free = [curves.color(a, labels) for a in ("mbpo:a", "mbpo:b")]
   assert len(set(free)) == 2 and not set(free) & {curves.color(a, labels) for a in ("mg", "mle")}

@@ -103,10 +103,10 @@ def test_registry_is_the_one_list_of_algorithms():
   assert list(algorithms.REGISTRY) == ["mg", "mle", "ppo", "mbpo", "mg-sac", "sac"]
   for name, algorithm in algorithms.REGISTRY.items():
     assert isinstance(algorithm, base.Algorithm) and algorithm.name == name
-    assert algorithms.SWEEPABLE[name] == algorithm.sweepable
+    assert algorithms.SWEEPABLE[name] == algorithm.spec.sweepable
     # Every metric an algorithm reports is a CSV column; every sweepable name a Config field.
-    assert set(algorithm.metrics) <= set(algorithms.METRIC_COLUMNS)
-    assert set(algorithm.sweepable) <= {f.name for f in dataclasses.fields(Config)}
+    assert set(algorithm.spec.metrics) <= set(algorithms.METRIC_COLUMNS)
+    assert set(algorithm.spec.sweepable) <= {f.name for f in dataclasses.fields(Config)}
   assert algorithms.METRIC_COLUMNS[:3] == ("algo", "env", "seed")
   assert algorithms.METRIC_COLUMNS[-1] == "wall_time_s"
   assert len(set(algorithms.METRIC_COLUMNS)) == len(algorithms.METRIC_COLUMNS)
@@ -200,11 +200,9 @@ def _random_algorithm() -> base.Algorithm:
     evaluate=evaluate,
     policy_params=lambda state: {},
     make_policy=make_policy,
-    metrics=("train_return",),
-    sweepable=(),
-    watched=lambda c: (),
     validate=lambda c: None,
     preset=lambda env: {"num_envs": 2},
+    spec=base.Spec(metrics=("train_return",), sweepable=(), watched=lambda c: ()),
   )
 
 
@@ -245,10 +243,11 @@ def test_importing_mgjax_starts_no_jax_backend():
 
 
 # ------------------------------------------------------- an algorithm registered elsewhere
-def _design_recipe() -> str:
-  """The code of docs/design.md's "Adding an algorithm", as written there."""
+def _design_recipe(heading: str = "### Adding an algorithm") -> str:
+  """The code of a section of docs/design.md (default "Adding an algorithm"), as written
+  there."""
   text = (PACKAGE.parent / "docs" / "design.md").read_text()
-  section = text.split("### Adding an algorithm", 1)[1].split("\n## ", 1)[0]
+  section = re.split(r"\n##+ ", text.split(heading + "\n", 1)[1], maxsplit=1)[0]
   (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
   return code
 
@@ -332,3 +331,91 @@ def test_an_algorithm_registered_elsewhere_runs_sweeps_and_writes_its_metrics(no
 
 def base_columns(*metrics: str) -> tuple[str, ...]:
   return algorithms.registry.KEY_COLUMNS + metrics + ("wall_time_s",)
+
+
+# ------------------------------------------------------- a variant, from the command line
+TRAIN = PACKAGE.parent / "experiments" / "train.py"
+
+
+@pytest.fixture
+def wide_mg(tmp_path):
+  """docs/design.md's variant recipe as a file of the user's; unregistered afterwards."""
+  import sys
+
+  path = tmp_path / "wide_mg.py"
+  path.write_text(_design_recipe("### A variant of an algorithm, and a command line that sees it"))
+  try:
+    yield path
+  finally:
+    algorithms.REGISTRY.pop("wide-mg", None)
+    sys.modules.pop("wide_mg", None)
+
+
+@pytest.mark.slow
+def test_a_variant_of_mg_runs_from_train_import(wide_mg, tmp_path):
+  """derive(): mg's loop under another name, with its own preset and metric; the command
+  line sees it through --import, and mg's own checks still apply to it."""
+  from chunked import POINTMASS  # the smoke suite's small pointmass runs
+  from inprocess import run_main
+
+  from mgjax.run.outputs import read_metrics
+
+  out = tmp_path / "run"
+  args = ["--import", wide_mg, "--algo", "wide-mg", *POINTMASS, "--out", out, "--devices", "1"]
+  proc = run_main(TRAIN, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = read_metrics(out / "metrics.csv")
+  assert {r["algo"] for r in rows} == {"wide-mg"} and len(rows) == 2
+  norms = [float(r["policy_norm"]) for r in rows]  # its own metric, a column of its own
+  assert all(math.isfinite(n) and n > 0 for n in norms) and norms[0] != norms[1]
+  assert all(math.isfinite(float(r["mg_loss"])) for r in rows)  # mg's model stage ran
+  # Its preset, over mg's: on hopper only.
+  assert algorithms.make_config(algo="wide-mg", env="hopper").policy_hidden == (128, 128)
+  assert algorithms.make_config(algo="mg", env="hopper").policy_hidden == Config.policy_hidden
+  assert algorithms.make_config(algo="wide-mg", env="pointmass").policy_hidden == (
+    Config.policy_hidden
+  )
+  # mg's checks, which read the loop it runs, not its name.
+  with pytest.raises(ConfigError, match="^mg_rollouts=1: the score estimator"):
+    algorithms.make_config(algo="wide-mg", env="pointmass", mg_rollouts=1)
+  assert algorithms.watched(Config(algo="wide-mg")) == algorithms.watched(Config(algo="mg"))
+
+
+def test_train_import_of_a_missing_module_is_one_line_exit_2(tmp_path):
+  from inprocess import run_main
+
+  proc = run_main(TRAIN, "--import", "no_such_module_here", "--algo", "mg")
+  assert proc.returncode == 2
+  (line,) = [s for s in proc.stderr.splitlines() if s.strip()]
+  assert "import='no_such_module_here': ModuleNotFoundError" in line
+  proc = run_main(TRAIN, "--import", tmp_path / "absent.py")
+  assert proc.returncode == 2 and "absent.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_derive_replaces_fields_and_refuses_unknown_ones():
+  variant = algorithms.derive(mg.MLE, "mle-2", color="C9", metrics=("extra",))
+  assert variant.name == "mle-2" and variant.setup is mg.MLE.setup
+  assert variant.spec.color == "C9" and variant.spec.metrics == mg.MLE.spec.metrics + ("extra",)
+  assert variant.spec.sweepable == mg.MLE.spec.sweepable
+  assert algorithms.derive(mg.MLE, "mle-3").spec.color is None  # not mle's colour
+  with pytest.raises(TypeError, match=r"\['colour'\]: neither an Algorithm nor a Spec field"):
+    algorithms.derive(mg.MLE, "mle-4", colour="C9")
+  with pytest.raises(TypeError, match="not an mgjax.Algorithm"):
+    algorithms.derive("mle", "mle-5")
+
+
+def test_register_replace_takes_the_name_over(noise):
+  again = noise._replace(spec=noise.spec._replace(color="C8"))
+  assert algorithms.register(again, replace=True) is again
+  assert algorithms.get_algorithm("noise").spec.color == "C8"
+
+
+def test_no_module_outside_an_algorithms_own_tests_its_name():
+  """The runner reads an algorithm's Spec: no `algo == "mbpo"` or `in ("mbpo", ...)` in
+  mgjax/run, mgjax/cli or the registry."""
+  names = "|".join(re.escape(n) for n in ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac"))
+  pattern = re.compile(rf"algo\s*(==|!=|in|not in)\s*[(\[{{]?\s*\"({names})\"")
+  for folder in ("run", "cli"):
+    for path in (PACKAGE / folder).rglob("*.py"):
+      assert not pattern.search(path.read_text()), path
+  assert not pattern.search((PACKAGE / "algorithms" / "registry.py").read_text())

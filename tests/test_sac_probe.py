@@ -9,7 +9,7 @@ import pytest
 from chunked import MBPO_SMALL, MG_SAC_STAGE, sac_target
 
 from mgjax import envs
-from mgjax.algorithms import make_config, mbpo
+from mgjax.algorithms import get_algorithm, make_config, mbpo
 from mgjax.analysis import probe, sac_probe
 from mgjax.optim import set_learning_rate
 
@@ -18,7 +18,7 @@ from mgjax.optim import set_learning_rate
 def snapshot():
   """A fitted ensemble after the random exploration (500 real transitions)."""
   config = make_config(**{**MBPO_SMALL, **MG_SAC_STAGE, "algo": "mg-sac", "total_steps": 5000})
-  su = mbpo.setup(config, envs.make_env(config.env))
+  su = get_algorithm(config.algo).setup(config, envs.make_env(config.env))
   state = jax.jit(lambda k: mbpo.fit_model(su, mbpo.init(su, k), jax.random.key(2))[0])(
     jax.random.key(1)
   )

@@ -7,11 +7,12 @@ generic trainer that runs any of them.
     sac               mgjax.algorithms.sac    model-free SAC in the same loop (its stages are
                                               shared with mbpo)
 
-Code outside mgjax adds an algorithm with `register(algorithm)`.
+Code outside mgjax adds an algorithm with `register(algorithm)`, or a variant of one with
+`register(derive(base, name, ...))`.
 """
 
 from mgjax.algorithms import registry
-from mgjax.algorithms.base import Algorithm, Schedule, Trainer
+from mgjax.algorithms.base import Algorithm, Schedule, Spec, Trainer, derive
 from mgjax.algorithms.registry import (
   COLUMN_ALIASES,
   REGISTRY,
@@ -37,8 +38,10 @@ __all__ = [
   "REGISTRY",
   "SWEEPABLE",
   "Schedule",
+  "Spec",
   "Trainer",
   "config_from_dict",
+  "derive",
   "describe",
   "get_algorithm",
   "make_config",

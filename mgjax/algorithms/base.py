@@ -1,7 +1,7 @@
 """The algorithm interface and the one generic trainer that runs every algorithm.
 
 An `Algorithm` is, as optax's `GradientTransformation`, a NamedTuple of pure functions,
-plus what the runner needs to know about it:
+plus the config functions it answers for and what the runner reads about it (`Spec`):
 
     setup(config, env) -> setup                     static parts, built once
     init(setup, key, hparams) -> state              a fresh state (one run)
@@ -29,8 +29,38 @@ State = Any
 Metrics = dict[str, jax.Array]
 
 
+def _no_transients(config: Config, env: Any) -> dict:
+  return {}
+
+
+class Spec(NamedTuple):
+  """What the runner reads about an algorithm, beside its pure functions: nothing outside an
+  algorithm's own module tests its name.
+
+  Attributes:
+    metrics: the per-iteration metric names it reports (its metrics.csv columns).
+    sweepable: Config fields it keeps in the state as data (`state.hparams`), so that one
+      program can vmap a sweep over them.
+    watched: config -> the metrics whose non-finite value is a numerical blow-up.
+    cpu_split: whether several runs on a CPU go one XLA device per core by default
+      (`mgjax.run.placement.cpu_split`); False for the SAC family, whose loop gains nothing
+      from it.
+    transients: (config, env) -> {name: (bytes per run, Config fields that set them)}, the
+      largest temporary arrays of an iteration, for the memory check (`mgjax.run.memory`).
+    color: its colour in figures (a matplotlib colour, `mgjax.analysis.curves`); None: one
+      of the colour cycle's that no drawn algorithm has.
+  """
+
+  metrics: tuple[str, ...]
+  sweepable: tuple[str, ...]
+  watched: Callable[[Config], Sequence[str]]
+  cpu_split: bool = True
+  transients: Callable[[Config, Any], dict[str, tuple[int, tuple[str, ...]]]] = _no_transients
+  color: str | None = None
+
+
 class Algorithm(NamedTuple):
-  """An algorithm: pure functions and what the runner needs to know about it.
+  """An algorithm: its pure functions, the config functions it answers for, and its `Spec`.
 
   Attributes:
     name: the registry name (`Config.algo`).
@@ -43,15 +73,13 @@ class Algorithm(NamedTuple):
     make_policy: (setup, policy_params, deterministic) -> act(obs [B, obs_size], key) ->
       actions [B, action_size] in the env's range: the policy's mean (the evaluation's
       action; key unused) or a sample.
-    metrics: the per-iteration metric names it reports (its metrics.csv columns).
-    sweepable: Config fields it keeps in the state as data (`state.hparams`), so that one
-      program can vmap a sweep over them.
-    watched: config -> the metrics whose non-finite value is a numerical blow-up.
     validate: config -> None; raises ConfigError for settings this algorithm cannot run.
     preset: env name -> the Config fields it sets by default on that env.
+    spec: what the runner reads about it (metrics, sweepable fields, ...).
     initial_steps: config -> env steps taken in `init`, before the first iteration.
-    color: its colour in figures (a matplotlib colour, `mgjax.analysis.curves`); None: one
-      of the colour cycle's that no drawn algorithm has.
+
+  An algorithm's functions never read `config.algo` to decide what to do, so that
+  `derive` can give a variant another name.
   """
 
   name: str
@@ -61,13 +89,64 @@ class Algorithm(NamedTuple):
   evaluate: Callable[[Any, State, jax.Array], Metrics]
   policy_params: Callable[[State], dict]
   make_policy: Callable[..., Callable[[jax.Array, jax.Array | None], jax.Array]]
-  metrics: tuple[str, ...]
-  sweepable: tuple[str, ...]
-  watched: Callable[[Config], Sequence[str]]
   validate: Callable[[Config], None]
   preset: Callable[[str], dict[str, Any]]
+  spec: Spec
   initial_steps: Callable[[Config], int] = lambda config: 0
-  color: str | None = None
+
+
+def loop_algorithm(kind: str, module: Any, preset, spec: Spec, **fields: Any) -> Algorithm:
+  """One of the loops of an algorithm module (mg.py's mg, mle and ppo; mbpo.py's mbpo and
+  mg-sac) as an Algorithm named `kind`: the module's functions, its `setup`, `validate` and
+  `spec.watched` bound to `kind=kind`, so that none of them reads `config.algo`."""
+  bound = lambda fn: functools.partial(fn, kind=kind)
+  return Algorithm(
+    name=kind,
+    setup=bound(module.setup),
+    init=module.init,
+    iteration=module.iteration,
+    evaluate=module.evaluate,
+    policy_params=module.policy_params,
+    make_policy=module.make_policy,
+    validate=bound(module.validate),
+    preset=preset,
+    spec=spec._replace(watched=bound(spec.watched)),
+    **fields,
+  )
+
+
+def derive(
+  base: Algorithm,
+  name: str,
+  *,
+  preset: dict[str, dict[str, Any]] | Callable[[str], dict[str, Any]] | None = None,
+  metrics: Sequence[str] = (),
+  **changes: Any,
+) -> Algorithm:
+  """A variant of `base` named `name`: base's functions (which keep base's behaviour under
+  the new name), with
+
+    preset: {env: fields} or env -> fields, laid over base's preset;
+    metrics: metric names the variant reports besides base's (its `iteration` must give
+      them, e.g. one that calls base's and adds to its metrics);
+    changes: Algorithm fields (iteration, validate, ...) or Spec fields (color, watched,
+      ...) to replace.
+
+  The variant still has to be registered (`mgjax.register`) to run by name."""
+  if not isinstance(base, Algorithm):
+    raise TypeError(f"base={base!r}: not an mgjax.Algorithm")
+  spec_changes = {k: changes.pop(k) for k in list(changes) if k in Spec._fields}
+  unknown = set(changes) - set(Algorithm._fields)
+  if unknown:
+    raise TypeError(f"{sorted(unknown)}: neither an Algorithm nor a Spec field")
+  if preset is not None:
+    extra = preset if callable(preset) else lambda env, table=dict(preset): table.get(env, {})
+    changes["preset"] = lambda env, own=base.preset: {**own(env), **extra(env)}
+  spec_changes["metrics"] = tuple(
+    dict.fromkeys(spec_changes.get("metrics", base.spec.metrics) + tuple(metrics))
+  )
+  spec_changes.setdefault("color", None)  # not base's colour: a colour of its own in figures
+  return base._replace(name=name, spec=base.spec._replace(**spec_changes), **changes)
 
 
 class Schedule(NamedTuple):

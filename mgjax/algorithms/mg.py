@@ -15,6 +15,7 @@ benchmark can take each apart.
 
 import dataclasses
 import functools
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -25,7 +26,14 @@ from flax import struct
 
 from mgjax import envs, losses
 from mgjax.agents.ppo import PPOBatch, PPOCoefficients, PPONetworks, ppo_update
-from mgjax.algorithms.base import Algorithm, init_hparams, inline, mean_episode_return
+from mgjax.algorithms.base import (
+  Algorithm,
+  Spec,
+  init_hparams,
+  inline,
+  loop_algorithm,
+  mean_episode_return,
+)
 
 # mg_loss and mg_start_obs are part of this module's API (the MG stage).
 from mgjax.algorithms.mg_model import (  # noqa: F401
@@ -158,7 +166,7 @@ class Setup:
   real_value_steps: int
   real_value_learning_rate: float
   num_eval_envs: int
-  algo: str  # mg | mle | ppo
+  kind: str  # "mg" | "mle" | "ppo": which of the three loops (a derived variant keeps its base's)
   hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
 
   def model(self, stats: RunningStats) -> Model:
@@ -171,7 +179,8 @@ class Setup:
     )
 
 
-def setup(c: Config, info: envs.EnvInfo) -> Setup:
+def setup(c: Config, info: envs.EnvInfo, kind: str = "mg") -> Setup:
+  """The static parts of a `kind` run (mg, mle or ppo) of config `c` on env `info`."""
   return Setup(
     env=info,
     train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
@@ -213,15 +222,15 @@ def setup(c: Config, info: envs.EnvInfo) -> Setup:
     real_value_steps=c.real_value_steps,
     real_value_learning_rate=c.real_value_learning_rate,
     num_eval_envs=c.num_eval_envs,
-    algo=c.algo,
-    hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[c.algo]),
+    kind=kind,
+    hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[kind]),
   )
 
 
 def init(su: Setup, key: jax.Array, hparams: dict | None = None):
   """A fresh state (PPOState, ModelState or MGState); `hparams` overrides some of the
   sweepable settings."""
-  hp = init_hparams(su.algo, dict(su.hparam_defaults), hparams)
+  hp = init_hparams(su.kind, dict(su.hparam_defaults), hparams)
   kp, kv, km, ke, key = jax.random.split(key, 5)
   agent = {"policy": su.nets.policy.init(kp), "value": su.nets.value.init(kv)}
   common = dict(
@@ -233,7 +242,7 @@ def init(su: Setup, key: jax.Array, hparams: dict | None = None):
     hparams=hp,
   )
   agent_opt = set_learning_rate(su.agent_optimizer.init(agent), hp["learning_rate"])
-  if su.algo == "ppo":
+  if su.kind == "ppo":
     return PPOState(agent_params=agent, agent_opt=agent_opt, **common)
   model_params = su.model_net.init(km)
   model_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
@@ -246,7 +255,7 @@ def init(su: Setup, key: jax.Array, hparams: dict | None = None):
     buffer=buffer,
     **common,
   )
-  if su.algo == "mle":
+  if su.kind == "mle":
     return ModelState(**parts)
   mg_opt = None
   if su.mg.optimizer == "separate":
@@ -615,10 +624,10 @@ def iteration(su: Setup, state, stage=inline):
 
 
 # ------------------------------------------------------------------------------ for the runner
-def validate(c: Config) -> None:
+def validate(c: Config, kind: str = "mg") -> None:
   """PPO minibatches must split the batch they are cut from; the buffer must hold an
   iteration; the score estimator's baseline needs two MG rollouts."""
-  uses_model = c.algo in ("mg", "mle")
+  uses_model = kind in ("mg", "mle")
   ppo_batch = c.model_rollouts * c.model_horizon if uses_model else c.batch_steps
   ppo_field = "model_rollouts*model_horizon" if uses_model else "num_envs*rollout_length"
   if ppo_batch % c.num_minibatches:
@@ -632,7 +641,7 @@ def validate(c: Config) -> None:
       )
     if c.mle_batch > c.buffer_size:
       fail("mle_batch", c.mle_batch, f"larger than buffer_size = {c.buffer_size}")
-  if c.algo == "mg" and c.mg_rollouts < 2 and c.estimator == "score":
+  if kind == "mg" and c.mg_rollouts < 2 and c.estimator == "score":
     fail("mg_rollouts", c.mg_rollouts, "the score estimator's baseline needs at least 2")
   if c.real_value_steps and not uses_model:
     fail(
@@ -648,35 +657,22 @@ def validate(c: Config) -> None:
     )
 
 
-def watched(c: Config) -> tuple[str, ...]:
+def watched(c: Config, kind: str = "mg") -> tuple[str, ...]:
   """The losses whose non-finite value is a blow-up."""
   names = ("policy_loss", "value_loss")
-  if c.algo == "ppo":
+  if kind == "ppo":
     return names
   return (
     names
     + ("model_nll",)
     + (("mle_loss",) if c.mle_steps else ())
-    + (("mg_loss",) if c.algo == "mg" and c.mg_steps else ())
+    + (("mg_loss",) if kind == "mg" and c.mg_steps else ())
   )
 
 
-def _algorithm(name: str, color: str) -> Algorithm:
-  return Algorithm(
-    name=name,
-    setup=setup,
-    init=init,
-    iteration=iteration,
-    evaluate=evaluate,
-    policy_params=policy_params,
-    make_policy=make_policy,
-    metrics=METRICS,
-    sweepable=SWEEPABLE[name],
-    watched=watched,
-    validate=validate,
-    preset=lambda env: {},
-    color=color,
-  )
+def _algorithm(kind: str, color: str) -> Algorithm:
+  spec = Spec(METRICS, SWEEPABLE[kind], watched, color=color)
+  return loop_algorithm(kind, sys.modules[__name__], lambda env: {}, spec)
 
 
 # Red, blue and gray in figures.

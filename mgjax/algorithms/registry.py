@@ -12,7 +12,7 @@ import jax
 
 from mgjax import envs
 from mgjax.algorithms import mbpo, mg, sac
-from mgjax.algorithms.base import Algorithm, Schedule, Trainer, bind, schedule
+from mgjax.algorithms.base import Algorithm, Schedule, Spec, Trainer, bind, schedule
 from mgjax.config import ALIASES, Config, ConfigError, check_common, fail
 
 REGISTRY: dict[str, Algorithm] = {
@@ -30,16 +30,18 @@ KEY_COLUMNS = ("algo", "env", "seed", "iteration", "env_steps", "eval_return", "
 COLUMN_ALIASES = {"rollout_length": "branch_length"}
 
 
-def register(algorithm: Algorithm) -> Algorithm:
+def register(algorithm: Algorithm, *, replace: bool = False) -> Algorithm:
   """Adds `algorithm` to REGISTRY under its name and returns it: `make_config`, the runner,
   sweeps and metrics.csv then take it as they take mgjax's own. A name that is registered
-  already is refused (ValueError naming it)."""
+  already is refused (ValueError naming it) unless `replace`."""
   if not isinstance(algorithm, Algorithm):
     raise TypeError(f"algorithm={algorithm!r}: not an mgjax.Algorithm")
-  if algorithm.name in REGISTRY:
+  if not isinstance(algorithm.spec, Spec):
+    raise TypeError(f"algorithm.spec={algorithm.spec!r}: not an mgjax.algorithms.Spec")
+  if algorithm.name in REGISTRY and not replace:
     raise ValueError(
       f"algorithm.name={algorithm.name!r}: an algorithm of that name is "
-      f"registered already ({', '.join(REGISTRY)}); choose another name"
+      f"registered already ({', '.join(REGISTRY)}); choose another name, or replace=True"
     )
   REGISTRY[algorithm.name] = algorithm
   return algorithm
@@ -58,14 +60,14 @@ def metric_columns(algos: Iterable[str] | None = None) -> tuple[str, ...]:
   names = REGISTRY if algos is None else algos
   return (
     KEY_COLUMNS
-    + tuple(dict.fromkeys(m for name in names for m in get_algorithm(name).metrics))
+    + tuple(dict.fromkeys(m for name in names for m in get_algorithm(name).spec.metrics))
     + ("wall_time_s",)
   )
 
 
 def sweepable(algo: str) -> tuple[str, ...]:
   """The Config fields a sweep of `algo` may vary (those it keeps in `state.hparams`)."""
-  return get_algorithm(algo).sweepable
+  return get_algorithm(algo).spec.sweepable
 
 
 def __getattr__(name: str):
@@ -74,13 +76,14 @@ def __getattr__(name: str):
   if name == "METRIC_COLUMNS":
     return metric_columns()
   if name == "SWEEPABLE":
-    return {algo: a.sweepable for algo, a in REGISTRY.items()}
+    return {algo: a.spec.sweepable for algo, a in REGISTRY.items()}
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preset(algo: str, env: str) -> dict[str, Any]:
-  """Defaults an algorithm uses on an env where they differ from Config's."""
-  return get_algorithm(algo).preset(env)
+  """Defaults an algorithm uses on an env where they differ from Config's: its own preset,
+  under what a registered env sets for it (`mgjax.envs.register_env`'s presets)."""
+  return {**get_algorithm(algo).preset(env), **envs.env_presets(env).get(algo, {})}
 
 
 def run_schedule(config: Config) -> Schedule:
@@ -135,7 +138,7 @@ def describe(config: Config) -> dict[str, Any]:
 
 def watched(config: Config) -> tuple[str, ...]:
   """The metrics whose non-finite value is a numerical blow-up, for this config."""
-  return tuple(get_algorithm(config.algo).watched(config))
+  return tuple(get_algorithm(config.algo).spec.watched(config))
 
 
 def make_trainer(

@@ -19,7 +19,7 @@ from flax import struct
 
 from mgjax import envs
 from mgjax.agents import sac
-from mgjax.algorithms.base import Algorithm, init_hparams, mean_episode_return
+from mgjax.algorithms.base import Algorithm, Spec, init_hparams, mean_episode_return
 from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row, rows
 from mgjax.config import Config, fail
 from mgjax.nets import networks
@@ -269,11 +269,8 @@ SAC = Algorithm(
   evaluate=evaluate,
   policy_params=policy_params,
   make_policy=make_policy,
-  metrics=METRICS,
-  sweepable=SWEEPABLE,
-  watched=lambda c: ("critic_loss", "actor_loss"),
   validate=validate,
   preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
+  spec=Spec(METRICS, SWEEPABLE, lambda c: ("critic_loss", "actor_loss"), False, color="C4"),
   initial_steps=lambda c: c.exploration_steps,
-  color="C4",
-)  # purple
+)  # purple in figures

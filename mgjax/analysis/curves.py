@@ -24,7 +24,7 @@ tables them:
 curves, `experiments/compare_published.py`) beside a reference run at the same env steps,
 each seed interpolated between the evaluations that bracket them.
 
-Algorithms are drawn in the registry's order and colours (`Algorithm.color`); other labels
+Algorithms are drawn in the registry's order and colours (`Spec.color`); other labels
 (ALGO:FOLDER, an algorithm without a colour) take cycle colours that no drawn algorithm has.
 """
 
@@ -88,7 +88,7 @@ def _float(x: str) -> float:
 def color(label: str, labels) -> str:
   """The registered algorithm's colour, or for other labels (e.g. "mbpo:TAG") a cycle colour
   that no algorithm drawn with them uses (line and band alike)."""
-  own = {name: a.color for name, a in REGISTRY.items() if a.color}
+  own = {name: a.spec.color for name, a in REGISTRY.items() if a.spec.color}
   if label in own:
     return own[label]
   taken = {own[a] for a in labels if a in own}
@@ -154,7 +154,7 @@ def alignment_labels(data, loss: str) -> list[str]:
 
   def reports(label):
     algo = REGISTRY.get(label.split(":")[0])
-    return algo is not None and loss in algo.metrics
+    return algo is not None and loss in algo.spec.metrics
 
   return sorted({a for (_, a), d in data.items() if reports(a) and np.isfinite(d["cosine"]).any()})
 

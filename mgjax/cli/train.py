@@ -151,6 +151,7 @@ def build_parser(launcher: str | None = "mgjax") -> argparse.ArgumentParser:
     action="store_true",
     help="run even where the memory estimate exceeds what is available",
   )
+  cli.add_import_flag(p)
   compile_cache.add_flag(p)
   _add_distributed_flags(p)
   return cli.add_config_flags(p)
@@ -216,7 +217,7 @@ def _check_env(p, name: str | None) -> None:
 
   if envs.is_known(name):
     return
-  names = list(dict.fromkeys([*envs.ENV_NAMES, *sorted(_brax_names())]))
+  names = list(dict.fromkeys([*envs.env_names(), *sorted(_brax_names())]))
   close = difflib.get_close_matches(name, names, n=3)
   hint = f"did you mean {' or '.join(close)}? " if close else ""
   p.error(
@@ -291,6 +292,11 @@ def _prepare(argv, launcher, setup):
   folder, the memory check -> (args, config, seeds, sweep, out, estimate, trainer), or an
   exit status."""
   _initialize_distributed(argv)
+  from mgjax.cli import command
+  from mgjax.run import cli
+
+  prog = None if launcher is None else command("train", launcher)
+  cli.import_modules(cli.Parser(prog=prog), argv)
   p = build_parser(launcher)
   args = p.parse_args(argv)
   from mgjax.run import compile_cache

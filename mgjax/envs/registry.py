@@ -8,7 +8,7 @@ observation, which model rollouts use to stop where the real environment would h
 import dataclasses
 import functools
 import numbers
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 
@@ -30,6 +30,69 @@ ENV_NAMES = (
 )
 BACKENDS = ("mjx", "generalized", "spring", "positional")
 _BRAX_EPISODE_LENGTH = 1000  # brax's customary time limit for all of its envs.
+
+
+class EnvEntry(NamedTuple):
+  """An environment registered with `register_env`."""
+
+  make: Callable[..., Env]  # make(backend=...) -> the unbatched env
+  termination_fn: Callable[[jax.Array], jax.Array]  # next_obs -> 1.0 where done
+  episode_length: int
+  presets: dict[str, dict[str, Any]]  # algorithm name -> Config fields on this env
+
+
+REGISTERED: dict[str, EnvEntry] = {}
+
+
+def register_env(
+  name: str,
+  make: Callable[..., Env],
+  termination_fn: Callable[[jax.Array], jax.Array] | None = None,
+  *,
+  episode_length: int = _BRAX_EPISODE_LENGTH,
+  presets: dict[str, dict[str, Any]] | None = None,
+  replace: bool = False,
+) -> str:
+  """Makes `make_env(name)` (and so `Config(env=name)` and `--env name`) build this env.
+
+  Args:
+    name: the env's name; mgjax's own and brax's names are refused, as is one registered
+      already unless `replace`.
+    make: make(backend=...) -> an unbatched brax-style `Env` (reset(key) and step(state,
+      action) returning states with obs, reward, done, info; actions in [-1, 1]); the backend
+      is the config's, for an env that has several.
+    termination_fn: next_obs [obs_size] -> float32 1.0 where the env ends the episode at a
+      terminal state (never for the time limit), which model rollouts use; None: it never
+      terminates.
+    episode_length: its default time limit.
+    presets: {algorithm name: Config fields} that algorithm uses by default on this env,
+      laid over the algorithm's own preset (`mgjax.algorithms.preset`).
+  Returns:
+    name.
+  Raises:
+    ValueError: a name that is taken, or episode_length not a positive integer.
+  """
+  if name in ENV_NAMES or name in _brax_names():
+    raise ValueError(f"name={name!r}: an env of mgjax or brax; choose another name")
+  if name in REGISTERED and not replace:
+    raise ValueError(f"name={name!r}: registered already; choose another name, or replace=True")
+  if not isinstance(episode_length, numbers.Integral) or episode_length < 1:
+    raise ValueError(f"episode_length={episode_length!r}: must be a positive integer")
+  done = termination_fn or terminations.never
+  REGISTERED[name] = EnvEntry(make, done, int(episode_length), dict(presets or {}))
+  return name
+
+
+def env_names() -> tuple[str, ...]:
+  """mgjax's env names, then those registered with `register_env`."""
+  return ENV_NAMES + tuple(REGISTERED)
+
+
+def env_presets(name: str) -> dict[str, dict[str, Any]]:
+  """{algorithm name: Config fields} of a registered env (`register_env`'s presets); {}
+  for mgjax's own and brax's."""
+  entry = REGISTERED.get(name)
+  return entry.presets if entry else {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +125,8 @@ def make_env(
   """Builds an environment by name.
 
   Args:
-    name: "pointmass" or any env registered in brax (`brax.envs.get_environment`).
+    name: "pointmass", an env of `register_env`, or any env registered in brax
+      (`brax.envs.get_environment`).
     backend: brax physics backend ("mjx", "generalized", ...); ignored for pointmass.
     episode_length: time limit; default 100 for pointmass, 1000 (brax's) for brax envs.
     distractor_dims: D ≥ 0 observation entries appended with their own dynamics
@@ -80,8 +144,13 @@ def make_env(
       distractor_dims not a non-negative integer.
   """
   registered = _brax_names()
-  known = sorted(set(ENV_NAMES) | registered)
-  if name == "pointmass":
+  known = sorted(set(env_names()) | registered)
+  if name in REGISTERED:
+    entry = REGISTERED[name]
+    env = entry.make(backend=backend)
+    default_length = entry.episode_length
+    termination_fn = entry.termination_fn
+  elif name == "pointmass":
     env = pointmass.PointMass()
     default_length = pointmass.EPISODE_LENGTH
     termination_fn = env.termination
@@ -129,5 +198,6 @@ def _brax_names() -> set[str]:
 
 
 def is_known(name: str) -> bool:
-  """Whether `make_env(name)` knows the env: mgjax's names and every registered brax env."""
-  return name in ENV_NAMES or name in _brax_names()
+  """Whether `make_env(name)` knows the env: mgjax's names, those of `register_env`, and
+  every registered brax env."""
+  return name in ENV_NAMES or name in REGISTERED or name in _brax_names()

@@ -26,6 +26,48 @@ class Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_import_flag(p: argparse.ArgumentParser) -> None:
+  """--import MODULE (repeatable): code that registers algorithms or envs of its own."""
+  p.add_argument(
+    "--import",
+    dest="imports",
+    action="append",
+    default=[],
+    metavar="MODULE",
+    help="import MODULE first (a module name importable from the current folder, or a .py "
+    "file; repeatable), so that the algorithms and envs it registers (mgjax.register, "
+    "mgjax.register_env) can be named",
+  )
+
+
+def import_modules(p: argparse.ArgumentParser, argv: list[str]) -> None:
+  """Imports the --import modules of `argv` before the flags are built (so that `--algo`
+  offers what they register); a module that cannot be imported is one line, exit 2."""
+  import importlib
+  import importlib.util
+  import os
+  import sys
+
+  pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  add_import_flag(pre)
+  names = pre.parse_known_args(argv)[0].imports
+  if names and os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())  # as `python -m` does
+  for name in names:
+    try:
+      if name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(os.path.basename(name)[:-3], name)
+        if spec is None or not os.path.isfile(name):
+          raise ImportError(f"no file {name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+      else:
+        importlib.import_module(name)
+    except Exception as e:  # any failure of the user's module is one line
+      p.error(f"import={name!r}: {type(e).__name__}: {e}")
+
+
 def parse_set(items: list[str]) -> dict:
   """--set field=value pairs, typed like the Config field (earlier field names, as
   rollout_schedule, under their current ones); ConfigError names a bad one."""

@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from mgjax.algorithms import Trainer
-from mgjax.config import Config
+from mgjax.algorithms import Trainer, get_algorithm
 
 COMPONENTS = ("real buffer", "model buffer", "networks", "optimiser states", "env states", "other")
 # The state's fields by component, and the Config fields that set their size.
@@ -43,7 +42,6 @@ _FIELDS = {
   "env_state": ("env states", ("num_envs",)),
 }
 COPIES = 2  # the state as a chunk's input and as its output
-FLOAT = 4  # bytes of a float32
 
 
 class MemoryCheckError(ValueError):
@@ -73,35 +71,11 @@ def state_components(state: Any) -> tuple[dict[str, int], dict[str, tuple[str, .
   return sizes, fields
 
 
-def rollout_step_bytes(c: Config, obs_size: int, action_size: int) -> int:
-  """Bytes of one step of mbpo's branched rollouts, per run: the rows it starts from and
-  appends (obs, action, reward, next_obs, termination), the actor's widest layer, and the
-  ensemble's widest layer and Gaussian output for every row, of each elite with
-  elite_draw="row" (MBPO computes every elite and keeps one).
-
-  A layer counts as its input, its output and the activation of the output; so counted,
-  the chunk of a 2-run pointmass mbpo with rollout_batch = 20000 was estimated within 10%
-  of what XLA:CPU's compiled program reports (`memory_analysis()`)."""
-  n = c.rollout_batch
-  m = n * (c.elites if c.elite_draw == "row" else 1)
-  row = 2 * obs_size + action_size + 2
-  floats = (
-    2 * n * row  # the sampled start rows and the new rows
-    + 3 * n * max(c.sac_hidden)
-    + 3 * m * max(c.model_hidden)
-    + 2 * m * (obs_size + 1)
-  )  # mean and log-std of (Δobs, reward)
-  return FLOAT * floats
-
-
 def transients(trainer: Trainer) -> dict[str, tuple[int, tuple[str, ...]]]:
-  """The algorithm's largest temporary arrays per run: name -> (bytes, the Config fields
-  that set them)."""
-  c, env = trainer.config, trainer.setup.env
-  if c.algo in ("mbpo", "mg-sac"):
-    fields = ("rollout_batch", "model_hidden") + (("elites",) if c.elite_draw == "row" else ())
-    return {"rollout step": (rollout_step_bytes(c, env.obs_size, env.action_size), fields)}
-  return {}
+  """The algorithm's largest temporary arrays per run (`Spec.transients`): name -> (bytes,
+  the Config fields that set them)."""
+  algorithm = get_algorithm(trainer.config.algo)
+  return algorithm.spec.transients(trainer.config, trainer.setup.env)
 
 
 def abstract_state(trainer: Trainer, runs: int, sweep: Sequence[str] = (), folder=None):

@@ -14,9 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# Split over a CPU's cores, the SAC loop gained nothing at MBPO's hopper sizes and ran 7x
-# slower at small sizes (RESULTS.md, "Every core for several runs").
-ONE_CPU_DEVICE = frozenset({"mbpo", "mg-sac", "sac"})
+from mgjax.algorithms import get_algorithm
 
 
 class LayoutError(ValueError):
@@ -36,9 +34,11 @@ def cpu_layout(runs: int, cores: int | None = None) -> int:
 
 
 def cpu_split(algo: str) -> bool:
-  """Whether several runs of `algo` on a CPU go, by default, one XLA device per core: all
-  but the SAC family's (`ONE_CPU_DEVICE`), an algorithm registered elsewhere included."""
-  return algo not in ONE_CPU_DEVICE
+  """Whether several runs of `algo` on a CPU go, by default, one XLA device per core: its
+  `Spec.cpu_split`. Split over a CPU's cores, the SAC loop gained nothing at MBPO's hopper
+  sizes and ran 7x slower at small sizes (RESULTS.md, "Every core for several runs"), so
+  the SAC family's is False."""
+  return get_algorithm(algo).spec.cpu_split
 
 
 def cpu_devices(algo: str, runs: int, cores: int | None = None) -> int:
