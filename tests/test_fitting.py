@@ -1,6 +1,6 @@
-"""The MG fit's step (`mgjax.models.fitting.fit_model_mg`): the shared and the separate
-optimiser, by hand on losses with known gradients, and the metrics of how far the MG term
-moves the model."""
+"""Model objectives and the fit step (`mgjax.models.fitting`): the MG objective's shared and
+separate optimiser, by hand on losses with known gradients, the metrics of how far the MG
+term moves the model, and an objective written outside the package."""
 
 from typing import Any
 
@@ -11,7 +11,9 @@ import optax
 import pytest
 from flax import struct
 
-from mgjax.models.fitting import MG_FIT_METRICS, fit_model_mg
+from mgjax.algorithms.mg_model import fit_state, state_objective
+from mgjax.models import fitting
+from mgjax.models.fitting import MG_FIT_METRICS
 from mgjax.optim import adam
 
 A = jnp.array([30.0, -40.0, 0.0])  # g_mg = A: |g_mg| = 50
@@ -26,13 +28,13 @@ class State:
   mg_opt: Any = None
 
 
-def mg_loss(phi, state, key):
-  del state, key
+def mg_loss(phi, key):
+  del key
   return jnp.vdot(A, phi), {}
 
 
-def nll_loss(phi, state, key):
-  del state, key
+def nll_loss(phi, key):
+  del key
   return 0.5 * jnp.sum(jnp.square(phi - C))
 
 
@@ -50,17 +52,13 @@ def _state(separate, mle_weight=1.0, max_norm=10.0):
 
 
 def _fit(state, weight, steps=1):
-  return jax.jit(
-    lambda s: fit_model_mg(
-      s,
-      jax.random.key(0),
-      mg_loss=mg_loss,
-      nll_loss=nll_loss,
-      optimizer=OPT,
-      steps=steps,
-      mg_weight=weight,
-    )
-  )(state)
+  """`steps` steps of the MG objective of an algorithm's state (`mg_model.fit_state`)."""
+
+  def run(s):
+    objective = state_objective(s, mg_loss=mg_loss, nll_loss=nll_loss, optimizer=OPT, weight=weight)
+    return fit_state(s, objective, jax.random.key(0), steps)
+
+  return jax.jit(run)(state)
 
 
 def _cos(a, b):
@@ -122,3 +120,80 @@ def test_shared_step_is_the_clipped_sum_through_one_optimiser():
     state.model_params, OPT.update(0.2 * A + (state.model_params - C), state.model_opt)[0]
   )
   np.testing.assert_array_equal(after.model_params, expected)
+
+
+def test_nll_objective_is_fit_mle():
+  """fit_mle is `fit` of an nll_objective: the same steps, the mean loss before each."""
+  phi = jnp.zeros(3)
+  loss = lambda p, k: nll_loss(p, k) + 0.0 * jax.random.normal(k)
+  params, opt, metrics = fitting.fit(
+    fitting.nll_objective(loss, OPT), phi, OPT.init(phi), jax.random.key(1), 4
+  )
+  p, o, losses = phi, OPT.init(phi), []
+  for _ in range(4):
+    losses.append(nll_loss(p, None))
+    u, o = OPT.update(p - C, o, p)
+    p = optax.apply_updates(p, u)
+  np.testing.assert_allclose(params, p, rtol=1e-6)
+  np.testing.assert_allclose(metrics["nll"], np.mean(losses), rtol=1e-6)
+
+
+def test_an_objective_written_outside_the_package_fits():
+  """A ModelObjective of one's own (plain gradient descent on a quadratic, lr η) in the fit
+  step: φ_n = C + (1 − η)^n (φ_0 − C), and its metrics are means over the steps."""
+  eta = 0.25
+
+  def update(params, state, key):
+    del key
+    grad = params - C  # ∇ ½|φ − C|²
+    return -eta * grad, state + 1, {"distance": jnp.linalg.norm(params - C)}
+
+  objective = fitting.ModelObjective(init=lambda params: jnp.int32(0), update=update)
+  phi0 = jnp.zeros(3)
+  params, count, metrics = jax.jit(
+    lambda p: fitting.fit(objective, p, objective.init(p), jax.random.key(0), 3)
+  )(phi0)
+  np.testing.assert_allclose(params, C + (1 - eta) ** 3 * (phi0 - C), rtol=1e-6)
+  assert int(count) == 3
+  distances = [float(jnp.linalg.norm(C)) * (1 - eta) ** n for n in range(3)]
+  np.testing.assert_allclose(metrics["distance"], np.mean(distances), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_model_objective_of_ones_own_joins_the_mg_loop(monkeypatch):
+  """`Setup.objective` is where mg's loop gets the objective of its model steps: a variant
+  (`derive`) replaces it from outside the package, and its metric is a column of its own."""
+  import dataclasses
+
+  from mgjax import algorithms
+  from mgjax.algorithms import mg
+  from mgjax.buffer import buffer_sample
+
+  def gradient_descent_nll(su, state, real_grad):
+    """Plain gradient descent (η = 1e-3) on the NLL of buffer minibatches; g_R unused."""
+    del real_grad
+    nll = su.nll(state.obs_stats)
+
+    def update(params, opt_state, key):
+      loss = lambda p: nll(p, buffer_sample(state.buffer, key, su.mle_batch))
+      value, grads = jax.value_and_grad(loss)(params)
+      return jax.tree.map(lambda g: -1e-3 * g, grads), opt_state, {"gd_nll": value}
+
+    return fitting.ModelObjective(init=lambda params: None, update=update)
+
+  variant = algorithms.derive(
+    mg.MG,
+    "gd-mg",
+    setup=lambda c, info: dataclasses.replace(mg.MG.setup(c, info), objective=gradient_descent_nll),
+    metrics=("gd_nll",),
+  )
+  monkeypatch.setitem(algorithms.REGISTRY, "gd-mg", variant)
+  small = dict(env="pointmass", num_envs=4, rollout_length=8, eval_every=2, total_steps=128)
+  small.update(model_rollouts=8, model_horizon=2, num_minibatches=2, num_eval_envs=2)
+  config = algorithms.make_config(algo="gd-mg", mle_steps=1, mg_steps=3, **small)
+  assert "gd_nll" in algorithms.metric_columns(["gd-mg"])
+  _, metrics = jax.jit(algorithms.make_train(config))(jax.random.key(0))
+  its = metrics["iterations"]
+  assert its["gd_nll"].shape == (2, 2) and np.all(np.isfinite(its["gd_nll"]))
+  assert np.all(np.isnan(its["mg_update_cos"]))  # mg's own objective did not run
+  assert np.all(np.isfinite(its["model_grad_cosine"]))  # the rest of mg's loop did

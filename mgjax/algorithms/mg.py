@@ -16,7 +16,7 @@ benchmark can take each apart.
 import dataclasses
 import functools
 import sys
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,11 +43,12 @@ from mgjax.algorithms.mg_model import (  # noqa: F401
   mg_loss_from,
   mg_start_obs,
   model_alignment,
+  model_objective,
 )
 from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row, rows
 from mgjax.config import Config, fail
 from mgjax.model_gradient import policy_gradient, rollout
-from mgjax.models.fitting import MG_FIT_METRICS, fit_mle
+from mgjax.models.fitting import MG_FIT_METRICS, ModelObjective, fit_mle
 from mgjax.models.nll import model_nll, nll_loss
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, normalize, update_stats
@@ -168,6 +169,8 @@ class Setup:
   num_eval_envs: int
   kind: str  # "mg" | "mle" | "ppo": which of the three loops (a derived variant keeps its base's)
   hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
+  # (setup, state, g_R target) -> the ModelObjective of the MG steps; a variant may replace it
+  objective: Callable[..., ModelObjective] = model_objective
 
   def model(self, stats: RunningStats) -> Model:
     return networks.make_model(self.model_net, stats, self.env.termination_fn, self.action_mode)

@@ -79,20 +79,50 @@ def mg_loss_from(
   )
 
 
-def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
-  """K_mg steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ; buffer minibatch), the
-  MG term's gradient clipped, its step shared or separate (`mgjax.models.fit_model_mg`)
-  -> (state, metrics)."""
-  nll = su.nll(state.obs_stats)
-  return fitting.fit_model_mg(
-    state,
-    key,
-    mg_loss=lambda params, s, k: mg_loss(su, s, params, k, real_grad),
-    nll_loss=lambda params, s, k: nll(params, buffer_sample(s.buffer, k, su.mle_batch)),
-    optimizer=su.model_optimizer,
-    steps=su.mg.steps,
-    mg_weight=su.mg.weight,
+def state_objective(state, *, mg_loss, nll_loss, optimizer, weight=1.0) -> fitting.ModelObjective:
+  """`mgjax.models.mg_objective` for the model of an algorithm's state: λ_mle =
+  hparams["mle_weight"], max_norm = hparams["mg_max_grad_norm"], and the separate step where
+  the state has an `mg_opt` that is not None."""
+  return fitting.mg_objective(
+    mg_loss,
+    nll_loss,
+    optimizer,
+    mle_weight=state.hparams["mle_weight"],
+    max_norm=state.hparams["mg_max_grad_norm"],
+    weight=weight,
+    separate=getattr(state, "mg_opt", None) is not None,
   )
+
+
+def fit_state(state, objective: fitting.ModelObjective, key: jax.Array, steps: int):
+  """`steps` steps of a model objective on the model of an algorithm's state, its state the
+  run's optimiser states (`MGObjectiveState(model_opt, mg_opt)`, mg_opt None where the state
+  has none) -> (state, metrics: means over the steps; NaN when steps = 0)."""
+  mg_opt = getattr(state, "mg_opt", None)
+  start = fitting.MGObjectiveState(state.model_opt, mg_opt)
+  params, opt, metrics = fitting.fit(objective, state.model_params, start, key, steps)
+  state = state.replace(model_params=params, model_opt=opt.model_opt)
+  return (state.replace(mg_opt=opt.mg_opt) if mg_opt is not None else state), metrics
+
+
+def model_objective(su, state, real_grad: Params) -> fitting.ModelObjective:
+  """mg's model objective (`Setup.objective`'s default): L(φ) = −S-surrogate(ĝ_M(φ), g_R) +
+  λ_mle · NLL(φ; buffer minibatch), the MG term's gradient clipped, its step shared or
+  separate (`mgjax.models.mg_objective`)."""
+  nll = su.nll(state.obs_stats)
+  return state_objective(
+    state,
+    mg_loss=lambda params, k: mg_loss(su, state, params, k, real_grad),
+    nll_loss=lambda params, k: nll(params, buffer_sample(state.buffer, k, su.mle_batch)),
+    optimizer=su.model_optimizer,
+    weight=su.mg.weight,
+  )
+
+
+def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
+  """K_mg steps of the run's model objective, `su.objective(su, state, real_grad)` (mg's:
+  `model_objective`) -> (state, metrics)."""
+  return fit_state(state, su.objective(su, state, real_grad), key, su.mg.steps)
 
 
 def model_alignment(su, state, key: jax.Array, real_grad: Params) -> jax.Array:

@@ -13,8 +13,8 @@ import jax
 
 from mgjax import model_gradient
 from mgjax.agents import sac
+from mgjax.algorithms.mg_model import fit_state, state_objective
 from mgjax.buffer import buffer_sample
-from mgjax.models import fitting
 from mgjax.models.ensemble import member_minibatches
 from mgjax.models.nll import ensemble_nll_loss
 from mgjax.types import Params
@@ -104,7 +104,7 @@ def alignment_ceiling(su, state, key: jax.Array) -> dict:
 def fit_model_mg(su, state, key: jax.Array):
   """mg-sac: mg_steps steps of L(φ) = −S-surrogate + mle_weight · Σ_e NLL_e on the whole
   ensemble (the MG term reaches the elites; the NLL, on each member's own minibatch, all of
-  them), the MG term's gradient clipped (`mgjax.models.fit_model_mg`)
+  them), the MG term's gradient clipped (`mgjax.models.mg_objective`)
   -> (state, metrics: `mgjax.models.fitting.MG_FIT_METRICS`).
 
   Each step draws its own g_R on mg_rollouts·mg_horizon buffer states. With
@@ -119,15 +119,14 @@ def fit_model_mg(su, state, key: jax.Array):
     skey, gkey = jax.random.split(jax.random.fold_in(key, su.mg.steps))
     _, target = real_actor_gradient(su, state, skey, gkey, su.mg.real_states)
 
-  def nll_loss(params, s, key):
-    minibatches = member_minibatches(s.buffer, key, su.fit.members, su.fit.batch_size)
-    return ensemble_nll_loss(params, minibatches, net=su.model_net, stats=s.obs_stats)
+  def nll_loss(params, key):
+    minibatches = member_minibatches(state.buffer, key, su.fit.members, su.fit.batch_size)
+    return ensemble_nll_loss(params, minibatches, net=su.model_net, stats=state.obs_stats)
 
-  return fitting.fit_model_mg(
+  objective = state_objective(
     state,
-    key,
-    mg_loss=lambda params, s, k: mg_loss(su, s, params, k, target),
+    mg_loss=lambda params, k: mg_loss(su, state, params, k, target),
     nll_loss=nll_loss,
     optimizer=su.model_optimizer,
-    steps=su.mg.steps,
   )
+  return fit_state(state, objective, key, su.mg.steps)

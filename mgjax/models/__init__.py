@@ -1,8 +1,17 @@
 """Dynamics-model fitting: the NLL losses, maximum likelihood on a buffer, MBPO's ensemble
-with early stopping and elites, and the mix of MG and NLL gradients."""
+with early stopping and elites, and the model objectives (`ModelObjective`: `nll_objective`,
+`mg_objective`) that one `fit` step runs."""
 
 from mgjax.models.ensemble import EnsembleFit, fit_ensemble, member_minibatches
-from mgjax.models.fitting import combine_model_grads, fit_mle, fit_model_mg
+from mgjax.models.fitting import (
+  MGObjectiveState,
+  ModelObjective,
+  combine_model_grads,
+  fit,
+  fit_mle,
+  mg_objective,
+  nll_objective,
+)
 from mgjax.models.nll import (
   ensemble_nll_loss,
   log_std_bound_penalty,
@@ -13,14 +22,18 @@ from mgjax.models.nll import (
 
 __all__ = [
   "EnsembleFit",
+  "MGObjectiveState",
+  "ModelObjective",
   "combine_model_grads",
   "ensemble_nll_loss",
   "fit_ensemble",
+  "fit",
   "fit_mle",
-  "fit_model_mg",
   "log_std_bound_penalty",
   "member_minibatches",
   "member_nll",
+  "mg_objective",
   "model_nll",
   "nll_loss",
+  "nll_objective",
 ]

@@ -1,10 +1,19 @@
-"""Model fitting by maximum likelihood on a replay buffer, and the MG+NLL gradient mix.
+"""Model objectives in the optax style, the one fit step that runs them, and the MG+NLL
+gradient mix.
 
-`fit_mle` is K_mle Adam steps on buffer minibatches; `fit_model_mg` is the MG fit of `mg` and
-`mg-sac`, and `combine_model_grads` how it adds the MG term's gradient to the NLL's.
+A `ModelObjective` is a NamedTuple of two pure functions whose settings and data (the loss,
+the optimiser, g_R, the buffer) are fixed by the factory that builds it:
+
+    init(params) -> state                                the optimiser state(s) it steps with
+    update(params, state, key) -> (updates, state, metrics)   one step's change of params
+
+`fit(objective, params, state, key, steps)` scans `steps` of them. `nll_objective` is
+maximum likelihood on minibatches, `mg_objective` the MG fit of `mg` and `mg-sac` (the MG
+term's gradient clipped and mixed with the NLL's, `combine_model_grads`, through a shared or
+a separate optimiser state). `fit_mle` is `fit` of an `nll_objective` on a buffer.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,15 +21,58 @@ import numpy as np
 import optax
 
 from mgjax.buffer import ReplayBuffer, buffer_sample
-from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
 _NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 
 NLLLoss = Callable[[Params, dict], jax.Array]  # (model params, rows [B]) -> scalar
-# (model params, algorithm state, key) -> (loss, metrics), and -> scalar.
-StateMGLoss = Callable[[Params, Any, jax.Array], tuple[jax.Array, dict]]
-StateNLLLoss = Callable[[Params, Any, jax.Array], jax.Array]
+KeyedLoss = Callable[[Params, jax.Array], jax.Array]  # (model params, key) -> scalar
+# (model params, key) -> (loss, metrics): a model-gradient loss.
+KeyedMGLoss = Callable[[Params, jax.Array], tuple[jax.Array, dict]]
+Metrics = dict[str, jax.Array]
+
+
+class ModelObjective(NamedTuple):
+  """A model objective, as optax's GradientTransformation: pure `init` and `update`.
+
+  Attributes:
+    init: params -> the objective's state (its optimiser state or states).
+    update: (params, state, key) -> (updates, state, metrics): the change of params one step
+      makes (`optax.apply_updates(params, updates)`), its new state, and scalar metrics of
+      the step; `key` draws whatever the step samples (minibatches, rollouts).
+  """
+
+  init: Callable[[Params], Any]
+  update: Callable[[Params, Any, jax.Array], tuple[Params, Any, Metrics]]
+
+
+def fit(
+  objective: ModelObjective, params: Params, state: Any, key: jax.Array, steps: int
+) -> tuple[Params, Any, Metrics]:
+  """`steps` steps of `objective` from (params, state), step k with key k of
+  jax.random.split(key, steps) -> (params, state, metrics: each the mean over the steps; NaN
+  when steps = 0)."""
+
+  def step(carry, k):
+    p, s = carry
+    updates, s, metrics = objective.update(p, s, k)
+    return (optax.apply_updates(p, updates), s), metrics
+
+  (params, state), metrics = jax.lax.scan(step, (params, state), jax.random.split(key, steps))
+  return params, state, {n: (jnp.mean(v) if steps else _NAN) for n, v in metrics.items()}
+
+
+def nll_objective(loss: KeyedLoss, optimizer: optax.GradientTransformation) -> ModelObjective:
+  """Maximum likelihood: each step one `optimizer` step on ∇loss(φ, key), where loss draws
+  its own minibatch with the step's key. State: the optimizer's. Metric: "nll", the loss
+  before the step."""
+
+  def update(params, opt_state, key):
+    nll, grads = jax.value_and_grad(loss)(params, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return updates, opt_state, {"nll": nll}
+
+  return ModelObjective(optimizer.init, update)
 
 
 def fit_mle(
@@ -34,16 +86,11 @@ def fit_mle(
   steps: int,
   batch_size: int,
 ) -> tuple[Params, optax.OptState, jax.Array]:
-  """`steps` steps of `loss` on uniform minibatches of `batch_size` buffer rows
-  -> (params, opt_state, mean loss; NaN when steps = 0)."""
-
-  def step(carry, k):
-    p, o = carry
-    nll, grads = jax.value_and_grad(loss)(p, buffer_sample(buffer, k, batch_size))
-    return apply_gradients(optimizer, p, o, grads), nll
-
-  (params, opt_state), nll = jax.lax.scan(step, (params, opt_state), jax.random.split(key, steps))
-  return params, opt_state, (jnp.mean(nll) if steps else jnp.float32(jnp.nan))
+  """`steps` steps of `loss` on uniform minibatches of `batch_size` buffer rows (`fit` of an
+  `nll_objective`) -> (params, opt_state, mean loss; NaN when steps = 0)."""
+  objective = nll_objective(lambda p, k: loss(p, buffer_sample(buffer, k, batch_size)), optimizer)
+  params, opt_state, metrics = fit(objective, params, opt_state, key, steps)
+  return params, opt_state, metrics["nll"]
 
 
 def combine_model_grads(
@@ -71,73 +118,76 @@ def _cosine(a: Params, b: Params) -> jax.Array:
   return optax.tree.vdot(a, b) / (optax.tree.norm(a) * optax.tree.norm(b) + 1e-30)
 
 
-def fit_model_mg(
-  state,
-  key: jax.Array,
-  *,
-  mg_loss: StateMGLoss,
-  nll_loss: StateNLLLoss,
+class MGObjectiveState(NamedTuple):
+  """The MG objective's optimiser states: the model's, and the MG term's own (None when the
+  step is shared)."""
+
+  model_opt: optax.OptState
+  mg_opt: optax.OptState | None = None
+
+
+def mg_objective(
+  mg_loss: KeyedMGLoss,
+  nll_loss: KeyedLoss,
   optimizer: optax.GradientTransformation,
-  steps: int,
-  mg_weight: float = 1.0,
-):
-  """`steps` steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ) on the model of an
-  algorithm's state (`model_params`, `model_opt`; λ_mle = hparams["mle_weight"]), the MG
-  term's gradient clipped to hparams["mg_max_grad_norm"] (`combine_model_grads`)
-  -> (state, metrics: means over the steps; NaN when steps = 0).
+  *,
+  mle_weight: jax.Array,
+  max_norm: jax.Array,
+  weight: float = 1.0,
+  separate: bool = False,
+) -> ModelObjective:
+  """Steps of L(φ) = −S-surrogate(ĝ_M(φ), g_R) + λ_mle · NLL(φ), λ_mle = mle_weight, the MG
+  term's gradient clipped to max_norm (0: no clip; `combine_model_grads`). mle_weight and
+  max_norm may be traced (a run's sweepable settings).
 
   Where the MG term's step comes from:
-  - shared (`state.mg_opt` is None, the default): one Adam step on
-      w · clip(g_mg) + λ_mle · g_nll,   w = mg_weight;
-  - separate (`state.mg_opt` holds an optimiser state of its own):
-      Δ = Adam_model(λ_mle · g_nll) + w · Adam_mg(clip(g_mg)),
-    so the MG term's step has its own moments and is not rescaled by the NLL's.
+  - shared (`separate=False`, the default): one `optimizer` step on
+      w · clip(g_mg) + λ_mle · g_nll,   w = weight;
+  - separate: Δ = Adam_model(λ_mle · g_nll) + w · Adam_mg(clip(g_mg)), so the MG term's
+    step has its own moments and is not rescaled by the NLL's.
+  State: `MGObjectiveState(model_opt, mg_opt)`, mg_opt None when shared.
 
   Metrics (how much the MG term moves the model): mg_loss, mg_grad_norm = |g_mg| before the
   clip, mg_grad_norm_clipped after it, mg_nll_grad_norm = |g_nll|, and, against the step
   Δ_nll = the same optimiser's step on λ_mle · g_nll alone from the same state,
   mg_update_cos = cos(Δ, Δ_nll) and mg_update_ratio = |Δ| / |Δ_nll|.
 
-  Step k's key gives (MG key, NLL key) = jax.random.split(k), with the steps' keys
-  jax.random.split(key, steps). mg_loss(φ, state, key) -> (loss, metrics) is the MG term
-  (a model-gradient loss), nll_loss(φ, state, key) -> scalar the NLL on a minibatch it draws.
+  A step's key gives (MG key, NLL key) = jax.random.split(key): mg_loss(φ, key) -> (loss,
+  metrics) is the MG term (a model-gradient loss), nll_loss(φ, key) -> scalar the NLL on a
+  minibatch it draws.
   """
-  hp = state.hparams
-  separate = getattr(state, "mg_opt", None) is not None
 
-  def step(s, k):
-    mkey, bkey = jax.random.split(k)
-    (mg, _), g_mg = jax.value_and_grad(mg_loss, has_aux=True)(s.model_params, s, mkey)
-    nll, g_nll = jax.value_and_grad(nll_loss)(s.model_params, s, bkey)
-    nll_grads = jax.tree.map(lambda b: hp["mle_weight"] * b, g_nll)
-    without, nll_opt = optimizer.update(nll_grads, s.model_opt, s.model_params)
+  def init(params):
+    return MGObjectiveState(optimizer.init(params), optimizer.init(params) if separate else None)
+
+  def update(params, state, key):
+    mkey, bkey = jax.random.split(key)
+    (mg, _), g_mg = jax.value_and_grad(mg_loss, has_aux=True)(params, mkey)
+    nll, g_nll = jax.value_and_grad(nll_loss)(params, bkey)
+    nll_grads = jax.tree.map(lambda b: mle_weight * b, g_nll)
+    without, nll_opt = optimizer.update(nll_grads, state.model_opt, params)
     if separate:
-      clipped, mg_norm = combine_model_grads(
-        g_mg, g_nll, mle_weight=0.0, max_norm=hp["mg_max_grad_norm"]
-      )
-      mg_step, mg_opt = optimizer.update(clipped, s.mg_opt, s.model_params)
-      updates = jax.tree.map(lambda a, b: a + mg_weight * b, without, mg_step)
-      s = s.replace(model_opt=nll_opt, mg_opt=mg_opt)
+      clipped, mg_norm = combine_model_grads(g_mg, g_nll, mle_weight=0.0, max_norm=max_norm)
+      mg_step, mg_opt = optimizer.update(clipped, state.mg_opt, params)
+      updates = jax.tree.map(lambda a, b: a + weight * b, without, mg_step)
+      state = MGObjectiveState(nll_opt, mg_opt)
     else:
       grads, mg_norm = combine_model_grads(
-        g_mg, g_nll, mle_weight=hp["mle_weight"], max_norm=hp["mg_max_grad_norm"], weight=mg_weight
+        g_mg, g_nll, mle_weight=mle_weight, max_norm=max_norm, weight=weight
       )
-      updates, opt = optimizer.update(grads, s.model_opt, s.model_params)
-      s = s.replace(model_opt=opt)
-    s = s.replace(model_params=optax.apply_updates(s.model_params, updates))
-    max_norm = hp["mg_max_grad_norm"]
+      updates, opt = optimizer.update(grads, state.model_opt, params)
+      state = MGObjectiveState(opt, None)
     metrics = {
-      "mg_loss": mg + hp["mle_weight"] * nll,
+      "mg_loss": mg + mle_weight * nll,
       "mg_grad_norm": mg_norm,
       "mg_grad_norm_clipped": jnp.where(max_norm > 0, jnp.minimum(mg_norm, max_norm), mg_norm),
       "mg_nll_grad_norm": optax.tree.norm(g_nll),
       "mg_update_cos": _cosine(updates, without),
       "mg_update_ratio": optax.tree.norm(updates) / (optax.tree.norm(without) + 1e-30),
     }
-    return s, metrics
+    return updates, state, metrics
 
-  state, metrics = jax.lax.scan(step, state, jax.random.split(key, steps))
-  return state, {n: (jnp.mean(v) if steps else _NAN) for n, v in metrics.items()}
+  return ModelObjective(init, update)
 
 
 MG_FIT_METRICS = (
