@@ -15,6 +15,7 @@ and draws the learning curves, alignment curves and the milestone table there
 import sys
 from pathlib import Path
 
+from mgjax import extras
 from mgjax.analysis import curves
 from mgjax.run import outputs
 from mgjax.run.cli import Parser
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
   )
   p.add_argument("--out", default=None, help="output folder (default RESULTS/SUITE-ablations-ENV)")
   args = p.parse_args(argv)
+  extras.require("matplotlib", "plotting", p)
   try:
     out, names = gather(
       Path(args.results),

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import jax
 
+from mgjax import extras
 from mgjax.algorithms import make_config
 from mgjax.analysis import probe, probe_cells, sac_probe
 from mgjax.config import ConfigError
@@ -114,6 +115,7 @@ def main(argv=None) -> int:
     help="measure nothing: print --out's table (Markdown) and redraw its figure",
   )
   args = p.parse_args(argv)
+  extras.require("matplotlib", "the probe's figure", p)
   if args.table:
     try:
       points = json.loads(Path(args.out).read_text())

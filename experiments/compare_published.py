@@ -26,6 +26,7 @@ import csv
 import sys
 from pathlib import Path
 
+from mgjax import extras
 from mgjax.analysis import curves, published
 from mgjax.run.cli import Parser
 
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
   )
   p.add_argument("--out", required=True, help="where table.{csv,md} and the figure go")
   args = p.parse_args(argv)
+  extras.require("matplotlib", "plotting", p)
   for at in args.at or ():
     if not at.isdigit() or int(at) <= 0:
       p.error(f"at={at!r}: must be a positive number of env steps")

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mgjax import make_trainer
+from mgjax import extras, make_trainer
 from mgjax.algorithms import make_config, mg
 from mgjax.analysis import probe, target_noise
 from mgjax.buffer import buffer_add
@@ -172,10 +172,7 @@ _CURVES = (
 
 def plot(folder: Path) -> Path:
   """One panel per env (each *.json in folder) of the cosines against env steps."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = extras.pyplot()
 
   files = sorted(folder.glob("*.json"))
   if not files:
@@ -232,6 +229,7 @@ def main(argv=None) -> int:
   if args.snapshots:
     return conventions_main(p, args)
   if args.plot:
+    extras.require("matplotlib", "--plot", p)
     try:
       print(plot(Path(args.plot)))
     except FileNotFoundError as e:

@@ -24,6 +24,7 @@ import jax
 from lab import policy_improvement as pi
 from lab import policy_improvement_report as report
 
+from mgjax import extras
 from mgjax.analysis import probe
 from mgjax.run import compile_cache
 
@@ -59,7 +60,9 @@ def parse(argv):
     default="",
     help="with --table: comma-separated JSONs of this command whose points --out gathers",
   )
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  extras.require("matplotlib", "the figure", p)
+  return args
 
 
 def main(argv=None) -> int:

@@ -4,39 +4,18 @@ light core alone."""
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from blocked import run_without
 
 import mgjax
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("brax", "mujoco", "orbax", "matplotlib", "tensorboardX", "imageio")
-
-# A finder that refuses the heavy packages, run first in a fresh interpreter.
-_BLOCK = f"""
-import sys
-
-class _Blocker:
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in {HEAVY!r}:
-      raise ImportError("blocked: " + name)
-    return None
-
-sys.meta_path.insert(0, _Blocker())
-"""
 
 
 def _run(code: str, timeout: float) -> subprocess.CompletedProcess:
-  return subprocess.run(
-    [sys.executable, "-c", _BLOCK + code],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-    check=False,
-  )
+  """`code` in a fresh interpreter that refuses the heavy packages."""
+  return run_without(HEAVY, code, timeout)
 
 
 def test_core_imports_without_the_heavy_packages():

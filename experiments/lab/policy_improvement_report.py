@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mgjax import extras
 from mgjax.stats import stratified_bootstrap_ci
 
 BASE = "nll"
@@ -152,10 +153,7 @@ def table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
 def plot(summary: dict[str, dict[str, dict[str, Any]]], path) -> None:
   """One column per snapshot; rows: the paired difference to NLL only of ΔJ, of the
   surrogate (set A filled, set B open) and of the held-out alignment, mean and 95% CI."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = extras.pyplot()
 
   rows = (("dJ", "ΔJ − nll"), ("surrogate", "surrogate − nll"), ("align_raw", "alignment − nll"))
   fig, axes = plt.subplots(3, len(summary), squeeze=False, figsize=(3.6 * len(summary) + 1, 8))

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgjax import extras
 from mgjax.algorithms import REGISTRY, metric_columns
 from mgjax.run.outputs import read_metrics
 from mgjax.stats import bootstrap_difference_ci, iqm, stratified_bootstrap_ci
@@ -115,18 +116,9 @@ def curve(values: np.ndarray):
   return out
 
 
-def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
 def plot_learning_curves(data, out: Path, key: str, ylabel: str, algos=None, name=None):
   """One panel per env of `key` (IQM and 95% CI band) against env steps, into out/name."""
-  plt = _pyplot()
+  plt = extras.pyplot()
   envs, all_algos = envs_algos(data)
   algos = algos or all_algos
   fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
@@ -181,7 +173,7 @@ def normalised_scores(data):
 
 
 def plot_aggregate(data, out: Path):
-  plt = _pyplot()
+  plt = extras.pyplot()
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   scores = normalised_scores(data)
   for algo, (steps, per_eval) in scores.items():
@@ -295,7 +287,7 @@ def folder_names(files) -> dict:
 def plot_metrics(rows_by_cell, out: Path) -> None:
   """metrics.png: every per-iteration metric of the runs against env steps, mean over
   seeds, one panel per metric."""
-  plt = _pyplot()
+  plt = extras.pyplot()
   columns = dict.fromkeys(n for d in rows_by_cell.values() for n in d)
   names = [
     n

@@ -51,10 +51,9 @@ def plot_probe(points: Sequence[dict[str, Any]], path) -> None:
   (middle) and the held-out NLL (bottom) of every objective, mean and 95% CI; dashed, the
   snapshot's own model; dotted, the pooled ceiling. Green: better than NLL only with the
   paired CI clear of zero; red: worse; grey: NLL only."""
-  import matplotlib
+  from mgjax import extras
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = extras.pyplot()
 
   width = max(len(p["objectives"]) for p in points)
   fig, axes = plt.subplots(

@@ -32,6 +32,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from mgjax import extras
+
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 
@@ -104,6 +106,10 @@ def _parse(argv, launcher):
   for name in ("width", "height"):
     if not 16 <= getattr(args, name) <= 4096:
       p.error(f"{name}={getattr(args, name)}: must be between 16 and 4096 pixels")
+  if args.video:  # the encoder and the picture writer are the viz extra's
+    extras.require("imageio_ffmpeg", "--video", p)
+  if args.frame:
+    extras.require("matplotlib", "--frame", p)
   return p, args
 
 
@@ -184,11 +190,7 @@ def _evaluate(argv, launcher, shown) -> int:
         evaluation.write_mp4(args.video, frames, fps)
         log(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, {about})")
       if args.frame:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = extras.pyplot("--frame")
         Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
         plt.imsave(args.frame, frames[len(frames) // 2])
         log(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, {about})")

@@ -32,6 +32,7 @@ from pathlib import Path
 def main(argv=None, launcher: str | None = None) -> int:
   """The command: `launcher` names it in messages (`mgjax.cli.command`; None:
   experiments/plot.py)."""
+  from mgjax import extras
   from mgjax.analysis import curves
   from mgjax.cli import command, describe
   from mgjax.run.cli import Parser
@@ -55,6 +56,7 @@ def main(argv=None, launcher: str | None = None) -> int:
     help="env steps of a table column (repeatable; default 25000, 50000, 100000)",
   )
   args = p.parse_args(argv)
+  extras.require("matplotlib", "plotting", p)
   for at in args.at or ():
     if not at.isdigit() or int(at) <= 0:
       p.error(f"at={at!r}: must be a positive number of env steps")

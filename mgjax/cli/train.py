@@ -315,6 +315,10 @@ def _prepare(argv, launcher, setup):
   if not args.save_every > 0:
     p.error(f"save-every={args.save_every}: must be positive (minutes)")
   _check_seeds(p, args)
+  if args.tensorboard:  # before anything is built or written
+    from mgjax import extras
+
+    extras.require("tensorboardX", "--tensorboard", p)
   from mgjax import envs
   from mgjax.run import (
     LayoutError,
@@ -396,6 +400,7 @@ def _train(p, args, config, seeds, sweep, out: Path, estimate, trainer, *, launc
 
   from mgjax.algorithms import run_schedule
   from mgjax.cli import command
+  from mgjax.extras import MissingExtra
   from mgjax.run import (
     Divergence,
     MemoryCheckError,
@@ -427,7 +432,7 @@ def _train(p, args, config, seeds, sweep, out: Path, estimate, trainer, *, launc
       memory_estimate=estimate,
       trainer=trainer,
     )
-  except (ResumeError, MemoryCheckError) as e:
+  except (ResumeError, MemoryCheckError, MissingExtra) as e:
     p.error(str(e))
   except Divergence as e:
     print(f"{p.prog}: stopped: {e}", file=sys.stderr)

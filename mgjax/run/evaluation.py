@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import numpy as np
 
-from mgjax import envs
+from mgjax import envs, extras
 from mgjax.run.loading import restore_policy_params
 from mgjax.run.outputs import OutputError
 
@@ -129,8 +129,8 @@ def render_frames(episode: Episode, width: int = 480, height: int = 360) -> list
 
 
 def write_mp4(path: str | os.PathLike, frames: list[np.ndarray], fps: float) -> None:
-  """H.264 mp4 through the ffmpeg binary of the imageio-ffmpeg package."""
-  import imageio_ffmpeg
+  """H.264 mp4 through the ffmpeg binary of the imageio-ffmpeg package (the viz extra)."""
+  imageio_ffmpeg = extras.require("imageio_ffmpeg", "an mp4 video")
 
   height, width = frames[0].shape[:2]
   Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mgjax import extras
 from mgjax.algorithms import metric_columns
 from mgjax.run.outputs import read_metrics
 
@@ -69,7 +70,8 @@ class MetricsWriter:
 
 
 class TensorBoardWriter:
-  """metrics.csv's rows as TensorBoard scalars (tensorboardX): one event folder per seed,
+  """metrics.csv's rows as TensorBoard scalars (tensorboardX, the tensorboard extra; without
+  it, MissingExtra at construction, before the run trains): one event folder per seed,
   FOLDER/seed_S, each metric under its column name with the env steps as the step (metrics
   without a value in a row, such as a model's metrics for ppo, are left out). The columns
   are metrics.csv's (`columns`; default `metric_columns()`).
@@ -88,6 +90,7 @@ class TensorBoardWriter:
     resumed: bool = False,
     columns: Sequence[str] | None = None,
   ):
+    self.summary_writer = extras.require("tensorboardX", "TensorBoard logging").SummaryWriter
     self.folder, self.resumed, self.writers = folder, resumed, {}
     self.columns = metric_columns() if columns is None else columns
     self.last_kept: dict[int, int] = {}
@@ -97,12 +100,10 @@ class TensorBoardWriter:
 
   def _writer(self, seed: int):
     if seed not in self.writers:
-      from tensorboardX import SummaryWriter
-
       purge = self.last_kept.get(seed, -1) + 1 if self.resumed else None
       # A file of its own per session, in the order of the sessions, even for two sessions
       # in the same second (readers take the files in name order).
-      self.writers[seed] = SummaryWriter(
+      self.writers[seed] = self.summary_writer(
         str(self.folder / f"seed_{seed}"), purge_step=purge, filename_suffix=f".{time.time_ns()}"
       )
     return self.writers[seed]
