@@ -37,9 +37,8 @@ def require(module: str, what: str, parser: argparse.ArgumentParser | None = Non
     missing = MissingExtra(f'{what} needs {package}: pip install "mgjax[{extra}]"', name=module)
     if parser is None:
       raise missing from e
-  from mgjax.run.cli import Parser
-
-  Parser.error(parser, str(missing))  # also for a plain argparse parser: one line
+  # One line, exit status 2, as `mgjax.run.cli.Parser.error` (also for a plain argparse parser).
+  parser.exit(2, f"{parser.prog}: error: {missing}\n")
 
 
 def pyplot(what: str = "plotting") -> ModuleType:

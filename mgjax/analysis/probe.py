@@ -28,9 +28,9 @@ split-half cosine and Spearman–Brown (`noise_floor`). `mgjax.analysis.probe_ce
 probe over training seeds and held-out sets and gives CIs over all of them.
 
 One step of an objective is L(φ) = −S-surrogate(ĝ_M(φ), g_target) + λ · NLL(φ; buffer
-minibatch), the MG term's gradient clipped to the run's mg_max_grad_norm, exactly as
-`mgjax.algorithms.mg_model.fit_model_mg` steps; "NLL only" is λ = 1 without the MG term
-(`fit_mle`'s step). The fit keys draw the NLL minibatches and the MG rollouts; every
+minibatch), the MG term's gradient clipped to the run's mg_max_grad_norm: the loop's
+`mgjax.models.mg_objective` (shared step), run by `mgjax.models.fit`; "NLL only" is
+`nll_objective`, `fit_mle`'s step. The fit keys draw the NLL minibatches and the MG rollouts; every
 objective uses the same keys, so the per-key difference to NLL only is paired. The levers:
 
   target_batches  g_target = mean of g_R over that many fit batches (MG start states drawn
@@ -50,6 +50,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from mgjax.algorithms import mg, mg_model
 from mgjax.analysis.probe_floor import (  # noqa: F401  (the floor and ceiling)
@@ -71,9 +72,8 @@ from mgjax.analysis.snapshots import (  # noqa: F401  (snapshots of a run to pro
   save_snapshot,
 )
 from mgjax.buffer import buffer_add, buffer_sample
-from mgjax.models.fitting import combine_model_grads
+from mgjax.models import fitting
 from mgjax.models.nll import model_nll
-from mgjax.optim import apply_gradients
 from mgjax.stats import stratified_bootstrap_ci
 from mgjax.types import Params
 
@@ -193,43 +193,64 @@ def sample_obs(obs: jax.Array, key: jax.Array, n: int) -> jax.Array:
   return obs[jax.random.randint(key, (n,), 0, obs.shape[0])]
 
 
+def fit_objective(
+  su, state, fit_data: RealBatches, objective: Objective, max_grad_norm: float
+) -> fitting.ModelObjective:
+  """The probe's `objective` as a `ModelObjective` from the snapshot's state, on the
+  snapshot's buffer grown by the fit batches: `nll_objective`, or `mg_objective` against the
+  mean g_R of `target_batches` fit batches, its rollouts from their states; with
+  nll_tolerance > 0 a step is kept only where the fitted data's NLL stays within it of the
+  start model's, else the NLL-only step from the same state and minibatch."""
+  o = objective
+  rows = _flatten_rows(fit_data.rows)
+  buffer = buffer_add(state.buffer, rows)
+  nll = su.nll(state.obs_stats)
+  nll_loss = lambda p, k: nll(p, buffer_sample(buffer, k, su.mle_batch))
+  only_nll = fitting.nll_objective(nll_loss, su.model_optimizer)
+  if not o.mg:
+    return only_nll
+  target = mean_tree(fit_data.real_grad, o.target_batches)
+  starts = rows["obs"][: o.target_batches * su.batch_steps]
+
+  def mg_loss(p, k):
+    skey, rkey = jax.random.split(k)
+    start_obs = sample_obs(starts, skey, o.rollouts)
+    return model_grad(su, state, p, start_obs, rkey, target, estimator=o.estimator)
+
+  with_mg = fitting.mg_objective(
+    mg_loss,
+    nll_loss,
+    su.model_optimizer,
+    mle_weight=jnp.float32(o.mle_weight),
+    max_norm=jnp.float32(max_grad_norm),
+  )
+  if o.nll_tolerance <= 0:
+    return with_mg
+  held_in = jax.tree.map(lambda x: x[:4096], rows)
+  bound = nll(state.model_params, held_in) + o.nll_tolerance
+
+  def update(params, opt, key):
+    updates, new_opt, metrics = with_mg.update(params, opt, key)
+    plain, plain_opt, _ = only_nll.update(params, opt.model_opt, jax.random.split(key)[1])
+    inside = nll(optax.apply_updates(params, updates), held_in) <= bound
+    pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(inside, x, y), a, b)
+    return (
+      pick(updates, plain),
+      new_opt._replace(model_opt=pick(new_opt.model_opt, plain_opt)),
+      metrics,
+    )
+
+  return fitting.ModelObjective(with_mg.init, update)
+
+
 def fit(
   su, state, fit_data: RealBatches, objective: Objective, key: jax.Array, max_grad_norm: float
 ) -> Params:
-  """`objective.steps` model steps from the snapshot's model and model optimiser state on
-  the snapshot's buffer grown by the fit batches -> the fitted model parameters."""
-  o = objective
-  buffer = buffer_add(state.buffer, _flatten_rows(fit_data.rows))
-  target = mean_tree(fit_data.real_grad, o.target_batches)
-  starts = _flatten_rows(fit_data.rows)["obs"][: o.target_batches * su.batch_steps]
-  nll = su.nll(state.obs_stats)
-  held_in = jax.tree.map(lambda x: x[:4096], _flatten_rows(fit_data.rows))
-  nll_start = nll(state.model_params, held_in)
-
-  def step(carry, k):
-    params, opt = carry
-    bkey, skey, rkey = jax.random.split(k, 3)
-    g_nll = jax.grad(nll)(params, buffer_sample(buffer, bkey, su.mle_batch))
-    plain = apply_gradients(su.model_optimizer, params, opt, g_nll)
-    if not o.mg:
-      return plain, None
-    g_mg = jax.grad(
-      lambda p: model_grad(
-        su, state, p, sample_obs(starts, skey, o.rollouts), rkey, target, estimator=o.estimator
-      )[0]
-    )(params)
-    grads, _ = combine_model_grads(
-      g_mg, g_nll, mle_weight=jnp.float32(o.mle_weight), max_norm=jnp.float32(max_grad_norm)
-    )
-    new = apply_gradients(su.model_optimizer, params, opt, grads)
-    if o.nll_tolerance > 0:
-      inside = nll(new[0], held_in) <= nll_start + o.nll_tolerance
-      new = jax.tree.map(lambda a, b: jnp.where(inside, a, b), new, plain)
-    return new, None
-
-  (params, _), _ = jax.lax.scan(
-    step, (state.model_params, state.model_opt), jax.random.split(key, o.steps)
-  )
+  """`objective.steps` steps of `fit_objective` (`mgjax.models.fit`) from the snapshot's
+  model and model optimiser state -> the fitted model parameters."""
+  model_objective = fit_objective(su, state, fit_data, objective, max_grad_norm)
+  opt = state.model_opt if not objective.mg else fitting.MGObjectiveState(state.model_opt)
+  params, _, _ = fitting.fit(model_objective, state.model_params, opt, key, objective.steps)
   return params
 
 

@@ -41,10 +41,9 @@ import numpy as np
 from mgjax.algorithms import mg_sac_model
 from mgjax.analysis import probe
 from mgjax.buffer import ReplayBuffer, buffer_sample
+from mgjax.models import fitting
 from mgjax.models.ensemble import member_minibatches
-from mgjax.models.fitting import combine_model_grads
 from mgjax.models.nll import ensemble_nll_loss, model_nll
-from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
 
@@ -154,8 +153,10 @@ def heldout_nll(su, state, params: Params, rows: dict[str, jax.Array]) -> jax.Ar
 def fit(
   su, state, fit_buffer: ReplayBuffer, objective: SACObjective, key: jax.Array, max_norm: float
 ) -> Params:
-  """`objective.steps` steps from the snapshot's ensemble and optimiser state, on the fit
-  half only -> the fitted ensemble parameters."""
+  """`objective.steps` steps (`mgjax.models.fit`) from the snapshot's ensemble and optimiser
+  state, on the fit half only -> the fitted ensemble parameters: `nll_objective` of the
+  members' NLL, or `mg_objective` with it (the target, where `target_states` > 0, the
+  actor gradient on that many fit-half states, drawn once)."""
   o = objective
   s = state.replace(buffer=fit_buffer)  # mg_loss draws its states from the fit half
   target = None
@@ -169,21 +170,18 @@ def fit(
     minibatches = member_minibatches(fit_buffer, k, su.fit.members, su.fit.batch_size)
     return ensemble_nll_loss(params, minibatches, net=su.model_net, stats=state.obs_stats)
 
-  def step(carry, k):
-    params, opt = carry
-    mkey, bkey = jax.random.split(k)
-    g_nll = jax.grad(nll_loss)(params, bkey)
-    if not o.mg:
-      return apply_gradients(su.model_optimizer, params, opt, g_nll), None
-    g_mg = jax.grad(lambda p: mg_sac_model.mg_loss(su, s, p, mkey, target)[0])(params)
-    grads, _ = combine_model_grads(
-      g_mg, g_nll, mle_weight=jnp.float32(o.mle_weight), max_norm=jnp.float32(max_norm)
+  if not o.mg:
+    model_objective, opt = fitting.nll_objective(nll_loss, su.model_optimizer), state.model_opt
+  else:
+    model_objective = fitting.mg_objective(
+      lambda p, k: mg_sac_model.mg_loss(su, s, p, k, target),
+      nll_loss,
+      su.model_optimizer,
+      mle_weight=jnp.float32(o.mle_weight),
+      max_norm=jnp.float32(max_norm),
     )
-    return apply_gradients(su.model_optimizer, params, opt, grads), None
-
-  (params, _), _ = jax.lax.scan(
-    step, (state.model_params, state.model_opt), jax.random.split(key, o.steps)
-  )
+    opt = fitting.MGObjectiveState(state.model_opt)
+  params, _, _ = fitting.fit(model_objective, state.model_params, opt, key, o.steps)
   return params
 
 
