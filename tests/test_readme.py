@@ -90,10 +90,11 @@ def test_library_examples_run(capsys):
   for block in blocks:
     exec(compile(block, "docs/library.md", "exec"), namespace)
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 4 and lines[-1].startswith("actor ")
-  for line in lines:
-    cosine = float(line.split()[1])
-    assert -1.0 <= cosine <= 1.0
+  assert [line.split()[0] for line in lines] == ["before", "after", "actor"], lines
+  before, after, actor = (float(line.split()[1]) for line in lines)
+  # The fit raises the alignment on the same rollouts (0.67 -> 0.92 when written).
+  assert -1.0 <= before < after - 0.1 and after > 0.85, lines
+  assert -1.0 <= actor <= 1.0
 
 
 def test_readme_install_and_test_commands_are_cis():
