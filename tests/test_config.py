@@ -156,3 +156,27 @@ def test_config_from_dict_validates():
   # One iteration adds 32 × 32 = 1024 rows, more than buffer_size = 1000.
   with pytest.raises(ConfigError, match=re.escape("buffer_size=1000")):
     config_from_dict({**Config().to_dict(), "buffer_size": 1000})
+
+
+def test_help_groups_the_settings_by_their_section_of_config():
+  import argparse
+
+  from mgjax.run import cli
+
+  sections = cli.field_sections()
+  assert set(sections) == {f.name for f in dataclasses.fields(Config)}
+  assert (sections["algo"], sections["policy_hidden"], sections["clip_eps"]) == (
+    "run",
+    "networks",
+    "PPO",
+  )
+  assert (sections["mg_horizon"], sections["model_updates"], sections["sac_hidden"]) == (
+    "model fitting",
+    "policy optimisation in the model",
+    "mbpo, mg-sac",
+  )
+  text = cli.add_config_flags(argparse.ArgumentParser(prog="x")).format_help()
+  headings = [line[: -len(":")] for line in text.splitlines() if line.startswith("settings: ")]
+  assert headings == [f"settings: {s}" for s in dict.fromkeys(sections.values())]
+  ppo = text[text.index("settings: PPO:") : text.index("settings: model fitting:")]
+  assert "--clip-eps" in ppo and "--sac-hidden" not in ppo

@@ -114,6 +114,22 @@ def _field_comments(source: str | None = None) -> dict[str, str]:
   return {name: doc for name, doc in out.items() if doc}
 
 
+def field_sections(source: str | None = None) -> dict[str, str]:
+  """The section of each Config field in mgjax/config.py (or in `source`): the heading
+  (`# -- run`, `# -- PPO (...)`, ...) above it, whose first line, up to a parenthesis, names
+  the section in --help ("run", "PPO", ...)."""
+  out, section = {}, "run"
+  for line in (inspect.getsource(Config) if source is None else source).splitlines():
+    text = line.strip()
+    if text.startswith("# --"):
+      section = text[4:].split("(")[0].strip()
+      continue
+    match = None if text.startswith("#") else _FIELD.match(text)
+    if match:
+      out[match["name"]] = section
+  return out
+
+
 # A field line of the dataclass: `name: type = default  # comment` (comment optional).
 _FIELD = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:[^#]*?(?:#(?P<comment>.*))?$")
 
@@ -159,17 +175,22 @@ def _flags(field: str) -> list[str]:
 
 def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   """Every Config field as a flag (`--mg-horizon 5`; earlier names, as --rollout-schedule,
-  too) with its default None, so that an unset flag takes the algorithm's per-env preset,
+  too), grouped in --help by its section of mgjax/config.py (`field_sections`), with its
+  default None, so that an unset flag takes the algorithm's per-env preset,
   then Config's default; `--algo` chooses among the registered algorithms. Returns `p`."""
   from mgjax.algorithms import REGISTRY
 
   hints = typing.get_type_hints(Config)
-  docs, choices = _field_comments(), field_choices()
+  docs, choices, sections = _field_comments(), field_choices(), field_sections()
+  groups = {}
   for f in dataclasses.fields(Config):
     kind = hints[f.name]
     conv = _tuple_of_ints if typing.get_origin(kind) is tuple else kind
     default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    p.add_argument(
+    section = sections.get(f.name, "run")
+    if section not in groups:
+      groups[section] = p.add_argument_group(f"settings: {section}")
+    groups[section].add_argument(
       *_flags(f.name),
       dest=f.name,
       type=conv,
