@@ -91,9 +91,11 @@ def _parse(argv, launcher):
   )
   p.add_argument("--width", type=int, default=480, help="video width in pixels")
   p.add_argument("--height", type=int, default=360, help="video height in pixels")
-  from mgjax.run import compile_cache
+  from mgjax.run import cli, compile_cache
 
   compile_cache.add_flag(p)
+  cli.add_import_flag(p)
+  cli.import_modules(p, argv)  # a run of an algorithm or env registered outside mgjax
   args = p.parse_args(argv)
   if args.episodes < 1:
     p.error(f"episodes={args.episodes}: must be positive")
