@@ -1,4 +1,4 @@
-"""Does a model objective raise the real alignment it optimises? (`mgjax.analysis.probe`)
+"""Does a model objective raise the real alignment it optimises? (`lab.probe`)
 
   python experiments/alignment_probe.py --env hopper --at 6,9 --train-seeds 0,1 \
       --heldout-sets 2 --snapshots '~/mgjax-runs/probe/hopper-seed{seed}' \
@@ -12,19 +12,19 @@ from the latest one below it); `--from RUN_DIR` measures the resume point of a `
 run instead. At each snapshot and for each held-out set j < --heldout-sets (set j: the fit
 and held-out batches collected with the probe key fold_in(key(seed + 1000), j); set 0 with
 key(seed + 1000) itself, as before), every objective (--objectives; default all of
-`mgjax.analysis.probe.DEFAULT_OBJECTIVES`) is fitted from the snapshot's model with
+`lab.probe.DEFAULT_OBJECTIVES`) is fitted from the snapshot's model with
 --fit-keys keys and measured on held-out real batches, the target ḡ_R from one half of them
 and ĝ_M's start states from the other (--overlap: both from all of them, as the earlier
 probe did): pooled and single-batch alignment and held-out NLL, and each MG objective's
 paired difference to NLL only. With one seed and one set the CIs are over fit keys; with
 more, the point gives per-(seed, set) values and two CIs over all of them
-(`mgjax.analysis.probe_cells`: a hierarchical bootstrap over seeds, then sets, then keys,
+(`lab.probe_cells`: a hierarchical bootstrap over seeds, then sets, then keys,
 and a Student-t interval over the (seed, set) means). The JSON (a list, one entry per --at,
 rewritten after each) goes to --out and the figure beside it (.png); --cells DIR keeps each
 cell's result there, so that a later command with more seeds or sets reuses it.
 
 With --algo mbpo or mg-sac (or --from such a run) the probe is MBPO's loop's
-(`mgjax.analysis.sac_probe`; one seed and one set): the snapshot's real buffer is split
+(`lab.sac_probe`; one seed and one set): the snapshot's real buffer is split
 into a fit and a held-out half, --objectives name `sac_probe.SAC_OBJECTIVES`, and
 --fit-batches chunks of fit states give the floor's fit targets (--heldout-batches is not
 used: every held-out state is).
@@ -41,10 +41,10 @@ import time
 from pathlib import Path
 
 import jax
+from lab import probe, probe_cells, sac_probe
 
 from mgjax import extras
 from mgjax.algorithms import make_config
-from mgjax.analysis import probe, probe_cells, sac_probe
 from mgjax.config import ConfigError
 from mgjax.run import compile_cache
 from mgjax.run.cli import parse_set
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
   p.add_argument(
     "--objectives",
     default="all",
-    help="comma-separated names of mgjax.analysis.probe.DEFAULT_OBJECTIVES or "
+    help="comma-separated names of lab.probe.DEFAULT_OBJECTIVES or "
     "EXTRA_OBJECTIVES, or all (the default ones)",
   )
   p.add_argument("--fit-keys", type=int, default=6)

@@ -44,11 +44,11 @@ if "--host-devices" in sys.argv:  # must reach XLA before jax starts
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from lab import sac_speed, speed  # noqa: E402
+from lab.speed import timed  # noqa: E402
 
 from mgjax import make_config, make_trainer  # noqa: E402
 from mgjax.algorithms import mg  # noqa: E402
-from mgjax.analysis import sac_speed, speed  # noqa: E402
-from mgjax.analysis.speed import timed  # noqa: E402
 from mgjax.config import Config  # noqa: E402
 from mgjax.envs.core import batched_reset, batched_step  # noqa: E402
 from mgjax.run import outputs  # noqa: E402

@@ -22,11 +22,12 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
+from lab.suites import SUITES  # noqa: E402
+
 from mgjax.algorithms import run_schedule  # noqa: E402
 from mgjax.config import ConfigError  # noqa: E402
 from mgjax.run import compile_cache  # noqa: E402
 from mgjax.run.cli import Parser, parse_set  # noqa: E402
-from mgjax.run.suites import SUITES  # noqa: E402
 
 _KEEP = ("metrics.csv", "summary.json", "config.json")
 

@@ -1,4 +1,4 @@
-"""A prepared check of an accelerator in under 8 minutes (`mgjax.run.device_check`): the
+"""A prepared check of an accelerator in under 8 minutes (`lab.device_check`): the
 platform, its devices and memory, the matmul precision (set explicitly, "highest" by
 default); every algorithm of the registry compiled and run for a few iterations on hopper
 with finite metrics; and timings comparable with the CPU figures of RESULTS.md: `mg` with
@@ -23,7 +23,9 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 
 
 def main(argv=None) -> int:
-  from mgjax.run import compile_cache, device_check
+  from lab import device_check
+
+  from mgjax.run import compile_cache
   from mgjax.run.cli import Parser
 
   p = Parser(description=__doc__)

@@ -27,7 +27,7 @@ Each batch i is appended to the buffer before its ĝ_M is drawn, as in an iterat
 Other Config fields can be set with --set FIELD=VALUE. `--plot DIR` draws every JSON file
 in DIR as one panel of DIR/gradient_noise.png.
 
-The target's noise under each advantage convention (`mgjax.analysis.target_noise`):
+The target's noise under each advantage convention (`lab.target_noise`):
 
   python experiments/gradient_noise.py --snapshots '~/mgjax-runs/probe/hopper-seed*/chunks=*' \
       --batches 64 --critic-steps 500 --out results/gradient_noise/conventions.json
@@ -48,10 +48,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lab import probe, target_noise
 
 from mgjax import extras, make_trainer
 from mgjax.algorithms import make_config, mg
-from mgjax.analysis import probe, target_noise
 from mgjax.buffer import buffer_add
 from mgjax.config import MG_STARTS, ConfigError
 from mgjax.run import compile_cache

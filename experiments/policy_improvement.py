@@ -3,7 +3,7 @@
   python experiments/policy_improvement.py --out results/policy_improvement/hopper.json \
       --snapshots ~/mgjax-runs/probe/hopper-seed0/chunks=6,~/mgjax-runs/probe/hopper-seed1/chunks=6
 
-From each frozen snapshot (a resume point written by `mgjax.analysis.probe.save_snapshot`),
+From each frozen snapshot (a resume point written by `lab.probe.save_snapshot`),
 fits the snapshot's model under each arm (--arms), runs the loop's PPO stage from each
 fitted model with --ppo-keys keys, and measures ΔJ = J(θ⁺) − J(θ) on common episodes and an
 importance-weighted surrogate on held-out real batches, on two held-out sets (A and B);
@@ -23,9 +23,9 @@ from pathlib import Path
 import jax
 from lab import policy_improvement as pi
 from lab import policy_improvement_report as report
+from lab import probe
 
 from mgjax import extras
-from mgjax.analysis import probe
 from mgjax.run import compile_cache
 
 # Deterministic episodes per evaluation set (A and B: twice as many in all).

@@ -19,10 +19,12 @@ from mgjax.algorithms import run_schedule
 from mgjax.config import ConfigError
 from mgjax.run import cli
 from mgjax.run.placement import cpu_devices
-from mgjax.run.suites import SUITES
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab.suites import SUITES  # noqa: E402
+
 SMOKE_ALGOS = ("mg", "mle", "ppo", "mbpo", "mg-sac", "sac")  # the smoke suite's cells
 
 

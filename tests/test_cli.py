@@ -283,8 +283,10 @@ def test_bad_input_is_one_line_exit_2(tmp_path, name, args, make_out, field, val
 def test_pointmass_runs_have_the_smoke_suites_settings():
   # What lets them share compiled programs with the smoke suite's cells; a drift would only
   # make the suite slower, so it is checked here.
+  sys.path.insert(0, str(ROOT / "experiments"))
+  from lab.suites import SUITES
+
   from mgjax.algorithms import make_config
-  from mgjax.run.suites import SUITES
 
   args = [a for a in POINTMASS if a != "--no-progress"]
   fields = cli.config_fields(cli.add_config_flags(cli.Parser()).parse_args(args))

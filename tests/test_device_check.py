@@ -1,4 +1,4 @@
-"""experiments/device_check.py's CPU rehearsal (`mgjax.run.device_check`): tiny pointmass
+"""experiments/device_check.py's CPU rehearsal (`lab.device_check`): tiny pointmass
 runs of every algorithm with finite metrics, and parts that fail or outrun their limit
 recorded without stopping the others."""
 
@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from mgjax.algorithms import REGISTRY, run_schedule
-from mgjax.run import compile_cache, device_check
+from mgjax.run import compile_cache
 from mgjax.run.placement import cpu_devices
-from mgjax.run.suites import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import device_check  # noqa: E402
+from lab.suites import SUITES  # noqa: E402
 
 
 def test_a_part_past_its_limit_is_recorded_and_the_next_part_runs(tmp_path):

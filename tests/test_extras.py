@@ -38,7 +38,9 @@ try:
 except ImportError:
   pass
 import mgjax
-import mgjax.analysis.curves, mgjax.analysis.probe, mgjax.run.evaluation
+import mgjax.analysis.curves, mgjax.run.evaluation
+sys.path.insert(0, {str(ROOT / 'experiments')!r})
+import lab.probe  # the research harness beside the scripts
 from mgjax.cli import evaluate, plot, train
 from mgjax.run import recording
 

@@ -7,6 +7,8 @@ one vmapped end-to-end run per algorithm on the fast point-mass env.
 """
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import chex
 import jax
@@ -17,10 +19,13 @@ import pytest
 import mgjax
 from mgjax import models
 from mgjax.algorithms import mg, mg_model, run_schedule
-from mgjax.analysis import speed
 from mgjax.buffer import buffer_add
 from mgjax.config import Config
 from mgjax.nets import update_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import speed  # noqa: E402
 
 # A tiny mg run: 4 envs × 8 steps × 2 iterations per chunk, total_steps = 3 chunks.
 SMALL = Config(

@@ -16,13 +16,13 @@ import pytest
 from inprocess import run_main
 
 import mgjax
-from mgjax.analysis import probe
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import policy_improvement as pi  # noqa: E402
 from lab import policy_improvement_report as report  # noqa: E402
+from lab import probe  # noqa: E402
 
 SCRIPT = ROOT / "experiments" / "policy_improvement.py"
 TINY = Config(

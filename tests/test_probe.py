@@ -1,4 +1,4 @@
-"""Tests for mgjax.analysis.probe, the alignment probe, and its command
+"""Tests for lab.probe, the alignment probe, and its command
 experiments/alignment_probe.py.
 
 One tiny `mle` state on the point mass (one chunk trained) serves every test; the probe's
@@ -18,10 +18,12 @@ import pytest
 from inprocess import run_main
 
 import mgjax
-from mgjax.analysis import probe
 from mgjax.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import probe  # noqa: E402
+
 PROBE = ROOT / "experiments" / "alignment_probe.py"
 TINY = Config(
   algo="mle",

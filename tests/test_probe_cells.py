@@ -1,10 +1,15 @@
-"""Tests for mgjax.analysis.probe_cells: the alignment probe's CIs over training seeds,
+"""Tests for lab.probe_cells: the alignment probe's CIs over training seeds,
 held-out sets and fit keys, on made-up cells."""
+
+import sys
+from pathlib import Path
 
 import pytest
 
-from mgjax.analysis import probe_cells
-from mgjax.analysis.probe_report import METRICS
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import probe_cells  # noqa: E402
+from lab.probe_report import METRICS  # noqa: E402
 
 
 def _cells(values):

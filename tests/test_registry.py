@@ -86,7 +86,8 @@ def test_the_package_has_no_import_cycle():
 
 def test_library_modules_do_not_reach_up_the_layers():
   """Lower layers never import the runner or the algorithms; neither imports the analyses
-  built on top of them. The command line (`mgjax.cli`, `python -m mgjax`) is the top."""
+  built on top of them (`mgjax.analysis`: curves and published curves read from run
+  folders), which only the command line (`mgjax.cli`, `python -m mgjax`, the top) imports."""
   graph = import_graph()
   upper = ("mgjax.run", "mgjax.algorithms", "mgjax.analysis")
   top = ("mgjax", "mgjax.__main__")
@@ -97,6 +98,67 @@ def test_library_modules_do_not_reach_up_the_layers():
       assert not {d for d in deps if d.startswith(("mgjax.run", "mgjax.analysis"))}, name
     if name.startswith("mgjax.run"):
       assert not {d for d in deps if d.startswith("mgjax.analysis")}, name
+    if not name.startswith(("mgjax.analysis", "mgjax.cli")):
+      assert not {d for d in deps if d.startswith("mgjax.analysis")}, name
+
+
+def _imported_names(source: str) -> set[str]:
+  """Every module name `source` imports anywhere in it (function bodies included): absolute
+  `import` and `from ... import` statements, and `importlib.import_module` / `__import__`
+  calls with a literal name."""
+  found = set()
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      found |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+      func = node.func
+      called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+      if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+        found.add(node.args[0].value)
+  return found
+
+
+def lab_imports(package: Path) -> dict[str, set[str]]:
+  """Per file of `package` (its path from the package's parent), what it imports from the
+  research harness: `lab` (experiments/lab/, imported as `lab` by the scripts beside it) or
+  `experiments`; files that import none are left out."""
+  found = {}
+  for path in sorted(package.rglob("*.py")):
+    names = _imported_names(path.read_text())
+    bad = {n for n in names if n.split(".")[0] == "lab" or n.startswith("experiments")}
+    if bad:
+      found[path.relative_to(package.parent).as_posix()] = bad
+  return found
+
+
+def test_lab_imports_finds_every_way_in(tmp_path):
+  pkg = tmp_path / "pkg"
+  pkg.mkdir()
+  sources = {
+    "a.py": "import lab.probe\n",
+    "b.py": "def f():\n  from lab import suites\n",
+    "c.py": "from experiments.lab import speed\n",
+    "d.py": "import importlib\nimportlib.import_module('lab.device_check')\n",
+    "e.py": "import labels, experimental\nfrom mgjax import lab\nfrom . import lab\n",
+  }
+  for name, source in sources.items():
+    (pkg / name).write_text(source)
+  assert lab_imports(pkg) == {
+    "pkg/a.py": {"lab.probe"},
+    "pkg/b.py": {"lab", "lab.suites"},
+    "pkg/c.py": {"experiments.lab", "experiments.lab.speed"},
+    "pkg/d.py": {"lab.device_check"},
+  }
+
+
+def test_the_library_never_imports_the_lab():
+  """mgjax holds what a user imports; the research harness (experiments/lab/: the probes,
+  the timings, the benchmark suites, the accelerator check) sits beside the scripts that use
+  it and builds on the library, never the other way round."""
+  assert (PACKAGE / "run" / "experiment.py").exists()  # the scan reads the package's files
+  assert lab_imports(PACKAGE) == {}
 
 
 def test_registry_is_the_one_list_of_algorithms():
@@ -379,6 +441,12 @@ def test_a_variant_of_mg_runs_from_train_import(wide_mg, tmp_path):
   with pytest.raises(ConfigError, match="^mg_rollouts=1: the score estimator"):
     algorithms.make_config(algo="wide-mg", env="pointmass", mg_rollouts=1)
   assert algorithms.watched(Config(algo="wide-mg")) == algorithms.watched(Config(algo="mg"))
+  # Its run's policy plays with `evaluate --import`, which registers it again.
+  algorithms.REGISTRY.pop("wide-mg")
+  evaluate = PACKAGE.parent / "experiments" / "evaluate.py"
+  proc = run_main(evaluate, out, "--import", wide_mg, "--episodes", "2", "--no-compile-cache")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "wide-mg" in algorithms.REGISTRY
 
 
 def test_train_import_of_a_missing_module_is_one_line_exit_2(tmp_path):

@@ -1,6 +1,9 @@
-"""The SAC-family alignment probe (`mgjax.analysis.sac_probe`) on a small `mg-sac` snapshot
+"""The SAC-family alignment probe (`lab.sac_probe`) on a small `mg-sac` snapshot
 on pointmass: the split, the pooled alignment recomputed by hand, one MG step of the
 denoised target against its formula, and a whole probe's result."""
+
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +13,11 @@ from chunked import MBPO_SMALL, MG_SAC_STAGE, sac_target
 
 from mgjax import envs
 from mgjax.algorithms import get_algorithm, make_config, mbpo
-from mgjax.analysis import probe, sac_probe
 from mgjax.optim import set_learning_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import probe, sac_probe  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""Tests for mgjax.analysis.target_noise and `experiments/gradient_noise.py --snapshots`: the
+"""Tests for lab.target_noise and `experiments/gradient_noise.py --snapshots`: the
 target's noise under each advantage convention, on one tiny point-mass `mle` snapshot."""
 
 import json
+import sys
 
 import jax
 import numpy as np
@@ -10,7 +11,9 @@ from inprocess import run_main
 from test_probe import ROOT, TINY
 
 import mgjax
-from mgjax.analysis import probe, target_noise
+
+sys.path.insert(0, str(ROOT / "experiments"))
+from lab import probe, target_noise  # noqa: E402
 
 SCRIPT = ROOT / "experiments" / "gradient_noise.py"
 

@@ -39,11 +39,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lab import probe
 
 from mgjax import losses
 from mgjax.agents.ppo import PPOBatch
 from mgjax.algorithms import mg, mg_model
-from mgjax.analysis import probe
 from mgjax.buffer import buffer_add
 from mgjax.envs.core import batched_reset, batched_step, where_done
 from mgjax.models.nll import model_nll

@@ -1,4 +1,5 @@
 """Analyses that sit on top of the algorithms and the runner: `curves`, the learning and
-alignment curves, tables and headline figures of metrics.csv files (plot.py, summarize.py,
-ablations.py), and `probe`, the alignment probe (does a model objective raise the real
-alignment it optimises?)."""
+alignment curves, tables and headline figures of metrics.csv files (`mgjax plot`,
+summarize.py, ablations.py), and `published`, published learning curves read onto mgjax's
+evaluation grid (compare_published.py). The research probes and timings live beside the
+scripts, in experiments/lab/."""

@@ -1,7 +1,8 @@
 """Running experiments: placement and sharding of runs over devices, sweeps, the memory
 check, recording (metrics.csv, progress, divergence), resume points, the output files, a
-trained policy loaded from them, the benchmark suites (`suites`), and what the command
-lines share (`cli`, the compilation cache)."""
+trained policy loaded from them, and what the command lines share (`cli`, the compilation
+cache). The benchmark suites and the accelerator check live beside the scripts, in
+experiments/lab/."""
 
 from mgjax.run.experiment import run
 from mgjax.run.loading import load_policy

@@ -1,7 +1,7 @@
-"""Tables and figures of the alignment probes (`mgjax.analysis.probe`, `sac_probe`).
+"""Tables and figures of the alignment probes (`lab.probe`, `sac_probe`).
 
 A probe's JSON is a list of points, one per snapshot (or per snapshot location, over
-training seeds and held-out sets: `mgjax.analysis.probe_cells.aggregate`), each with
+training seeds and held-out sets: `lab.probe_cells.aggregate`), each with
 "floor" (its "pooled_ceiling": what a noiseless ĝ_M could score), "start" (the snapshot's
 own model) and "objectives": per objective, each metric's mean and 95% CI, and for an MG
 objective "diff", its paired difference to NLL only. Points made over several (seed, set)

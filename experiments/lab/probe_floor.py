@@ -1,4 +1,4 @@
-"""The noise floor of the alignment probe (`mgjax.analysis.probe`): how much alignment its
+"""The noise floor of the alignment probe (`lab.probe`): how much alignment its
 held-out batches can show at all, and which of them give the target and which ĝ_M's start
 states."""
 

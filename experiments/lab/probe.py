@@ -24,7 +24,7 @@ estimated by the cosine of the two halves' means, each a mean of m batches.
 This replaces the earlier probe, in which ĝ_M started from the same held-out batches that
 gave ḡ_R (shared noise that let the pooled alignment pass its ceiling); that measurement is
 still available as `ProbeSettings(disjoint=False)` (`--overlap`), with its ceiling from the
-split-half cosine and Spearman–Brown (`noise_floor`). `mgjax.analysis.probe_cells` runs the
+split-half cosine and Spearman–Brown (`noise_floor`). `lab.probe_cells` runs the
 probe over training seeds and held-out sets and gives CIs over all of them.
 
 One step of an objective is L(φ) = −S-surrogate(ĝ_M(φ), g_target) + λ · NLL(φ; buffer
@@ -51,26 +51,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from mgjax.algorithms import mg, mg_model
-from mgjax.analysis.probe_floor import (  # noqa: F401  (the floor and ceiling)
+from lab.probe_floor import (  # noqa: F401  (the floor and ceiling)
   disjoint_floor,
   heldout_split,
   noise_floor,
   pooled_ceiling,
 )
-from mgjax.analysis.probe_report import (  # noqa: F401  (the probe's tables and figures)
+from lab.probe_report import (  # noqa: F401  (the probe's tables and figures)
   METRICS,
   plot_probe,
   probe_table,
   separated,
 )
-from mgjax.analysis.snapshots import (  # noqa: F401  (snapshots of a run to probe)
+from lab.snapshots import (  # noqa: F401  (snapshots of a run to probe)
   load_snapshot,
   load_snapshot_meta,
   make_snapshots,
   save_snapshot,
 )
+
+from mgjax.algorithms import mg, mg_model
 from mgjax.buffer import buffer_add, buffer_sample
 from mgjax.models import fitting
 from mgjax.models.nll import model_nll

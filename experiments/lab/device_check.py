@@ -131,7 +131,7 @@ def _smoke_suite(algo: str) -> dict[str, Any]:
   """The Config fields of the smoke benchmark suite's `algo` cell on pointmass."""
   import dataclasses
 
-  from mgjax.run.suites import SUITES
+  from lab.suites import SUITES
 
   return dataclasses.asdict(SUITES["smoke"].config(algo, "pointmass", {}))
 
@@ -411,16 +411,15 @@ def _isolated(part: Part, limit: float, options: dict) -> dict:
     cmd = [
       sys.executable,
       "-m",
-      "mgjax.run.device_check",
+      "lab.device_check",
       part.name,
       str(result),
       json.dumps({**options, "limit_s": limit}),
     ]
-    root = str(Path(__file__).resolve().parents[2])  # mgjax importable, installed or not
-    env = {
-      **os.environ,
-      "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
+    # mgjax importable, installed or not, and the lab beside the scripts
+    here = Path(__file__).resolve()
+    paths = [str(here.parents[2]), str(here.parents[1]), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     proc = subprocess.Popen(
       cmd,
       stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The alignment probe over training seeds and held-out sets (`mgjax.analysis.probe`).
+"""The alignment probe over training seeds and held-out sets (`lab.probe`).
 
 A *cell* is one (training seed, held-out set): one snapshot of that seed and one collection
 of fit and held-out batches from it (set j: collection key j), on which `probe.run_probe`
@@ -17,8 +17,7 @@ A paired difference (MG − NLL only) is taken per (seed, set, fit key) before e
 from typing import Any, Sequence
 
 import numpy as np
-
-from mgjax.analysis.probe_report import METRICS
+from lab.probe_report import METRICS
 
 
 def hierarchical_ci(

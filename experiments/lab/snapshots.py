@@ -1,4 +1,4 @@
-"""Snapshots of a run for the alignment probes (`mgjax.analysis.probe`, `sac_probe`): one
+"""Snapshots of a run for the alignment probes (`lab.probe`, `sac_probe`): one
 run's state saved as a resume point, loaded back with its config and trainer, and a run
 trained to several numbers of evaluation chunks, continuing from the latest snapshot below
 each where there is one."""

@@ -7,9 +7,9 @@ import time
 
 import jax
 import jax.numpy as jnp
+from lab import speed
 
 from mgjax.algorithms import make_trainer
-from mgjax.analysis import speed
 
 
 def sac_setup(algo: str, env: str, overrides: dict):

@@ -1,5 +1,5 @@
 """The alignment probe in MBPO's loop: does a model objective raise the real alignment of
-SAC's actor-loss gradient? (`mbpo` and `mg-sac` snapshots; `mgjax.analysis.probe` is the
+SAC's actor-loss gradient? (`mbpo` and `mg-sac` snapshots; `lab.probe` is the
 PPO loop's.)
 
 SAC's g_R needs no fresh env steps: it is the actor-loss gradient on real buffer states with
@@ -37,9 +37,9 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lab import probe
 
 from mgjax.algorithms import mg_sac_model
-from mgjax.analysis import probe
 from mgjax.buffer import ReplayBuffer, buffer_sample
 from mgjax.models import fitting
 from mgjax.models.ensemble import member_minibatches
