@@ -10,26 +10,18 @@ One iteration (see docs/design.md, "The loops"):
      (ppo) one PPO update on the real batch.
 Each stage is a top-level function of the parts it uses; `iteration` runs the costly ones
 through a stage hook, `stage(name, fn, su, *args)` (as `mbpo.iteration` does), so that a
-benchmark can take each apart.
+benchmark can take each apart. The state and setup live in `mg_setup`, the stages on real
+data and PPO in `mg_stages`, the MG stage in `mg_model`; this module names them all.
 """
 
-import dataclasses
-import functools
 import sys
-from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import struct
 
-from mgjax import envs, losses
-from mgjax.agents.ppo import PPOBatch, PPOCoefficients, PPONetworks, ppo_update
 from mgjax.algorithms.base import (
   Algorithm,
   Spec,
-  init_hparams,
   inline,
   loop_algorithm,
   mean_episode_return,
@@ -45,31 +37,38 @@ from mgjax.algorithms.mg_model import (  # noqa: F401
   model_alignment,
   model_objective,
 )
-from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row, rows
+from mgjax.algorithms.mg_setup import (  # noqa: F401  (the state and setup, part of this module's API)
+  SWEEPABLE,
+  MGSettings,
+  MGState,
+  ModelState,
+  PPOState,
+  Setup,
+  init,
+  setup,
+)
+from mgjax.algorithms.mg_stages import (  # noqa: F401  (the stages, part of this module's API)
+  _flat,
+  batch_rows,
+  collect,
+  evaluate,
+  make_policy,
+  model_ppo_batch,
+  policy_params,
+  policy_update,
+  real_advantages,
+  real_critic,
+  real_policy_gradient,
+  real_ppo_batch,
+)
+from mgjax.buffer import buffer_add
 from mgjax.config import Config, fail
-from mgjax.model_gradient import policy_gradient, rollout
-from mgjax.models.fitting import MG_FIT_METRICS, ModelObjective, fit_mle
-from mgjax.models.nll import model_nll, nll_loss
-from mgjax.nets import networks
-from mgjax.nets.normalization import RunningStats, init_stats, normalize, update_stats
-from mgjax.optim import adam, set_learning_rate
-from mgjax.types import Model, Params, Transition
+from mgjax.models.fitting import MG_FIT_METRICS, fit_mle
+from mgjax.models.nll import model_nll
+from mgjax.nets.normalization import update_stats
+from mgjax.types import Params, Transition
 
 _NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
-SWEEPABLE = {
-  "mg": (
-    "learning_rate",
-    "model_learning_rate",
-    "mle_weight",
-    "mg_max_grad_norm",
-    "real_grad_ema",
-    "clip_eps",
-    "value_coef",
-    "entropy_coef",
-  ),
-  "mle": ("learning_rate", "model_learning_rate", "clip_eps", "value_coef", "entropy_coef"),
-  "ppo": ("learning_rate", "clip_eps", "value_coef", "entropy_coef"),
-}
 METRICS = (
   "train_return",
   "model_grad_cosine",
@@ -83,289 +82,7 @@ METRICS = (
 )
 
 
-# ------------------------------------------------------------------------------ state
-@struct.dataclass
-class PPOState:
-  """Everything that changes during a `ppo` run (one seed)."""
-
-  agent_params: Params  # {"policy": θ, "value": ψ}
-  agent_opt: optax.OptState
-  obs_stats: RunningStats  # shared by policy and value
-  env_state: Any  # brax State of the batched training envs
-  key: jax.Array
-  iteration: jax.Array
-  env_steps: jax.Array
-  hparams: dict[str, jax.Array]  # the algorithm's sweepable settings, as data
-
-
-@struct.dataclass
-class ModelState:
-  """Everything that changes during an `mle` run (one seed): PPOState's fields, the model
-  and the real buffer it is fitted on."""
-
-  agent_params: Params
-  agent_opt: optax.OptState
-  model_params: Params  # φ
-  model_opt: optax.OptState
-  obs_stats: RunningStats  # shared by policy, value and model
-  env_state: Any
-  buffer: ReplayBuffer  # real transitions
-  key: jax.Array
-  iteration: jax.Array
-  env_steps: jax.Array
-  hparams: dict[str, jax.Array]
-
-
-@struct.dataclass
-class MGState(ModelState):
-  """An `mg` run's state: ModelState's fields and the running average of g_R."""
-
-  real_grad_avg: Params
-  mg_opt: optax.OptState | None = None  # the MG term's own Adam state (mg_optimizer=separate)
-
-
-# ------------------------------------------------------------------------------ setup
-class MGSettings(NamedTuple):
-  """The MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, mg_start,
-  similarity, estimator, mg_optimizer, mg_weight, mg_advantages)."""
-
-  steps: int
-  rollouts: int
-  horizon: int
-  start: str  # "batch" | "buffer"
-  similarity: str
-  estimator: str
-  optimizer: str = "shared"  # "shared" | "separate"
-  weight: float = 1.0
-  advantages: str = "raw"  # `mgjax.losses.transform_advantages` of g_R and ĝ_M
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-  """The static parts of an mg/mle/ppo run, built once from the config."""
-
-  env: envs.EnvInfo
-  train_env: envs.TrainingEnv
-  nets: PPONetworks
-  model_net: networks.Network
-  agent_optimizer: optax.GradientTransformation
-  model_optimizer: optax.GradientTransformation
-  action_mode: str
-  rollout_length: int
-  batch_steps: int
-  discount: float
-  gae_lambda: float
-  ppo_epochs: int
-  num_minibatches: int
-  buffer_size: int
-  mle_steps: int
-  mle_batch: int
-  mg: MGSettings
-  model_rollouts: int
-  model_horizon: int
-  model_updates: int
-  real_value_steps: int
-  real_value_learning_rate: float
-  num_eval_envs: int
-  kind: str  # "mg" | "mle" | "ppo": which of the three loops (a derived variant keeps its base's)
-  hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
-  # (setup, state, g_R target) -> the ModelObjective of the MG steps; a variant may replace it
-  objective: Callable[..., ModelObjective] = model_objective
-
-  def model(self, stats: RunningStats) -> Model:
-    return networks.make_model(self.model_net, stats, self.env.termination_fn, self.action_mode)
-
-  def nll(self, stats: RunningStats):
-    """The model's NLL loss (params, rows) -> scalar under the given statistics."""
-    return functools.partial(
-      nll_loss, net=self.model_net, stats=stats, action_mode=self.action_mode
-    )
-
-
-def setup(c: Config, info: envs.EnvInfo, kind: str = "mg") -> Setup:
-  """The static parts of a `kind` run (mg, mle or ppo) of config `c` on env `info`."""
-  return Setup(
-    env=info,
-    train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
-    nets=PPONetworks(
-      networks.make_policy_network(
-        info.obs_size, info.action_size, c.policy_hidden, c.init_log_std
-      ),
-      networks.make_value_network(info.obs_size, c.value_hidden),
-    ),
-    model_net=networks.make_model_network(
-      info.obs_size, info.action_size, c.model_hidden, c.ensemble_size
-    ),
-    agent_optimizer=adam(c.learning_rate, c.max_grad_norm),
-    model_optimizer=adam(c.model_learning_rate),
-    action_mode=c.action_mode,
-    rollout_length=c.rollout_length,
-    batch_steps=c.batch_steps,
-    discount=c.discount,
-    gae_lambda=c.gae_lambda,
-    ppo_epochs=c.ppo_epochs,
-    num_minibatches=c.num_minibatches,
-    buffer_size=c.buffer_size,
-    mle_steps=c.mle_steps,
-    mle_batch=c.mle_batch,
-    mg=MGSettings(
-      c.mg_steps,
-      c.mg_rollouts,
-      c.mg_horizon,
-      c.mg_start,
-      c.similarity,
-      c.estimator,
-      c.mg_optimizer,
-      c.mg_weight,
-      c.mg_advantages,
-    ),
-    model_rollouts=c.model_rollouts,
-    model_horizon=c.model_horizon,
-    model_updates=c.model_updates,
-    real_value_steps=c.real_value_steps,
-    real_value_learning_rate=c.real_value_learning_rate,
-    num_eval_envs=c.num_eval_envs,
-    kind=kind,
-    hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[kind]),
-  )
-
-
-def init(su: Setup, key: jax.Array, hparams: dict | None = None):
-  """A fresh state (PPOState, ModelState or MGState); `hparams` overrides some of the
-  sweepable settings."""
-  hp = init_hparams(su.kind, dict(su.hparam_defaults), hparams)
-  kp, kv, km, ke, key = jax.random.split(key, 5)
-  agent = {"policy": su.nets.policy.init(kp), "value": su.nets.value.init(kv)}
-  common = dict(
-    obs_stats=init_stats(su.env.obs_size),
-    env_state=su.train_env.reset(ke),
-    key=key,
-    iteration=jnp.zeros((), jnp.int32),
-    env_steps=jnp.zeros((), jnp.int32),
-    hparams=hp,
-  )
-  agent_opt = set_learning_rate(su.agent_optimizer.init(agent), hp["learning_rate"])
-  if su.kind == "ppo":
-    return PPOState(agent_params=agent, agent_opt=agent_opt, **common)
-  model_params = su.model_net.init(km)
-  model_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
-  buffer = buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size)
-  parts = dict(
-    agent_params=agent,
-    agent_opt=agent_opt,
-    model_params=model_params,
-    model_opt=model_opt,
-    buffer=buffer,
-    **common,
-  )
-  if su.kind == "mle":
-    return ModelState(**parts)
-  mg_opt = None
-  if su.mg.optimizer == "separate":
-    mg_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
-  return MGState(
-    **parts, real_grad_avg=jax.tree.map(jnp.zeros_like, agent["policy"]), mg_opt=mg_opt
-  )
-
-
 # ------------------------------------------------------------------------------ stages
-def collect(
-  train_env: envs.TrainingEnv,
-  policy,
-  policy_params: Params,
-  env_state,
-  key: jax.Array,
-  *,
-  rollout_length: int,
-  action_mode: str,
-):
-  """Runs the policy for rollout_length steps in the training envs
-  -> (env_state, Transition [T, N])."""
-  rkey, key = jax.random.split(key)
-  env_state = train_env.refresh_resets(env_state, rkey)
-
-  def step(env_state, step_key):
-    raw = jax.vmap(policy.sample, in_axes=(None, 0, 0))(
-      policy_params, env_state.obs, jax.random.split(step_key, train_env.num_envs)
-    )
-    nxt = train_env.step(env_state, networks.env_action(raw, action_mode))
-    tr = Transition(
-      env_state.obs,
-      raw,
-      nxt.reward,
-      nxt.info["final_obs"],
-      nxt.info["termination"],
-      nxt.info["truncation"],
-      {},
-    )
-    return nxt, tr
-
-  return jax.lax.scan(step, env_state, jax.random.split(key, rollout_length))
-
-
-def real_advantages(
-  value_fn, value_params: Params, batch: Transition, *, discount: float, gae_lambda: float
-):
-  """GAE on a real batch [T, N] with V_ψ, bootstrapping truncated steps from V(s'_t)
-  -> (advantages, targets)."""
-  v_batch = jax.vmap(value_fn, in_axes=(None, 0))
-  v = lambda o: jax.vmap(v_batch, in_axes=(None, 0))(value_params, o)
-  return losses.gae_from_next_values(
-    batch.reward,
-    v(batch.obs),
-    v(batch.next_obs),
-    batch.termination,
-    batch.truncation,
-    discount=discount,
-    gae_lambda=gae_lambda,
-  )
-
-
-def _flat(x: jax.Array) -> jax.Array:
-  """[T, N, ...] -> [T·N, ...]."""
-  return x.reshape((-1,) + x.shape[2:])
-
-
-def real_critic(
-  value_fn, value_params: Params, batch: Transition, *, steps: int, learning_rate: float, **gae_kw
-) -> Params:
-  """ψ_R: V_ψ also fitted on the real batch's returns, for the MG target only (`real_value_steps`;
-  PPO keeps ψ). `steps` full-batch Adam steps of ½ mean (V(s) − G^λ)², the λ-return targets G^λ
-  from ψ (`real_advantages`) held fixed; ψ itself when steps = 0."""
-  if not steps:
-    return value_params
-  _, targets = real_advantages(value_fn, value_params, batch, **gae_kw)
-  obs, targets = _flat(batch.obs), _flat(targets)
-  optimizer = optax.adam(learning_rate)
-
-  def step(carry, _):
-    params, opt = carry
-    grads = jax.grad(
-      lambda p: losses.value_loss(jax.vmap(value_fn, in_axes=(None, 0))(p, obs), targets)
-    )(params)
-    updates, opt = optimizer.update(grads, opt, params)
-    return (optax.apply_updates(params, updates), opt), None
-
-  (params, _), _ = jax.lax.scan(step, (value_params, optimizer.init(value_params)), None, steps)
-  return params
-
-
-def real_policy_gradient(
-  policy,
-  policy_params: Params,
-  batch: Transition,
-  advantages: jax.Array,
-  transform: str = "raw",
-) -> Params:
-  """g_R = ∇_θ mean[log π(a|s) Â] on the real batch, Â as `transform` gives it over the
-  batch (`mgjax.losses.transform_advantages`; the convention ĝ_M must use too)."""
-  return policy_gradient(
-    policy_params,
-    policy=policy,
-    obs=_flat(batch.obs),
-    actions=_flat(batch.action),
-    advantages=losses.transform_advantages(_flat(advantages), transform),
-  )
 
 
 def heldout_alignment(
@@ -390,101 +107,6 @@ def heldout_alignment(
   start = states[jax.random.randint(skey, (su.mg.rollouts,), 0, states.shape[0])]
   _, metrics = mg_loss_from(su, state, state.model_params, start, rkey, real_grad)
   return metrics["cosine"]
-
-
-def batch_rows(batch: Transition) -> dict[str, jax.Array]:
-  """A real batch [T, N] as the buffers' flat rows [T·N]."""
-  return rows(
-    _flat(batch.obs),
-    _flat(batch.action),
-    _flat(batch.reward),
-    _flat(batch.next_obs),
-    _flat(batch.termination),
-  )
-
-
-def model_ppo_batch(su: Setup, state: ModelState, key: jax.Array) -> PPOBatch:
-  """Branched rollouts of horizon H in the model from buffer states, with GAE that
-  bootstraps V(s_H) and stops at predicted termination."""
-  skey, rkey = jax.random.split(key)
-  start = buffer_sample(state.buffer, skey, su.model_rollouts)["obs"]
-  stats = state.obs_stats
-  obs, actions, rewards, dones, alive = rollout(
-    state.model_params,
-    state.agent_params["policy"],
-    start,
-    rkey,
-    policy=su.nets.make_policy(stats),
-    model=su.model(stats),
-    horizon=su.model_horizon,
-  )
-  value_fn = su.nets.make_value_fn(stats)
-  values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
-    state.agent_params["value"], obs
-  )
-  adv, targets = losses.gae(
-    rewards, values[:-1], values[-1], dones, discount=su.discount, gae_lambda=su.gae_lambda
-  )
-  # Model data is data to PPO: no gradient reaches the model through it.
-  return jax.lax.stop_gradient(
-    PPOBatch(_flat(obs[:-1]), _flat(actions), _flat(adv), _flat(targets), _flat(alive))
-  )
-
-
-def real_ppo_batch(batch: Transition, advantages: jax.Array, targets: jax.Array) -> PPOBatch:
-  return PPOBatch(
-    _flat(batch.obs),
-    _flat(batch.action),
-    _flat(advantages),
-    _flat(targets),
-    jnp.ones_like(_flat(advantages)),
-  )
-
-
-def policy_update(su: Setup, state, batch: PPOBatch, key: jax.Array):
-  """One PPO update (`mgjax.agents.ppo.ppo_update`) of the state's policy and value."""
-  hp = state.hparams
-  params, opt, metrics = ppo_update(
-    state.agent_params,
-    state.agent_opt,
-    batch,
-    key,
-    nets=su.nets,
-    stats=state.obs_stats,
-    optimizer=su.agent_optimizer,
-    coeffs=PPOCoefficients(hp["clip_eps"], hp["value_coef"], hp["entropy_coef"]),
-    epochs=su.ppo_epochs,
-    num_minibatches=su.num_minibatches,
-    obs_size=su.env.obs_size,
-  )
-  return state.replace(agent_params=params, agent_opt=opt), metrics
-
-
-def policy_params(state) -> dict:
-  """The policy network and the observation statistics it normalises with."""
-  return {"agent_params": {"policy": state.agent_params["policy"]}, "obs_stats": state.obs_stats}
-
-
-def make_policy(su: Setup, params: dict, deterministic: bool = True):
-  """act(obs [B, obs_size], key) -> env actions: the Gaussian's mean (deterministic) or a
-  sample, squashed to [-1, 1] by `action_mode` as in training."""
-  stats, net_params = params["obs_stats"], params["agent_params"]["policy"]
-
-  def act(obs, key=None):
-    mean, log_std = jax.vmap(su.nets.policy.apply, in_axes=(None, 0))(
-      net_params, normalize(stats, obs)
-    )
-    if not deterministic:
-      mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return networks.env_action(mean, su.action_mode)
-
-  return act
-
-
-def evaluate(su: Setup, state, key: jax.Array) -> dict[str, jax.Array]:
-  """Deterministic policy (mean action), full episodes in fresh eval envs."""
-  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.num_eval_envs)
-  return {"eval_return": out["return"], "eval_length": out["length"]}
 
 
 # ------------------------------------------------------------------------------ the loop
