@@ -18,6 +18,7 @@ algorithm or an env registered from outside) is not kept; nor is one of several 
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -82,9 +83,17 @@ def folder_for(config: Any, algorithm: Any, env_names: tuple[str, ...]) -> Path 
   if root is None or jax.process_count() > 1 or config.env not in env_names:
     return None
   functions = [f for f in algorithm if callable(f)]
-  if not all(getattr(f, "__module__", "").startswith("mgjax.") for f in functions):
+  if not all(_module(f).startswith("mgjax.") for f in functions):
     return None
   return root
+
+
+def _module(fn: Callable) -> str:
+  """The module that defines `fn`, through `functools.partial` (an algorithm's functions
+  bound to the loop they run)."""
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  return getattr(fn, "__module__", None) or ""
 
 
 class Program:
