@@ -9,31 +9,12 @@ from pathlib import Path
 
 import jax
 import pytest
+from tiny import MBPO  # tests/test_resume.py's mbpo run
 
 from mgjax.algorithms import make_config, make_trainer
 from mgjax.run import MemoryCheckError, make_mesh, memory
 
 ROOT = Path(__file__).resolve().parent.parent
-# tests/test_resume.py's mbpo run: both replay buffers, the ensemble, SAC's optimisers.
-MBPO = dict(
-  algo="mbpo",
-  env="pointmass",
-  total_steps=400,
-  exploration_steps=200,
-  rollout_length=25,
-  eval_every=2,
-  num_eval_envs=2,
-  model_hidden=(32, 32),
-  sac_hidden=(32, 32),
-  ensemble_size=3,
-  elites=2,
-  rollout_batch=64,
-  updates_per_step=2,
-  sac_batch=64,
-  model_max_epochs=2,
-  model_epoch_steps=5,
-  branch_schedule=(0, 1, 1, 3),
-)
 MG = dict(
   algo="mg",
   env="pointmass",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import pytest
+import tiny
 from chunked import POINTMASS
 from inprocess import run_main
 
@@ -23,26 +24,8 @@ from mgjax.algorithms import make_config
 from mgjax.run import ResumeError, outputs, resume, run
 
 ROOT = Path(__file__).resolve().parent.parent
-# 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps.
-CONFIG = make_config(
-  algo="mbpo",
-  env="pointmass",
-  total_steps=400,
-  exploration_steps=200,
-  rollout_length=25,
-  eval_every=2,
-  num_eval_envs=2,
-  model_hidden=(32, 32),
-  sac_hidden=(32, 32),
-  ensemble_size=3,
-  elites=2,
-  rollout_batch=64,
-  updates_per_step=2,
-  sac_batch=64,
-  model_max_epochs=2,
-  model_epoch_steps=5,
-  branch_schedule=(0, 1, 1, 3),
-)
+# 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps (tests/tiny.py).
+CONFIG = make_config(**tiny.MBPO)
 SEEDS = [0, 1]
 
 
