@@ -9,40 +9,13 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from mgjax import envs
 from mgjax.agents.ppo import PPONetworks
-from mgjax.algorithms.base import (
-  init_hparams,
-)
-
-# mg_loss and mg_start_obs are part of this module's API (the MG stage).
-from mgjax.algorithms.mg_model import (  # noqa: F401
-  average_real_grad,
-  fit_model_mg,
-  mg_loss,
-  mg_loss_from,
-  mg_start_obs,
-  model_alignment,
-  model_objective,
-)
-from mgjax.algorithms.mg_stages import (  # noqa: F401  (the stages, part of this module's API)
-  _flat,
-  batch_rows,
-  collect,
-  evaluate,
-  make_policy,
-  model_ppo_batch,
-  policy_params,
-  policy_update,
-  real_advantages,
-  real_critic,
-  real_policy_gradient,
-  real_ppo_batch,
-)
+from mgjax.algorithms.base import init_hparams
+from mgjax.algorithms.mg_model import model_objective
 from mgjax.buffer import ReplayBuffer, buffer_init, empty_row
 from mgjax.config import Config
 from mgjax.models.fitting import ModelObjective
@@ -52,7 +25,6 @@ from mgjax.nets.normalization import RunningStats, init_stats
 from mgjax.optim import adam, set_learning_rate
 from mgjax.types import Model, Params
 
-_NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 SWEEPABLE = {
   "mg": (
     "learning_rate",

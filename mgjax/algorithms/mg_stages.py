@@ -10,17 +10,6 @@ import optax
 
 from mgjax import envs, losses
 from mgjax.agents.ppo import PPOBatch, PPOCoefficients, ppo_update
-
-# mg_loss and mg_start_obs are part of this module's API (the MG stage).
-from mgjax.algorithms.mg_model import (  # noqa: F401
-  average_real_grad,
-  fit_model_mg,
-  mg_loss,
-  mg_loss_from,
-  mg_start_obs,
-  model_alignment,
-  model_objective,
-)
 from mgjax.buffer import buffer_sample, rows
 from mgjax.model_gradient import policy_gradient, rollout
 from mgjax.nets import networks
