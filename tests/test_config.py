@@ -3,12 +3,25 @@ mgjax.algorithms (make_config, validate, config_from_dict): a ConfigError names 
 its value."""
 
 import dataclasses
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-from mgjax.algorithms import config_from_dict, describe, make_config, validate
-from mgjax.config import ALIASES, Config, ConfigError
+from mgjax.algorithms import config_from_dict, describe, get_algorithm, make_config, validate
+from mgjax.config import (
+  ALIASES,
+  PARTS,
+  Config,
+  ConfigError,
+  MBPOConfig,
+  MGConfig,
+  ModelConfig,
+  PPOConfig,
+  RunConfig,
+  SACConfig,
+)
 
 # The configs of tests/test_mg.py: a tiny mg run, its stage variant and the end-to-end runs.
 SMALL = Config(
@@ -97,6 +110,78 @@ def test_validate_names_field_and_value(changes, expected):
     validate(Config(**changes))
 
 
+# ------------------------------------------------------------------------------ parts
+def test_config_is_its_parts_and_nothing_else():
+  names = [f.name for f in dataclasses.fields(Config)]
+  from_parts = list(dict.fromkeys(f.name for part in PARTS for f in dataclasses.fields(part)))
+  assert names == from_parts  # config.json's order: the parts' in PARTS order
+  for part in PARTS:  # the same defaults in the part and in Config
+    for f in dataclasses.fields(part):
+      assert getattr(Config(), f.name) == f.default, (part.__name__, f.name)
+  # Only discount is in two parts (PPO's and SAC's), with one value.
+  shared = [
+    n for n in dict.fromkeys(names) if sum(n in part.__dataclass_fields__ for part in PARTS) > 1
+  ]
+  assert shared == ["discount"]
+
+
+def test_a_part_of_a_config_and_its_own_checks():
+  c = make_config(algo="mbpo", env="hopper", sac_batch=64)
+  sac = SACConfig.of(c)
+  assert isinstance(sac, SACConfig) and (sac.sac_batch, sac.target_entropy) == (64, -1.0)
+  assert MBPOConfig.of(c) == MBPOConfig.for_env("hopper")
+  assert SACConfig.for_env("ant").changed() == {"target_entropy": -4.0}
+  assert MBPOConfig.for_env("humanoid").changed() == {
+    "branch_schedule": (20, 300, 1, 25),
+    "model_retain_epochs": 5,
+  }
+  for part, field, value, why in (
+    (PPOConfig, "clip_eps", 0.0, "must be positive"),
+    (ModelConfig, "model_hidden", (), "must be one or more positive layer sizes"),
+    (MGConfig, "estimator", "exact", "choose one of score, pathwise"),
+    (SACConfig, "tau", 2.0, "must lie in [0, 1]"),
+    (MBPOConfig, "elite_draw", "all", "choose one of row, block"),
+    (RunConfig, "eval_every", 0, "must be positive"),
+  ):
+    part().check()
+    with pytest.raises(ConfigError, match=re.escape(f"{field}={value!r}: {why}")):
+      part(**{field: value}).check()
+
+
+def test_an_algorithm_checks_only_the_parts_it_reads():
+  # PPO's fields are not sac's: a bad one is no error for sac, and is for mg.
+  sac = dict(algo="sac", env="pointmass", exploration_steps=0)
+  assert make_config(**sac, ppo_epochs=0).ppo_epochs == 0
+  with pytest.raises(ConfigError, match="ppo_epochs=0"):
+    make_config(algo="mg", ppo_epochs=0)
+  # SAC's and MBPO's fields are not mg's or ppo's.
+  for algo in ("mg", "mle", "ppo"):
+    make_config(algo=algo, tau=-1.0, elite_draw="all")
+  assert SACConfig not in get_algorithm("mg").spec.parts
+  # The model gradient's are mg-sac's but not mbpo's or sac's.
+  with pytest.raises(ConfigError, match="estimator='exact'"):
+    make_config(algo="mg-sac", estimator="exact")
+  make_config(algo="mbpo", estimator="exact")
+  # The run's fields are every algorithm's.
+  for algo in ("mg", "mle", "ppo", "sac", "mbpo", "mg-sac"):
+    with pytest.raises(ConfigError, match="num_eval_envs=0"):
+      make_config(algo=algo, num_eval_envs=0)
+
+
+def test_every_stored_config_json_still_loads():
+  # Every config.json under results/, written by earlier versions, loads as a valid Config
+  # with each of its fields as it was written.
+  paths = sorted((Path(__file__).parents[1] / "results").rglob("config.json"))
+  assert len(paths) >= 40
+  for path in paths:
+    d = json.loads(path.read_text())
+    config = config_from_dict(d)
+    written = {ALIASES.get(k, k): v for k, v in d.items() if k not in ("resolved", "seeds")}
+    assert set(written) <= set(config.to_dict()), path
+    for name, value in written.items():
+      assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value), path
+
+
 # ------------------------------------------------------- rollout_schedule -> branch_schedule
 def test_aliases_map_the_old_field_name():
   assert ALIASES == {"rollout_schedule": "branch_schedule"}
@@ -158,7 +243,7 @@ def test_config_from_dict_validates():
     config_from_dict({**Config().to_dict(), "buffer_size": 1000})
 
 
-def test_help_groups_the_settings_by_their_section_of_config():
+def test_help_groups_the_settings_by_their_part_of_config():
   import argparse
 
   from mgjax.run import cli
@@ -167,12 +252,17 @@ def test_help_groups_the_settings_by_their_section_of_config():
   assert set(sections) == {f.name for f in dataclasses.fields(Config)}
   assert (sections["algo"], sections["policy_hidden"], sections["clip_eps"]) == (
     "run",
-    "networks",
+    "PPO",
     "PPO",
   )
-  assert (sections["mg_horizon"], sections["model_updates"], sections["sac_hidden"]) == (
+  assert (sections["mle_batch"], sections["model_updates"], sections["mg_horizon"]) == (
     "model fitting",
     "policy optimisation in the model",
+    "model gradient",
+  )
+  assert (sections["sac_hidden"], sections["discount"], sections["elites"]) == (
+    "SAC",
+    "PPO",  # PPO's and SAC's: the first part that has it
     "mbpo, mg-sac",
   )
   text = cli.add_config_flags(argparse.ArgumentParser(prog="x")).format_help()

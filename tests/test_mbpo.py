@@ -17,7 +17,7 @@ from chunked import MBPO_SMALL, MG_SAC_STAGE, run_chunks, sac_target
 from mgjax import envs, models
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
 from mgjax.buffer import buffer_add_masked
-from mgjax.config import Config, ConfigError
+from mgjax.config import Config, ConfigError, MBPOConfig
 from mgjax.optim import set_learning_rate
 
 _SMALL = MBPO_SMALL
@@ -56,7 +56,7 @@ def test_mbpo_presets_follow_the_published_settings():
   assert c.branch_schedule == (20, 100, 1, 15) and c.rollout_batch == 100_000
   assert make_config(algo="mbpo", env="halfcheetah").updates_per_step == 40
   assert make_config(algo="mbpo", env="ant").branch_schedule == (20, 100, 1, 25)
-  assert preset("mbpo", "ant")["branch_schedule"] == mbpo.MBPO_PRESETS["ant"]["branch_schedule"]
+  assert preset("mbpo", "ant")["branch_schedule"] == MBPOConfig.for_env("ant").branch_schedule
   # Explicit fields win over the preset; other algorithms have none.
   assert make_config(algo="mbpo", env="hopper", rollout_batch=1000).rollout_batch == 1000
   assert preset("mg", "hopper") == {} and make_config(algo="mg") == Config(algo="mg")

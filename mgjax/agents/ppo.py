@@ -5,6 +5,7 @@ Used on real data (`ppo`) and on model rollouts (`mg`, `mle`); `PPOBatch.weight`
 steps of a model rollout after its predicted termination.
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -13,10 +14,53 @@ import jax.numpy as jnp
 import optax
 
 from mgjax import losses
-from mgjax.nets.networks import Network, make_policy, make_value_fn
+from mgjax.checks import Part, layer_sizes, non_negative, one_of, positive, unit_interval
+from mgjax.nets.networks import ACTION_MODES, Network, make_policy, make_value_fn
 from mgjax.nets.normalization import RunningStats
 from mgjax.optim import apply_gradients
 from mgjax.types import Params, Policy
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(Part):
+  """PPO's settings and its networks' (on real data for ppo, on model rollouts for mg/mle)."""
+
+  SECTION = "PPO"
+
+  policy_hidden: tuple[int, ...] = (64, 64)
+  value_hidden: tuple[int, ...] = (64, 64)
+  action_mode: str = "clip"  # clip | tanh: how a Gaussian sample maps to [-1, 1]
+  init_log_std: float = -0.5  # initial policy log-std
+  discount: float = 0.99
+  gae_lambda: float = 0.95
+  clip_eps: float = 0.2
+  ppo_epochs: int = 4
+  num_minibatches: int = 4
+  entropy_coef: float = 0.0
+  value_coef: float = 0.5
+  learning_rate: float = 3e-4  # policy and value
+  max_grad_norm: float = 0.5
+
+  def check(self) -> None:
+    positive(self, ("ppo_epochs", "num_minibatches", "learning_rate", "clip_eps", "max_grad_norm"))
+    unit_interval(self, ("discount", "gae_lambda"))
+    non_negative(self, ("entropy_coef", "value_coef"))
+    layer_sizes(self, ("policy_hidden", "value_hidden"))
+    one_of(self, "action_mode", ACTION_MODES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPPOConfig(Part):
+  """PPO in a learned model (mg, mle): the branched model rollouts of each policy update."""
+
+  SECTION = "policy optimisation in the model"
+
+  model_rollouts: int = 512  # branched rollouts per policy update, from buffer states
+  model_horizon: int = 10  # their horizon
+  model_updates: int = 4  # R: policy updates in the model per real iteration
+
+  def check(self) -> None:
+    positive(self, ("model_rollouts", "model_horizon", "model_updates"))
 
 
 class PPONetworks(NamedTuple):

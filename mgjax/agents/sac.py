@@ -9,6 +9,7 @@ observation normalisation or anything else:
 Batched inputs carry a leading axis [B]; the losses vmap inside.
 """
 
+import dataclasses
 import functools
 import math
 from typing import Callable, NamedTuple, Sequence
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from mgjax.checks import Part, layer_sizes, non_negative, positive, unit_interval
 from mgjax.losses import gaussian_nll, gaussian_sample
 from mgjax.nets.networks import MLP, Network
 from mgjax.optim import apply_gradients
@@ -34,6 +36,46 @@ ActorFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 # --------------------------------------------------------------------------- networks
+# MBPO's entropy target per env (Janner et al. 2019, appendix C).
+TARGET_ENTROPY = {
+  "hopper": -1.0,
+  "walker2d": -3.0,
+  "halfcheetah": -3.0,
+  "ant": -4.0,
+  "humanoid": -2.0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig(Part):
+  """SAC's settings (sac, and the SAC of mbpo and mg-sac); `for_env` sets MBPO's entropy
+  target of an env."""
+
+  SECTION = "SAC"
+
+  sac_hidden: tuple[int, ...] = (256, 256)
+  sac_learning_rate: float = 3e-4  # actor, critics and temperature
+  sac_batch: int = 256  # SAC minibatch (real_ratio of it from real data)
+  discount: float = 0.99
+  tau: float = 0.005  # Polyak rate of the target critics
+  target_entropy: float = 0.0  # SAC entropy target; 0 = -action_size
+  updates_per_step: int = 20  # G: SAC updates per real env step
+  exploration_steps: int = 5000  # initial uniform-random env steps before learning
+
+  @classmethod
+  def for_env(cls, env: str, **fields) -> "SACConfig":
+    """SACConfig with MBPO's entropy target on `env` (where it has one), under `fields`."""
+    return cls(
+      **{**({"target_entropy": TARGET_ENTROPY[env]} if env in TARGET_ENTROPY else {}), **fields}
+    )
+
+  def check(self) -> None:
+    positive(self, ("sac_batch", "updates_per_step", "sac_learning_rate"))
+    non_negative(self, ("exploration_steps",))
+    unit_interval(self, ("discount", "tau"))
+    layer_sizes(self, ("sac_hidden",))
+
+
 class _TanhGaussianActor(nn.Module):
   """Pre-tanh Gaussian with state-dependent log-std, smoothly bounded into
   [LOG_STD_MIN, LOG_STD_MAX] by log σ = min + ½ (max − min)(tanh(x) + 1)."""

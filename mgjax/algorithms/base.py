@@ -49,6 +49,8 @@ class Spec(NamedTuple):
       largest temporary arrays of an iteration, for the memory check (`mgjax.run.memory`).
     color: its colour in figures (a matplotlib colour, `mgjax.analysis.curves`); None: one
       of the colour cycle's that no drawn algorithm has.
+    parts: the config parts it reads besides `RunConfig` (`mgjax.config.PARTS`), the only
+      ones `validate` checks; None: every part.
   """
 
   metrics: tuple[str, ...]
@@ -57,6 +59,7 @@ class Spec(NamedTuple):
   cpu_split: bool = True
   transients: Callable[[Config, Any], dict[str, tuple[int, tuple[str, ...]]]] = _no_transients
   color: str | None = None
+  parts: tuple[type, ...] | None = None
 
 
 class Algorithm(NamedTuple):

@@ -74,7 +74,8 @@ from mgjax.buffer import (
 )
 from mgjax.config import Config, fail
 from mgjax.models.ensemble import EnsembleFit, fit_ensemble
-from mgjax.models.fitting import MG_FIT_METRICS
+from mgjax.models.fitting import MG_FIT_METRICS, MGConfig, ModelConfig
+from mgjax.models.mbpo_config import MBPOConfig
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats, update_stats
 from mgjax.optim import adam, set_learning_rate
@@ -375,23 +376,17 @@ def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
 # SAC's (`sac_preset`: one env, a model round every 250 steps, epochs of 1000 steps, the
 # entropy target per env) and a 7-member ensemble of 4x200 swish layers with 5 elites,
 # 400 model rollouts per env step (100k per round), G SAC updates per env step with
-# real_ratio 0.05. Branch-length schedules per env; humanoid uses 400-unit model layers.
+# real_ratio 0.05. Branch-length schedules per env (`MBPOConfig.for_env`); halfcheetah takes
+# 40 SAC updates per env step, humanoid 400-unit model layers.
 _MODEL_COMMON = {
   "ensemble_size": 7,
   "model_hidden": (200, 200, 200, 200),
   "mle_batch": 256,
   "model_learning_rate": 1e-3,
 }
-MBPO_PRESETS: dict[str, dict[str, Any]] = {
-  "hopper": {"branch_schedule": (20, 100, 1, 15)},
-  "walker2d": {"branch_schedule": (20, 100, 1, 1)},
-  "halfcheetah": {"branch_schedule": (20, 100, 1, 1), "updates_per_step": 40},
-  "ant": {"branch_schedule": (20, 100, 1, 25)},
-  "humanoid": {
-    "branch_schedule": (20, 300, 1, 25),
-    "model_retain_epochs": 5,
-    "model_hidden": (400, 400, 400, 400),
-  },
+MBPO_OTHER_PRESETS: dict[str, dict[str, Any]] = {
+  "halfcheetah": {"updates_per_step": 40},
+  "humanoid": {"model_hidden": (400, 400, 400, 400)},
 }
 # mg-sac runs MBPO's loop with its settings; its MG steps differentiate through the
 # reparameterised ensemble and tanh-Gaussian actor (SAC's actor loss is smooth in the state).
@@ -400,7 +395,12 @@ MG_SAC_PRESET: dict[str, Any] = {"estimator": "pathwise"}
 
 def preset(env: str) -> dict[str, Any]:
   """mbpo's defaults on `env` where they differ from Config's."""
-  return {**sac_preset(env), **_MODEL_COMMON, **MBPO_PRESETS.get(env, {})}
+  return {
+    **sac_preset(env),
+    **_MODEL_COMMON,
+    **MBPOConfig.for_env(env).changed(),
+    **MBPO_OTHER_PRESETS.get(env, {}),
+  }
 
 
 def validate(c: Config, kind: str = "mbpo") -> None:
@@ -483,8 +483,15 @@ def transients(c: Config, env: envs.EnvInfo) -> dict[str, tuple[int, tuple[str, 
   return {"rollout step": (rollout_step_bytes(c, env.obs_size, env.action_size), fields)}
 
 
+# The config parts each loop reads.
+PARTS = {
+  "mbpo": (sac.SACConfig, ModelConfig, MBPOConfig),
+  "mg-sac": (sac.SACConfig, ModelConfig, MBPOConfig, MGConfig),
+}
+
+
 def _algorithm(kind: str, color: str, metrics: tuple[str, ...], preset_fn) -> Algorithm:
-  spec = Spec(metrics, SWEEPABLE[kind], watched, False, transients, color)
+  spec = Spec(metrics, SWEEPABLE[kind], watched, False, transients, color, PARTS[kind])
   return loop_algorithm(
     kind, sys.modules[__name__], preset_fn, spec, initial_steps=lambda c: c.exploration_steps
   )

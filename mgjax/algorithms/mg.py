@@ -19,6 +19,7 @@ import sys
 import jax
 import numpy as np
 
+from mgjax.agents.ppo import ModelPPOConfig, PPOConfig
 from mgjax.algorithms.base import (
   Algorithm,
   Spec,
@@ -63,7 +64,7 @@ from mgjax.algorithms.mg_stages import (  # noqa: F401  (the stages, part of thi
 )
 from mgjax.buffer import buffer_add
 from mgjax.config import Config, fail
-from mgjax.models.fitting import MG_FIT_METRICS, fit_mle
+from mgjax.models.fitting import MG_FIT_METRICS, MGConfig, ModelConfig, fit_mle
 from mgjax.models.nll import model_nll
 from mgjax.nets.normalization import update_stats
 from mgjax.types import Params, Transition
@@ -295,8 +296,16 @@ def watched(c: Config, kind: str = "mg") -> tuple[str, ...]:
   )
 
 
+# The config parts each loop reads (mle reports the MG alignment, so it reads MGConfig too).
+PARTS = {
+  "mg": (PPOConfig, ModelConfig, ModelPPOConfig, MGConfig),
+  "mle": (PPOConfig, ModelConfig, ModelPPOConfig, MGConfig),
+  "ppo": (PPOConfig,),
+}
+
+
 def _algorithm(kind: str, color: str) -> Algorithm:
-  spec = Spec(METRICS, SWEEPABLE[kind], watched, color=color)
+  spec = Spec(METRICS, SWEEPABLE[kind], watched, color=color, parts=PARTS[kind])
   return loop_algorithm(kind, sys.modules[__name__], lambda env: {}, spec)
 
 

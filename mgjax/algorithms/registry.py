@@ -13,7 +13,7 @@ import jax
 from mgjax import envs
 from mgjax.algorithms import mbpo, mg, sac
 from mgjax.algorithms.base import Algorithm, Schedule, Spec, Trainer, bind, schedule
-from mgjax.config import ALIASES, Config, ConfigError, check_common, fail
+from mgjax.config import ALIASES, PARTS, Config, ConfigError, RunConfig, check_parts, fail
 
 REGISTRY: dict[str, Algorithm] = {
   "mg": mg.MG,
@@ -92,9 +92,12 @@ def run_schedule(config: Config) -> Schedule:
 
 
 def validate(config: Config) -> Config:
-  """Checks every field; raises ConfigError naming the first bad field and its value."""
+  """Checks the run's fields and those of the parts the algorithm reads (`Spec.parts`), then
+  the algorithm's own cross-part checks; raises ConfigError naming the first bad field and
+  its value."""
   algorithm = get_algorithm(config.algo)
-  check_common(config)
+  parts = PARTS if algorithm.spec.parts is None else (RunConfig, *algorithm.spec.parts)
+  check_parts(config, parts)
   c, initial = config, algorithm.initial_steps(config)
   if c.total_steps < initial + c.batch_steps * c.eval_every:
     fail(

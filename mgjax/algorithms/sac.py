@@ -239,21 +239,15 @@ def iteration(su: SACSetup, state: SACState):
 
 # ------------------------------------------------------------------------------ for the runner
 # MBPO's SAC settings (Janner et al. 2019, appendix C): one env, an evaluation every 1000
-# env steps, a 1M-row buffer, and the entropy target per env; humanoid acts 1000 steps per
-# iteration.
+# env steps, a 1M-row buffer, and the entropy target per env (`SACConfig.for_env`); humanoid
+# acts 1000 steps per iteration.
 _SAC_COMMON = {"num_envs": 1, "rollout_length": 250, "eval_every": 4, "buffer_size": 1_000_000}
-SAC_PRESETS: dict[str, dict[str, Any]] = {
-  "hopper": {"target_entropy": -1.0},
-  "walker2d": {"target_entropy": -3.0},
-  "halfcheetah": {"target_entropy": -3.0},
-  "ant": {"target_entropy": -4.0},
-  "humanoid": {"target_entropy": -2.0, "rollout_length": 1000, "eval_every": 1},
-}
+SAC_RUN_PRESETS: dict[str, dict[str, Any]] = {"humanoid": {"rollout_length": 1000, "eval_every": 1}}
 
 
 def sac_preset(env: str) -> dict[str, Any]:
   """MBPO's SAC settings on `env` where they differ from Config's."""
-  return {**_SAC_COMMON, **SAC_PRESETS.get(env, {})}
+  return {**_SAC_COMMON, **sac.SACConfig.for_env(env).changed(), **SAC_RUN_PRESETS.get(env, {})}
 
 
 def validate(c: Config) -> None:
@@ -271,6 +265,13 @@ SAC = Algorithm(
   make_policy=make_policy,
   validate=validate,
   preset=lambda env: {**sac_preset(env), "updates_per_step": 1},
-  spec=Spec(METRICS, SWEEPABLE, lambda c: ("critic_loss", "actor_loss"), False, color="C4"),
+  spec=Spec(
+    METRICS,
+    SWEEPABLE,
+    lambda c: ("critic_loss", "actor_loss"),
+    False,
+    color="C4",
+    parts=(sac.SACConfig,),
+  ),
   initial_steps=lambda c: c.exploration_steps,
 )  # purple in figures

@@ -13,6 +13,7 @@ term's gradient clipped and mixed with the NLL's, `combine_model_grads`, through
 a separate optimiser state). `fit_mle` is `fit` of an `nll_objective` on a buffer.
 """
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -21,6 +22,9 @@ import numpy as np
 import optax
 
 from mgjax.buffer import ReplayBuffer, buffer_sample
+from mgjax.checks import Part, fail, layer_sizes, non_negative, one_of, positive
+from mgjax.losses import ADVANTAGE_TRANSFORMS
+from mgjax.model_gradient import ESTIMATORS, SIMILARITIES
 from mgjax.types import Params
 
 _NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
@@ -30,6 +34,76 @@ KeyedLoss = Callable[[Params, jax.Array], jax.Array]  # (model params, key) -> s
 # (model params, key) -> (loss, metrics): a model-gradient loss.
 KeyedMGLoss = Callable[[Params, jax.Array], tuple[jax.Array, dict]]
 Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(Part):
+  """The dynamics model and its maximum-likelihood fit (mg, mle, mbpo, mg-sac)."""
+
+  SECTION = "model fitting"
+
+  model_hidden: tuple[int, ...] = (200, 200, 200)
+  ensemble_size: int = 1  # dynamics-model members (uniform member per transition)
+  model_learning_rate: float = 1e-3
+  mle_steps: int = 100  # K_mle NLL steps per iteration
+  mle_batch: int = 256
+
+  def check(self) -> None:
+    positive(self, ("ensemble_size", "mle_batch", "model_learning_rate"))
+    non_negative(self, ("mle_steps",))
+    layer_sizes(self, ("model_hidden",))
+
+
+MG_STARTS = ("buffer", "batch")
+MG_OPTIMIZERS = ("shared", "separate")
+
+
+@dataclasses.dataclass(frozen=True)
+class MGConfig(Part):
+  """The MG model stage (mg, and the MG fit of mg-sac); mle reports its alignment with the
+  same rollouts."""
+
+  SECTION = "model gradient"
+
+  mg_steps: int = 5  # K_mg model-gradient steps per iteration (mg only)
+  mg_rollouts: int = 256  # N model rollouts per MG step
+  mg_horizon: int = 10  # H of the MG rollouts
+  similarity: str = "cosine"  # cosine | inner | l2
+  estimator: str = "score"  # score | pathwise
+  mle_weight: float = 1.0  # λ_mle: NLL weight inside MG steps (0 = pure MG)
+  mg_max_grad_norm: float = 10.0  # clip the MG term's gradient to this norm (0 = off)
+  real_grad_ema: float = 0.0  # MG target: running average of g_R over iterations with
+  # this decay (0 = the latest batch's g_R alone)
+  mg_start: str = "batch"  # MG rollout start states: batch (the latest real batch,
+  # g_R's own states) | buffer (all real data)
+  mg_optimizer: str = "shared"  # shared: the MG term's gradient joins the NLL's in one Adam
+  # step | separate: the MG term takes its own Adam step, weighted by mg_weight
+  mg_weight: float = 1.0  # w: weight of the MG term's (clipped) gradient, or of its step
+  mg_advantages: str = "raw"  # advantages of g_R and ĝ_M alike: raw | centred | normalised
+  # (PPO's per-batch convention)
+  real_value_steps: int = 0  # mg, mle: Adam steps fitting a copy of V_ψ on each real batch's
+  # λ-returns, whose advantages g_R then uses (0 = V_ψ as PPO fits it on model data)
+  real_value_learning_rate: float = 1e-3  # Adam's learning rate of those steps
+  real_grad_states: int = 0  # mbpo, mg-sac: real buffer states averaged in g_R, the MG
+  # target (0 = mg_rollouts·mg_horizon, as many states as ĝ_M averages)
+
+  def check(self) -> None:
+    positive(self, ("mg_rollouts", "mg_horizon", "real_value_learning_rate"))
+    non_negative(self, ("mg_steps", "real_value_steps"))
+    if self.real_grad_states < 0:
+      fail(
+        "real_grad_states",
+        self.real_grad_states,
+        "must be non-negative (0 = mg_rollouts·mg_horizon)",
+      )
+    if not 0.0 <= self.real_grad_ema < 1.0:
+      fail("real_grad_ema", self.real_grad_ema, "must lie in [0, 1)")
+    non_negative(self, ("mle_weight", "mg_max_grad_norm", "mg_weight"))
+    one_of(self, "similarity", SIMILARITIES)
+    one_of(self, "estimator", ESTIMATORS)
+    one_of(self, "mg_optimizer", MG_OPTIMIZERS)
+    one_of(self, "mg_advantages", ADVANTAGE_TRANSFORMS)
+    one_of(self, "mg_start", MG_STARTS)
 
 
 class ModelObjective(NamedTuple):

@@ -1,6 +1,6 @@
 """Command-line pieces the `mgjax` commands and the experiment scripts share: an argparse
 parser that reports bad input in one line, every `mgjax.Config` field as a flag (its help
-from the field's comment in mgjax/config.py, with its choices), and typed `--set
+from the field's comment in its part's source, with its choices), and typed `--set
 FIELD=VALUE` overrides."""
 
 import argparse
@@ -9,7 +9,7 @@ import inspect
 import re
 import typing
 
-from mgjax.config import ALIASES, Config, ConfigError
+from mgjax.config import ALIASES, PARTS, Config, ConfigError
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,12 +94,17 @@ def _tuple_of_ints(text: str) -> tuple[int, ...]:
 
 
 def _field_comments(source: str | None = None) -> dict[str, str]:
-  """The comment of each Config field in mgjax/config.py (or in `source`, a class body in
-  its layout), for --help: the `# ...` after the field, and every comment line that follows
-  it directly (at any indent), up to the next field, blank line or section heading
-  (`# -- ...`)."""
+  """The comment of each Config field in its part's source (`mgjax.config.PARTS`; or in
+  `source`, a class body in that layout), for --help: the `# ...` after the field, and every
+  comment line that follows it directly (at any indent), up to the next field, blank line or
+  section heading (`# -- ...`). A field of two parts takes the first part's comment."""
+  if source is None:
+    out = {}
+    for part in PARTS:
+      out = {**_field_comments(inspect.getsource(part)), **out}
+    return out
   out, last = {}, None
-  for line in (inspect.getsource(Config) if source is None else source).splitlines():
+  for line in source.splitlines():
     text = line.strip()
     if text.startswith("#"):
       if text.startswith("# --"):  # a section heading, and what continues it
@@ -114,19 +119,13 @@ def _field_comments(source: str | None = None) -> dict[str, str]:
   return {name: doc for name, doc in out.items() if doc}
 
 
-def field_sections(source: str | None = None) -> dict[str, str]:
-  """The section of each Config field in mgjax/config.py (or in `source`): the heading
-  (`# -- run`, `# -- PPO (...)`, ...) above it, whose first line, up to a parenthesis, names
-  the section in --help ("run", "PPO", ...)."""
-  out, section = {}, "run"
-  for line in (inspect.getsource(Config) if source is None else source).splitlines():
-    text = line.strip()
-    if text.startswith("# --"):
-      section = text[4:].split("(")[0].strip()
-      continue
-    match = None if text.startswith("#") else _FIELD.match(text)
-    if match:
-      out[match["name"]] = section
+def field_sections() -> dict[str, str]:
+  """The section of each Config field in --help: the SECTION of the first part that has it
+  (`mgjax.config.PARTS`: "run", "PPO", ...)."""
+  out = {}
+  for part in PARTS:
+    for f in dataclasses.fields(part):
+      out.setdefault(f.name, part.SECTION)
   return out
 
 
@@ -137,7 +136,7 @@ _FIELD = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:[^#]*?(?:#(?P<comment>.*))?$")
 def field_choices() -> dict[str, tuple[str, ...]]:
   """The values a Config field of a fixed set accepts: `algo` (the registered algorithms),
   `backend` (brax's), and each text field whose check names its choices ("choose one of
-  a, b": `mgjax.config.check_common`, or an algorithm's own check). `env` takes any brax env
+  a, b": a config part's check, or an algorithm's own). `env` takes any brax env
   name and is not among them."""
   from mgjax import envs
   from mgjax.algorithms import REGISTRY, validate
@@ -175,7 +174,7 @@ def _flags(field: str) -> list[str]:
 
 def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   """Every Config field as a flag (`--mg-horizon 5`; earlier names, as --rollout-schedule,
-  too), grouped in --help by its section of mgjax/config.py (`field_sections`), with its
+  too), grouped in --help by its part of the config (`field_sections`), with its
   default None, so that an unset flag takes the algorithm's per-env preset,
   then Config's default; `--algo` chooses among the registered algorithms. Returns `p`."""
   from mgjax.algorithms import REGISTRY
