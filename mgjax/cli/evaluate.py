@@ -38,11 +38,27 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 
 
 def _parse(argv, launcher):
+  """The parser and the arguments of `argv`, checked (a bad one exits with the parser's
+  error)."""
   from mgjax.cli import command, describe
   from mgjax.run.cli import Parser
 
   prog = None if launcher is None else command("evaluate", launcher)
   p = Parser(prog=prog, description=describe(__doc__, launcher))
+  _add_evaluation_flags(p)
+  _add_showing_flags(p)
+  from mgjax.run import cli, compile_cache
+
+  compile_cache.add_flag(p)
+  cli.add_import_flag(p)
+  cli.import_modules(p, argv)  # a run of an algorithm or env registered outside mgjax
+  args = p.parse_args(argv)
+  _check(p, args)
+  return p, args
+
+
+def _add_evaluation_flags(p) -> None:
+  """RUN_DIR and the flags of the evaluation: which seeds, how many episodes, where to."""
   p.add_argument("run_dir", help="a run folder (or one setting's folder of a sweep)")
   p.add_argument(
     "--seed",
@@ -64,6 +80,10 @@ def _parse(argv, launcher):
     help="where eval.json goes (default RUN_DIR/eval.json; one already there is replaced, "
     "and the command says so)",
   )
+
+
+def _add_showing_flags(p) -> None:
+  """The flags that show an episode: the video, the picture, the 3D page, and their size."""
   p.add_argument(
     "--video",
     default=None,
@@ -91,12 +111,11 @@ def _parse(argv, launcher):
   )
   p.add_argument("--width", type=int, default=480, help="video width in pixels")
   p.add_argument("--height", type=int, default=360, help="video height in pixels")
-  from mgjax.run import cli, compile_cache
 
-  compile_cache.add_flag(p)
-  cli.add_import_flag(p)
-  cli.import_modules(p, argv)  # a run of an algorithm or env registered outside mgjax
-  args = p.parse_args(argv)
+
+def _check(p, args) -> None:
+  """The parser's error for an argument out of range, a file of the wrong kind, or a
+  missing extra."""
   if args.episodes < 1:
     p.error(f"episodes={args.episodes}: must be positive")
   if args.video is not None and not args.video.endswith(".mp4"):
@@ -112,7 +131,6 @@ def _parse(argv, launcher):
     extras.require("imageio_ffmpeg", "--video", p)
   if args.frame:
     extras.require("matplotlib", "--frame", p)
-  return p, args
 
 
 def _replacing(out: Path) -> str:
@@ -144,6 +162,8 @@ def main(argv=None, launcher: str | None = None) -> int:
 
 
 def _evaluate(argv, launcher, shown) -> int:
+  """The command's work, its steps through `shown`: the run loaded, its seeds evaluated into
+  eval.json, and the episode shown where asked."""
   p, args = _parse(argv, launcher)
   from mgjax.run import compile_cache, evaluation
 
@@ -153,7 +173,6 @@ def _evaluate(argv, launcher, shown) -> int:
     p.error(str(e))
   from mgjax.run.outputs import OutputError
 
-  log = shown.log
   try:
     run = evaluation.load_run(args.run_dir, args.seed)
     seed = run.seeds[0] if args.video_seed is None else args.video_seed
@@ -162,46 +181,70 @@ def _evaluate(argv, launcher, shown) -> int:
       if seed not in run.seeds:
         p.error(f"video-seed={seed}: not among the evaluated seeds {run.seeds}")
       evaluation.mujoco_model(run.trainer.setup.env)
-    shown.phase(f"compiling and playing {args.episodes} episode(s) per seed")
-    result = evaluation.evaluate_run(
-      run, episodes=args.episodes, deterministic=not args.stochastic, key=args.key
-    )
-    out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
-    replacing = _replacing(out)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    log(
-      f"{result['algo']} on {result['env']}, {args.episodes} "
-      f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:"
-    )
-    for s, r in result["seeds"].items():
-      log(
-        f"  seed {s}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
-        f"length {r['length_mean']:.0f}"
-      )
-    log(f"wrote {out}{replacing}")
+    result = _evaluate_seeds(run, args, shown)
     if show:
-      shown.phase("playing the episode to show")
-      episode = evaluation.play_episode(run, seed, deterministic=not args.stochastic, key=args.key)
-      about = f"seed {seed}, return {episode.ret:.6g}, {episode.length} steps"
-    if args.video or args.frame:
-      shown.phase(f"rendering {episode.length + 1} frames")
-      frames = evaluation.render_frames(episode, args.width, args.height)
-      fps = 1.0 / float(episode.env.env.dt)
-      if args.video:
-        shown.phase("encoding the video")
-        evaluation.write_mp4(args.video, frames, fps)
-        log(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, {about})")
-      if args.frame:
-        plt = extras.pyplot("--frame")
-        Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
-        plt.imsave(args.frame, frames[len(frames) // 2])
-        log(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, {about})")
-    if args.html:
-      shown.phase("writing the 3D viewer")
-      size = evaluation.write_html(
-        args.html, episode, f"{result['algo']} on {result['env']}, {about}"
-      )
-      log(f"wrote {args.html} ({size / 1e6:.1f} MB, {about})")
+      _show(run, seed, f"{result['algo']} on {result['env']}", args, shown)
   except (OutputError, OSError) as e:
     p.error(str(e).splitlines()[0])
   return 0
+
+
+def _evaluate_seeds(run, args, shown) -> dict:
+  """--episodes episodes of each seed, written to eval.json and summed up per seed -> the
+  result that eval.json holds."""
+  from mgjax.run import evaluation
+
+  log = shown.log
+  shown.phase(f"compiling and playing {args.episodes} episode(s) per seed")
+  result = evaluation.evaluate_run(
+    run, episodes=args.episodes, deterministic=not args.stochastic, key=args.key
+  )
+  out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
+  replacing = _replacing(out)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  log(
+    f"{result['algo']} on {result['env']}, {args.episodes} "
+    f"{'stochastic' if args.stochastic else 'deterministic'} episode(s) per seed:"
+  )
+  for s, r in result["seeds"].items():
+    log(
+      f"  seed {s}: return {r['return_mean']:.1f} ± {r['return_std']:.1f}, "
+      f"length {r['length_mean']:.0f}"
+    )
+  log(f"wrote {out}{replacing}")
+  return result
+
+
+def _show(run, seed: int, title: str, args, shown) -> None:
+  """Plays `seed`'s episode once more and writes what --video, --frame and --html ask for;
+  `title` ("ALGO on ENV") heads the 3D viewer."""
+  from mgjax.run import evaluation
+
+  shown.phase("playing the episode to show")
+  episode = evaluation.play_episode(run, seed, deterministic=not args.stochastic, key=args.key)
+  about = f"seed {seed}, return {episode.ret:.6g}, {episode.length} steps"
+  if args.video or args.frame:
+    _render(episode, about, args, shown)
+  if args.html:
+    shown.phase("writing the 3D viewer")
+    size = evaluation.write_html(args.html, episode, f"{title}, {about}")
+    shown.log(f"wrote {args.html} ({size / 1e6:.1f} MB, {about})")
+
+
+def _render(episode, about: str, args, shown) -> None:
+  """The episode's frames, rendered and written as --video and --frame ask; `about` (its
+  seed, return and length) goes into the lines that say so."""
+  from mgjax.run import evaluation
+
+  shown.phase(f"rendering {episode.length + 1} frames")
+  frames = evaluation.render_frames(episode, args.width, args.height)
+  fps = 1.0 / float(episode.env.env.dt)
+  if args.video:
+    shown.phase("encoding the video")
+    evaluation.write_mp4(args.video, frames, fps)
+    shown.log(f"wrote {args.video} ({len(frames)} frames at {fps:g} fps, {about})")
+  if args.frame:
+    plt = extras.pyplot("--frame")
+    Path(args.frame).parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(args.frame, frames[len(frames) // 2])
+    shown.log(f"wrote {args.frame} (frame {len(frames) // 2} of {len(frames)}, {about})")

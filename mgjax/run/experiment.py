@@ -262,17 +262,13 @@ def run(
   )
   shown.phase("setting up")
   with shown:
+    r = _Run(config, seeds, out, sweep, devices, resume, shown.log, tensorboard)
     return _train(
       shown,
+      r,
       config,
-      seeds=seeds,
-      out=out,
-      devices=devices,
-      sweep=sweep,
-      resume=resume,
       save_every_s=save_every_s,
       time_limit_s=time_limit_s,
-      tensorboard=tensorboard,
       memory_check=memory_check,
       memory_estimate=memory_estimate,
       trainer=trainer,
@@ -281,23 +277,16 @@ def run(
 
 def _train(
   shown: Progress,
+  r: _Run,
   config: Config,
   *,
-  seeds,
-  out: Path,
-  devices,
-  sweep,
-  resume: bool,
   save_every_s: float,
   time_limit_s: float | None,
-  tensorboard: bool | None,
   memory_check: bool,
   memory_estimate,
   trainer,
 ) -> dict[str, Any]:
-  """`run`'s work, its lines through `shown`."""
-  log = shown.log
-  r = _Run(config, seeds, out, sweep, devices, resume, log, tensorboard)
+  """`run`'s work on the runs of `r`, its lines through `shown`."""
   # No progress callback inside the chunk: XLA's cache cannot store a program with one.
   trainer = make_trainer(config) if trainer is None else trainer
   folder = program_cache.folder_for(trainer.config, trainer.algorithm, envs.ENV_NAMES)
@@ -323,25 +312,8 @@ def _train(
   try:
     for i in range(done, trainer.num_chunks):
       state, metrics = chunk(state)
-      metrics = placement.fetch(metrics)
-      iters, evals = metrics["iterations"], metrics["eval"]
-      rows = recording.chunk_rows(
-        iters,
-        evals,
-        r.runs,
-        len(r.settings),
-        algo=config.algo,
-        env=config.env,
-        wall_time_s=time.time() - r.start,
-      )
-      for writer, setting_rows in zip(writers, rows):
-        writer.write(setting_rows)
+      evals = _record(shown, r, config, writers, metrics, i)
       final = evals["eval_return"]
-      shown(evals["iteration"])
-      shown.postfix(eval_return=float(np.mean(final)))
-      diverged = r.divergence(iters, i, config.eval_every, watched(config))
-      if diverged is not None:
-        raise diverged
       if i + 1 == trainer.num_chunks:
         break
       pause = time_limit_s is not None and time.time() - r.call_start >= time_limit_s
@@ -349,18 +321,7 @@ def _train(
         r.save(state, i + 1, int(evals["iteration"][0]), time.time() - run_start, compile_s)
         last_save = time.time()
       if pause:
-        r.write_summaries(
-          summaries,
-          status="paused",
-          total_env_steps=int(evals["env_steps"][0]),
-          wall_time_s=time.time() - r.start,
-        )
-        shown.close()
-        log(
-          f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
-          f"{out / outputs.RESUME_DIR}"
-        )
-        return summaries[0]
+        return _pause(shown, r, summaries, evals)
   except Divergence:
     r.write_summaries(summaries, status="diverged", wall_time_s=time.time() - r.start)
     raise
@@ -369,6 +330,47 @@ def _train(
     for writer in writers:
       writer.close()
   _finish(r, state, summaries, final, time.time() - run_start, compile_s)
+  return summaries[0]
+
+
+def _record(shown: Progress, r: _Run, config: Config, writers, metrics, i: int):
+  """Chunk `i`'s metrics rows written, the bar advanced; Divergence if they went
+  non-finite -> the chunk's evaluation metrics."""
+  metrics = placement.fetch(metrics)
+  iters, evals = metrics["iterations"], metrics["eval"]
+  rows = recording.chunk_rows(
+    iters,
+    evals,
+    r.runs,
+    len(r.settings),
+    algo=config.algo,
+    env=config.env,
+    wall_time_s=time.time() - r.start,
+  )
+  for writer, setting_rows in zip(writers, rows):
+    writer.write(setting_rows)
+  shown(evals["iteration"])
+  shown.postfix(eval_return=float(np.mean(evals["eval_return"])))
+  diverged = r.divergence(iters, i, config.eval_every, watched(config))
+  if diverged is not None:
+    raise diverged
+  return evals
+
+
+def _pause(shown: Progress, r: _Run, summaries, evals) -> dict[str, Any]:
+  """The summaries marked paused and the line that says where the (saved) resume point is
+  -> the (first) summary."""
+  r.write_summaries(
+    summaries,
+    status="paused",
+    total_env_steps=int(evals["env_steps"][0]),
+    wall_time_s=time.time() - r.start,
+  )
+  shown.close()
+  shown.log(
+    f"paused at {int(evals['env_steps'][0])} env steps; resume point in "
+    f"{r.out / outputs.RESUME_DIR}"
+  )
   return summaries[0]
 
 
