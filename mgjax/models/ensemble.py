@@ -52,6 +52,24 @@ def member_minibatches(buffer: ReplayBuffer, key: jax.Array, members: int, batch
   return jax.tree.map(lambda d: d[idx], buffer.data)
 
 
+def _held_out_rows(buffer: ReplayBuffer, key: jax.Array, n_hold: jax.Array):
+  """HOLDOUT_BATCH rows drawn uniformly from the held-out split (of n_hold slots)."""
+  idx = split_index(jax.random.randint(key, (HOLDOUT_BATCH,), 0, n_hold), True)
+  return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def _epoch_schedule(fit: EnsembleFit, n_train: jax.Array):
+  """-> (gradient steps per epoch, patience, max epochs). Without a budget: `fit.epoch_steps`
+  (0: one pass over the n_train training rows), `fit.patience`, `fit.max_epochs`. With one:
+  epochs of `fit.epoch_steps` (0: the whole budget), as many as the budget holds, and a
+  patience as long, so that no fit stops early."""
+  if fit.budget:
+    steps = fit.epoch_steps or fit.budget
+    return steps, fit.budget // steps, fit.budget // steps
+  steps = fit.epoch_steps or (n_train + fit.batch_size - 1) // fit.batch_size
+  return steps, fit.patience, fit.max_epochs
+
+
 def fit_ensemble(
   params: Params,
   opt_state: optax.OptState,
@@ -80,14 +98,8 @@ def fit_ensemble(
   E, B = fit.members, fit.batch_size
   n_hold, n_train = _split_sizes(buffer)
   hkey, key = jax.random.split(key)
-  hold_idx = split_index(jax.random.randint(hkey, (HOLDOUT_BATCH,), 0, n_hold), True)
-  hold = jax.tree.map(lambda d: d[hold_idx], buffer.data)
-  if fit.budget:
-    steps = fit.epoch_steps or fit.budget
-    patience, max_epochs = fit.budget // steps, fit.budget // steps
-  else:
-    steps = fit.epoch_steps or (n_train + B - 1) // B
-    patience, max_epochs = fit.patience, fit.max_epochs
+  hold = _held_out_rows(buffer, hkey, n_hold)
+  steps, patience, max_epochs = _epoch_schedule(fit, n_train)
 
   def held_out(p):
     return member_nll(
