@@ -55,7 +55,15 @@ def _error(field: str, value, why: str) -> int:
   return 2
 
 
-def main(argv=None) -> int:
+class _Invalid(Exception):
+  """Bad input: the message after "error: " (main prints it and exits with status 2)."""
+
+
+def _invalid(field: str, value, why: str) -> _Invalid:
+  return _Invalid(f"{field}={value!r}: {why}")
+
+
+def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
@@ -81,6 +89,19 @@ def main(argv=None) -> int:
     help="comma-separated names of lab.probe.DEFAULT_OBJECTIVES or "
     "EXTRA_OBJECTIVES, or all (the default ones)",
   )
+  _add_sampling_flags(p)
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+  p.add_argument("--out", required=True, help="JSON file to write")
+  p.add_argument(
+    "--table",
+    action="store_true",
+    help="measure nothing: print --out's table (Markdown) and redraw its figure",
+  )
+  return p
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
+  """The probe's sizes, and the training seeds and held-out sets its cells span."""
   p.add_argument("--fit-keys", type=int, default=6)
   p.add_argument("--fit-batches", type=int, default=16)
   p.add_argument("--heldout-batches", type=int, default=32)
@@ -107,64 +128,90 @@ def main(argv=None) -> int:
     action="store_true",
     help="the earlier probe: ĝ_M's start states from the batches that give the target",
   )
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-  p.add_argument("--out", required=True, help="JSON file to write")
-  p.add_argument(
-    "--table",
-    action="store_true",
-    help="measure nothing: print --out's table (Markdown) and redraw its figure",
-  )
+
+
+def main(argv=None) -> int:
+  p = _parser()
   args = p.parse_args(argv)
   extras.require("matplotlib", "the probe's figure", p)
   if args.table:
-    try:
-      points = json.loads(Path(args.out).read_text())
-    except (OSError, ValueError) as e:
-      return _error("out", args.out, f"unreadable ({e})")
-    probe.plot_probe(points, Path(args.out).with_suffix(".png"))
-    print(probe.probe_table(points))
-    return 0
+    return _table(args.out)
+  try:
+    seeds = _check_counts(args)
+    algo, config = _algo_and_config(args)
+    sac_family = algo in ("mbpo", "mg-sac")
+    if sac_family and (len(seeds) > 1 or args.heldout_sets > 1):
+      raise _invalid("algo", algo, "MBPO's probe takes one training seed and one held-out set")
+    objectives, settings = _objectives_and_settings(args, sac_family)
+  except _Invalid as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  compile_cache.enable()  # a later command with the same config loads the programs
+  if args.from_run:
+    points = [(None, {seeds[0]: Path(args.from_run)})]
+  else:
+    points = _make_snapshots(config, args, seeds)
+  return _probe_all(points, args, objectives, settings, sac_family)
 
+
+def _table(out: str) -> int:
+  """--table: --out's table printed and its figure redrawn."""
+  try:
+    points = json.loads(Path(out).read_text())
+  except (OSError, ValueError) as e:
+    return _error("out", out, f"unreadable ({e})")
+  probe.plot_probe(points, Path(out).with_suffix(".png"))
+  print(probe.probe_table(points))
+  return 0
+
+
+def _check_counts(args) -> list[int]:
+  """Parses --at and --only-sets in place and checks the counts; the training seeds.
+  Raises _Invalid."""
   try:
     args.at = sorted({int(x) for x in args.at.split(",")})
   except ValueError:
-    return _error("at", args.at, "expected positive chunk counts, e.g. 3,6,9")
+    raise _invalid("at", args.at, "expected positive chunk counts, e.g. 3,6,9") from None
   if not args.at or args.at[0] < 1:
-    return _error("at", args.at, "expected positive chunk counts, e.g. 3,6,9")
+    raise _invalid("at", args.at, "expected positive chunk counts, e.g. 3,6,9")
   seeds = _seeds(args)
   if seeds is None:
-    return _error("train-seeds", args.train_seeds, "expected distinct seeds, e.g. 0,1")
+    raise _invalid("train-seeds", args.train_seeds, "expected distinct seeds, e.g. 0,1")
   for field in ("fit_keys", "fit_batches", "heldout_batches", "draws"):
     if getattr(args, field) < 2:
-      return _error(field.replace("_", "-"), getattr(args, field), "needs at least 2")
+      raise _invalid(field.replace("_", "-"), getattr(args, field), "needs at least 2")
   if args.heldout_sets < 1:
-    return _error("heldout-sets", args.heldout_sets, "needs at least 1")
+    raise _invalid("heldout-sets", args.heldout_sets, "needs at least 1")
   if args.only_sets is not None:
     try:
       args.only_sets = sorted({int(x) for x in args.only_sets.split(",")})
     except ValueError:
       args.only_sets = [-1]
     if not all(0 <= j < args.heldout_sets for j in args.only_sets):
-      return _error("only-sets", args.only_sets, "expected sets below --heldout-sets")
+      raise _invalid("only-sets", args.only_sets, "expected sets below --heldout-sets")
   if len(seeds) > 1 and (args.from_run or "{seed}" not in args.snapshots):
     why = "several seeds need '{seed}' in --snapshots (and no --from)"
-    return _error("train-seeds", args.train_seeds, why)
+    raise _invalid("train-seeds", args.train_seeds, why)
+  return seeds
+
+
+def _algo_and_config(args):
+  """(algo, config): --from's snapshot's algorithm (config None), else --algo's config
+  with --set. Raises _Invalid."""
   try:
     if args.from_run:
       meta = probe.load_snapshot_meta(Path(args.from_run))
       if meta is None:
         raise ValueError(f"snapshot={args.from_run!r}: no resume point in this folder")
-      algo = meta["identity"]["configs"][0]["algo"]
-      config = None
-    else:
-      config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
-      algo = config.algo
+      return meta["identity"]["configs"][0]["algo"], None
+    config = make_config(algo=args.algo, env=args.env, **parse_set(args.set))
+    return config.algo, config
   except (ConfigError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  sac_family = algo in ("mbpo", "mg-sac")
-  if sac_family and (len(seeds) > 1 or args.heldout_sets > 1):
-    return _error("algo", algo, "MBPO's probe takes one training seed and one held-out set")
+    raise _Invalid(str(e)) from None
+
+
+def _objectives_and_settings(args, sac_family: bool):
+  """The objectives --objectives names and the probe's settings. Raises _Invalid."""
   if sac_family:
     defaults, extra = sac_probe.SAC_OBJECTIVES, ()
     settings = sac_probe.SACProbeSettings(args.draws, args.fit_keys, args.fit_batches)
@@ -177,18 +224,13 @@ def main(argv=None) -> int:
   names = [o.name for o in defaults] if args.objectives == "all" else args.objectives.split(",")
   for name in names:
     if name not in known:
-      return _error("objectives", name, f"unknown; choose from {', '.join(known)}")
+      raise _invalid("objectives", name, f"unknown; choose from {', '.join(known)}")
   objectives = [known[n] for n in names]
   if not any(not o.mg for o in objectives):
-    return _error("objectives", args.objectives, "needs an NLL-only arm to compare with")
+    raise _invalid("objectives", args.objectives, "needs an NLL-only arm to compare with")
   if not sac_family and max(o.target_batches for o in objectives) > settings.fit_batches:
-    return _error("fit-batches", settings.fit_batches, "fewer than an objective's target")
-  compile_cache.enable()  # a later command with the same config loads the programs
-  if args.from_run:
-    points = [(None, {seeds[0]: Path(args.from_run)})]
-  else:
-    points = _make_snapshots(config, args, seeds)
-  return _probe_all(points, args, objectives, settings, sac_family)
+    raise _invalid("fit-batches", settings.fit_batches, "fewer than an objective's target")
+  return objectives, settings
 
 
 def _seeds(args) -> list[int] | None:
@@ -283,8 +325,14 @@ def _probe_one(chunks, folders, args, objectives, settings, sac_family, progs):
           "result": result,
         }
       )
+  return _point(chunks, folders, config, cells, args, settings, sac_family, t0), bad
+
+
+def _point(chunks, folders, config, cells, args, settings, sac_family, t0) -> dict:
+  """The JSON point of one snapshot location: its cells' results merged (one cell's as it
+  is), with what identifies the location, the probe and the config."""
   merged = cells[0]["result"] if len(cells) == 1 else probe_cells.aggregate(cells)
-  point = {
+  return {
     "env": config.env,
     "algo": config.algo,
     "chunks": chunks,
@@ -302,7 +350,6 @@ def _probe_one(chunks, folders, args, objectives, settings, sac_family, progs):
     **merged,
     "elapsed_s": round(time.time() - t0, 1),
   }
-  return point, bad
 
 
 def _probe_all(points, args, objectives, settings, sac_family) -> int:

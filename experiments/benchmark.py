@@ -49,7 +49,7 @@ def gather(suite_dir: Path) -> Path:
   return out
 
 
-def main(argv=None) -> int:
+def _parser() -> Parser:
   p = Parser(description=__doc__)
   p.add_argument("--suite", default="cpu", help=f"one of {', '.join(SUITES)}")
   p.add_argument("--results", default="results", help="where the small per-cell files go")
@@ -94,7 +94,12 @@ def main(argv=None) -> int:
     help="run a cell even where its memory estimate exceeds what is available",
   )
   compile_cache.add_flag(p)
-  args = p.parse_args(argv)
+  return p
+
+
+def _checked(p: Parser, args):
+  """(seeds, deadline, cells) of the parsed flags, the compilation cache enabled before
+  the first compile; p.error on bad input."""
   try:  # before the first compile
     compile_cache.enable(not args.no_compile_cache)
   except compile_cache.CacheError as e:
@@ -114,18 +119,16 @@ def main(argv=None) -> int:
     cells = suite.cells(args.env, args.algo, parse_set(args.set))  # the SAC family's last
   except ConfigError as e:
     p.error(str(e))
+  return seeds, deadline, cells
 
-  from mgjax.run import (
-    Divergence,
-    LayoutError,
-    MemoryCheckError,
-    ResumeError,
-    check_layout,
-    make_mesh,
-    outputs,
-    run,
-  )
-  from mgjax.run.placement import cpu_devices, default_devices, split_cpu
+
+def main(argv=None) -> int:
+  p = _parser()
+  args = p.parse_args(argv)
+  seeds, deadline, cells = _checked(p, args)
+
+  from mgjax.run import LayoutError, check_layout, make_mesh
+  from mgjax.run.placement import cpu_devices, split_cpu
 
   # On a CPU, a device per core for the cells whose algorithm gains from it (before JAX
   # starts); the others run on the first device.
@@ -147,53 +150,68 @@ def main(argv=None) -> int:
       print(f"[{name}] time limit reached; {cell} and later cells not started")
       break
     started = True
-    run_dir = Path(args.runs) / name / cell
-    resume = outputs.load_resume_meta(run_dir) is not None
-    if not resume:
-      outputs.prepare_out_dir(run_dir, overwrite=True)
-    print(
-      f"[{name}] {cell}: {seeds} seeds x {run_schedule(config).env_steps} env steps"
-      + (" (resumed)" if resume else ""),
-      flush=True,
-    )
-    start = time.time()
-    try:
-      summary = run(
-        config,
-        seeds=list(range(seeds)),
-        out=run_dir,
-        progress=False,
-        devices=args.devices or (None if resume else default_devices(algo)),
-        resume=resume,
-        save_every_s=60 * args.save_every,
-        time_limit_s=None if deadline is None else max(0.0, deadline - time.time()),
-        memory_check=not args.no_memory_check,
-      )
-      if summary["status"] == "paused":
-        print(
-          f"[{name}] {cell}: paused at {summary['total_env_steps']} env steps, "
-          f"{time.time() - start:.0f}s; the next call continues it",
-          flush=True,
-        )
-      else:
-        print(
-          f"[{name}] {cell}: final eval return {summary['final_eval_return_mean']:.1f}, "
-          f"{time.time() - start:.0f}s",
-          flush=True,
-        )
-    except ResumeError as e:
-      p.error(f"{e} (remove {run_dir} to start the cell afresh)")
-    except MemoryCheckError as e:
-      p.error(f"{cell}: {e}")
-    except Divergence as e:
-      print(f"[{name}] {cell}: stopped: {e}", flush=True)
-    (suite_dir / cell).mkdir(parents=True, exist_ok=True)  # even if moved away meanwhile
-    for f in _KEEP:
-      if (run_dir / f).exists():
-        shutil.copy(run_dir / f, suite_dir / cell / f)
-    gather(suite_dir)
+    _run_cell(p, args, name, suite_dir, cell, algo, config, seeds, deadline)
   print(f"[{name}] results in {gather(suite_dir)}")
   return 0
+
+
+def _run_cell(p: Parser, args, name, suite_dir: Path, cell, algo, config, seeds, deadline) -> None:
+  """One cell, in RUNS/SUITE/CELL (resumed from its resume point there, if any); then its
+  small files copied to SUITE/CELL and the suite's metrics gathered. p.error on a resume
+  point that does not fit or a failed memory check."""
+  from mgjax.run import Divergence, MemoryCheckError, ResumeError, outputs, run
+  from mgjax.run.placement import default_devices
+
+  run_dir = Path(args.runs) / name / cell
+  resume = outputs.load_resume_meta(run_dir) is not None
+  if not resume:
+    outputs.prepare_out_dir(run_dir, overwrite=True)
+  print(
+    f"[{name}] {cell}: {seeds} seeds x {run_schedule(config).env_steps} env steps"
+    + (" (resumed)" if resume else ""),
+    flush=True,
+  )
+  start = time.time()
+  try:
+    summary = run(
+      config,
+      seeds=list(range(seeds)),
+      out=run_dir,
+      progress=False,
+      devices=args.devices or (None if resume else default_devices(algo)),
+      resume=resume,
+      save_every_s=60 * args.save_every,
+      time_limit_s=None if deadline is None else max(0.0, deadline - time.time()),
+      memory_check=not args.no_memory_check,
+    )
+    _report(f"[{name}] {cell}", summary, start)
+  except ResumeError as e:
+    p.error(f"{e} (remove {run_dir} to start the cell afresh)")
+  except MemoryCheckError as e:
+    p.error(f"{cell}: {e}")
+  except Divergence as e:
+    print(f"[{name}] {cell}: stopped: {e}", flush=True)
+  (suite_dir / cell).mkdir(parents=True, exist_ok=True)  # even if moved away meanwhile
+  for f in _KEEP:
+    if (run_dir / f).exists():
+      shutil.copy(run_dir / f, suite_dir / cell / f)
+  gather(suite_dir)
+
+
+def _report(prefix: str, summary: dict, start: float) -> None:
+  """A cell's outcome: where it paused, or its final evaluation return; its wall time."""
+  if summary["status"] == "paused":
+    print(
+      f"{prefix}: paused at {summary['total_env_steps']} env steps, "
+      f"{time.time() - start:.0f}s; the next call continues it",
+      flush=True,
+    )
+  else:
+    print(
+      f"{prefix}: final eval return {summary['final_eval_return_mean']:.1f}, "
+      f"{time.time() - start:.0f}s",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

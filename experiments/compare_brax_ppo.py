@@ -47,8 +47,42 @@ def _device_put_replicated(x, devices):
   return stacked if sharding is None else jax.device_put(stacked, sharding)
 
 
-def run_brax_ppo(config: Config, seed: int) -> dict:
+def _brax_train_args(config: Config, info, num_timesteps: int, num_evals: int) -> dict:
+  """brax's `ppo.train` arguments with `config`'s settings (all but the seed and the
+  progress function)."""
   from brax.training.agents.ppo import networks as ppo_networks
+
+  return dict(
+    environment=info.env,
+    num_timesteps=num_timesteps,
+    episode_length=info.episode_length,
+    num_envs=config.num_envs,
+    unroll_length=config.rollout_length,
+    # batch_size · num_minibatches unrolls of rollout_length steps per update = our batch.
+    batch_size=config.num_envs // config.num_minibatches,
+    num_minibatches=config.num_minibatches,
+    num_updates_per_batch=config.ppo_epochs,
+    learning_rate=config.learning_rate,
+    entropy_cost=config.entropy_coef,
+    discounting=config.discount,
+    gae_lambda=config.gae_lambda,
+    clipping_epsilon=config.clip_eps,
+    max_grad_norm=config.max_grad_norm,
+    normalize_observations=True,
+    vf_loss_coefficient=config.value_coef,
+    bootstrap_on_timeout=False,
+    num_evals=num_evals,
+    num_eval_envs=config.num_eval_envs,
+    deterministic_eval=True,
+    network_factory=functools.partial(
+      ppo_networks.make_ppo_networks,
+      policy_hidden_layer_sizes=config.policy_hidden,
+      value_hidden_layer_sizes=config.value_hidden,
+    ),
+  )
+
+
+def run_brax_ppo(config: Config, seed: int) -> dict:
   from brax.training.agents.ppo import train as ppo
 
   if not hasattr(jax, "device_put_replicated"):
@@ -70,33 +104,10 @@ def run_brax_ppo(config: Config, seed: int) -> dict:
 
   start = time.time()
   ppo.train(
-    environment=info.env,
-    num_timesteps=schedule.num_iterations * steps_per_update,
-    episode_length=info.episode_length,
-    num_envs=config.num_envs,
-    unroll_length=config.rollout_length,
-    # batch_size · num_minibatches unrolls of rollout_length steps per update = our batch.
-    batch_size=config.num_envs // config.num_minibatches,
-    num_minibatches=config.num_minibatches,
-    num_updates_per_batch=config.ppo_epochs,
-    learning_rate=config.learning_rate,
-    entropy_cost=config.entropy_coef,
-    discounting=config.discount,
-    gae_lambda=config.gae_lambda,
-    clipping_epsilon=config.clip_eps,
-    max_grad_norm=config.max_grad_norm,
-    normalize_observations=True,
-    vf_loss_coefficient=config.value_coef,
-    bootstrap_on_timeout=False,
-    num_evals=schedule.num_chunks + 1,
-    num_eval_envs=config.num_eval_envs,
-    deterministic_eval=True,
-    seed=seed,
-    network_factory=functools.partial(
-      ppo_networks.make_ppo_networks,
-      policy_hidden_layer_sizes=config.policy_hidden,
-      value_hidden_layer_sizes=config.value_hidden,
+    **_brax_train_args(
+      config, info, schedule.num_iterations * steps_per_update, schedule.num_chunks + 1
     ),
+    seed=seed,
     progress_fn=progress,
   )
   total = time.time() - start

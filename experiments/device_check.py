@@ -22,7 +22,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 
-def main(argv=None) -> int:
+def _parser():
   from lab import device_check
 
   from mgjax.run import compile_cache
@@ -77,11 +77,15 @@ def main(argv=None) -> int:
     "(default: on an accelerator, not with --cpu)",
   )
   compile_cache.add_flag(p)
-  args = p.parse_args(argv)
-  if not args.budget > 0:
-    p.error(f"budget={args.budget}: must be positive (seconds)")
+  return p
+
+
+def _limits(p, items: list[str]) -> dict[str, float]:
+  """The --limit PART=SECONDS items as {part: seconds}; p.error on a bad one."""
+  from lab import device_check
+
   limits = {}
-  for item in args.limit:
+  for item in items:
     name, _, text = item.partition("=")
     try:
       limits[name] = float(text)
@@ -89,6 +93,19 @@ def main(argv=None) -> int:
       p.error(f"limit={item!r}: expected PART=SECONDS")
     if name not in device_check.PARTS or not limits[name] > 0:
       p.error(f"limit={item!r}: PART is one of {', '.join(device_check.PARTS)}, SECONDS > 0")
+  return limits
+
+
+def main(argv=None) -> int:
+  from lab import device_check
+
+  from mgjax.run import compile_cache
+
+  p = _parser()
+  args = p.parse_args(argv)
+  if not args.budget > 0:
+    p.error(f"budget={args.budget}: must be positive (seconds)")
+  limits = _limits(p, args.limit)
   out = Path(
     args.out
     or ("results/gpu/device_check-cpu.json" if args.cpu else "results/gpu/device_check.json")

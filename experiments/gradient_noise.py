@@ -66,10 +66,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
   return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
-  """Trains one seed and measures after each number of chunks in `at` (ascending)."""
-  trainer = make_trainer(config)
-  su = trainer.setup
+def _batch_measurer(su, batches: int):
+  """The jitted measurement of one real batch: `(state, key) -> (state, out)`."""
   setups = {s: dataclasses.replace(su, mg=su.mg._replace(start=s)) for s in MG_STARTS}
 
   @jax.jit
@@ -100,6 +98,13 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     )
     return state, out
 
+  return one_batch
+
+
+def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
+  """Trains one seed and measures after each number of chunks in `at` (ascending)."""
+  trainer = make_trainer(config)
+  one_batch = _batch_measurer(trainer.setup, batches)
   t0 = time.time()
   state = jax.jit(trainer.init)(jax.random.key(seed))
   chunk = jax.jit(trainer.chunk)
@@ -114,27 +119,6 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
     for k in jax.random.split(jax.random.fold_in(jax.random.key(seed + 1000), target), batches):
       probe, out = one_batch(probe, k)
       rows.append(jax.tree.map(np.asarray, out))
-    g = np.stack([r["g_r"] for r in rows])
-    g_m = np.stack([r["g_m_pooled"] for r in rows])
-    pair = [_cos(g[i], g[j]) for i in range(batches) for j in range(batches) if i < j]
-    rest = [_cos(g[i], (g.sum(0) - g[i]) / (batches - 1)) for i in range(batches)]
-    # The ceiling per parameter array: where in θ the consistent part of g_R lives, and
-    # each array's share of |g_R|^2 (its weight in the overall cosine).
-    paths = [
-      jax.tree_util.keystr(k)
-      for k, _ in jax.tree_util.tree_flatten_with_path(rows[0]["g_r_leaves"])[0]
-    ]
-    per_leaf = [jax.tree.leaves(r["g_r_leaves"]) for r in rows]
-    by_leaf = {}
-    for j, name in enumerate(paths):
-      x = np.stack([np.ravel(leaves[j]) for leaves in per_leaf])
-      by_leaf[name] = {
-        "size": int(x.shape[1]),
-        "pairwise": float(
-          np.mean([_cos(x[i], x[k]) for i in range(batches) for k in range(i + 1, batches)])
-        ),
-        "norm_share": float(np.mean(np.sum(x**2, 1) / np.sum(g**2, 1))),
-      }
     points.append(
       {
         "env": config.env,
@@ -146,20 +130,53 @@ def measure(config, at: list[int], batches: int, seed: int = 0) -> list[dict]:
         "mg_rollouts": config.mg_rollouts,
         "mg_horizon": config.mg_horizon,
         "eval_return": eval_return,
-        "policy_params": int(g.shape[1]),
-        "real_pairwise": float(np.mean(pair)),
-        "real_vs_rest": float(np.mean(rest)),
-        "model_buffer": float(np.mean([r["cos_buffer"] for r in rows])),
-        "model_batch": float(np.mean([r["cos_batch"] for r in rows])),
-        "model_batch_pooled": float(np.mean([_cos(g_m[i], g[i]) for i in range(batches)])),
-        "model_vs_real_all_pooled": _cos(g_m.mean(0), g.mean(0)),
-        "real_pairwise_by_array": by_leaf,
+        **_cosines(rows, batches),
         "measure_s": round(time.time() - t1, 1),
         "elapsed_s": round(time.time() - t0, 1),
       }
     )
     print(json.dumps(points[-1]), flush=True)
   return points
+
+
+def _cosines(rows: list[dict], batches: int) -> dict:
+  """The point's measurements from its batches' rows (`_batch_measurer`'s outputs), from
+  "policy_params" to "real_pairwise_by_array"."""
+  g = np.stack([r["g_r"] for r in rows])
+  g_m = np.stack([r["g_m_pooled"] for r in rows])
+  pair = [_cos(g[i], g[j]) for i in range(batches) for j in range(batches) if i < j]
+  rest = [_cos(g[i], (g.sum(0) - g[i]) / (batches - 1)) for i in range(batches)]
+  return {
+    "policy_params": int(g.shape[1]),
+    "real_pairwise": float(np.mean(pair)),
+    "real_vs_rest": float(np.mean(rest)),
+    "model_buffer": float(np.mean([r["cos_buffer"] for r in rows])),
+    "model_batch": float(np.mean([r["cos_batch"] for r in rows])),
+    "model_batch_pooled": float(np.mean([_cos(g_m[i], g[i]) for i in range(batches)])),
+    "model_vs_real_all_pooled": _cos(g_m.mean(0), g.mean(0)),
+    "real_pairwise_by_array": _by_array(rows, g, batches),
+  }
+
+
+def _by_array(rows: list[dict], g: np.ndarray, batches: int) -> dict[str, dict]:
+  """The ceiling per parameter array: where in θ the consistent part of g_R lives, and
+  each array's share of |g_R|^2 (its weight in the overall cosine)."""
+  paths = [
+    jax.tree_util.keystr(k)
+    for k, _ in jax.tree_util.tree_flatten_with_path(rows[0]["g_r_leaves"])[0]
+  ]
+  per_leaf = [jax.tree.leaves(r["g_r_leaves"]) for r in rows]
+  by_leaf = {}
+  for j, name in enumerate(paths):
+    x = np.stack([np.ravel(leaves[j]) for leaves in per_leaf])
+    by_leaf[name] = {
+      "size": int(x.shape[1]),
+      "pairwise": float(
+        np.mean([_cos(x[i], x[k]) for i in range(batches) for k in range(i + 1, batches)])
+      ),
+      "norm_share": float(np.mean(np.sum(x**2, 1) / np.sum(g**2, 1))),
+    }
+  return by_leaf
 
 
 _CURVES = (

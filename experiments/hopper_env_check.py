@@ -101,36 +101,49 @@ def rollout(stepper, qpos, qvel, actions):
   return len(actions), ret, np.array(traj)
 
 
-def main(argv=None) -> int:
+def _parser() -> Parser:
   p = Parser(description=__doc__)
   p.add_argument("--gym-xml", required=True, help="Gymnasium 0.29.1's hopper.xml")
   p.add_argument("--episodes", type=int, default=30, help="open-loop episodes (default 30)")
   p.add_argument("--states", type=int, default=2000, help="one-step states (default 2000)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", required=True, help="JSON of the results")
-  args = p.parse_args(argv)
-  rng = np.random.default_rng(args.seed)
-  gym, brax = MjHopper(Path(args.gym_xml), 0.0), MjHopper(BRAX_XML, Z_REF)
-  gym_euler = MjHopper(Path(args.gym_xml), 0.0)
-  gym_euler.model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
-  mjx = mjx_stepper()
+  return p
 
-  def mj_step(sim):
-    def f(qpos, qvel, a):
-      sim.set(qpos, qvel)
-      return sim.step(a)
 
-    return f
+def _mj_step(sim: MjHopper):
+  """(qpos, qvel, action) -> one env step of `sim` from that state."""
+
+  def f(qpos, qvel, a):
+    sim.set(qpos, qvel)
+    return sim.step(a)
+
+  return f
+
+
+def _mjx_single(mjx):
+  """`mjx_stepper()`'s batched step for one state and action, in float64 numpy."""
 
   def mjx_step(qpos, qvel, a):
     q, qd, r = mjx(qpos[None], qvel[None], np.asarray(a, np.float32)[None])
     return np.asarray(q[0], np.float64), np.asarray(qd[0], np.float64), float(r[0])
 
-  # 1. one step, from states gym visits under random actions
+  return mjx_step
+
+
+def _reset_state(rng):
+  """Hopper-v4's reset: (qpos, qvel) with uniform noise of 5e-3 on its initial state."""
+  qpos = np.array([0, Z_REF, 0, 0, 0, 0]) + rng.uniform(-5e-3, 5e-3, 6)
+  qvel = rng.uniform(-5e-3, 5e-3, 6)
+  return qpos, qvel
+
+
+def _visited_states(gym: MjHopper, rng, n: int):
+  """(states [n, 12], actions [n, 3]): what `gym` visits under uniform random actions,
+  episode after episode."""
   starts, acts = [], []
-  while len(starts) < args.states:
-    qpos = np.array([0, Z_REF, 0, 0, 0, 0]) + rng.uniform(-5e-3, 5e-3, 6)
-    qvel = rng.uniform(-5e-3, 5e-3, 6)
+  while len(starts) < n:
+    qpos, qvel = _reset_state(rng)
     gym.set(qpos, qvel)
     for _ in range(1000):
       a = rng.uniform(-1, 1, 3)
@@ -139,10 +152,15 @@ def main(argv=None) -> int:
       qpos, qvel, _ = gym.step(a)
       if not healthy(qpos, qvel):
         break
-  starts, acts = np.array(starts[: args.states]), np.array(acts[: args.states])
+  return np.array(starts[:n]), np.array(acts[:n])
+
+
+def _one_step(sims: dict[str, MjHopper], mjx, starts, acts) -> dict:
+  """Each simulator's error after one step from `starts` against `gym`'s, relative to
+  gym's own change (positions, velocities) and the reward's."""
   nxt = {}
-  for name, sim in (("gym", gym), ("brax", brax), ("gym_euler", gym_euler)):
-    out = [mj_step(sim)(s[:6], s[6:], a) for s, a in zip(starts, acts)]
+  for name, sim in sims.items():
+    out = [_mj_step(sim)(s[:6], s[6:], a) for s, a in zip(starts, acts)]
     nxt[name] = (np.array([np.concatenate(o[:2]) for o in out]), np.array([o[2] for o in out]))
   q, qd, r = mjx(
     jnp.asarray(starts[:, :6], jnp.float32),
@@ -165,13 +183,16 @@ def main(argv=None) -> int:
       "reward: median |error|": float(np.median(np.abs(nxt[name][1] - nxt["gym"][1]))),
       "reward: median |gym's reward − 1|": float(np.median(np.abs(nxt["gym"][1] - 1.0))),
     }
+  return one_step
 
-  # 2. open loop, the same actions in each simulator
-  episodes = []
-  for i in range(args.episodes):
+
+def _open_loop(gym: MjHopper, brax: MjHopper, mjx_step, rng, episodes: int) -> list[dict]:
+  """Episodes of the same random actions (scaled by 1, 0.3, 0 in turn) in each simulator:
+  length, return, and the step where the positions part from `gym`'s."""
+  out = []
+  for i in range(episodes):
     scale = (1.0, 0.3, 0.0)[i % 3]
-    qpos = np.array([0, Z_REF, 0, 0, 0, 0]) + rng.uniform(-5e-3, 5e-3, 6)
-    qvel = rng.uniform(-5e-3, 5e-3, 6)
+    qpos, qvel = _reset_state(rng)
     actions = scale * rng.uniform(-1, 1, (1000, 3))
     gym.set(qpos, qvel)
     brax.set(qpos, qvel)
@@ -186,8 +207,13 @@ def main(argv=None) -> int:
       n = min(len(res["gym"][2]), len(res[k][2]))
       apart = np.nonzero(np.max(np.abs(res[k][2][:n] - res["gym"][2][:n]), axis=1) > 0.01)[0]
       ep[k]["apart_at"] = int(apart[0]) + 1 if apart.size else None
-    episodes.append(ep)
-  summary = {
+    out.append(ep)
+  return out
+
+
+def _summary(episodes: list[dict]) -> dict:
+  """Per action scale and simulator: mean length and return, median step where apart."""
+  return {
     f"action scale {scale}": {
       k: {
         "mean length": float(np.mean([e[k]["length"] for e in of])),
@@ -204,6 +230,22 @@ def main(argv=None) -> int:
     for of in [[e for e in episodes if e["action_scale"] == scale]]
     if of
   }
+
+
+def main(argv=None) -> int:
+  args = _parser().parse_args(argv)
+  rng = np.random.default_rng(args.seed)
+  gym, brax = MjHopper(Path(args.gym_xml), 0.0), MjHopper(BRAX_XML, Z_REF)
+  gym_euler = MjHopper(Path(args.gym_xml), 0.0)
+  gym_euler.model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
+  mjx = mjx_stepper()
+  # 1. one step, from states gym visits under random actions
+  starts, acts = _visited_states(gym, rng, args.states)
+  sims = {"gym": gym, "brax": brax, "gym_euler": gym_euler}
+  one_step = _one_step(sims, mjx, starts, acts)
+  # 2. open loop, the same actions in each simulator
+  episodes = _open_loop(gym, brax, _mjx_single(mjx), rng, args.episodes)
+  summary = _summary(episodes)
   out = {
     "what": __doc__.split("\n\n")[0],
     "one_step": one_step,

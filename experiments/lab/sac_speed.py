@@ -21,26 +21,32 @@ def sac_setup(algo: str, env: str, overrides: dict):
   return c, su, jax.jit(lambda k: mbpo.init(su, k))(jax.random.key(0))
 
 
-def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
-  """The hot kernels of mbpo at its preset for `env`: one SAC update on a mixed minibatch and
-  one ensemble training step (each timed over 20 in one scan, as they run in the loop), and
-  one branched-rollout step of all rollout_batch rollouts under each elite_draw."""
+# The Config fields the kernels' record keeps.
+_KERNEL_CONFIG = (
+  "sac_batch",
+  "sac_hidden",
+  "ensemble_size",
+  "elites",
+  "mle_batch",
+  "model_hidden",
+  "rollout_batch",
+)
+
+
+def _kernel_fns(c, su, calls: int):
+  """mbpo's hot kernels as functions of (state, key): `calls` SAC updates on a mixed
+  minibatch and `calls` ensemble training steps, each in one scan as they run in the loop;
+  and `rollout_step(elite_draw)`, one step of every branched rollout under that draw."""
   from mgjax.algorithms import mbpo
   from mgjax.algorithms import sac as sac_loop
   from mgjax.models.ensemble import member_minibatches
   from mgjax.models.nll import ensemble_nll_loss
   from mgjax.optim import apply_gradients
 
-  c, su, state = sac_setup("mbpo", env, overrides)
-  state = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(1)))(
-    state, jax.random.key(1)
-  )
-  D, A = su.env.obs_size, su.env.action_size
   window = jnp.int32(c.rollout_batch)
   mixed = lambda s, k: mbpo.sac_batch(
     s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch, real_ratio=su.real_ratio
   )
-  key, calls = jax.random.key(2), 20
 
   def sac_updates(s, k):  # `calls` updates in a scan, as between two env steps
     step = lambda s, k: sac_loop.sac_step(su, s, k, mixed)
@@ -66,21 +72,26 @@ def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
 
     return step
 
+  return sac_updates, ensemble_steps, rollout_step
+
+
+def kernels(env: str, repeats: int, peak: float, overrides: dict) -> dict:
+  """The hot kernels of mbpo at its preset for `env`: one SAC update on a mixed minibatch and
+  one ensemble training step (each timed over 20 in one scan, as they run in the loop), and
+  one branched-rollout step of all rollout_batch rollouts under each elite_draw."""
+  from mgjax.algorithms import mbpo
+
+  c, su, state = sac_setup("mbpo", env, overrides)
+  state = jax.jit(lambda s, k: mbpo.branched_rollouts(su, s, k, jnp.int32(1)))(
+    state, jax.random.key(1)
+  )
+  D, A = su.env.obs_size, su.env.action_size
+  key, calls = jax.random.key(2), 20
+  sac_updates, ensemble_steps, rollout_step = _kernel_fns(c, su, calls)
   f_model, _ = speed.mlp_flops(c.rollout_batch, [D + A, *c.model_hidden, 2 * (D + 1)])
   f_actor, _ = speed.mlp_flops(c.rollout_batch, [D, *c.sac_hidden, 2 * A])
   out = {
-    "config": {
-      k: getattr(c, k)
-      for k in (
-        "sac_batch",
-        "sac_hidden",
-        "ensemble_size",
-        "elites",
-        "mle_batch",
-        "model_hidden",
-        "rollout_batch",
-      )
-    },
+    "config": {k: getattr(c, k) for k in _KERNEL_CONFIG},
     "sac_update": speed.kernel(
       sac_updates,
       (state, key),
