@@ -231,7 +231,9 @@ def device_scaling(config: Config, repeats: int, runs: int, counts=(1, 2, 4)) ->
 SECTIONS = ("collection", "iterations", "seed_scaling", "compile_s", "roofline", "device_scaling")
 
 
-def main(argv=None) -> int:
+def _parser() -> Parser:
+  """The flags: the env, the repeats, the sections and where their figures go, then those
+  of device_scaling and of the roofline."""
   p = Parser(description=__doc__)
   p.add_argument("--env", default="hopper")
   p.add_argument(
@@ -264,6 +266,13 @@ def main(argv=None) -> int:
     choices=SECTIONS,
     help="figures to measure (default all); others are kept from --out",
   )
+  _add_device_flags(p)
+  _add_roofline_flags(p)
+  return p
+
+
+def _add_device_flags(p: Parser) -> None:
+  """The flags of device_scaling (--host-devices is read from sys.argv before jax starts)."""
   p.add_argument(
     "--host-devices",
     type=int,
@@ -279,6 +288,10 @@ def main(argv=None) -> int:
     default=[1, 2, 4],
     help="device counts of device_scaling (each must divide --device-runs)",
   )
+
+
+def _add_roofline_flags(p: Parser) -> None:
+  """The flags of the roofline's run segments and their configs."""
   p.add_argument(
     "--segment-iterations",
     type=int,
@@ -309,9 +322,11 @@ def main(argv=None) -> int:
     help="time each run segment a second time in the same run with these fields "
     "changed as well, e.g. a CPU configuration against the preset",
   )
-  args = p.parse_args(argv)
-  config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
-  out = Path(args.out)
+
+
+def _report_start(out: Path, config: Config) -> dict:
+  """The report in `out` (empty if there is none), its machine, versions and config
+  replaced by this run's."""
   report = json.loads(out.read_text()) if out.is_file() else {}
   report.update(
     {
@@ -324,7 +339,12 @@ def main(argv=None) -> int:
       "config": dataclasses.asdict(config),
     }
   )
-  runs = {
+  return report
+
+
+def _runs(args, config: Config) -> dict:
+  """Each section's name and a function that measures it with the parsed flags."""
+  return {
     "collection": lambda: collection(config, args.repeats),
     "iterations": lambda: iterations(config, args.repeats),
     "seed_scaling": lambda: seed_scaling(
@@ -343,6 +363,14 @@ def main(argv=None) -> int:
       config, max(1, args.repeats // 2), args.device_runs, args.device_counts
     ),
   }
+
+
+def main(argv=None) -> int:
+  args = _parser().parse_args(argv)
+  config = make_config(env=args.env, **parse_set(args.set))  # with the algorithm's preset
+  out = Path(args.out)
+  report = _report_start(out, config)
+  runs = _runs(args, config)
   for name in SECTIONS:
     if name in args.sections:
       # A roofline without segments (--segment-iterations 0) keeps the segments measured before.
