@@ -35,140 +35,109 @@ import time
 import warnings
 from pathlib import Path
 
+from mgjax.cli import train_flags
+
 # brax's notice that its own pipelines are unmaintained: we use its MJX backend.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 # mgjax's run modules are imported inside the functions: jax.distributed.initialize
 # (--distributed) must precede the start of JAX's backend, and --help stays quick.
 
 
-def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
-  p.add_argument(
-    "--distributed",
-    action="store_true",
-    help="multi-host: call jax.distributed.initialize first (one process per "
-    "host; the coordinator is auto-detected or given by the next flags)",
-  )
-  p.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
-  p.add_argument("--num-processes", type=int, default=None, help="number of processes")
-  p.add_argument("--process-id", type=int, default=None, help="this process's index")
-
-
-def _initialize_distributed(argv) -> None:
-  """jax.distributed.initialize if --distributed is given, before anything (importing mgjax
-  included) starts JAX's backend."""
-  from mgjax.run.cli import Parser
-
-  p = Parser(add_help=False)
-  _add_distributed_flags(p)
-  args, _ = p.parse_known_args(argv)
-  if args.distributed:
-    import jax
-
-    jax.distributed.initialize(
-      coordinator_address=args.coordinator_address,
-      num_processes=args.num_processes,
-      process_id=args.process_id,
-    )
-
-
 def build_parser(launcher: str | None = "mgjax") -> argparse.ArgumentParser:
   """The command's flags; `launcher`: as `mgjax.cli.main` (None: experiments/train.py)."""
   from mgjax.cli import command, describe
-  from mgjax.run import cli, compile_cache
+  from mgjax.run import cli
 
   prog = None if launcher is None else command("train", launcher)
   p = cli.Parser(prog=prog, description=describe(__doc__, launcher))
-  p.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 1)")
-  p.add_argument(
-    "--seed",
-    type=int,
-    default=None,
-    help="first seed, with --seeds N: seeds are seed..seed+N-1 (default 0)",
-  )
-  p.add_argument(
-    "--out", type=str, default=None, help="output directory (default runs/ALGO-ENV-TIMESTAMP)"
-  )
-  p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
-  p.add_argument(
-    "--no-progress",
-    action="store_true",
-    help="no progress bar, and no line every 10 s while it sets up and compiles",
-  )
-  p.add_argument(
-    "--resume",
-    metavar="DIR",
-    default=None,
-    help="continue the unfinished run in DIR from its last resume point, with "
-    "the config, seeds and sweep it was started with (give no others)",
-  )
-  p.add_argument(
-    "--time-limit",
-    type=float,
-    default=None,
-    metavar="MIN",
-    help="pause after the first evaluation chunk that ends past MIN minutes, "
-    "saving a resume point (continue with --resume)",
-  )
-  p.add_argument(
-    "--save-every",
-    type=float,
-    default=10.0,
-    metavar="MIN",
-    help="minutes between resume points (default 10)",
-  )
-  p.add_argument(
-    "--tensorboard",
-    action="store_true",
-    help="also write the metrics as TensorBoard event files, DIR/tensorboard/"
-    "seed_S/ (a resumed run keeps its first session's choice)",
-  )
-  p.add_argument(
-    "--devices",
-    type=int,
-    default=None,
-    help="shard the runs over the first N devices; seeds x sweep settings must "
-    "be a multiple of N (default: all devices of all processes; a CPU is "
-    "split into a device per core, or as many as divide the runs evenly, "
-    "except for the SAC family: mbpo, mg-sac and sac stay on one)",
-  )
-  p.add_argument(
-    "--sweep",
-    action="append",
-    default=[],
-    metavar="FIELD=V1,V2,...",
-    help="run every combination of these values of sweepable numeric fields as "
-    "one vmapped program (repeatable); outputs go to --out/FIELD=V,...",
-  )
-  p.add_argument(
-    "--dry-run",
-    action="store_true",
-    help="print the memory the runs need, component by component, against "
-    "what the host or device has, and stop (nothing compiled or written); exit status 2 "
-    "if they do not fit",
-  )
-  p.add_argument(
-    "--no-memory-check",
-    action="store_true",
-    help="run even where the memory estimate exceeds what is available",
-  )
-  cli.add_import_flag(p)
-  compile_cache.add_flag(p)
-  _add_distributed_flags(p)
+  train_flags.add_flags(p)
   return cli.add_config_flags(p)
 
 
-def _parse_sweep(p, items: list[str]) -> dict[str, list[float]]:
-  sweep = {}
-  for item in items:
-    name, sep, text = item.partition("=")
-    try:
-      values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-      p.error(f"sweep={item!r}: values must be comma-separated numbers")
-    if not sep or not values:
-      p.error(f"sweep={item!r}: expected FIELD=V1,V2,...")
-    sweep[name] = values
-  return sweep
+def main(argv=None, launcher: str | None = None) -> int:
+  """The command: `launcher` names it in messages and in the commands it suggests
+  (`mgjax.cli.command`; None: experiments/train.py)."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if hasattr(sys.stdout, "reconfigure"):
+    sys.stdout.reconfigure(line_buffering=True)  # lines reach a pipe as they are printed
+  from mgjax.run.progress import Progress
+
+  # A line every 10 s until the run's own lines start (imports, env, memory estimate).
+  setup = Progress(enabled="--no-progress" not in argv)
+  setup.phase("starting")
+  with setup:
+    prepared = _prepare(argv, launcher, setup)
+  if isinstance(prepared, int):
+    return prepared
+  return _train(*prepared, launcher=launcher)
+
+
+def _prepare(argv, launcher, setup):
+  """Everything before training: parsed flags, the config, the device split, the output
+  folder, the memory check -> (p, args, config, seeds, sweep, out, estimate, trainer), or an
+  exit status."""
+  p, args = _parse(argv, launcher)
+  config, seeds, sweep, saved_devices = _runs(p, args)
+  mesh = _mesh(p, args, config, seeds, sweep, saved_devices)
+  out = _out_dir(p, args, config)
+  trainer, estimate = _estimate(setup, config, mesh, seeds, sweep)
+  stop = _check_memory(p, args, config, estimate)
+  if stop is not None:  # --dry-run
+    return stop
+  import jax
+
+  from mgjax.run import outputs
+
+  try:  # with several processes, process 0 owns the folder
+    if jax.process_index() == 0 and args.resume is None:
+      out = outputs.prepare_out_dir(out, args.overwrite)
+  except outputs.OutputError as e:
+    p.error(str(e))
+  return p, args, config, seeds, sweep, Path(out), estimate, trainer
+
+
+def _parse(argv, launcher):
+  """The parser and the arguments of `argv`, checked (a bad one exits with the parser's
+  error): --distributed's processes joined first, then --import's modules loaded, and the
+  compile cache turned on."""
+  train_flags.initialize_distributed(argv)
+  from mgjax.cli import command
+  from mgjax.run import cli
+
+  prog = None if launcher is None else command("train", launcher)
+  cli.import_modules(cli.Parser(prog=prog), argv)
+  p = build_parser(launcher)
+  args = p.parse_args(argv)
+  from mgjax.run import compile_cache
+
+  try:  # before the first compile
+    compile_cache.enable(not args.no_compile_cache)
+  except compile_cache.CacheError as e:
+    p.error(str(e))
+  train_flags.check_flags(p, args)
+  return p, args
+
+
+def _runs(p, args):
+  """(config, seeds, sweep, devices) of the runs: those of the run that --resume continues
+  (`_saved_run`), or those the flags give (devices: None)."""
+  from mgjax.algorithms import make_config
+  from mgjax.config import ConfigError
+  from mgjax.run.cli import config_fields
+
+  fields = config_fields(args)
+  if args.resume is not None:
+    return _saved_run(p, args, fields)
+  _check_env(p, fields.get("env"))
+  try:
+    config = make_config(**fields)
+  except ConfigError as e:
+    p.error(str(e))
+  n, first = (1 if args.seeds is None else args.seeds), (args.seed or 0)
+  if n <= 0:
+    p.error(f"seeds={n}: must be positive")
+  seeds = list(range(first, first + n))
+  return config, seeds, train_flags.parse_sweep(p, args.sweep), None
 
 
 def _saved_run(p, args, fields: dict):
@@ -226,15 +195,160 @@ def _check_env(p, name: str | None) -> None:
   )
 
 
-def _check_seeds(p, args) -> None:
-  """--seed alone (one run, seed S) is taken for a mistyped --seeds: refused, naming both."""
-  if args.seed is not None and args.seed < 0:
-    p.error(f"seed={args.seed}: must be non-negative")
-  if args.seed is not None and args.seeds is None and args.resume is None:
+def _mesh(p, args, config, seeds, sweep, saved_devices):
+  """The mesh of the devices the runs are spread over, a CPU first split into devices
+  (`saved_devices`: those of the run that --resume continues); the parser's error for a
+  sweep or a layout that does not work."""
+  from mgjax.config import ConfigError
+  from mgjax.run import LayoutError, check_layout, check_sweep, make_mesh, sweep_settings
+  from mgjax.run.placement import cpu_devices, split_cpu
+
+  try:
+    check_sweep(config, sweep)
+    runs = len(seeds) * len(sweep_settings(sweep))
+    if not args.distributed:  # on a CPU, a device per core (before JAX starts)
+      split_cpu(args.devices or saved_devices or cpu_devices(config.algo, runs))
+    mesh = make_mesh(args.devices)
+    check_layout(len(seeds), len(sweep_settings(sweep)), mesh)
+  except (ConfigError, LayoutError) as e:
+    p.error(str(e))
+  return mesh
+
+
+def _out_dir(p, args, config) -> str:
+  """The run's folder: --resume's, --out, or runs/ALGO-ENV-TIMESTAMP; the parser's error
+  where a new run's folder is in use."""
+  import jax
+
+  from mgjax.run import outputs
+
+  out = (
+    args.resume
+    or args.out
+    or os.path.join("runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
+  )
+  try:  # a used --out fails fast; it is written only once the memory check has passed
+    if jax.process_index() == 0 and args.resume is None and not args.dry_run:
+      outputs.check_out_dir(out, args.overwrite)
+  except outputs.OutputError as e:
+    p.error(str(e))
+  return out
+
+
+def _estimate(setup, config, mesh, seeds, sweep):
+  """The memory the runs need, before anything compiles or --out is touched -> (trainer,
+  estimate); the trainer is built once: the estimate's and the run's."""
+  from mgjax import envs
+  from mgjax.algorithms import make_trainer
+  from mgjax.run import memory, program_cache, sweep_settings
+
+  setup.phase("building the environment and the trainer")
+  trainer = make_trainer(config)
+  folder = program_cache.folder_for(config, trainer.algorithm, envs.ENV_NAMES)
+  setup.phase("estimating the memory the runs need")
+  estimate = memory.estimate(
+    trainer, mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ()), folder
+  )
+  return trainer, estimate
+
+
+def _check_memory(p, args, config, estimate) -> int | None:
+  """The estimate held against what the host or each device has: --dry-run prints it and
+  stops (-> 0; exit status 2 where the runs do not fit); otherwise runs that do not fit are
+  refused unless --no-memory-check (-> None: training goes on)."""
+  from mgjax.run import memory
+
+  fits = memory.fits(estimate)
+  if args.dry_run:  # exit status 2 where the runs do not fit
+    print(memory.report(estimate, f"{config.algo} on {config.env}"))
+    if not fits:
+      p.error(memory.refusal(estimate) + " (--no-memory-check runs anyway)")
+    return 0
+  if not args.no_memory_check and not fits:
     p.error(
-      f"seed={args.seed}: --seed is the first seed of --seeds N; for {args.seed} seeds give "
-      f"--seeds {args.seed}, for seed {args.seed} alone --seeds 1 --seed {args.seed}"
+      memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check runs anyway)"
     )
+  return None
+
+
+def _train(p, args, config, seeds, sweep, out: Path, estimate, trainer, *, launcher) -> int:
+  """The run, and what it prints at its end -> exit status."""
+  from mgjax.algorithms import run_schedule
+  from mgjax.cli import command
+
+  print(
+    f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
+    f"{run_schedule(config).env_steps} env steps each -> {out}"
+  )
+  again = f"{command('train', launcher)} --resume {shlex.quote(str(out))}"
+  summary = _run(p, args, config, seeds, sweep, out, estimate, trainer, again)
+  if isinstance(summary, int):  # diverged or interrupted
+    return summary
+  if summary["status"] == "paused":
+    print(f"paused at {summary['total_env_steps']} env steps; continue with: {again}")
+    return 0
+  _report(summary, sweep, out, launcher, trainer)
+  return 0
+
+
+def _run(p, args, config, seeds, sweep, out: Path, estimate, trainer, again: str):
+  """`mgjax.run.run` as the flags ask -> its summary, or the exit status where it stops
+  early: 1 where training diverged, 130 where it was interrupted (`again`: the command that
+  continues it from its last resume point)."""
+  from mgjax.extras import MissingExtra
+  from mgjax.run import Divergence, MemoryCheckError, ResumeError, outputs, run
+
+  try:
+    return run(
+      config,
+      seeds=seeds,
+      out=out,
+      progress=not args.no_progress,
+      devices=args.devices,
+      sweep=sweep,
+      resume=args.resume is not None,
+      save_every_s=60 * args.save_every,
+      time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+      tensorboard=args.tensorboard or None,
+      memory_check=not args.no_memory_check,
+      memory_estimate=estimate,
+      trainer=trainer,
+    )
+  except (ResumeError, MemoryCheckError, MissingExtra) as e:
+    p.error(str(e))
+  except Divergence as e:
+    print(f"{p.prog}: stopped: {e}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    saved = outputs.load_resume_meta(out)
+    print(
+      f"{p.prog}: interrupted; metrics so far are in {out / 'metrics.csv'}"
+      + (f"; continue from iteration {saved['iteration']} with: {again}" if saved else ""),
+      file=sys.stderr,
+    )
+    return 130
+
+
+def _report(summary: dict, sweep, out: Path, launcher, trainer) -> None:
+  """The lines a finished run ends with: each sweep setting's final return, the run's (its
+  first setting's) return and speed, and on process 0 its folder and next commands."""
+  import jax
+
+  from mgjax.run import setting_name, sweep_settings
+
+  for setting in sweep_settings(sweep) if sweep else []:
+    name = setting_name(setting)
+    mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]
+    print(f"{name}: final eval return {mean:.1f} (mean over seeds)")
+  print(
+    f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"
+    f"{' of the first setting' if sweep else ''}); "
+    f"{summary['env_steps_per_s']:.0f} env steps/s; compile {summary['compile_time_s']:.0f}s;"
+    f" wall {summary['wall_time_s']:.0f}s"
+  )
+  if jax.process_index() == 0:
+    first = setting_name(sweep_settings(sweep)[0]) if sweep else None
+    print("\n" + next_commands(out, launcher, _renders(trainer), first))
 
 
 def next_commands(out: Path, launcher: str | None, renders: bool, first: str | None = None) -> str:
@@ -267,198 +381,3 @@ def _renders(trainer) -> bool:
   """Whether the env of `trainer` has a MuJoCo model to render."""
   env = getattr(getattr(trainer.setup, "env", None), "env", None)
   return getattr(getattr(env, "sys", None), "mj_model", None) is not None
-
-
-def main(argv=None, launcher: str | None = None) -> int:
-  """The command: `launcher` names it in messages and in the commands it suggests
-  (`mgjax.cli.command`; None: experiments/train.py)."""
-  argv = sys.argv[1:] if argv is None else list(argv)
-  if hasattr(sys.stdout, "reconfigure"):
-    sys.stdout.reconfigure(line_buffering=True)  # lines reach a pipe as they are printed
-  from mgjax.run.progress import Progress
-
-  # A line every 10 s until the run's own lines start (imports, env, memory estimate).
-  setup = Progress(enabled="--no-progress" not in argv)
-  setup.phase("starting")
-  with setup:
-    prepared = _prepare(argv, launcher, setup)
-  if isinstance(prepared, int):
-    return prepared
-  return _train(*prepared, launcher=launcher)
-
-
-def _prepare(argv, launcher, setup):
-  """Everything before training: parsed flags, the config, the device split, the output
-  folder, the memory check -> (args, config, seeds, sweep, out, estimate, trainer), or an
-  exit status."""
-  _initialize_distributed(argv)
-  from mgjax.cli import command
-  from mgjax.run import cli
-
-  prog = None if launcher is None else command("train", launcher)
-  cli.import_modules(cli.Parser(prog=prog), argv)
-  p = build_parser(launcher)
-  args = p.parse_args(argv)
-  from mgjax.run import compile_cache
-
-  try:  # before the first compile
-    compile_cache.enable(not args.no_compile_cache)
-  except compile_cache.CacheError as e:
-    p.error(str(e))
-  from mgjax.algorithms import make_config, make_trainer
-  from mgjax.config import ConfigError
-  from mgjax.run.cli import config_fields
-
-  fields = config_fields(args)
-  if args.time_limit is not None and not args.time_limit >= 0:
-    p.error(f"time-limit={args.time_limit}: must be non-negative (minutes)")
-  if not args.save_every > 0:
-    p.error(f"save-every={args.save_every}: must be positive (minutes)")
-  _check_seeds(p, args)
-  if args.tensorboard:  # before anything is built or written
-    from mgjax import extras
-
-    extras.require("tensorboardX", "--tensorboard", p)
-  from mgjax import envs
-  from mgjax.run import (
-    LayoutError,
-    check_layout,
-    check_sweep,
-    make_mesh,
-    memory,
-    outputs,
-    program_cache,
-    sweep_settings,
-  )
-  from mgjax.run.placement import cpu_devices, split_cpu
-
-  saved_devices = None
-  if args.resume is not None:
-    config, seeds, sweep, saved_devices = _saved_run(p, args, fields)
-  else:
-    _check_env(p, fields.get("env"))
-    try:
-      config = make_config(**fields)
-    except ConfigError as e:
-      p.error(str(e))
-    n, first = (1 if args.seeds is None else args.seeds), (args.seed or 0)
-    if n <= 0:
-      p.error(f"seeds={n}: must be positive")
-    seeds = list(range(first, first + n))
-    sweep = _parse_sweep(p, args.sweep)
-
-  try:
-    check_sweep(config, sweep)
-    runs = len(seeds) * len(sweep_settings(sweep))
-    if not args.distributed:  # on a CPU, a device per core (before JAX starts)
-      split_cpu(args.devices or saved_devices or cpu_devices(config.algo, runs))
-    mesh = make_mesh(args.devices)
-    check_layout(len(seeds), len(sweep_settings(sweep)), mesh)
-  except (ConfigError, LayoutError) as e:
-    p.error(str(e))
-  out = (
-    args.resume
-    or args.out
-    or os.path.join("runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-  )
-  import jax
-
-  try:  # a used --out fails fast; it is written only once the memory check has passed
-    if jax.process_index() == 0 and args.resume is None and not args.dry_run:
-      outputs.check_out_dir(out, args.overwrite)
-  except outputs.OutputError as e:
-    p.error(str(e))
-  # The memory the runs need, before anything compiles or --out is touched.
-  setup.phase("building the environment and the trainer")
-  trainer = make_trainer(config)  # built once: the estimate's and the run's
-  folder = program_cache.folder_for(config, trainer.algorithm, envs.ENV_NAMES)
-  setup.phase("estimating the memory the runs need")
-  estimate = memory.estimate(
-    trainer, mesh, len(seeds), len(sweep_settings(sweep)), tuple(sweep or ()), folder
-  )
-  fits = memory.fits(estimate)
-  if args.dry_run:  # exit status 2 where the runs do not fit
-    print(memory.report(estimate, f"{config.algo} on {config.env}"))
-    if not fits:
-      p.error(memory.refusal(estimate) + " (--no-memory-check runs anyway)")
-    return 0
-  if not args.no_memory_check and not fits:
-    p.error(
-      memory.refusal(estimate) + " (--dry-run shows the estimate; --no-memory-check runs anyway)"
-    )
-  try:  # with several processes, process 0 owns the folder
-    if jax.process_index() == 0 and args.resume is None:
-      out = outputs.prepare_out_dir(out, args.overwrite)
-  except outputs.OutputError as e:
-    p.error(str(e))
-  return p, args, config, seeds, sweep, Path(out), estimate, trainer
-
-
-def _train(p, args, config, seeds, sweep, out: Path, estimate, trainer, *, launcher) -> int:
-  """The run, and what it prints at its end -> exit status."""
-  import jax
-
-  from mgjax.algorithms import run_schedule
-  from mgjax.cli import command
-  from mgjax.extras import MissingExtra
-  from mgjax.run import (
-    Divergence,
-    MemoryCheckError,
-    ResumeError,
-    outputs,
-    run,
-    setting_name,
-    sweep_settings,
-  )
-
-  print(
-    f"{config.algo} on {config.env}: {len(seeds)} seed(s), "
-    f"{run_schedule(config).env_steps} env steps each -> {out}"
-  )
-  again = f"{command('train', launcher)} --resume {shlex.quote(str(out))}"
-  try:
-    summary = run(
-      config,
-      seeds=seeds,
-      out=out,
-      progress=not args.no_progress,
-      devices=args.devices,
-      sweep=sweep,
-      resume=args.resume is not None,
-      save_every_s=60 * args.save_every,
-      time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-      tensorboard=args.tensorboard or None,
-      memory_check=not args.no_memory_check,
-      memory_estimate=estimate,
-      trainer=trainer,
-    )
-  except (ResumeError, MemoryCheckError, MissingExtra) as e:
-    p.error(str(e))
-  except Divergence as e:
-    print(f"{p.prog}: stopped: {e}", file=sys.stderr)
-    return 1
-  except KeyboardInterrupt:
-    saved = outputs.load_resume_meta(out)
-    print(
-      f"{p.prog}: interrupted; metrics so far are in {out / 'metrics.csv'}"
-      + (f"; continue from iteration {saved['iteration']} with: {again}" if saved else ""),
-      file=sys.stderr,
-    )
-    return 130
-  if summary["status"] == "paused":
-    print(f"paused at {summary['total_env_steps']} env steps; continue with: {again}")
-    return 0
-  for setting in sweep_settings(sweep) if sweep else []:
-    name = setting_name(setting)
-    mean = json.loads((out / name / "summary.json").read_text())["final_eval_return_mean"]
-    print(f"{name}: final eval return {mean:.1f} (mean over seeds)")
-  print(
-    f"final eval return {summary['final_eval_return_mean']:.1f} (mean over seeds"
-    f"{' of the first setting' if sweep else ''}); "
-    f"{summary['env_steps_per_s']:.0f} env steps/s; compile {summary['compile_time_s']:.0f}s;"
-    f" wall {summary['wall_time_s']:.0f}s"
-  )
-  if jax.process_index() == 0:
-    first = setting_name(sweep_settings(sweep)[0]) if sweep else None
-    print("\n" + next_commands(out, launcher, _renders(trainer), first))
-  return 0
