@@ -68,7 +68,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def _batch_measurer(su, batches: int):
   """The jitted measurement of one real batch: `(state, key) -> (state, out)`."""
-  setups = {s: dataclasses.replace(su, mg=su.mg._replace(start=s)) for s in MG_STARTS}
+  setups = {
+    s: dataclasses.replace(su, mg=dataclasses.replace(su.mg, mg_start=s)) for s in MG_STARTS
+  }
 
   @jax.jit
   def one_batch(state, key):
@@ -81,8 +83,8 @@ def _batch_measurer(su, batches: int):
       su.nets.make_value_fn(state.obs_stats),
       state.agent_params["value"],
       batch,
-      discount=su.discount,
-      gae_lambda=su.gae_lambda,
+      discount=su.ppo.discount,
+      gae_lambda=su.ppo.gae_lambda,
     )
     g_r = mg.real_policy_gradient(policy, state.agent_params["policy"], batch, adv)
     grown = state.replace(buffer=buffer_add(state.buffer, mg.batch_rows(batch)))

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tiny
 
 from mgjax.algorithms import config_from_dict, describe, get_algorithm, make_config, validate
 from mgjax.config import (
@@ -24,54 +25,9 @@ from mgjax.config import (
 )
 
 # The configs of tests/test_mg.py: a tiny mg run, its stage variant and the end-to-end runs.
-SMALL = Config(
-  algo="mg",
-  env="pointmass",
-  total_steps=3 * 4 * 8 * 2,
-  num_envs=4,
-  rollout_length=8,
-  eval_every=2,
-  num_eval_envs=2,
-  policy_hidden=(16,),
-  value_hidden=(16,),
-  model_hidden=(16,),
-  ppo_epochs=1,
-  num_minibatches=2,
-  buffer_size=128,
-  mle_steps=2,
-  mle_batch=16,
-  mg_steps=1,
-  mg_rollouts=8,
-  mg_horizon=3,
-  model_rollouts=8,
-  model_horizon=3,
-  model_updates=1,
-)
-STAGE = dataclasses.replace(
-  SMALL,
-  num_envs=8,
-  rollout_length=32,
-  total_steps=8 * 32 * 2,
-  episode_length=10,
-  buffer_size=256,
-  mle_steps=300,
-  mle_batch=64,
-  model_hidden=(32, 32),
-)
-E2E = dict(
-  env="pointmass",
-  total_steps=20000,
-  num_envs=16,
-  rollout_length=32,
-  eval_every=5,
-  num_eval_envs=8,
-  model_hidden=(64, 64),
-  mle_steps=20,
-  mg_steps=2,
-  mg_rollouts=64,
-  model_rollouts=128,
-  model_updates=2,
-)
+SMALL = Config(algo="mg", **tiny.PPO_FAMILY)
+STAGE = Config(algo="mg", **tiny.STAGE)
+E2E = tiny.E2E
 
 
 # ------------------------------------------------------------------------------ validate

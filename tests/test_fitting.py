@@ -175,7 +175,7 @@ def test_a_model_objective_of_ones_own_joins_the_mg_loop(monkeypatch):
     nll = su.nll(state.obs_stats)
 
     def update(params, opt_state, key):
-      loss = lambda p: nll(p, buffer_sample(state.buffer, key, su.mle_batch))
+      loss = lambda p: nll(p, buffer_sample(state.buffer, key, su.fit.mle_batch))
       value, grads = jax.value_and_grad(loss)(params)
       return jax.tree.map(lambda g: -1e-3 * g, grads), opt_state, {"gd_nll": value}
 
@@ -238,8 +238,8 @@ def test_mg_steps_in_the_loop_raise_the_alignment_with_their_target():
       state.agent_params["policy"],
       state.env_state,
       jax.random.fold_in(key, 1),
-      rollout_length=su.rollout_length,
-      action_mode=su.action_mode,
+      rollout_length=su.run.rollout_length,
+      action_mode=su.ppo.action_mode,
     )
     stats = update_stats(state.obs_stats, batch.obs)
     state = state.replace(obs_stats=stats, buffer=buffer_add(state.buffer, mg.batch_rows(batch)))
@@ -247,13 +247,19 @@ def test_mg_steps_in_the_loop_raise_the_alignment_with_their_target():
     state = state.replace(model_params=params, model_opt=opt)
     value_fn = su.nets.make_value_fn(stats)
     adv, _ = mg.real_advantages(
-      value_fn, state.agent_params["value"], batch, discount=su.discount, gae_lambda=su.gae_lambda
+      value_fn,
+      state.agent_params["value"],
+      batch,
+      discount=su.ppo.discount,
+      gae_lambda=su.ppo.gae_lambda,
     )
     policy = su.nets.make_policy(stats)
     g_r = mg.real_policy_gradient(policy, state.agent_params["policy"], batch, adv, "raw")
     fit_key, eval_key = jax.random.fold_in(key, 3), jax.random.fold_in(key, 4)
     fitted, _ = mg_model.fit_model_mg(su, state, fit_key, g_r)
-    nll_only, _, _ = mg.nll_steps(dataclasses.replace(su, mle_steps=20), state, fit_key)
+    nll_only, _, _ = mg.nll_steps(
+      dataclasses.replace(su, fit=dataclasses.replace(su.fit, mle_steps=20)), state, fit_key
+    )
     align = lambda p: mg_model.model_alignment(su, state.replace(model_params=p), eval_key, g_r)
     return align(state.model_params), align(fitted.model_params), align(nll_only)
 

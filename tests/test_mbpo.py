@@ -184,7 +184,7 @@ def test_branched_rollouts_step_only_the_elites(explored, draw):
   su, state = explored
   # No rollout ends early: each of the 2 steps adds all 256 rows, in that order.
   info = dataclasses.replace(su.env, termination_fn=lambda obs: jnp.float32(0.0))
-  su = dataclasses.replace(su, env=info, elite_draw=draw)
+  su = dataclasses.replace(su, env=info, mbpo=dataclasses.replace(su.mbpo, elite_draw=draw))
   out_size = 2 * (su.env.obs_size + 1)
 
   # A 3-member ensemble whose member e predicts reward 100·e (zero kernels, so the output
@@ -257,7 +257,12 @@ def test_sac_batch_mixes_real_and_model_rows(explored):
   )
   fake = fake.replace(data={**fake.data, "reward": jnp.full_like(fake.data["reward"], -7.0)})
   batch = mbpo.sac_batch(
-    real, fake, jax.random.key(5), jnp.int32(300), batch_size=su.sac_batch, real_ratio=su.real_ratio
+    real,
+    fake,
+    jax.random.key(5),
+    jnp.int32(300),
+    batch_size=su.sac.sac_batch,
+    real_ratio=su.mbpo.real_ratio,
   )
   rewards = np.asarray(batch.reward)
   assert rewards.shape == (128,) and np.sum(rewards == 7.0) == int(128 * 0.05) == 6

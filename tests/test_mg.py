@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 
 import mgjax
 from mgjax import models
@@ -27,59 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import speed  # noqa: E402
 
-# A tiny mg run: 4 envs × 8 steps × 2 iterations per chunk, total_steps = 3 chunks.
-SMALL = Config(
-  algo="mg",
-  env="pointmass",
-  total_steps=3 * 4 * 8 * 2,
-  num_envs=4,
-  rollout_length=8,
-  eval_every=2,
-  num_eval_envs=2,
-  policy_hidden=(16,),
-  value_hidden=(16,),
-  model_hidden=(16,),
-  ppo_epochs=1,
-  num_minibatches=2,
-  buffer_size=128,
-  mle_steps=2,
-  mle_batch=16,
-  mg_steps=1,
-  mg_rollouts=8,
-  mg_horizon=3,
-  model_rollouts=8,
-  model_horizon=3,
-  model_updates=1,
-)
-
-# ≈ 20k env steps: 16 envs × 32 steps × 5 iterations per chunk, round(20000 / 2560) = 8 chunks.
-E2E = dict(
-  env="pointmass",
-  total_steps=20000,
-  num_envs=16,
-  rollout_length=32,
-  eval_every=5,
-  num_eval_envs=8,
-  model_hidden=(64, 64),
-  mle_steps=20,
-  mg_steps=2,
-  mg_rollouts=64,
-  model_rollouts=128,
-  model_updates=2,
-)
+# A tiny mg run, its stage variant and the end-to-end runs (tests/tiny.py).
+SMALL = Config(algo="mg", **tiny.PPO_FAMILY)
+E2E = tiny.E2E
 E2E_SEEDS = 2
-
-STAGE = dataclasses.replace(
-  SMALL,
-  num_envs=8,
-  rollout_length=32,
-  total_steps=8 * 32 * 2,
-  episode_length=10,
-  buffer_size=256,
-  mle_steps=300,
-  mle_batch=64,
-  model_hidden=(32, 32),
-)
+STAGE = Config(algo="mg", **tiny.STAGE)
 
 
 def leaves_equal(a, b) -> bool:
@@ -153,8 +106,8 @@ def stage_setup():
       state.agent_params["policy"],
       state.env_state,
       key,
-      rollout_length=su.rollout_length,
-      action_mode=su.action_mode,
+      rollout_length=su.run.rollout_length,
+      action_mode=su.ppo.action_mode,
     )
 
   env_state, batch = collect(state, jax.random.key(3))
@@ -233,8 +186,8 @@ def test_real_advantages_shapes(stage_setup):
       su.nets.make_value_fn(state.obs_stats),
       state.agent_params["value"],
       batch,
-      discount=su.discount,
-      gae_lambda=su.gae_lambda,
+      discount=su.ppo.discount,
+      gae_lambda=su.ppo.gae_lambda,
     )
 
   adv, targets = advantages(state, batch)
@@ -286,14 +239,14 @@ def test_fit_model_mle_lowers_nll_on_a_fixed_buffer(stage_setup):
       key,
       loss=su.nll(state.obs_stats),
       optimizer=su.model_optimizer,
-      steps=su.mle_steps,
-      batch_size=su.mle_batch,
+      steps=su.fit.mle_steps,
+      batch_size=su.fit.mle_batch,
     )
 
   before = float(nll(state.model_params))
   fitted_params, _, mean_loss = fit(state, jax.random.key(4))
   after = float(nll(fitted_params))
-  assert su.mle_steps == 300 and su.mle_batch == 64
+  assert su.fit.mle_steps == 300 and su.fit.mle_batch == 64
   assert np.isfinite(float(mean_loss))
   # Point-mass dynamics are deterministic and linear in (obs, action): 300 Adam steps take the
   # per-dimension NLL from ≈ 1.9 nats to ≈ −0.9.
@@ -311,9 +264,9 @@ def test_mg_start_batch_draws_only_the_latest_batch(stage_setup):
     rows = {k: jnp.full((steps,) + v.shape[1:], float(i), v.dtype) for k, v in buf.data.items()}
     buf = buffer_add(buf, rows)
   key = jax.random.key(5)
-  settings = su.mg._replace(rollouts=256)
+  settings = dataclasses.replace(su.mg, mg_rollouts=256)
   start = lambda where: np.asarray(
-    mg_model.mg_start_obs(settings._replace(start=where), buf, key, steps)
+    mg_model.mg_start_obs(dataclasses.replace(settings, mg_start=where), buf, key, steps)
   )
   recent, everything = start("batch"), start("buffer")
   assert recent.shape == everything.shape == (256,) + buf.data["obs"].shape[1:]
@@ -450,8 +403,8 @@ def test_heldout_alignment_takes_g_r_and_start_states_from_disjoint_halves(
     su.nets.make_value_fn(stats),
     state.agent_params["value"],
     batch,
-    discount=su.discount,
-    gae_lambda=su.gae_lambda,
+    discount=su.ppo.discount,
+    gae_lambda=su.ppo.gae_lambda,
   )
   seen = {}
 
@@ -480,7 +433,7 @@ def test_real_critic_fits_the_batch_returns_and_is_psi_without_steps(stage_setup
   stats = update_stats(state.obs_stats, batch.obs)
   value_fn = su.nets.make_value_fn(stats)
   psi = state.agent_params["value"]
-  kw = dict(discount=su.discount, gae_lambda=su.gae_lambda)
+  kw = dict(discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda)
   _, targets = mg.real_advantages(value_fn, psi, batch, **kw)
 
   def loss(params):

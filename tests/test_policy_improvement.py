@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 from inprocess import run_main
 
 import mgjax
@@ -25,28 +26,7 @@ from lab import policy_improvement_report as report  # noqa: E402
 from lab import probe  # noqa: E402
 
 SCRIPT = ROOT / "experiments" / "policy_improvement.py"
-TINY = Config(
-  algo="mle",
-  env="pointmass",
-  total_steps=2 * 8 * 16,
-  num_envs=8,
-  rollout_length=16,
-  eval_every=2,
-  num_eval_envs=2,
-  policy_hidden=(16,),
-  value_hidden=(16,),
-  model_hidden=(32,),
-  ppo_epochs=1,
-  num_minibatches=2,
-  buffer_size=512,
-  mle_steps=20,
-  mle_batch=32,
-  mg_rollouts=16,
-  mg_horizon=4,
-  model_rollouts=16,
-  model_horizon=4,
-  model_updates=1,
-)
+TINY = Config(algo="mle", **tiny.PROBE)
 SIZES = ("--fit-batches", 4, "--heldout-batches", 4, "--episodes", 4, "--draws", 3)
 ARMS = ("nll", "mg-full", "real16")  # the command's test: one arm of each kind
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 from inprocess import run_main
 
 import mgjax
@@ -25,28 +26,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from lab import probe  # noqa: E402
 
 PROBE = ROOT / "experiments" / "alignment_probe.py"
-TINY = Config(
-  algo="mle",
-  env="pointmass",
-  total_steps=2 * 8 * 16,
-  num_envs=8,
-  rollout_length=16,
-  eval_every=2,
-  num_eval_envs=2,
-  policy_hidden=(16,),
-  value_hidden=(16,),
-  model_hidden=(32,),
-  ppo_epochs=1,
-  num_minibatches=2,
-  buffer_size=512,
-  mle_steps=20,
-  mle_batch=32,
-  mg_rollouts=16,
-  mg_horizon=4,
-  model_rollouts=16,
-  model_horizon=4,
-  model_updates=1,
-)
+TINY = Config(algo="mle", **tiny.PROBE)
 PROBE_SETS = (
   'total_steps=512',
   'num_envs=8',
@@ -116,7 +96,7 @@ def _pooled_draws(su, state, obs, key, draws, real_grad):
 
   def draw(k):
     a, b = jax.random.split(k)
-    start = obs[jax.random.randint(a, (su.mg.rollouts,), 0, obs.shape[0])]
+    start = obs[jax.random.randint(a, (su.mg.mg_rollouts,), 0, obs.shape[0])]
     return probe.model_grad(su, state, state.model_params, start, b, real_grad)[1]["model_grad"]
 
   grads = [draw(k) for k in jax.random.split(pkey, draws)]

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 from recorded import platform_key
 
 from mgjax import make_config, make_train
@@ -35,57 +36,13 @@ from mgjax.algorithms import COLUMN_ALIASES
 DATA = Path(__file__).parent / "data"
 SEEDS = (0, 3)
 
-_PPO_FAMILY = dict(
-  env="pointmass",
-  total_steps=3 * 4 * 8 * 2,
-  num_envs=4,
-  rollout_length=8,
-  eval_every=2,
-  num_eval_envs=2,
-  policy_hidden=(16,),
-  value_hidden=(16,),
-  model_hidden=(16,),
-  ppo_epochs=1,
-  num_minibatches=2,
-  buffer_size=128,
-  mle_steps=2,
-  mle_batch=16,
-  mg_steps=1,
-  mg_rollouts=8,
-  mg_horizon=3,
-  model_rollouts=8,
-  model_horizon=3,
-  model_updates=1,
-  real_grad_ema=0.5,
-)
-_SAC_FAMILY = dict(
-  env="pointmass",
-  exploration_steps=100,
-  rollout_length=25,
-  eval_every=2,
-  total_steps=100 + 2 * 2 * 25,
-  ensemble_size=3,
-  elites=2,
-  model_hidden=(16, 16),
-  sac_hidden=(16, 16),
-  rollout_batch=32,
-  updates_per_step=2,
-  sac_batch=32,
-  model_max_epochs=3,
-  model_epoch_steps=4,
-  mle_batch=16,
-  buffer_size=1000,
-  num_eval_envs=2,
-  mg_rollouts=8,
-  mg_horizon=2,
-  mg_steps=2,
-)
+_PPO_FAMILY = dict(tiny.PPO_FAMILY, real_grad_ema=0.5)
 CONFIGS = {
   "mg": dict(_PPO_FAMILY, algo="mg"),
   "mle": dict(_PPO_FAMILY, algo="mle"),
   "ppo": dict(_PPO_FAMILY, algo="ppo"),
-  "mbpo": dict(_SAC_FAMILY, algo="mbpo"),
-  "mg-sac": dict(_SAC_FAMILY, algo="mg-sac"),
+  "mbpo": dict(tiny.SAC_FAMILY, algo="mbpo"),
+  "mg-sac": dict(tiny.SAC_FAMILY, algo="mg-sac"),
 }
 
 

@@ -56,7 +56,7 @@ def test_pooled_alignment_is_one_against_the_models_own_pooled_gradient(snapshot
   # The pooled ĝ_M of `measure`, recomputed by hand from the same draws.
   def draw(k):
     a, b = jax.random.split(k)
-    start = held["obs"][jax.random.randint(a, (su.mg.rollouts,), 0, held["obs"].shape[0])]
+    start = held["obs"][jax.random.randint(a, (su.mg.mg_rollouts,), 0, held["obs"].shape[0])]
     target = jax.tree.map(lambda x: x[0], grads)
     return sac_probe.mg_sac_model.mg_loss_from(su, state, state.model_params, start, b, target)[1][
       "model_grad"

@@ -83,7 +83,11 @@ def collect(su, state, key: jax.Array, n: int) -> tuple[Any, Batches]:
   def one(env_state, k):
     env_state, batch = mg.collect_batch(su, state.replace(env_state=env_state), k)
     adv, targets = mg.real_advantages(
-      value_fn, state.agent_params["value"], batch, discount=su.discount, gae_lambda=su.gae_lambda
+      value_fn,
+      state.agent_params["value"],
+      batch,
+      discount=su.ppo.discount,
+      gae_lambda=su.ppo.gae_lambda,
     )
     grad = lambda t: mg.real_policy_gradient(policy, theta, batch, adv, t)
     out = Batches(
@@ -122,7 +126,10 @@ def full_strength(su, state):
   """MG at full strength: the Setup with mg_optimizer=separate, mg_weight=1 and normalised
   advantages, and an MGState with a fresh MG Adam state and no clip."""
   su_full = dataclasses.replace(
-    su, mg=su.mg._replace(optimizer="separate", weight=1.0, advantages="normalised")
+    su,
+    mg=dataclasses.replace(
+      su.mg, mg_optimizer="separate", mg_weight=1.0, mg_advantages="normalised"
+    ),
   )
   fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(mg.ModelState)}
   fields["hparams"] = {**state.hparams, "mg_max_grad_norm": jnp.float32(0.0)}
@@ -167,7 +174,9 @@ def improve_real(su, fs, fit: Batches, key: jax.Array) -> Params:
   obs, action = _flat(fit.rows["obs"]), _flat(fit.rows["action"])
   adv, target = fit.advantage.reshape(-1), fit.target.reshape(-1)
   batch = PPOBatch(obs, action, adv, target, jnp.ones_like(adv))
-  su_real = dataclasses.replace(su, num_minibatches=fit.advantage.shape[0])
+  su_real = dataclasses.replace(
+    su, ppo=dataclasses.replace(su.ppo, num_minibatches=fit.advantage.shape[0])
+  )
   state, _ = mg.policy_update(su_real, fs, batch, key)
   return state.agent_params["policy"]
 
@@ -177,7 +186,7 @@ def alignment(
 ) -> dict[str, jax.Array]:
   """Out-of-sample alignment of one model (module docstring) and its NLL on set B."""
   starts = _flat(held_a.rows["obs"])
-  su_norm = dataclasses.replace(su, mg=su.mg._replace(advantages="normalised"))
+  su_norm = dataclasses.replace(su, mg=dataclasses.replace(su.mg, mg_advantages="normalised"))
   out = {}
   for name, s, grads in (
     ("align_raw", su, held_b.grad_raw),
@@ -187,7 +196,7 @@ def alignment(
 
     def draw(k, s=s, g_true=g_true):
       a, b = jax.random.split(k)
-      start = probe.sample_obs(starts, a, su.mg.rollouts)
+      start = probe.sample_obs(starts, a, su.mg.mg_rollouts)
       return probe.flat(probe.model_grad(s, snap, model_params, start, b, g_true)[1]["model_grad"])
 
     g_model = jnp.mean(jax.lax.map(draw, jax.random.split(key, draws)), axis=0)
@@ -201,7 +210,7 @@ def alignment(
     rows["action"],
     rows["next_obs"],
     rows["reward"],
-    su.action_mode,
+    su.ppo.action_mode,
   )
   return out
 

@@ -149,9 +149,13 @@ def collect_batches(su, state, key: jax.Array, n: int) -> tuple[Any, RealBatches
   def one(env_state, k):
     env_state, batch = mg.collect_batch(su, state.replace(env_state=env_state), k)
     adv, _ = mg.real_advantages(
-      value_fn, state.agent_params["value"], batch, discount=su.discount, gae_lambda=su.gae_lambda
+      value_fn,
+      state.agent_params["value"],
+      batch,
+      discount=su.ppo.discount,
+      gae_lambda=su.ppo.gae_lambda,
     )
-    g_r = mg.real_policy_gradient(policy, theta, batch, adv, su.mg.advantages)
+    g_r = mg.real_policy_gradient(policy, theta, batch, adv, su.mg.mg_advantages)
     return env_state, (mg.batch_rows(batch), g_r)
 
   env_state, (rows, grads) = jax.lax.scan(one, state.env_state, jax.random.split(key, n))
@@ -205,12 +209,12 @@ def fit_objective(
   rows = _flatten_rows(fit_data.rows)
   buffer = buffer_add(state.buffer, rows)
   nll = su.nll(state.obs_stats)
-  nll_loss = lambda p, k: nll(p, buffer_sample(buffer, k, su.mle_batch))
+  nll_loss = lambda p, k: nll(p, buffer_sample(buffer, k, su.fit.mle_batch))
   only_nll = fitting.nll_objective(nll_loss, su.model_optimizer)
   if not o.mg:
     return only_nll
   target = mean_tree(fit_data.real_grad, o.target_batches)
-  starts = rows["obs"][: o.target_batches * su.batch_steps]
+  starts = rows["obs"][: o.target_batches * su.run.batch_steps]
 
   def mg_loss(p, k):
     skey, rkey = jax.random.split(k)
@@ -273,7 +277,7 @@ def measure(
   all_obs = start_obs.reshape((-1,) + start_obs.shape[2:])
   g_true = mean_tree(targets)
   pkey, skey = jax.random.split(key)
-  m = su.mg.rollouts
+  m = su.mg.mg_rollouts
 
   def pooled_draw(k):
     a, b = jax.random.split(k)
@@ -300,7 +304,7 @@ def measure(
     every["action"],
     every["next_obs"],
     every["reward"],
-    su.action_mode,
+    su.ppo.action_mode,
   )
   return {"pooled": cos(g_pooled, flat(g_true)), "single": jnp.mean(singles), "nll": nll}
 

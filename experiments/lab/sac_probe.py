@@ -117,7 +117,7 @@ def split_buffer(buffer: ReplayBuffer, key: jax.Array) -> tuple[ReplayBuffer, di
 def chunk_gradients(su, state, obs: jax.Array, key: jax.Array):
   """obs cut into chunks of mg_rollouts·mg_horizon states (the last partial one dropped)
   and each chunk's g_R -> (chunk_obs [C, R·H, ...], grads)."""
-  size = su.mg.rollouts * su.mg.horizon
+  size = su.mg.mg_rollouts * su.mg.mg_horizon
   c = obs.shape[0] // size
   if c < 2:
     raise ValueError(
@@ -191,7 +191,7 @@ def measure(
   """pooled and single alignment and held-out NLL of one ensemble (module docstring)."""
   g_true = probe.mean_tree(heldout.chunk_grads)
   pkey, skey = jax.random.split(key)
-  r = su.mg.rollouts
+  r = su.mg.mg_rollouts
 
   def model_grad(start, k, target):
     return probe.flat(
@@ -227,7 +227,7 @@ def run_probe(
   """Every objective fitted with `settings.fit_keys` keys on the fit half and measured on
   the held-out half -> {"floor", "start", "objectives", "split"}, as `probe.run_probe`."""
   s = settings
-  chunk = su.mg.rollouts * su.mg.horizon
+  chunk = su.mg.mg_rollouts * su.mg.mg_horizon
   objectives = [resolve(o, chunk) for o in objectives]
   skey, ckey, mkey, fkey = jax.random.split(key, 4)
   fit_buffer, held_rows = split_buffer(state.buffer, skey)

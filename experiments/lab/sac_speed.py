@@ -45,7 +45,7 @@ def _kernel_fns(c, su, calls: int):
 
   window = jnp.int32(c.rollout_batch)
   mixed = lambda s, k: mbpo.sac_batch(
-    s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch, real_ratio=su.real_ratio
+    s.buffer, s.model_buffer, k, window, batch_size=su.sac.sac_batch, real_ratio=su.mbpo.real_ratio
   )
 
   def sac_updates(s, k):  # `calls` updates in a scan, as between two env steps
@@ -62,7 +62,7 @@ def _kernel_fns(c, su, calls: int):
     return jax.lax.scan(step, (s.model_params, s.model_opt), jax.random.split(k, calls))[0]
 
   def rollout_step(draw):  # one step of every branched rollout, the predicted states kept
-    su_draw = dataclasses.replace(su, elite_draw=draw)
+    su_draw = dataclasses.replace(su, mbpo=dataclasses.replace(su.mbpo, elite_draw=draw))
 
     def step(s, k):
       buf = mbpo.branched_rollouts(su_draw, s, k, jnp.int32(1)).model_buffer
@@ -129,7 +129,7 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
   from mgjax.algorithms import mbpo
 
   c, su, state = sac_setup(algo, env, overrides)
-  no_updates = dataclasses.replace(su, updates_per_step=0)
+  no_updates = dataclasses.replace(su, sac=dataclasses.replace(su.sac, updates_per_step=0))
   compiled, spent = {}, {}
 
   def stage(name, fn, su_, *args):

@@ -60,7 +60,7 @@ def _advantages(su, state, value_params, batches):
   value_fn = su.nets.make_value_fn(state.obs_stats)
   return jax.vmap(
     lambda b: mg.real_advantages(
-      value_fn, value_params, b, discount=su.discount, gae_lambda=su.gae_lambda
+      value_fn, value_params, b, discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda
     )
   )(batches)
 

@@ -127,25 +127,21 @@ class MBPOSetup(SACSetup):
   model_net: networks.Network
   model_optimizer: optax.GradientTransformation
   fit: EnsembleFit
-  real_ratio: float
-  rollout_batch: int
-  elite_draw: str
-  branch_schedule: tuple[int, int, int, int]
-  model_retain_epochs: int
-  mg: "MGSACSettings"  # mg-sac's MG stage, and both algorithms' alignment diagnostic
+  mbpo: MBPOConfig  # the branched rollouts (and the fit's settings, as `fit` holds them)
+  mg: MGConfig  # mg-sac's MG stage, and both algorithms' alignment diagnostic
   kind: str  # "mbpo" | "mg-sac" (a derived variant keeps its base's)
 
   @property
   def rounds_per_epoch(self) -> int:
-    return max(1, round(EPOCH_LENGTH / (self.num_envs * self.rollout_length)))
+    return max(1, round(EPOCH_LENGTH / (self.run.num_envs * self.run.rollout_length)))
 
   @property
   def model_buffer_capacity(self) -> int:
     return (
-      self.rollout_batch
-      * self.branch_schedule[3]
+      self.mbpo.rollout_batch
+      * self.mbpo.branch_schedule[3]
       * self.rounds_per_epoch
-      * self.model_retain_epochs
+      * self.mbpo.model_retain_epochs
     )
 
   def model(self, stats: RunningStats):
@@ -155,20 +151,6 @@ class MBPOSetup(SACSetup):
   def policy(self) -> Policy:
     """The actor as an `mgjax.Policy` over tanh-squashed actions (reparameterised sample)."""
     return sac.tanh_gaussian_policy(self.actor_net.apply)
-
-
-@dataclasses.dataclass(frozen=True)
-class MGSACSettings:
-  """mg-sac's MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, similarity,
-  estimator, real_grad_states)."""
-
-  steps: int
-  rollouts: int
-  horizon: int
-  similarity: str
-  estimator: str
-  real_states: int  # g_R on this many buffer states, once per round (0 = per step, on
-  # rollouts · horizon states)
 
 
 def setup(c: Config, info: envs.EnvInfo, kind: str = "mbpo") -> MBPOSetup:
@@ -191,14 +173,8 @@ def setup(c: Config, info: envs.EnvInfo, kind: str = "mbpo") -> MBPOSetup:
       c.elites,
       c.model_fit_budget,
     ),
-    real_ratio=c.real_ratio,
-    rollout_batch=c.rollout_batch,
-    elite_draw=c.elite_draw,
-    branch_schedule=tuple(c.branch_schedule),
-    model_retain_epochs=c.model_retain_epochs,
-    mg=MGSACSettings(
-      c.mg_steps, c.mg_rollouts, c.mg_horizon, c.similarity, c.estimator, c.real_grad_states
-    ),
+    mbpo=dataclasses.replace(MBPOConfig.of(c), branch_schedule=tuple(c.branch_schedule)),
+    mg=MGConfig.of(c),
     kind=kind,
   )
 
@@ -230,7 +206,7 @@ def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOStat
     elites=jnp.arange(su.fit.elites),
     obs_stats=init_stats(info.obs_size),
     env_state=su.train_env.reset(ke),
-    buffer=buffer_init(example, su.buffer_size),
+    buffer=buffer_init(example, su.run.buffer_size),
     model_buffer=buffer_init(example, su.model_buffer_capacity),
     key=key,
     iteration=jnp.zeros((), jnp.int32),
@@ -285,10 +261,10 @@ def branched_rollouts(
 ) -> MBPOState:
   """`rollout_batch` model rollouts of `length` steps from real buffer states into the
   model buffer; a rollout stops after its first predicted termination. Each step's elites
-  are drawn as `su.elite_draw` says (`elite_step`; "block" deals the rollouts out anew at
+  are drawn as `su.mbpo.elite_draw` says (`elite_step`; "block" deals the rollouts out anew at
   every step, by a random permutation)."""
   skey, key = jax.random.split(key)
-  start = buffer_sample(state.buffer, skey, su.rollout_batch)["obs"]
+  start = buffer_sample(state.buffer, skey, su.mbpo.rollout_batch)["obs"]
   # Only the elites are evaluated: member i of `elite_params` is member elites[i].
   elite_params = jax.tree.map(lambda p: p[state.elites], state.model_params)
   model = su.model(state.obs_stats)
@@ -296,16 +272,16 @@ def branched_rollouts(
   def step(t, carry):
     obs, alive, buf, k = carry
     k, akey, mkey = jax.random.split(k, 3)
-    if su.elite_draw == "block":
+    if su.mbpo.elite_draw == "block":
       pkey, mkey = jax.random.split(mkey)
       order = jax.random.permutation(pkey, obs.shape[0])
       obs, alive = obs[order], alive[order]
     action = sample_actions(su.actor_net, state.sac.actor, obs, akey)
-    next_obs, reward, done = elite_step(model, elite_params, obs, action, mkey, su.elite_draw)
+    next_obs, reward, done = elite_step(model, elite_params, obs, action, mkey, su.mbpo.elite_draw)
     buf = buffer_add_masked(buf, rows(obs, action, reward, next_obs, done), alive)
     return next_obs, alive & (done == 0), buf, k
 
-  carry = (start, jnp.ones((su.rollout_batch,), bool), state.model_buffer, key)
+  carry = (start, jnp.ones((su.mbpo.rollout_batch,), bool), state.model_buffer, key)
   _, _, buf, _ = jax.lax.fori_loop(0, length, step, carry)
   return state.replace(model_buffer=buf)
 
@@ -335,10 +311,10 @@ def act_and_update(
   """rollout_length env steps, each followed by updates_per_step·num_envs SAC updates on
   mixed real/model minibatches (the model rows drawn among the newest of `length`-step
   branches) -> (state, SAC metrics, observed obs). `reset_key` refreshes the envs' resets."""
-  window = su.rollout_batch * length * su.rounds_per_epoch * su.model_retain_epochs
+  window = su.mbpo.rollout_batch * length * su.rounds_per_epoch * su.mbpo.model_retain_epochs
   state = state.replace(env_state=su.train_env.refresh_resets(state.env_state, reset_key))
   mixed = lambda s, k: sac_batch(
-    s.buffer, s.model_buffer, k, window, batch_size=su.sac_batch, real_ratio=su.real_ratio
+    s.buffer, s.model_buffer, k, window, batch_size=su.sac.sac_batch, real_ratio=su.mbpo.real_ratio
   )
   return collect_and_update(su, state, key, mixed)
 
@@ -348,11 +324,11 @@ def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
   with SAC updates -> (state, per-iteration metrics). Each stage runs through
   `stage(name, fn, *args)`."""
   key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
-  epoch = (state.env_steps - su.exploration_steps) // EPOCH_LENGTH
-  length = branch_length(epoch, su.branch_schedule)
+  epoch = (state.env_steps - su.sac.exploration_steps) // EPOCH_LENGTH
+  length = branch_length(epoch, su.mbpo.branch_schedule)
   state, metrics = stage("model_fitting", fit_model, su, state, fkey)
   # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
-  if su.kind == "mg-sac" and su.mg.steps:
+  if su.kind == "mg-sac" and su.mg.mg_steps:
     state, mg_metrics = stage("mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1))
     metrics.update(mg_metrics)
   _, alignment = stage(

@@ -40,7 +40,6 @@ from mgjax.algorithms.mg_model import (  # noqa: F401
 )
 from mgjax.algorithms.mg_setup import (  # noqa: F401  (the state and setup, part of this module's API)
   SWEEPABLE,
-  MGSettings,
   MGState,
   ModelState,
   PPOState,
@@ -101,11 +100,11 @@ def heldout_alignment(
     state.agent_params["policy"],
     jax.tree.map(first, batch),
     first(advantages),
-    su.mg.advantages,
+    su.mg.mg_advantages,
   )
   skey, rkey = jax.random.split(key)
   states = _flat(batch.obs[:, half:])
-  start = states[jax.random.randint(skey, (su.mg.rollouts,), 0, states.shape[0])]
+  start = states[jax.random.randint(skey, (su.mg.mg_rollouts,), 0, states.shape[0])]
   _, metrics = mg_loss_from(su, state, state.model_params, start, rkey, real_grad)
   return metrics["cosine"]
 
@@ -119,8 +118,8 @@ def collect_batch(su: Setup, state, key: jax.Array):
     state.agent_params["policy"],
     state.env_state,
     key,
-    rollout_length=su.rollout_length,
-    action_mode=su.action_mode,
+    rollout_length=su.run.rollout_length,
+    action_mode=su.ppo.action_mode,
   )
 
 
@@ -133,8 +132,8 @@ def nll_steps(su: Setup, state: ModelState, key: jax.Array):
     key,
     loss=su.nll(state.obs_stats),
     optimizer=su.model_optimizer,
-    steps=su.mle_steps,
-    batch_size=su.mle_batch,
+    steps=su.fit.mle_steps,
+    batch_size=su.fit.mle_batch,
   )
 
 
@@ -146,7 +145,7 @@ def model_policy_updates(su: Setup, state: ModelState, key: jax.Array):
     bk, uk = jax.random.split(k)
     return policy_update(su, s, model_ppo_batch(su, s, bk), uk)
 
-  return jax.lax.scan(policy_round, state, jax.random.split(key, su.model_updates))
+  return jax.lax.scan(policy_round, state, jax.random.split(key, su.model_ppo.model_updates))
 
 
 def fit_model(
@@ -177,7 +176,7 @@ def fit_model(
     new_rows["action"],
     new_rows["next_obs"],
     new_rows["reward"],
-    su.action_mode,
+    su.ppo.action_mode,
   )
   state = state.replace(buffer=buffer_add(state.buffer, new_rows))
   k1, k2, k3 = jax.random.split(key, 3)
@@ -208,32 +207,32 @@ def iteration(su: Setup, state, stage=inline):
     obs_stats=stats,
     key=key,
     iteration=state.iteration + 1,
-    env_steps=state.env_steps + su.batch_steps,
+    env_steps=state.env_steps + su.run.batch_steps,
   )
   adv, targets = real_advantages(
     su.nets.make_value_fn(stats),
     state.agent_params["value"],
     batch,
-    discount=su.discount,
-    gae_lambda=su.gae_lambda,
+    discount=su.ppo.discount,
+    gae_lambda=su.ppo.gae_lambda,
   )
   metrics = {"train_return": mean_episode_return(env_state)}
 
   if isinstance(state, ModelState):
-    if su.real_value_steps:  # g_R's advantages from a critic also fitted on real returns
-      gae_kw = dict(discount=su.discount, gae_lambda=su.gae_lambda)
+    if su.mg.real_value_steps:  # g_R's advantages from a critic also fitted on real returns
+      gae_kw = dict(discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda)
       value_fn = su.nets.make_value_fn(stats)
       psi_real = real_critic(
         value_fn,
         state.agent_params["value"],
         batch,
-        steps=su.real_value_steps,
-        learning_rate=su.real_value_learning_rate,
+        steps=su.mg.real_value_steps,
+        learning_rate=su.mg.real_value_learning_rate,
         **gae_kw,
       )
       adv, _ = real_advantages(value_fn, psi_real, batch, **gae_kw)
     real_grad = real_policy_gradient(
-      su.nets.make_policy(stats), state.agent_params["policy"], batch, adv, su.mg.advantages
+      su.nets.make_policy(stats), state.agent_params["policy"], batch, adv, su.mg.mg_advantages
     )
     state, fit_metrics = fit_model(su, state, batch, adv, real_grad, mkey, stage)
     metrics.update(fit_metrics)

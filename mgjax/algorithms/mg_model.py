@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from mgjax.buffer import ReplayBuffer, buffer_sample, buffer_sample_recent
 from mgjax.model_gradient import model_gradient_loss
 from mgjax.models import fitting
+from mgjax.models.fitting import MGConfig
 from mgjax.types import Params
 
 
@@ -29,21 +30,21 @@ def average_real_grad(
   return avg, jax.tree.map(lambda m: m / correction, avg)
 
 
-def mg_start_obs(mg, buffer: ReplayBuffer, key: jax.Array, batch_steps: int) -> jax.Array:
-  """mg.rollouts start states for the MG rollouts: uniform over the latest real batch, the
-  on-policy states g_R is computed on (`start="batch"`, the default), or over the whole
-  buffer ("buffer"). Called after that batch was appended, so it is the buffer's newest
-  batch_steps rows."""
-  if mg.start == "batch":
-    return buffer_sample_recent(buffer, key, mg.rollouts, batch_steps)["obs"]
-  return buffer_sample(buffer, key, mg.rollouts)["obs"]
+def mg_start_obs(mg: MGConfig, buffer: ReplayBuffer, key: jax.Array, batch_steps: int) -> jax.Array:
+  """mg.mg_rollouts start states for the MG rollouts: uniform over the latest real batch,
+  the on-policy states g_R is computed on (`mg_start="batch"`, the default), or over the
+  whole buffer ("buffer"). Called after that batch was appended, so it is the buffer's
+  newest batch_steps rows."""
+  if mg.mg_start == "batch":
+    return buffer_sample_recent(buffer, key, mg.mg_rollouts, batch_steps)["obs"]
+  return buffer_sample(buffer, key, mg.mg_rollouts)["obs"]
 
 
 def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params):
   """`model_gradient_loss` of model params φ against g_R = real_grad, on MG rollouts from
   `mg_start_obs` -> (loss, metrics); metrics["model_grad"] is ĝ_M."""
   skey, rkey = jax.random.split(key)
-  start = mg_start_obs(su.mg, state.buffer, skey, su.batch_steps)
+  start = mg_start_obs(su.mg, state.buffer, skey, su.run.batch_steps)
   return mg_loss_from(su, state, params, start, rkey, real_grad)
 
 
@@ -70,12 +71,12 @@ def mg_loss_from(
     policy=su.nets.make_policy(stats),
     model=su.model(stats),
     value_fn=su.nets.make_value_fn(stats),
-    horizon=su.mg.horizon,
-    discount=su.discount,
-    gae_lambda=su.gae_lambda,
+    horizon=su.mg.mg_horizon,
+    discount=su.ppo.discount,
+    gae_lambda=su.ppo.gae_lambda,
     similarity=su.mg.similarity,
     estimator=estimator or su.mg.estimator,
-    advantage_transform=su.mg.advantages,
+    advantage_transform=su.mg.mg_advantages,
   )
 
 
@@ -113,16 +114,16 @@ def model_objective(su, state, real_grad: Params) -> fitting.ModelObjective:
   return state_objective(
     state,
     mg_loss=lambda params, k: mg_loss(su, state, params, k, real_grad),
-    nll_loss=lambda params, k: nll(params, buffer_sample(state.buffer, k, su.mle_batch)),
+    nll_loss=lambda params, k: nll(params, buffer_sample(state.buffer, k, su.fit.mle_batch)),
     optimizer=su.model_optimizer,
-    weight=su.mg.weight,
+    weight=su.mg.mg_weight,
   )
 
 
 def fit_model_mg(su, state, key: jax.Array, real_grad: Params):
   """K_mg steps of the run's model objective, `su.objective(su, state, real_grad)` (mg's:
   `model_objective`) -> (state, metrics)."""
-  return fit_state(state, su.objective(su, state, real_grad), key, su.mg.steps)
+  return fit_state(state, su.objective(su, state, real_grad), key, su.mg.mg_steps)
 
 
 def model_alignment(su, state, key: jax.Array, real_grad: Params) -> jax.Array:

@@ -36,7 +36,9 @@ def real_actor_gradient(
 ):
   """`states` (by default mg_rollouts·mg_horizon) real buffer states and g_R, the actor-loss
   gradient on them."""
-  real = buffer_sample(state.buffer, sample_key, states or su.mg.rollouts * su.mg.horizon)["obs"]
+  real = buffer_sample(state.buffer, sample_key, states or su.mg.mg_rollouts * su.mg.mg_horizon)[
+    "obs"
+  ]
   return real, actor_gradient_on(su, state, real, grad_key)
 
 
@@ -62,8 +64,8 @@ def mg_loss(su, state, params: Params, key: jax.Array, real_grad: Params | None 
   if real_grad is None:
     real, real_grad = real_actor_gradient(su, state, skey, gkey)
   else:
-    real = buffer_sample(state.buffer, skey, su.mg.rollouts)["obs"]
-  return mg_loss_from(su, state, params, real[: su.mg.rollouts], mkey, real_grad)
+    real = buffer_sample(state.buffer, skey, su.mg.mg_rollouts)["obs"]
+  return mg_loss_from(su, state, params, real[: su.mg.mg_rollouts], mkey, real_grad)
 
 
 def mg_loss_from(
@@ -81,7 +83,7 @@ def mg_loss_from(
     policy=su.policy(),
     model=su.model(state.obs_stats),
     actor_loss=_actor_loss(su, state.sac),
-    horizon=su.mg.horizon,
+    horizon=su.mg.mg_horizon,
     similarity=su.mg.similarity,
     estimator=su.mg.estimator,
   )
@@ -115,9 +117,9 @@ def fit_model_mg(su, state, key: jax.Array):
   with the flag.
   """
   target = None
-  if su.mg.real_states:
-    skey, gkey = jax.random.split(jax.random.fold_in(key, su.mg.steps))
-    _, target = real_actor_gradient(su, state, skey, gkey, su.mg.real_states)
+  if su.mg.real_grad_states:
+    skey, gkey = jax.random.split(jax.random.fold_in(key, su.mg.mg_steps))
+    _, target = real_actor_gradient(su, state, skey, gkey, su.mg.real_grad_states)
 
   def nll_loss(params, key):
     minibatches = member_minibatches(state.buffer, key, su.fit.members, su.fit.batch_size)
@@ -129,4 +131,4 @@ def fit_model_mg(su, state, key: jax.Array):
     nll_loss=nll_loss,
     optimizer=su.model_optimizer,
   )
-  return fit_state(state, objective, key, su.mg.steps)
+  return fit_state(state, objective, key, su.mg.mg_steps)

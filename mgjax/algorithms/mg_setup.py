@@ -1,11 +1,11 @@
 """The state and the static setup of the `mg`, `mle` and `ppo` loop: `PPOState`,
-`ModelState`, `MGState`, `MGSettings`, `Setup`, `setup(config, env, kind)` and
+`ModelState`, `MGState`, `Setup`, `setup(config, env, kind)` and
 `init(setup, key, hparams)`. `mgjax.algorithms.mg` composes them with the stages.
 """
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +13,12 @@ import optax
 from flax import struct
 
 from mgjax import envs
-from mgjax.agents.ppo import PPONetworks
+from mgjax.agents.ppo import ModelPPOConfig, PPOConfig, PPONetworks
 from mgjax.algorithms.base import init_hparams
 from mgjax.algorithms.mg_model import model_objective
 from mgjax.buffer import ReplayBuffer, buffer_init, empty_row
-from mgjax.config import Config
-from mgjax.models.fitting import ModelObjective
+from mgjax.config import Config, RunConfig
+from mgjax.models.fitting import MGConfig, ModelConfig, ModelObjective
 from mgjax.models.nll import nll_loss
 from mgjax.nets import networks
 from mgjax.nets.normalization import RunningStats, init_stats
@@ -83,21 +83,6 @@ class MGState(ModelState):
 
 
 # ------------------------------------------------------------------------------ setup
-class MGSettings(NamedTuple):
-  """The MG stage (from `Config`: mg_steps, mg_rollouts, mg_horizon, mg_start,
-  similarity, estimator, mg_optimizer, mg_weight, mg_advantages)."""
-
-  steps: int
-  rollouts: int
-  horizon: int
-  start: str  # "batch" | "buffer"
-  similarity: str
-  estimator: str
-  optimizer: str = "shared"  # "shared" | "separate"
-  weight: float = 1.0
-  advantages: str = "raw"  # `mgjax.losses.transform_advantages` of g_R and ĝ_M
-
-
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """The static parts of an mg/mle/ppo run, built once from the config."""
@@ -108,35 +93,23 @@ class Setup:
   model_net: networks.Network
   agent_optimizer: optax.GradientTransformation
   model_optimizer: optax.GradientTransformation
-  action_mode: str
-  rollout_length: int
-  batch_steps: int
-  discount: float
-  gae_lambda: float
-  ppo_epochs: int
-  num_minibatches: int
-  buffer_size: int
-  mle_steps: int
-  mle_batch: int
-  mg: MGSettings
-  model_rollouts: int
-  model_horizon: int
-  model_updates: int
-  real_value_steps: int
-  real_value_learning_rate: float
-  num_eval_envs: int
+  run: RunConfig  # the config's parts that the loop reads
+  ppo: PPOConfig
+  fit: ModelConfig
+  model_ppo: ModelPPOConfig
+  mg: MGConfig
   kind: str  # "mg" | "mle" | "ppo": which of the three loops (a derived variant keeps its base's)
   hparam_defaults: tuple[tuple[str, float], ...]  # the sweepable settings' config values
   # (setup, state, g_R target) -> the ModelObjective of the MG steps; a variant may replace it
   objective: Callable[..., ModelObjective] = model_objective
 
   def model(self, stats: RunningStats) -> Model:
-    return networks.make_model(self.model_net, stats, self.env.termination_fn, self.action_mode)
+    return networks.make_model(self.model_net, stats, self.env.termination_fn, self.ppo.action_mode)
 
   def nll(self, stats: RunningStats):
     """The model's NLL loss (params, rows) -> scalar under the given statistics."""
     return functools.partial(
-      nll_loss, net=self.model_net, stats=stats, action_mode=self.action_mode
+      nll_loss, net=self.model_net, stats=stats, action_mode=self.ppo.action_mode
     )
 
 
@@ -156,33 +129,11 @@ def setup(c: Config, info: envs.EnvInfo, kind: str = "mg") -> Setup:
     ),
     agent_optimizer=adam(c.learning_rate, c.max_grad_norm),
     model_optimizer=adam(c.model_learning_rate),
-    action_mode=c.action_mode,
-    rollout_length=c.rollout_length,
-    batch_steps=c.batch_steps,
-    discount=c.discount,
-    gae_lambda=c.gae_lambda,
-    ppo_epochs=c.ppo_epochs,
-    num_minibatches=c.num_minibatches,
-    buffer_size=c.buffer_size,
-    mle_steps=c.mle_steps,
-    mle_batch=c.mle_batch,
-    mg=MGSettings(
-      c.mg_steps,
-      c.mg_rollouts,
-      c.mg_horizon,
-      c.mg_start,
-      c.similarity,
-      c.estimator,
-      c.mg_optimizer,
-      c.mg_weight,
-      c.mg_advantages,
-    ),
-    model_rollouts=c.model_rollouts,
-    model_horizon=c.model_horizon,
-    model_updates=c.model_updates,
-    real_value_steps=c.real_value_steps,
-    real_value_learning_rate=c.real_value_learning_rate,
-    num_eval_envs=c.num_eval_envs,
+    run=RunConfig.of(c),
+    ppo=PPOConfig.of(c),
+    fit=ModelConfig.of(c),
+    model_ppo=ModelPPOConfig.of(c),
+    mg=MGConfig.of(c),
     kind=kind,
     hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE[kind]),
   )
@@ -207,7 +158,7 @@ def init(su: Setup, key: jax.Array, hparams: dict | None = None):
     return PPOState(agent_params=agent, agent_opt=agent_opt, **common)
   model_params = su.model_net.init(km)
   model_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
-  buffer = buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size)
+  buffer = buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.run.buffer_size)
   parts = dict(
     agent_params=agent,
     agent_opt=agent_opt,
@@ -219,7 +170,7 @@ def init(su: Setup, key: jax.Array, hparams: dict | None = None):
   if su.kind == "mle":
     return ModelState(**parts)
   mg_opt = None
-  if su.mg.optimizer == "separate":
+  if su.mg.mg_optimizer == "separate":
     mg_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
   return MGState(
     **parts, real_grad_avg=jax.tree.map(jnp.zeros_like, agent["policy"]), mg_opt=mg_opt

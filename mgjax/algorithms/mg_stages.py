@@ -131,7 +131,7 @@ def model_ppo_batch(su, state, key: jax.Array) -> PPOBatch:
   """Branched rollouts of horizon H in the model from buffer states, with GAE that
   bootstraps V(s_H) and stops at predicted termination."""
   skey, rkey = jax.random.split(key)
-  start = buffer_sample(state.buffer, skey, su.model_rollouts)["obs"]
+  start = buffer_sample(state.buffer, skey, su.model_ppo.model_rollouts)["obs"]
   stats = state.obs_stats
   obs, actions, rewards, dones, alive = rollout(
     state.model_params,
@@ -140,14 +140,14 @@ def model_ppo_batch(su, state, key: jax.Array) -> PPOBatch:
     rkey,
     policy=su.nets.make_policy(stats),
     model=su.model(stats),
-    horizon=su.model_horizon,
+    horizon=su.model_ppo.model_horizon,
   )
   value_fn = su.nets.make_value_fn(stats)
   values = jax.vmap(jax.vmap(value_fn, in_axes=(None, 0)), in_axes=(None, 0))(
     state.agent_params["value"], obs
   )
   adv, targets = losses.gae(
-    rewards, values[:-1], values[-1], dones, discount=su.discount, gae_lambda=su.gae_lambda
+    rewards, values[:-1], values[-1], dones, discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda
   )
   # Model data is data to PPO: no gradient reaches the model through it.
   return jax.lax.stop_gradient(
@@ -177,8 +177,8 @@ def policy_update(su, state, batch: PPOBatch, key: jax.Array):
     stats=state.obs_stats,
     optimizer=su.agent_optimizer,
     coeffs=PPOCoefficients(hp["clip_eps"], hp["value_coef"], hp["entropy_coef"]),
-    epochs=su.ppo_epochs,
-    num_minibatches=su.num_minibatches,
+    epochs=su.ppo.ppo_epochs,
+    num_minibatches=su.ppo.num_minibatches,
     obs_size=su.env.obs_size,
   )
   return state.replace(agent_params=params, agent_opt=opt), metrics
@@ -200,12 +200,12 @@ def make_policy(su, params: dict, deterministic: bool = True):
     )
     if not deterministic:
       mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return networks.env_action(mean, su.action_mode)
+    return networks.env_action(mean, su.ppo.action_mode)
 
   return act
 
 
 def evaluate(su, state, key: jax.Array) -> dict[str, jax.Array]:
   """Deterministic policy (mean action), full episodes in fresh eval envs."""
-  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.num_eval_envs)
+  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.run.num_eval_envs)
   return {"eval_return": out["return"], "eval_length": out["length"]}

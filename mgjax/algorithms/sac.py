@@ -21,7 +21,7 @@ from mgjax import envs
 from mgjax.agents import sac
 from mgjax.algorithms.base import Algorithm, Spec, init_hparams, mean_episode_return
 from mgjax.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, empty_row, rows
-from mgjax.config import Config, fail
+from mgjax.config import Config, RunConfig, fail
 from mgjax.nets import networks
 from mgjax.optim import adam, set_learning_rate
 from mgjax.types import Params, Transition
@@ -54,15 +54,8 @@ class SACSetup:
   actor_net: networks.Network
   q_net: networks.Network
   sac_optimizers: sac.SACOptimizers
-  num_envs: int
-  rollout_length: int  # real env steps per env per iteration
-  exploration_steps: int
-  discount: float
-  target_entropy: float
-  updates_per_step: int
-  sac_batch: int
-  buffer_size: int
-  num_eval_envs: int
+  run: RunConfig  # the config's parts that the loop reads
+  sac: sac.SACConfig  # its target_entropy resolved (0 -> -action_size)
   hparam_defaults: tuple[tuple[str, float], ...]
 
 
@@ -73,15 +66,11 @@ def setup(c: Config, info: envs.EnvInfo) -> SACSetup:
     actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
     q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
     sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
-    num_envs=c.num_envs,
-    rollout_length=c.rollout_length,
-    exploration_steps=c.exploration_steps,
-    discount=c.discount,
-    target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
-    updates_per_step=c.updates_per_step,
-    sac_batch=c.sac_batch,
-    buffer_size=c.buffer_size,
-    num_eval_envs=c.num_eval_envs,
+    run=RunConfig.of(c),
+    sac=dataclasses.replace(
+      sac.SACConfig.of(c),
+      target_entropy=c.target_entropy or sac.default_target_entropy(info.action_size),
+    ),
     hparam_defaults=tuple((n, getattr(c, n)) for n in SWEEPABLE),
   )
 
@@ -103,10 +92,12 @@ def explore(su, state, key: jax.Array):
   -> (state, the observations acted on [steps, num_envs, obs_size])."""
 
   def one(s, k):
-    action = jax.random.uniform(k, (su.num_envs, su.env.action_size), minval=-1.0, maxval=1.0)
+    action = jax.random.uniform(k, (su.run.num_envs, su.env.action_size), minval=-1.0, maxval=1.0)
     return env_step(su.train_env, s, action), s.env_state.obs
 
-  return jax.lax.scan(one, state, jax.random.split(key, su.exploration_steps // su.num_envs))
+  return jax.lax.scan(
+    one, state, jax.random.split(key, su.sac.exploration_steps // su.run.num_envs)
+  )
 
 
 def env_step(train_env: envs.TrainingEnv, state, action: jax.Array):
@@ -154,9 +145,9 @@ def sac_step(su, state, key: jax.Array, batch_fn: BatchFn):
     q_fn=su.q_net.apply,
     actor_fn=su.actor_net.apply,
     optimizers=su.sac_optimizers,
-    discount=su.discount,
+    discount=su.sac.discount,
     tau=state.hparams["tau"],
-    target_entropy=su.target_entropy,
+    target_entropy=su.sac.target_entropy,
   )
   return state.replace(sac=params, sac_opt=opt), metrics
 
@@ -170,10 +161,14 @@ def collect_and_update(su, state, key: jax.Array, batch_fn: BatchFn):
     akey, ukey = jax.random.split(k)
     obs = s.env_state.obs
     s = env_step(su.train_env, s, sample_actions(su.actor_net, s.sac.actor, obs, akey))
-    s, metrics = jax.lax.scan(update, s, jax.random.split(ukey, su.updates_per_step * su.num_envs))
+    s, metrics = jax.lax.scan(
+      update, s, jax.random.split(ukey, su.sac.updates_per_step * su.run.num_envs)
+    )
     return s, (jax.tree.map(jnp.mean, metrics), obs)
 
-  state, (metrics, obs) = jax.lax.scan(one_step, state, jax.random.split(key, su.rollout_length))
+  state, (metrics, obs) = jax.lax.scan(
+    one_step, state, jax.random.split(key, su.run.rollout_length)
+  )
   return state, jax.tree.map(jnp.mean, metrics), obs
 
 
@@ -198,7 +193,7 @@ def make_policy(su, params: dict, deterministic: bool = True):
 
 def evaluate(su, state, key: jax.Array) -> dict[str, jax.Array]:
   """Deterministic actor (tanh of the mean), full episodes in fresh eval envs."""
-  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.num_eval_envs)
+  out = envs.evaluate(su.env, make_policy(su, policy_params(state)), key, su.run.num_eval_envs)
   return {"eval_return": out["return"], "eval_length": out["length"]}
 
 
@@ -212,7 +207,7 @@ def init(su: SACSetup, key: jax.Array, hparams: dict | None = None) -> SACState:
     sac=params,
     sac_opt=opt,
     env_state=su.train_env.reset(ke),
-    buffer=buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.buffer_size),
+    buffer=buffer_init(empty_row(su.env.obs_size, su.env.action_size), su.run.buffer_size),
     key=key,
     iteration=jnp.zeros((), jnp.int32),
     env_steps=jnp.zeros((), jnp.int32),
@@ -223,7 +218,7 @@ def init(su: SACSetup, key: jax.Array, hparams: dict | None = None) -> SACState:
 
 def real_batch(su: SACSetup, state: SACState, key: jax.Array) -> Transition:
   """sac_batch uniform rows of the real buffer."""
-  return as_transition(buffer_sample(state.buffer, key, su.sac_batch))
+  return as_transition(buffer_sample(state.buffer, key, su.sac.sac_batch))
 
 
 def iteration(su: SACSetup, state: SACState):
