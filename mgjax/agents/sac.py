@@ -12,10 +12,9 @@ Batched inputs carry a leading axis [B]; the losses vmap inside.
 import dataclasses
 import functools
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,11 +22,16 @@ from flax import struct
 
 from mgjax.checks import Part, layer_sizes, non_negative, positive, unit_interval
 from mgjax.losses import gaussian_nll, gaussian_sample
-from mgjax.nets.networks import MLP, Network
+from mgjax.nets.networks import Network
+from mgjax.nets.sac_networks import (  # noqa: F401  (part of this module's API)
+  LOG_STD_MAX,
+  LOG_STD_MIN,
+  make_actor_network,
+  make_q_network,
+)
 from mgjax.optim import apply_gradients
 from mgjax.types import Params, Policy, Transition
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _LOG_2 = math.log(2.0)
 _ACTION_EDGE = 1.0 - 1e-6  # |a| is clipped below 1 before arctanh, to keep u finite
 
@@ -35,7 +39,7 @@ QFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
 ActorFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-# --------------------------------------------------------------------------- networks
+# --------------------------------------------------------------------------- settings
 # MBPO's entropy target per env (Janner et al. 2019, appendix C).
 TARGET_ENTROPY = {
   "hopper": -1.0,
@@ -74,48 +78,6 @@ class SACConfig(Part):
     non_negative(self, ("exploration_steps",))
     unit_interval(self, ("discount", "tau"))
     layer_sizes(self, ("sac_hidden",))
-
-
-class _TanhGaussianActor(nn.Module):
-  """Pre-tanh Gaussian with state-dependent log-std, smoothly bounded into
-  [LOG_STD_MIN, LOG_STD_MAX] by log σ = min + ½ (max − min)(tanh(x) + 1)."""
-
-  hidden: Sequence[int]
-  action_size: int
-
-  @nn.compact
-  def __call__(self, obs):
-    out = MLP(self.hidden, 2 * self.action_size, nn.relu)(obs)
-    mean, raw = jnp.split(out, 2, axis=-1)
-    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
-    return mean, log_std
-
-
-def make_actor_network(
-  obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256)
-) -> Network:
-  """Actor: apply(params, obs) -> (mean, log_std), both [action_size], of the pre-tanh u."""
-  module = _TanhGaussianActor(tuple(hidden), action_size)
-  return Network(lambda key: module.init(key, jnp.zeros((obs_size,))), module.apply)
-
-
-def make_q_network(
-  obs_size: int, action_size: int, hidden: Sequence[int] = (256, 256), num_q: int = 2
-) -> Network:
-  """num_q independent critics: apply(params, obs, action) -> [num_q].
-
-  Params carry a leading [num_q] axis (one init key per critic)."""
-  module = MLP(tuple(hidden), 1, nn.relu)
-  dummy = jnp.zeros((obs_size + action_size,))
-
-  def init(key):
-    return jax.vmap(lambda k: module.init(k, dummy))(jax.random.split(key, num_q))
-
-  def apply(params, obs, action):
-    x = jnp.concatenate([obs, action], axis=-1)
-    return jax.vmap(module.apply, in_axes=(0, None))(params, x)[..., 0]
-
-  return Network(init, apply)
 
 
 # --------------------------------------------------------------------------- tanh-Gaussian
