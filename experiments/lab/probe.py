@@ -44,12 +44,10 @@ g_R and ĝ_M take the snapshot's advantage convention (`mg_advantages`).
 """
 
 import dataclasses
-import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from lab.probe_floor import (  # noqa: F401  (the floor and ceiling)
   disjoint_floor,
@@ -57,8 +55,11 @@ from lab.probe_floor import (  # noqa: F401  (the floor and ceiling)
   noise_floor,
   pooled_ceiling,
 )
-from lab.probe_report import (  # noqa: F401  (the probe's tables and figures)
+from lab.probe_report import (  # noqa: F401  (the probe's comparison, tables and figures)
   METRICS,
+  check_finite,
+  compare,
+  mean_ci,
   plot_probe,
   probe_table,
   separated,
@@ -74,7 +75,6 @@ from mgjax.algorithms import mg, mg_model
 from mgjax.buffer import buffer_add, buffer_sample
 from mgjax.models import fitting
 from mgjax.models.nll import model_nll
-from mgjax.stats import stratified_bootstrap_ci
 from mgjax.types import Params
 
 
@@ -309,12 +309,6 @@ def measure(
   return {"pooled": cos(g_pooled, flat(g_true)), "single": jnp.mean(singles), "nll": nll}
 
 
-def mean_ci(x: Sequence[float], seed: int = 0) -> dict[str, float]:
-  """Mean over fit keys with a 95% bootstrap CI."""
-  mean, lo, hi = stratified_bootstrap_ci([np.asarray(x)], statistic=np.mean, seed=seed)
-  return {"mean": mean, "lo": lo, "hi": hi}
-
-
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
   """The probe's sizes: fit and held-out batches, ĝ_M draws for the pooled alignment and
@@ -394,43 +388,3 @@ def run_probe(
   fit_all = lambda o, k: progs.fit(o, k, state, fit_data)
   out["objectives"] = compare(objectives, None, measure_all, keys, objective_label, log, fit_all)
   return out
-
-
-def compare(
-  objectives, fit_one, measure_all, keys: jax.Array, label, log=print, fit_all=None
-) -> dict:
-  """Each objective o fitted once per key (`fit_one(o, key)` -> model parameters, vmapped
-  over `keys`, or `fit_all(o, keys)` -> the batch of them) and measured (`measure_all`: a
-  batch of models -> {metric: [keys]}) -> {name: {label, settings, per_key, mean/CI per
-  metric}}, and for each MG objective ("vs", "diff"): the paired difference per key to the
-  NLL-only arm of the same steps."""
-  rows = {}
-  for o in objectives:
-    if fit_all is None:
-      fitted = jax.jit(jax.vmap(lambda k, o=o: fit_one(o, k)))(keys)
-    else:
-      fitted = fit_all(o, keys)
-    per_key = {k: np.asarray(v, np.float64).tolist() for k, v in measure_all(fitted).items()}
-    rows[o.name] = {
-      "label": label(o),
-      "settings": o._asdict(),
-      "per_key": per_key,
-      **{m: mean_ci(per_key[m]) for m in METRICS},
-    }
-    log(f"{o.name}: " + ", ".join(f"{m} {np.mean(per_key[m]):.4f}" for m in METRICS))
-  for o in objectives:
-    base = next((b for b in objectives if not b.mg and b.steps == o.steps), None)
-    if o.mg and base is not None:
-      row, ref = rows[o.name], rows[base.name]["per_key"]
-      row["vs"] = base.name
-      row["diff"] = {m: mean_ci(np.subtract(row["per_key"][m], ref[m])) for m in METRICS}
-  return rows
-
-
-def check_finite(result: dict[str, Any]) -> list[str]:
-  """Names of objectives with a non-finite metric (a blown-up fit)."""
-  return [
-    name
-    for name, row in result["objectives"].items()
-    if not all(math.isfinite(v) for m in METRICS for v in row["per_key"][m])
-  ]

@@ -1,4 +1,5 @@
-"""Tables and figures of the alignment probes (`lab.probe`, `sac_probe`).
+"""The comparison of model objectives in the alignment probes (`compare`), and its tables
+and figures (`lab.probe`, `sac_probe`).
 
 A probe's JSON is a list of points, one per snapshot (or per snapshot location, over
 training seeds and held-out sets: `lab.probe_cells.aggregate`), each with
@@ -12,6 +13,11 @@ only where both intervals are clear of zero.
 
 import math
 from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from mgjax.stats import stratified_bootstrap_ci
 
 METRICS = ("pooled", "single", "nll")
 
@@ -146,3 +152,49 @@ def probe_table(points: Sequence[dict[str, Any]]) -> str:
         f"{fmt(row['nll'])} | {diffs[0]} | {diffs[1]} |{extra}"
       )
   return "\n".join(lines)
+
+
+def mean_ci(x: Sequence[float], seed: int = 0) -> dict[str, float]:
+  """Mean over fit keys with a 95% bootstrap CI."""
+  mean, lo, hi = stratified_bootstrap_ci([np.asarray(x)], statistic=np.mean, seed=seed)
+  return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def compare(
+  objectives, fit_one, measure_all, keys: jax.Array, label, log=print, fit_all=None
+) -> dict:
+  """Each objective o fitted once per key (`fit_one(o, key)` -> model parameters, vmapped
+  over `keys`, or `fit_all(o, keys)` -> the batch of them) and measured (`measure_all`: a
+  batch of models -> {metric: [keys]}) -> {name: {label, settings, per_key, mean/CI per
+  metric}}, and for each MG objective ("vs", "diff"): the paired difference per key to the
+  NLL-only arm of the same steps."""
+  rows = {}
+  for o in objectives:
+    if fit_all is None:
+      fitted = jax.jit(jax.vmap(lambda k, o=o: fit_one(o, k)))(keys)
+    else:
+      fitted = fit_all(o, keys)
+    per_key = {k: np.asarray(v, np.float64).tolist() for k, v in measure_all(fitted).items()}
+    rows[o.name] = {
+      "label": label(o),
+      "settings": o._asdict(),
+      "per_key": per_key,
+      **{m: mean_ci(per_key[m]) for m in METRICS},
+    }
+    log(f"{o.name}: " + ", ".join(f"{m} {np.mean(per_key[m]):.4f}" for m in METRICS))
+  for o in objectives:
+    base = next((b for b in objectives if not b.mg and b.steps == o.steps), None)
+    if o.mg and base is not None:
+      row, ref = rows[o.name], rows[base.name]["per_key"]
+      row["vs"] = base.name
+      row["diff"] = {m: mean_ci(np.subtract(row["per_key"][m], ref[m])) for m in METRICS}
+  return rows
+
+
+def check_finite(result: dict[str, Any]) -> list[str]:
+  """Names of objectives with a non-finite metric (a blown-up fit)."""
+  return [
+    name
+    for name, row in result["objectives"].items()
+    if not all(math.isfinite(v) for m in METRICS for v in row["per_key"][m])
+  ]
