@@ -150,6 +150,35 @@ def test_networks_shapes_bounds_and_independent_critics():
   assert q.shape == (3,) and len(set(np.asarray(q).tolist())) == 3  # three distinct critics
 
 
+def test_std_heads_hand_computed():
+  raw = jnp.array([0.0, 2.0, -30.0])
+  # bounded: log σ = −5 + 3.5 (tanh x + 1): −1.5 at 0, e.g. −5 + 3.5 (tanh 2 + 1) at 2.
+  np.testing.assert_allclose(
+    sac.std_head_log_std(raw, "bounded"),
+    -5.0 + 3.5 * (np.tanh([0.0, 2.0, -30.0]) + 1.0),
+    rtol=_RTOL,
+  )
+  # softplus: σ = log(1 + eˣ) + 1e-5: log 2 + 1e-5 at 0, and about 1e-5 far below 0.
+  sigma = np.exp(np.asarray(sac.std_head_log_std(raw, "softplus"), np.float64))
+  np.testing.assert_allclose(sigma[:2], np.log1p(np.exp([0.0, 2.0])) + 1e-5, rtol=1e-6)
+  np.testing.assert_allclose(sigma[2], 1e-5, rtol=1e-4)
+
+
+def test_network_options_activation_std_head_and_zero_critic_output():
+  obs, act = jnp.array([0.3, -1.0, 2.0]), jnp.array([0.5, -0.5])
+  q_zero = sac.make_q_network(3, 2, hidden=(8,), activation="silu", out_scale=0.0)
+  np.testing.assert_array_equal(q_zero.apply(q_zero.init(jax.random.key(1)), obs, act), 0.0)
+  # One hidden layer by hand: the SiLU actor's output is W2 silu(W1 x + b1) + b2, then the
+  # softplus head on its second half.
+  actor = sac.make_actor_network(3, 2, hidden=(8,), activation="silu", std_head="softplus")
+  params = actor.init(jax.random.key(2))
+  l0, l1 = (params["params"]["MLP_0"][f"Dense_{i}"] for i in range(2))
+  out = jax.nn.silu(obs @ l0["kernel"] + l0["bias"]) @ l1["kernel"] + l1["bias"]
+  mean, log_std = actor.apply(params, obs)
+  np.testing.assert_allclose(mean, out[:2], rtol=1e-6)
+  np.testing.assert_allclose(np.exp(log_std), jax.nn.softplus(out[2:]) + 1e-5, rtol=1e-5)
+
+
 # ------------------------------------------------------------------- critic loss
 def test_critic_loss_hand_computed():
   # σ = e^{−20} and α ≈ 1e-13: a' = tanh(0) = 0 and the entropy term vanishes. γ = 0.5.

@@ -20,14 +20,17 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mgjax.checks import Part, layer_sizes, non_negative, positive, unit_interval
+from mgjax.checks import Part, layer_sizes, non_negative, one_of, positive, unit_interval
 from mgjax.losses import gaussian_nll, gaussian_sample
 from mgjax.nets.networks import Network
 from mgjax.nets.sac_networks import (  # noqa: F401  (part of this module's API)
+  ACTIVATIONS,
   LOG_STD_MAX,
   LOG_STD_MIN,
+  STD_HEADS,
   make_actor_network,
   make_q_network,
+  std_head_log_std,
 )
 from mgjax.optim import apply_gradients
 from mgjax.types import Params, Policy, Transition
@@ -58,6 +61,9 @@ class SACConfig(Part):
   SECTION = "SAC"
 
   sac_hidden: tuple[int, ...] = (256, 256)
+  sac_activation: str = "relu"  # hidden activation of actor and critics: relu, silu
+  sac_std_head: str = "bounded"  # the actor's σ: bounded (tanh into [e^-5, e^2]), softplus
+  sac_q_out_scale: float = 1.0  # init scale of the critics' last layer; 0 starts Q at 0
   sac_learning_rate: float = 3e-4  # actor, critics and temperature
   sac_batch: int = 256  # SAC minibatch (real_ratio of it from real data)
   discount: float = 0.99
@@ -75,7 +81,9 @@ class SACConfig(Part):
 
   def check(self) -> None:
     positive(self, ("sac_batch", "updates_per_step", "sac_learning_rate"))
-    non_negative(self, ("exploration_steps",))
+    non_negative(self, ("exploration_steps", "sac_q_out_scale"))
+    one_of(self, "sac_activation", ACTIVATIONS)
+    one_of(self, "sac_std_head", STD_HEADS)
     unit_interval(self, ("discount", "tau"))
     layer_sizes(self, ("sac_hidden",))
 

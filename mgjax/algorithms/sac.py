@@ -63,8 +63,16 @@ def setup(c: Config, info: envs.EnvInfo) -> SACSetup:
   return SACSetup(
     env=info,
     train_env=envs.TrainingEnv(info, c.num_envs, c.env_group),
-    actor_net=sac.make_actor_network(info.obs_size, info.action_size, c.sac_hidden),
-    q_net=sac.make_q_network(info.obs_size, info.action_size, c.sac_hidden),
+    actor_net=sac.make_actor_network(
+      info.obs_size, info.action_size, c.sac_hidden, c.sac_activation, c.sac_std_head
+    ),
+    q_net=sac.make_q_network(
+      info.obs_size,
+      info.action_size,
+      c.sac_hidden,
+      activation=c.sac_activation,
+      out_scale=c.sac_q_out_scale,
+    ),
     sac_optimizers=sac.SACOptimizers(*(adam(c.sac_learning_rate) for _ in range(3))),
     run=RunConfig.of(c),
     sac=dataclasses.replace(
