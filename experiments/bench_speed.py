@@ -131,7 +131,7 @@ def seed_scaling(
   config: Config, repeats: int, counts=(1, 2, 4, 8), group: int | None = None
 ) -> dict:
   """One evaluation chunk with n vmapped seeds, and where its growth comes from: each stage
-  of an mg iteration (`mg.iteration`'s stage hook, on the data it has in an iteration) and
+  of an mg iteration (`mg.stages`, each on the data it has in an iteration) and
   the evaluation vmapped over n seeds, and raw MJX stepping (zero actions, 32 steps) of
   one flat batch of n·num_envs envs, all relative to n = counts[0]. With `group`, also the
   chunk of n seeds vmapped `group` at a time, the groups in sequence ("chunk_grouped"),
@@ -147,7 +147,6 @@ def seed_scaling(
   if config.env_group:
     flat = make_trainer(dataclasses.replace(config, env_group=0))
     flat_chunk = jax.jit(jax.vmap(flat.chunk))
-    flat_collect = jax.jit(jax.vmap(functools.partial(mg.collect_batch, flat.setup)))
   env = su.env.env
   out = {}
   for n in counts:
@@ -159,11 +158,13 @@ def seed_scaling(
       grouped = jax.jit(_in_groups(trainer.chunk, n, group))
       t["chunk_grouped"] = timed(lambda s: grouped(s)[1], state, repeats=repeats)
     state = iteration(state)
-    stages = speed.stage_inputs(mg.iteration, su, state)
+    stages = speed.stage_inputs(mg, su, state)
     for name, (stage, args) in stages.items():
       t[name] = timed(jax.jit(jax.vmap(stage)), *args, repeats=repeats)
     t["evaluation"] = timed(evaluation, state, repeats=repeats)
-    if config.env_group:
+    if config.env_group:  # the collect stage of the flat setup, on the same carry
+      collect = next(s.fn for s in mg.stages(su, state) if s.name == "collect")
+      flat_collect = jax.jit(jax.vmap(functools.partial(collect, flat.setup)))
       t["collect_all_envs"] = timed(flat_collect, *stages["collect"][1], repeats=repeats)
     batch = n * config.num_envs
     env_state = jax.jit(lambda k: batched_reset(env, jax.random.split(k, batch)))(jax.random.key(0))

@@ -9,22 +9,13 @@ from pathlib import Path
 
 import jax
 import pytest
-from tiny import MBPO  # tests/test_resume.py's mbpo run
+from tiny import MBPO, PPO_FAMILY  # tests/test_resume.py's mbpo run, test_mg's tiny runs
 
 from mgjax.algorithms import make_config, make_trainer
 from mgjax.run import MemoryCheckError, make_mesh, memory
 
 ROOT = Path(__file__).resolve().parent.parent
-MG = dict(
-  algo="mg",
-  env="pointmass",
-  total_steps=128,
-  num_envs=4,
-  rollout_length=8,
-  eval_every=2,
-  model_hidden=(16, 16),
-  buffer_size=1000,
-)
+MG = dict(PPO_FAMILY, algo="mg")
 
 
 def _train(*args, timeout=300):

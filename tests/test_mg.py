@@ -116,26 +116,40 @@ def stage_setup():
 
 @pytest.mark.slow
 def test_iteration_stages_run_apart_on_the_data_they_have_in_the_iteration():
-  # The stage hook, `mg.iteration(su, state, stage)`: every named stage, recorded with its
-  # inputs (`speed.stage_inputs`) and run as a program of its own, gives what it gives in the
-  # iteration (to float rounding: XLA fuses a program of its own differently).
+  # `mg.iteration` is `start`, `stages` and `finish`; every named stage, recorded with the
+  # carry it gets (`speed.stage_inputs`) and run as a program of its own, gives what it gives
+  # in the iteration (to float rounding: XLA fuses a program of its own differently).
   trainer = mgjax.make_trainer(SMALL)
   su = trainer.setup
   states = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(0), jax.random.key(1)]))
-  stages, (after, metrics) = speed.stage_inputs(mg.iteration, su, states, outputs=True)
-  assert list(stages) == ["collect", "nll_steps", "mg_steps", "alignment", "policy_updates"]
-  assert speed.stage_names(mg.iteration, su, jax.tree.map(lambda x: x[0], states)) == list(stages)
+  stages, (after, metrics) = speed.stage_inputs(mg, su, states, outputs=True)
+  assert list(stages) == [
+    "collect",
+    "advantages",
+    "heldout",
+    "nll_steps",
+    "mg_steps",
+    "alignment",
+    "policy_updates",
+  ]
   fn, args = stages["alignment"]
   np.testing.assert_allclose(
-    jax.jit(jax.vmap(fn))(*args), metrics["model_grad_cosine"], rtol=1e-5, atol=1e-6
+    jax.jit(jax.vmap(fn))(*args)["metrics"]["model_grad_cosine"],
+    metrics["model_grad_cosine"],
+    rtol=1e-5,
+    atol=1e-6,
   )
   fn, args = stages["policy_updates"]
-  alone, _ = jax.jit(jax.vmap(fn))(*args)
+  alone = jax.jit(jax.vmap(fn))(*args)["state"]
   for x, y in zip(jax.tree.leaves(alone.agent_params), jax.tree.leaves(after.agent_params)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  mle = mgjax.make_trainer(dataclasses.replace(SMALL, algo="mle"))
+  mle_state = jax.eval_shape(mle.init, jax.random.key(0))
+  assert "mg_steps" not in [s.name for s in mg.stages(mle.setup, mle_state)]
   ppo = mgjax.make_trainer(dataclasses.replace(SMALL, algo="ppo"))
   ppo_state = jax.eval_shape(ppo.init, jax.random.key(0))
-  assert speed.stage_names(mg.iteration, ppo.setup, ppo_state) == ["collect", "policy_update"]
+  names = [s.name for s in mg.stages(ppo.setup, ppo_state)]
+  assert names == ["collect", "advantages", "policy_update"]
 
 
 def test_init_state_types_per_algorithm(stage_setup):

@@ -4,23 +4,11 @@ import jax
 import numpy as np
 import pytest
 from chunked import run_chunks
+from tiny import SAC
 
 from mgjax import envs
 from mgjax.algorithms import get_algorithm, make_config, mbpo, run_schedule, sac
 
-# 500 random steps, then 9 chunks of 10 iterations x 50 env steps, one update per step.
-_SMALL = dict(
-  algo="sac",
-  env="pointmass",
-  exploration_steps=500,
-  rollout_length=50,
-  eval_every=10,
-  sac_hidden=(64, 64),
-  sac_batch=128,
-  num_eval_envs=8,
-  sac_learning_rate=1e-3,
-  total_steps=5000,
-)
 _SEEDS = 2
 
 
@@ -45,7 +33,7 @@ def test_sac_takes_mbpos_sac_settings_with_one_update_per_step():
 
 
 def test_sac_draws_only_real_rows():
-  su = sac.setup(make_config(**_SMALL), envs.make_env("pointmass"))
+  su = sac.setup(make_config(**SAC), envs.make_env("pointmass"))
   state = jax.jit(lambda k: sac.init(su, k))(jax.random.key(0))
   assert int(state.buffer.size) == 500 and int(state.env_steps) == 500
   batch = sac.real_batch(su, state, jax.random.key(1))
@@ -60,9 +48,9 @@ def test_mbpo_takes_sacs_steps_and_evaluates_alike():
   optimiser state, envs and real buffer, one iteration of acting and updating on the same
   minibatches gives the same parameters and metrics, and the same actor is evaluated alike."""
   env = envs.make_env("pointmass")
-  su = sac.setup(make_config(**_SMALL), env)
+  su = sac.setup(make_config(**SAC), env)
   msu = get_algorithm("mbpo").setup(
-    make_config(**{**_SMALL, "algo": "mbpo", "updates_per_step": 1, "model_hidden": (32, 32)}),
+    make_config(**{**SAC, "algo": "mbpo", "updates_per_step": 1, "model_hidden": (32, 32)}),
     env,
   )
   state = jax.jit(lambda k: sac.init(su, k))(jax.random.key(0))
@@ -81,7 +69,7 @@ def test_mbpo_takes_sacs_steps_and_evaluates_alike():
 
 @pytest.fixture(scope="module")
 def e2e():
-  return run_chunks(make_config(**_SMALL), _SEEDS)
+  return run_chunks(make_config(**SAC), _SEEDS)
 
 
 @pytest.mark.slow

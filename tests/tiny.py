@@ -127,3 +127,18 @@ MBPO = dict(
   model_epoch_steps=5,
   branch_schedule=(0, 1, 1, 3),
 )
+
+# sac on pointmass: 500 random steps, then 9 chunks of 10 iterations x 50 env steps, one
+# update per step; long enough to learn (test_sac_algorithm).
+SAC = dict(
+  algo="sac",
+  env="pointmass",
+  exploration_steps=500,
+  rollout_length=50,
+  eval_every=10,
+  sac_hidden=(64, 64),
+  sac_batch=128,
+  num_eval_envs=8,
+  sac_learning_rate=1e-3,
+  total_steps=5000,
+)

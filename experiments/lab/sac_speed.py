@@ -2,6 +2,7 @@
 of `mbpo` against the machine's matmul peak, and a real run segment split by stage."""
 
 import dataclasses
+import functools
 import json
 import time
 
@@ -130,22 +131,25 @@ def segment(algo: str, env: str, iterations: int, overrides: dict) -> dict:
 
   c, su, state = sac_setup(algo, env, overrides)
   no_updates = dataclasses.replace(su, sac=dataclasses.replace(su.sac, updates_per_step=0))
-  compiled, spent = {}, {}
+  stages = mbpo.stages(su, state)
+  compiled = {s.name: jax.jit(functools.partial(s.fn, su)) for s in stages}
+  act = next(s.fn for s in stages if s.name == "act_and_update")
+  compiled["env_steps"] = jax.jit(functools.partial(act, no_updates))
 
-  def stage(name, fn, su_, *args):
-    f = compiled.setdefault(name, jax.jit(lambda *a: fn(su_, *a)))
-    t = time.perf_counter()
-    out = jax.block_until_ready(f(*args))
-    spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
-    if name == "act_and_update":
-      stage("env_steps", fn, no_updates, *args)
-    return out
+  def run_iteration(state, spent):
+    carry = mbpo.start(su, state)
+    for name in [s.name for s in stages]:
+      for timed_name in ("env_steps", name) if name == "act_and_update" else (name,):
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled[timed_name](carry))
+        spent[timed_name] = spent.get(timed_name, 0.0) + time.perf_counter() - t
+      carry = out
+    return mbpo.finish(su, carry)
 
-  state, _ = mbpo.iteration(su, state, stage)  # compiles every stage
-  spent.clear()
-  metrics = []
+  state, _ = run_iteration(state, {})  # compiles every stage
+  spent, metrics = {}, []
   for _ in range(iterations):
-    state, m = mbpo.iteration(su, state, stage)
+    state, m = run_iteration(state, spent)
     metrics.append({k: float(m[k]) for k in ("model_epochs", "branch_length")})
   per_1000 = 1000 / (iterations * c.batch_steps)
   split = {name: t * per_1000 for name, t in spent.items()}

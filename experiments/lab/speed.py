@@ -5,7 +5,7 @@ family's kernels counted from the network shapes, and the machine's matmul peak.
 import functools
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,43 +22,27 @@ def timed(fn, *args, repeats: int) -> float:
   return statistics.median(times)
 
 
-def stage_inputs(iteration: Callable, su: Any, states, *, outputs: bool = False):
+def stage_inputs(algorithm: Any, su: Any, states, *, outputs: bool = False):
   """The named stages of one iteration of each run in `states` (vmapped over its leading
-  axis), through the iteration's stage hook (`iteration(su, state, stage)`, a stage called
-  as `stage(name, fn, su, *args)`; `mg.iteration`, `mbpo.iteration`) -> {name: (fn(*args)
-  with `su` bound, the args it was called with, stacked over the runs)}, in calling order.
-  `jax.vmap(fn)` of those args is then the stage as a program of its own, on the data it
-  had in the loop. With `outputs=True` -> (that dict, the iteration's own (state, metrics)),
-  from the same program."""
-  fns = {}
+  axis), composed as the iteration composes them: `algorithm.start`, each stage of
+  `algorithm.stages(su, states)` in order, `algorithm.finish` (`mgjax.algorithms.mg`,
+  `mgjax.algorithms.mbpo`) -> {name: (stage.fn with `su` bound, (the carry it got, stacked
+  over the runs),)}, in order. `jax.vmap(fn)` of those args is then the stage as a program
+  of its own, on the data it had in the loop. With `outputs=True` -> (that dict, the
+  iteration's (state, metrics)), from the same program."""
+  stages = algorithm.stages(su, states)
 
   def record(state):
-    inputs = {}
-
-    def stage(name, fn, stage_su, *args):
-      fns[name], inputs[name] = functools.partial(fn, stage_su), args
-      return fn(stage_su, *args)
-
-    out = iteration(su, state, stage)
-    return (inputs, out) if outputs else inputs
+    carry, inputs = algorithm.start(su, state), {}
+    for stage in stages:
+      inputs[stage.name] = carry
+      carry = stage.fn(su, carry)
+    return (inputs, algorithm.finish(su, carry)) if outputs else inputs
 
   got = jax.jit(jax.vmap(record))(states)
   inputs = got[0] if outputs else got
-  stages = {name: (fn, inputs[name]) for name, fn in fns.items()}  # in the order of the calls
-  return (stages, got[1]) if outputs else stages
-
-
-def stage_names(iteration: Callable, su: Any, state) -> list[str]:
-  """The names of the stages that one iteration of `state` (one run) calls, in order, from
-  tracing it (nothing is compiled)."""
-  names = []
-
-  def stage(name, fn, stage_su, *args):
-    names.append(name)
-    return fn(stage_su, *args)
-
-  jax.eval_shape(lambda s: iteration(su, s, stage), state)
-  return names
+  bound = {s.name: (functools.partial(s.fn, su), (inputs[s.name],)) for s in stages}
+  return (bound, got[1]) if outputs else bound
 
 
 # ------------------------------------------------------------------------------ FLOPs

@@ -184,12 +184,21 @@ def init_hparams(
   return {n: jnp.asarray((overrides or {}).get(n, v), jnp.float32) for n, v in defaults.items()}
 
 
-def inline(name: str, fn, *args):
-  """How an iteration runs its stages by default (`stage(name, fn, *args)`, mg's and mbpo's):
-  a plain call, inside the training program. A benchmark passes its own, which times each
-  named stage as a program of its own."""
-  del name
-  return fn(*args)
+class Stage(NamedTuple):
+  """A named step of a training iteration: fn(setup, carry) -> carry. The carry is a dict of
+  arrays: the train state under "state", the iteration's keys under "keys", and what earlier
+  stages made (the batch, advantages, metrics, ...). An iteration is its stages run in order
+  (`run_stages`); a benchmark runs each as a program of its own on the carry it gets."""
+
+  name: str
+  fn: Callable[[Any, dict], dict]
+
+
+def run_stages(stages: Sequence[Stage], su: Any, carry: dict) -> dict:
+  """The carry after every stage, in order: carry ← stage.fn(su, carry)."""
+  for stage in stages:
+    carry = stage.fn(su, carry)
+  return carry
 
 
 def mean_episode_return(env_state) -> jax.Array:

@@ -21,24 +21,19 @@ states of `mg_horizon`-step elite rollouts from them (`mgjax.actor_model_gradien
 Both algorithms log cos(ĝ_M, g_R) of the fitted ensemble each round (`model_grad_cosine`).
 """
 
-import dataclasses
 import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
-from flax import struct
 
-from mgjax import envs
 from mgjax.agents import sac
 from mgjax.algorithms.base import (
   Algorithm,
   Spec,
-  init_hparams,
-  inline,
+  Stage,
   loop_algorithm,
   mean_episode_return,
+  run_stages,
 )
 from mgjax.algorithms.mbpo_rollouts import (  # noqa: F401  (the model-data stages, part of this module's API)
   branch_length,
@@ -48,6 +43,16 @@ from mgjax.algorithms.mbpo_rollouts import (  # noqa: F401  (the model-data stag
   sac_batch,
   transients,
 )
+from mgjax.algorithms.mbpo_setup import (  # noqa: F401  (the state and setup, part of this module's API)
+  EPOCH_LENGTH,
+  SWEEPABLE,
+  MBPOSetup,
+  MBPOState,
+  init,
+  setup,
+)
+
+# alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 from mgjax.algorithms.mg_sac_model import (  # noqa: F401
   alignment_ceiling,
   fit_model_mg,
@@ -55,7 +60,6 @@ from mgjax.algorithms.mg_sac_model import (  # noqa: F401
   real_actor_gradient,
 )
 
-# alignment_ceiling and real_actor_gradient are part of this module's API (the MG stage).
 # The SAC loop's stages are sac's; env_step and sample_actions are used through this module too.
 from mgjax.algorithms.sac import (  # noqa: F401
   SACSetup,
@@ -70,26 +74,12 @@ from mgjax.algorithms.sac import (  # noqa: F401
   sac_preset,
   sample_actions,
 )
-from mgjax.algorithms.sac import setup as sac_setup
-from mgjax.buffer import (
-  ReplayBuffer,
-  buffer_init,
-  empty_row,
-)
 from mgjax.config import Config, fail
-from mgjax.models.ensemble import EnsembleFit, fit_ensemble
+from mgjax.models.ensemble import fit_ensemble
 from mgjax.models.fitting import MG_FIT_METRICS, MGConfig, ModelConfig
 from mgjax.models.mbpo_config import MBPOConfig
-from mgjax.nets import networks
-from mgjax.nets.normalization import RunningStats, init_stats, update_stats
-from mgjax.optim import adam, set_learning_rate
-from mgjax.types import Params, Policy
+from mgjax.nets.normalization import update_stats
 
-EPOCH_LENGTH = 1000  # env steps per MBPO epoch (the unit of the branch schedule)
-SWEEPABLE = {
-  "mbpo": ("sac_learning_rate", "model_learning_rate", "tau"),
-  "mg-sac": ("sac_learning_rate", "model_learning_rate", "tau", "mle_weight", "mg_max_grad_norm"),
-}
 METRICS = (
   "train_return",
   "model_grad_cosine",
@@ -104,115 +94,7 @@ METRICS = (
 )
 
 
-@struct.dataclass
-class MBPOState:
-  """Everything that changes during an mbpo run (one seed)."""
-
-  sac: sac.SACParams
-  sac_opt: sac.SACOptState
-  model_params: Params
-  model_opt: optax.OptState
-  elites: jax.Array  # [elites] member indices used for rollouts
-  obs_stats: RunningStats  # normalisation of the model's inputs and outputs
-  env_state: Any
-  buffer: ReplayBuffer  # real transitions
-  model_buffer: ReplayBuffer  # model transitions
-  key: jax.Array
-  iteration: jax.Array
-  env_steps: jax.Array
-  hparams: dict[str, jax.Array]  # the algorithm's sweepable settings, as data
-
-
-@dataclasses.dataclass(frozen=True)
-class MBPOSetup(SACSetup):
-  """The static parts of an mbpo/mg-sac run, built once from the config: sac's, the
-  ensemble and its fit, and the branched rollouts."""
-
-  model_net: networks.Network
-  model_optimizer: optax.GradientTransformation
-  fit: EnsembleFit
-  mbpo: MBPOConfig  # the branched rollouts (and the fit's settings, as `fit` holds them)
-  mg: MGConfig  # mg-sac's MG stage, and both algorithms' alignment diagnostic
-  kind: str  # "mbpo" | "mg-sac" (a derived variant keeps its base's)
-
-  @property
-  def rounds_per_epoch(self) -> int:
-    return max(1, round(EPOCH_LENGTH / (self.run.num_envs * self.run.rollout_length)))
-
-  @property
-  def model_buffer_capacity(self) -> int:
-    return (
-      self.mbpo.rollout_batch
-      * self.mbpo.branch_schedule[3]
-      * self.rounds_per_epoch
-      * self.mbpo.model_retain_epochs
-    )
-
-  def model(self, stats: RunningStats):
-    # SAC actions are already in [-1, 1]: "clip" leaves them unchanged.
-    return networks.make_model(self.model_net, stats, self.env.termination_fn, "clip")
-
-  def policy(self) -> Policy:
-    """The actor as an `mgjax.Policy` over tanh-squashed actions (reparameterised sample)."""
-    return sac.tanh_gaussian_policy(self.actor_net.apply)
-
-
-def setup(c: Config, info: envs.EnvInfo, kind: str = "mbpo") -> MBPOSetup:
-  """The static parts of a `kind` run (mbpo or mg-sac) of config `c` on env `info`."""
-  base = sac_setup(c, info)
-  shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-  shared["hparam_defaults"] = tuple((n, getattr(c, n)) for n in SWEEPABLE[kind])
-  return MBPOSetup(
-    **shared,
-    model_net=networks.make_model_network(
-      info.obs_size, info.action_size, c.model_hidden, c.ensemble_size
-    ),
-    model_optimizer=adam(c.model_learning_rate),
-    fit=EnsembleFit(
-      c.ensemble_size,
-      c.mle_batch,
-      c.model_epoch_steps,
-      c.model_patience,
-      c.model_max_epochs,
-      c.elites,
-      c.model_fit_budget,
-    ),
-    mbpo=dataclasses.replace(MBPOConfig.of(c), branch_schedule=tuple(c.branch_schedule)),
-    mg=MGConfig.of(c),
-    kind=kind,
-  )
-
-
 # ------------------------------------------------------------------------------ stages
-def init(su: MBPOSetup, key: jax.Array, hparams: dict | None = None) -> MBPOState:
-  """Fresh parameters and buffers, then `exploration_steps` uniform-random env steps;
-  `hparams` overrides some of the sweepable settings."""
-  info = su.env
-  hp = init_hparams(su.kind, dict(su.hparam_defaults), hparams)
-  ks, km, ke, kx, key = jax.random.split(key, 5)
-  params, sac_opt = init_sac(su, ks, hp)
-  model_params = su.model_net.init(km)
-  example = empty_row(info.obs_size, info.action_size)
-  model_opt = set_learning_rate(su.model_optimizer.init(model_params), hp["model_learning_rate"])
-  state = MBPOState(
-    sac=params,
-    sac_opt=sac_opt,
-    model_params=model_params,
-    model_opt=model_opt,
-    elites=jnp.arange(su.fit.elites),
-    obs_stats=init_stats(info.obs_size),
-    env_state=su.train_env.reset(ke),
-    buffer=buffer_init(example, su.run.buffer_size),
-    model_buffer=buffer_init(example, su.model_buffer_capacity),
-    key=key,
-    iteration=jnp.zeros((), jnp.int32),
-    env_steps=jnp.zeros((), jnp.int32),
-    hparams=hp,
-  )
-  state, obs = explore(su, state, kx)
-  return state.replace(obs_stats=update_stats(state.obs_stats, obs))
-
-
 def fit_model(su: MBPOSetup, state: MBPOState, key: jax.Array):
   """`fit_ensemble` on the real buffer -> (state with the best members and the elites,
   {"model_nll", "model_epochs"})."""
@@ -244,32 +126,84 @@ def act_and_update(
   return collect_and_update(su, state, key, mixed)
 
 
-def iteration(su: MBPOSetup, state: MBPOState, stage=inline):
-  """Model round (fit, elites, mg-sac's MG steps, rollouts) then rollout_length env steps
-  with SAC updates -> (state, per-iteration metrics). Each stage runs through
-  `stage(name, fn, *args)`."""
-  key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
-  epoch = (state.env_steps - su.sac.exploration_steps) // EPOCH_LENGTH
-  length = branch_length(epoch, su.mbpo.branch_schedule)
-  state, metrics = stage("model_fitting", fit_model, su, state, fkey)
-  # Keys of the MG stage and the diagnostic come from fold_in, leaving mbpo's stream as it was.
-  if su.kind == "mg-sac" and su.mg.mg_steps:
-    state, mg_metrics = stage("mg_steps", fit_model_mg, su, state, jax.random.fold_in(state.key, 1))
-    metrics.update(mg_metrics)
-  _, alignment = stage(
-    "alignment", mg_loss, su, state, state.model_params, jax.random.fold_in(state.key, 2)
+# The stages of an iteration, each fn(su, carry) -> carry (`mgjax.algorithms.base.Stage`).
+def _model_fitting(su: MBPOSetup, c: dict) -> dict:
+  """Step 1 (`fit_model`)."""
+  state, metrics = fit_model(su, c["state"], c["keys"]["fit"])
+  return {**c, "state": state, "metrics": metrics}
+
+
+def _mg_steps(su: MBPOSetup, c: dict) -> dict:
+  """(mg-sac) the MG steps on the fitted ensemble (`fit_model_mg`)."""
+  state, metrics = fit_model_mg(su, c["state"], c["keys"]["mg"])
+  return {**c, "state": state, "metrics": {**c["metrics"], **metrics}}
+
+
+def _alignment(su: MBPOSetup, c: dict) -> dict:
+  """cos(ĝ_M, g_R) of the ensemble: computed, not optimised, for mbpo (`mg_loss`)."""
+  state = c["state"]
+  _, alignment = mg_loss(su, state, state.model_params, c["keys"]["alignment"])
+  return {**c, "metrics": {**c["metrics"], "model_grad_cosine": alignment["cosine"]}}
+
+
+def _rollouts(su: MBPOSetup, c: dict) -> dict:
+  """Step 2 (`branched_rollouts`); the state's key moves on."""
+  state = c["state"].replace(key=c["keys"]["next"])
+  return {**c, "state": branched_rollouts(su, state, c["keys"]["rollouts"], c["length"])}
+
+
+def _act_and_update(su: MBPOSetup, c: dict) -> dict:
+  """Step 3 (`act_and_update`), then the statistics take in the observed states."""
+  state, metrics, obs = act_and_update(
+    su, c["state"], c["keys"]["act"], c["keys"]["reset"], c["length"]
   )
-  metrics["model_grad_cosine"] = alignment["cosine"]  # computed, not optimised, for mbpo
-  state = stage("rollouts", branched_rollouts, su, state.replace(key=key), rkey, length)
-  state, sac_metrics, obs = stage("act_and_update", act_and_update, su, state, ckey, ekey, length)
   state = state.replace(obs_stats=update_stats(state.obs_stats, obs), iteration=state.iteration + 1)
-  metrics.update(
-    sac_metrics,
-    branch_length=length,
-    env_steps=state.env_steps,
-    train_return=mean_episode_return(state.env_state),
+  return {**c, "state": state, "metrics": {**c["metrics"], **metrics}}
+
+
+def stages(su: MBPOSetup, state: MBPOState | None = None) -> tuple[Stage, ...]:
+  """The named stages of one iteration, in order: "model_fitting", (mg-sac) "mg_steps",
+  "alignment", "rollouts", "act_and_update"."""
+  del state  # the same stages on every state
+  mg = (Stage("mg_steps", _mg_steps),) if su.kind == "mg-sac" and su.mg.mg_steps else ()
+  return (
+    Stage("model_fitting", _model_fitting),
+    *mg,
+    Stage("alignment", _alignment),
+    Stage("rollouts", _rollouts),
+    Stage("act_and_update", _act_and_update),
   )
+
+
+def start(su: MBPOSetup, state: MBPOState) -> dict:
+  """The carry that the first stage gets: the state, the iteration's keys (those of the MG
+  stage and the diagnostic from fold_in, leaving mbpo's stream as it was) and the branch
+  length of its epoch."""
+  key, fkey, rkey, ckey, ekey = jax.random.split(state.key, 5)
+  keys = {"next": key, "fit": fkey, "rollouts": rkey, "act": ckey, "reset": ekey}
+  keys.update(mg=jax.random.fold_in(state.key, 1), alignment=jax.random.fold_in(state.key, 2))
+  epoch = (state.env_steps - su.sac.exploration_steps) // EPOCH_LENGTH
+  return {"state": state, "keys": keys, "length": branch_length(epoch, su.mbpo.branch_schedule)}
+
+
+def finish(su: MBPOSetup, c: dict) -> tuple[MBPOState, dict]:
+  """(state, per-iteration metrics) from the last stage's carry."""
+  del su
+  state = c["state"]
+  metrics = {
+    **c["metrics"],
+    "branch_length": c["length"],
+    "env_steps": state.env_steps,
+    "train_return": mean_episode_return(state.env_state),
+  }
   return state, metrics
+
+
+def iteration(su: MBPOSetup, state: MBPOState) -> tuple[MBPOState, dict]:
+  """Model round (fit, elites, mg-sac's MG steps, rollouts) then rollout_length env steps
+  with SAC updates -> (state, per-iteration metrics): `start`, every stage of `stages` in
+  order, then `finish`."""
+  return finish(su, run_stages(stages(su, state), su, start(su, state)))
 
 
 # ------------------------------------------------------------------------------ for the runner

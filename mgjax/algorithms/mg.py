@@ -8,9 +8,9 @@ One iteration (see docs/design.md, "The loops"):
      `heldout_alignment` the same before the fit, on a batch the model has not seen;
   4. (mg, mle) model_updates PPO updates on branched model rollouts (`model_ppo_batch`);
      (ppo) one PPO update on the real batch.
-Each stage is a top-level function of the parts it uses; `iteration` runs the costly ones
-through a stage hook, `stage(name, fn, su, *args)` (as `mbpo.iteration` does), so that a
-benchmark can take each apart. The state and setup live in `mg_setup`, the stages on real
+`iteration` is `start`, the named stages of `stages` in order (each fn(su, carry) -> carry,
+`mgjax.algorithms.base.Stage`), then `finish`; a benchmark runs each stage as a program of
+its own. The state and setup live in `mg_setup`, the stages on real
 data and PPO in `mg_stages`, the MG stage in `mg_model`; this module names them all.
 """
 
@@ -23,9 +23,10 @@ from mgjax.agents.ppo import ModelPPOConfig, PPOConfig
 from mgjax.algorithms.base import (
   Algorithm,
   Spec,
-  inline,
+  Stage,
   loop_algorithm,
   mean_episode_return,
+  run_stages,
 )
 
 # mg_loss and mg_start_obs are part of this module's API (the MG stage).
@@ -66,7 +67,7 @@ from mgjax.config import Config, fail
 from mgjax.models.fitting import MG_FIT_METRICS, MGConfig, ModelConfig, fit_mle
 from mgjax.models.nll import model_nll
 from mgjax.nets.normalization import update_stats
-from mgjax.types import Params, Transition
+from mgjax.types import Transition
 
 _NAN = np.float32(np.nan)  # NumPy: importing mgjax must not start a JAX backend
 METRICS = (
@@ -148,26 +149,63 @@ def model_policy_updates(su: Setup, state: ModelState, key: jax.Array):
   return jax.lax.scan(policy_round, state, jax.random.split(key, su.model_ppo.model_updates))
 
 
-def fit_model(
-  su: Setup,
-  state: ModelState,
-  batch: Transition,
-  advantages: jax.Array,
-  real_grad: Params,
-  key: jax.Array,
-  stage=inline,
-):
-  """Step 3: the held-out alignment, then the batch joins the buffer, K_mle NLL steps, (mg)
-  K_mg MG steps, and the alignment diagnostic -> (state, metrics). The last three run through
-  `stage(name, fn, *args)` ("nll_steps", "mg_steps", "alignment"), as in `iteration`."""
-  # Its key comes from fold_in, leaving the fit's stream as it was.
-  metrics = {
-    "model_grad_cosine_heldout": heldout_alignment(
-      su, state, batch, advantages, jax.random.fold_in(key, 1)
-    )
+# The stages of an iteration, each fn(su, carry) -> carry (`mgjax.algorithms.base.Stage`).
+def _collect(su: Setup, c: dict) -> dict:
+  """Step 1, and the state's counters, statistics and key move on."""
+  state = c["state"]
+  env_state, batch = collect_batch(su, state, c["keys"]["collect"])
+  state = state.replace(
+    env_state=env_state,
+    obs_stats=update_stats(state.obs_stats, batch.obs),
+    key=c["keys"]["next"],
+    iteration=state.iteration + 1,
+    env_steps=state.env_steps + su.run.batch_steps,
+  )
+  return {
+    **c,
+    "state": state,
+    "batch": batch,
+    "metrics": {"train_return": mean_episode_return(env_state)},
   }
+
+
+def _advantages(su: Setup, c: dict) -> dict:
+  """Step 2: GAE with V_ψ; for mg and mle also g_R (its advantages from a critic fitted on
+  real returns alone with `real_value_steps`)."""
+  state, batch = c["state"], c["batch"]
+  gae_kw = dict(discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda)
+  value_fn = su.nets.make_value_fn(state.obs_stats)
+  adv, targets = real_advantages(value_fn, state.agent_params["value"], batch, **gae_kw)
+  if not isinstance(state, ModelState):
+    return {**c, "advantages": adv, "targets": targets}
+  if su.mg.real_value_steps:
+    psi_real = real_critic(
+      value_fn,
+      state.agent_params["value"],
+      batch,
+      steps=su.mg.real_value_steps,
+      learning_rate=su.mg.real_value_learning_rate,
+      **gae_kw,
+    )
+    adv, _ = real_advantages(value_fn, psi_real, batch, **gae_kw)
+  real_grad = real_policy_gradient(
+    su.nets.make_policy(state.obs_stats),
+    state.agent_params["policy"],
+    batch,
+    adv,
+    su.mg.mg_advantages,
+  )
+  return {**c, "advantages": adv, "real_grad": real_grad}
+
+
+def _heldout(su: Setup, c: dict) -> dict:
+  """Step 3 begins: the held-out alignment and NLL on the new batch, which then joins the
+  buffer."""
+  state, batch = c["state"], c["batch"]
+  # Its key comes from fold_in, leaving the fit's stream as it was.
+  key = jax.random.fold_in(c["keys"]["fit"], 1)
+  metrics = {"model_grad_cosine_heldout": heldout_alignment(su, state, batch, c["advantages"], key)}
   new_rows = batch_rows(batch)
-  # Held out: the model has not been fitted on this batch yet.
   metrics["model_nll"] = model_nll(
     su.model_net,
     state.obs_stats,
@@ -179,73 +217,94 @@ def fit_model(
     su.ppo.action_mode,
   )
   state = state.replace(buffer=buffer_add(state.buffer, new_rows))
-  k1, k2, k3 = jax.random.split(key, 3)
-  params, opt, metrics["mle_loss"] = stage("nll_steps", nll_steps, su, state, k1)
-  state = state.replace(model_params=params, model_opt=opt)
+  return {**c, "state": state, "metrics": {**c["metrics"], **metrics}}
+
+
+def _fit_keys(c: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+  return tuple(jax.random.split(c["keys"]["fit"], 3))
+
+
+def _nll_steps(su: Setup, c: dict) -> dict:
+  """K_mle NLL steps (`nll_steps`)."""
+  params, opt, loss = nll_steps(su, c["state"], _fit_keys(c)[0])
+  state = c["state"].replace(model_params=params, model_opt=opt)
+  return {**c, "state": state, "metrics": {**c["metrics"], "mle_loss": loss}}
+
+
+def _mg_steps(su: Setup, c: dict) -> dict:
+  """(mg) K_mg MG steps against the averaged g_R (`fit_model_mg`)."""
+  state = c["state"]
+  avg, target = average_real_grad(
+    state.real_grad_avg, c["real_grad"], state.hparams["real_grad_ema"], state.iteration
+  )
+  state, metrics = fit_model_mg(su, state.replace(real_grad_avg=avg), _fit_keys(c)[1], target)
+  return {**c, "state": state, "metrics": {**c["metrics"], **metrics}}
+
+
+def _alignment(su: Setup, c: dict) -> dict:
+  """The alignment diagnostic cos(ĝ_M, g_R) after the fit (`model_alignment`)."""
+  cosine = model_alignment(su, c["state"], _fit_keys(c)[2], c["real_grad"])
+  return {**c, "metrics": {**c["metrics"], "model_grad_cosine": cosine}}
+
+
+def _policy_updates(su: Setup, c: dict) -> dict:
+  """Step 4 of mg and mle (`model_policy_updates`)."""
+  state, (pl, vl, ent) = model_policy_updates(su, c["state"], c["keys"]["policy"])
+  return {**c, "state": state, "losses": (pl.mean(), vl.mean(), ent.mean())}
+
+
+def _policy_update(su: Setup, c: dict) -> dict:
+  """Step 4 of ppo: one PPO update on the real batch (`policy_update`)."""
+  batch = real_ppo_batch(c["batch"], c["advantages"], c["targets"])
+  state, losses = policy_update(su, c["state"], batch, c["keys"]["policy"])
+  return {**c, "state": state, "losses": losses}
+
+
+def stages(su: Setup, state) -> tuple[Stage, ...]:
+  """The named stages of one iteration of `state`'s algorithm, in order: for ppo "collect",
+  "advantages", "policy_update"; for mle "collect", "advantages", "heldout", "nll_steps",
+  "alignment", "policy_updates"; mg has "mg_steps" after "nll_steps"."""
+  del su  # the same stages on every setup
+  if not isinstance(state, ModelState):
+    return (
+      Stage("collect", _collect),
+      Stage("advantages", _advantages),
+      Stage("policy_update", _policy_update),
+    )
+  fit = (Stage("heldout", _heldout), Stage("nll_steps", _nll_steps))
   if isinstance(state, MGState):
-    avg, target = average_real_grad(
-      state.real_grad_avg, real_grad, state.hparams["real_grad_ema"], state.iteration
-    )
-    state, mg_metrics = stage(
-      "mg_steps", fit_model_mg, su, state.replace(real_grad_avg=avg), k2, target
-    )
-    metrics.update(mg_metrics)
-  metrics["model_grad_cosine"] = stage("alignment", model_alignment, su, state, k3, real_grad)
-  return state, metrics
-
-
-def iteration(su: Setup, state, stage=inline):
-  """One collect–fit–optimise iteration -> (state, per-iteration metrics). Its stages run
-  through `stage(name, fn, su, *args)`: "collect", then for mg and mle "nll_steps",
-  (mg) "mg_steps", "alignment" and "policy_updates", for ppo "policy_update"; the default
-  calls `fn` in place (`experiments/bench_speed.py` passes one that times each stage)."""
-  key, ckey, mkey, gkey, akey, pkey = jax.random.split(state.key, 6)
-  env_state, batch = stage("collect", collect_batch, su, state, ckey)
-  stats = update_stats(state.obs_stats, batch.obs)
-  state = state.replace(
-    env_state=env_state,
-    obs_stats=stats,
-    key=key,
-    iteration=state.iteration + 1,
-    env_steps=state.env_steps + su.run.batch_steps,
+    fit += (Stage("mg_steps", _mg_steps),)
+  return (
+    Stage("collect", _collect),
+    Stage("advantages", _advantages),
+    *fit,
+    Stage("alignment", _alignment),
+    Stage("policy_updates", _policy_updates),
   )
-  adv, targets = real_advantages(
-    su.nets.make_value_fn(stats),
-    state.agent_params["value"],
-    batch,
-    discount=su.ppo.discount,
-    gae_lambda=su.ppo.gae_lambda,
-  )
-  metrics = {"train_return": mean_episode_return(env_state)}
 
-  if isinstance(state, ModelState):
-    if su.mg.real_value_steps:  # g_R's advantages from a critic also fitted on real returns
-      gae_kw = dict(discount=su.ppo.discount, gae_lambda=su.ppo.gae_lambda)
-      value_fn = su.nets.make_value_fn(stats)
-      psi_real = real_critic(
-        value_fn,
-        state.agent_params["value"],
-        batch,
-        steps=su.mg.real_value_steps,
-        learning_rate=su.mg.real_value_learning_rate,
-        **gae_kw,
-      )
-      adv, _ = real_advantages(value_fn, psi_real, batch, **gae_kw)
-    real_grad = real_policy_gradient(
-      su.nets.make_policy(stats), state.agent_params["policy"], batch, adv, su.mg.mg_advantages
-    )
-    state, fit_metrics = fit_model(su, state, batch, adv, real_grad, mkey, stage)
-    metrics.update(fit_metrics)
-    state, (pl, vl, ent) = stage("policy_updates", model_policy_updates, su, state, pkey)
-    pl, vl, ent = pl.mean(), vl.mean(), ent.mean()
-  else:
-    state, (pl, vl, ent) = stage(
-      "policy_update", policy_update, su, state, real_ppo_batch(batch, adv, targets), pkey
-    )
-  metrics.update(policy_loss=pl, value_loss=vl, entropy=ent, env_steps=state.env_steps)
+
+def start(su: Setup, state) -> dict:
+  """The carry that the first stage gets: the state and the iteration's keys."""
+  del su
+  key, ckey, mkey, _, _, pkey = jax.random.split(state.key, 6)
+  return {"state": state, "keys": {"next": key, "collect": ckey, "fit": mkey, "policy": pkey}}
+
+
+def finish(su: Setup, c: dict):
+  """(state, per-iteration metrics) from the last stage's carry."""
+  del su
+  pl, vl, ent = c["losses"]
+  metrics = {**c["metrics"], "policy_loss": pl, "value_loss": vl, "entropy": ent}
+  metrics["env_steps"] = c["state"].env_steps
   for name in METRICS:
     metrics.setdefault(name, _NAN)
-  return state, metrics
+  return c["state"], metrics
+
+
+def iteration(su: Setup, state):
+  """One collect–fit–optimise iteration -> (state, per-iteration metrics): `start`, every
+  stage of `stages` in order, then `finish`."""
+  return finish(su, run_stages(stages(su, state), su, start(su, state)))
 
 
 # ------------------------------------------------------------------------------ for the runner
