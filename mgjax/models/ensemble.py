@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import optax
 
 from mgjax.buffer import ReplayBuffer
+from mgjax.models.fitting import nll_objective
 from mgjax.models.nll import ensemble_nll_loss, member_nll
 from mgjax.nets.networks import Network
 from mgjax.nets.normalization import RunningStats
-from mgjax.optim import apply_gradients
 from mgjax.types import Params
 
 HOLDOUT_EVERY = 5  # every 5th buffer slot is held out: MBPO's 20% split
@@ -106,12 +106,17 @@ def fit_ensemble(
       net, stats, p, hold["obs"], hold["action"], hold["next_obs"], hold["reward"], "clip"
     )  # [E]
 
+  # One step is an `nll_objective` step, each member on minibatches of its own.
+  objective = nll_objective(
+    lambda p, k: ensemble_nll_loss(p, member_minibatches(buffer, k, E, B), net=net, stats=stats),
+    optimizer,
+  )
+
   def train_step(t, carry):
     p, opt, k = carry
     k, sk = jax.random.split(k)
-    rows = member_minibatches(buffer, sk, E, B)
-    grads = jax.grad(ensemble_nll_loss)(p, rows, net=net, stats=stats)
-    return *apply_gradients(optimizer, p, opt, grads), k
+    updates, opt, _ = objective.update(p, opt, sk)
+    return optax.apply_updates(p, updates), opt, k
 
   def epoch(carry):
     p, opt, best, best_loss, since, n, k = carry
