@@ -5,9 +5,8 @@ extras (tests/test_extras.py)."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT
 
 
 def blocker(names) -> str:

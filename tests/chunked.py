@@ -15,7 +15,7 @@ from mgjax.agents import sac
 from mgjax.buffer import buffer_sample
 
 # Small pointmass runs: 2 evaluation chunks of 5 iterations x 512 env steps per seed. The
-# smoke suite's settings (lab.suites), so that its mg and ppo cells (tests/
+# smoke suite's settings (lab.suites), so that its mg and ppo cells (tests/experiments/
 # test_benchmark.py) and these runs share their compiled programs through the session's cache.
 POINTMASS = (
   "--env",

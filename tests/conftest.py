@@ -10,6 +10,7 @@ import tempfile
 import warnings
 
 import jax
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # brax's notice that its own pipelines are unmaintained: mgjax uses its MJX backend.
@@ -18,3 +19,5 @@ warnings.filterwarnings("ignore", message="Brax System, piplines and environment
 _CACHE = os.environ.setdefault("MGJAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="mgjax-xla-"))
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE  # for the subprocesses
 jax.config.update("jax_compilation_cache_dir", _CACHE)
+# run_folder.py is a helper of asserts: pytest explains its failures as in a test file.
+pytest.register_assert_rewrite("run_folder")

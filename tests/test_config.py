@@ -5,10 +5,10 @@ its value."""
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import pytest
 import tiny
+from paths import ROOT
 
 from mgjax.algorithms import config_from_dict, describe, get_algorithm, make_config, validate
 from mgjax.config import (
@@ -24,7 +24,8 @@ from mgjax.config import (
   SACConfig,
 )
 
-# The configs of tests/test_mg.py: a tiny mg run, its stage variant and the end-to-end runs.
+# The configs of tests/algorithms/test_mg.py: a tiny mg run, its stage variant and the
+# end-to-end runs.
 SMALL = Config(algo="mg", **tiny.PPO_FAMILY)
 STAGE = Config(algo="mg", **tiny.STAGE)
 E2E = tiny.E2E
@@ -127,7 +128,7 @@ def test_an_algorithm_checks_only_the_parts_it_reads():
 def test_every_stored_config_json_still_loads():
   # Every config.json under results/, written by earlier versions, loads as a valid Config
   # with each of its fields as it was written.
-  paths = sorted((Path(__file__).parents[1] / "results").rglob("config.json"))
+  paths = sorted((ROOT / "results").rglob("config.json"))
   assert len(paths) >= 40
   for path in paths:
     d = json.loads(path.read_text())

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from blocked import run_without
+from paths import ROOT
 
 from mgjax import extras
 
-ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = ("matplotlib", "imageio", "imageio_ffmpeg", "tensorboardX")
 
 

@@ -18,8 +18,8 @@ import subprocess
 import sys
 
 import pytest
+from paths import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 LIBRARY = ROOT / "docs" / "library.md"
 SCRIPTS = ("train", "evaluate", "plot")  # `mgjax SUB` is `python experiments/SUB.py`

@@ -21,19 +21,18 @@ platform):
 import functools
 import json
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny
+from paths import DATA
 from recorded import platform_key
 
 from mgjax import make_config, make_train
 from mgjax.algorithms import COLUMN_ALIASES
 
-DATA = Path(__file__).parent / "data"
 SEEDS = (0, 3)
 
 _PPO_FAMILY = dict(tiny.PPO_FAMILY, real_grad_ema=0.5)

@@ -14,7 +14,7 @@ import numpy as np
 from mgjax.envs.core import Env, State, Wrapper
 
 GAIN = 1.5  # g > 1 (W's spectral radius ≈ g): the map does not contract to a fixed
-# point; for D = 5, 10, 15 it keeps moving (tests/test_distractors.py)
+# point; for D = 5, 10, 15 it keeps moving (tests/envs/test_distractors.py)
 BIAS_SCALE = 0.1  # standard deviation of b
 SEED = 0  # the fixed key of W and b: the same map for every run and reset
 _RESET_SALT = 0x64697374  # folded into the reset key, apart from the env's own draws

@@ -5,16 +5,15 @@ train.py's refusal and --dry-run, both before anything compiles or --out is touc
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import pytest
-from tiny import MBPO, PPO_FAMILY  # tests/test_resume.py's mbpo run, test_mg's tiny runs
+from paths import ROOT
+from tiny import MBPO, PPO_FAMILY  # tests/run/test_resume.py's mbpo run, test_mg's tiny runs
 
 from mgjax.algorithms import make_config, make_trainer
 from mgjax.run import MemoryCheckError, make_mesh, memory
 
-ROOT = Path(__file__).resolve().parent.parent
 MG = dict(PPO_FAMILY, algo="mg")
 
 

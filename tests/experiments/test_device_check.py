@@ -5,15 +5,14 @@ recorded without stopping the others."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from mgjax.algorithms import REGISTRY, run_schedule
 from mgjax.run import compile_cache
 from mgjax.run.placement import cpu_devices
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import device_check  # noqa: E402
 from lab.suites import SUITES  # noqa: E402

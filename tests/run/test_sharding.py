@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from chunked import POINTMASS, with_flags
 from inprocess import run_main
+from paths import ROOT
 
 from mgjax import make_trainer
 from mgjax.config import Config
 from mgjax.run.placement import cpu_devices, cpu_layout, default_devices
 
-ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "experiments" / "train.py")
 
 # pointmass mg: 2 evaluation chunks of 2 iterations x 256 env steps. MG rollouts start from

@@ -3,19 +3,18 @@ on pointmass: the split, the pooled alignment recomputed by hand, one MG step of
 denoised target against its formula, and a whole probe's result."""
 
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from chunked import MBPO_SMALL, MG_SAC_STAGE, sac_target
+from paths import ROOT
 
 from mgjax import envs
 from mgjax.algorithms import get_algorithm, make_config, mbpo
 from mgjax.optim import set_learning_rate
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import probe, sac_probe  # noqa: E402
 

@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from inprocess import run_main
+from paths import ROOT
+from run_folder import check_outputs
 
 from mgjax.algorithms import run_schedule
 from mgjax.config import ConfigError
@@ -21,7 +22,6 @@ from mgjax.run import cli
 from mgjax.run.placement import cpu_devices
 from mgjax.stats import iqm, stratified_bootstrap_ci
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab.suites import SUITES  # noqa: E402
 
@@ -246,8 +246,6 @@ def test_every_algorithms_loaded_policy_acts_as_its_evaluation(smoke):
 def test_sac_alignment_measures_the_mg_sac_cell(smoke, tmp_path):
   # The mg-sac cell's run folder is what train.py writes; its alignment and noise ceiling
   # come from its checkpoint.
-  from test_cli import check_outputs
-
   base, _ = smoke
   run_dir = base / "runs" / "smoke" / "mg-sac-pointmass"
   check_outputs(

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 from inprocess import run_main
-from test_probe import ROOT, TINY
+from paths import ROOT
+from test_probe import TINY
 
 import mgjax
 

@@ -7,7 +7,6 @@ runs once on it (saved as a snapshot) with two fit keys, two PPO keys and four e
 
 import json
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +14,11 @@ import numpy as np
 import pytest
 import tiny
 from inprocess import run_main
+from paths import ROOT
 
 import mgjax
 from mgjax.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import policy_improvement as pi  # noqa: E402
 from lab import policy_improvement_report as report  # noqa: E402

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import jax
 import pytest
+from paths import ROOT
 
 from mgjax.run import compile_cache
 
-ROOT = Path(__file__).resolve().parent.parent
-# tests/test_resume.py's mbpo run, its smallest: 200 random steps, then 4 evaluation chunks
+# tests/run/test_resume.py's mbpo run, its smallest: 200 random steps, then 4 evaluation chunks
 # of 2 iterations x 25 env steps, 2 seeds.
 RESUME = (
   "--algo",

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from chunked import POINTMASS
 from inprocess import run_main
+from paths import ROOT
 
 from mgjax import cli as commands
 from mgjax.cli import train as train_command
@@ -37,7 +38,6 @@ from mgjax.config import Config
 from mgjax.run import cli
 from mgjax.run.progress import Progress
 
-ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "experiments" / "train.py"
 EVALUATE = ROOT / "experiments" / "evaluate.py"
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from inprocess import run_main
+from paths import ROOT
 
-SCRIPT = Path(__file__).parent.parent / "experiments" / "step_share.py"
+SCRIPT = ROOT / "experiments" / "step_share.py"
 
 
 def _cell(folder: Path, cosines):

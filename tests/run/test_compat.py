@@ -16,12 +16,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from paths import DATA
 from recorded import platform_key
 
 from mgjax import algorithms
 from mgjax.run import ResumeError, outputs, run
 
-OLD = Path(__file__).parent / "data" / "v0.1"
+OLD = DATA / "v0.1"
 SEEDS = [0, 3]
 # Where mgjax 0.1 wrote data/v0.1: its numbers are reproducible bit for bit only there.
 WRITTEN_ON = {"jaxlib": "0.10.2", "backend": "cpu", "simd": "avx2", "vendor": "AuthenticAMD"}

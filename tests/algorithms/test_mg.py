@@ -8,7 +8,6 @@ one vmapped end-to-end run per algorithm on the fast point-mass env.
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import chex
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny
+from paths import ROOT
 
 import mgjax
 from mgjax import models
@@ -24,7 +24,6 @@ from mgjax.buffer import buffer_add
 from mgjax.config import Config
 from mgjax.nets import update_stats
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import speed  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The offline 3D viewer page (mgjax/run/viewer.py): the vendored npm files are the registry's,
 every module the viewer imports is inside the page, the embedded trajectory cannot end its
 script element, and a real headless browser draws a hopper from the page without a network or
-a script error. (experiments/evaluate.py --html on a trained run: tests/test_cli.py.)"""
+a script error. (experiments/evaluate.py --html on a trained run: tests/cli/test_cli.py.)"""
 
 import gzip
 import json

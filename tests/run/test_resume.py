@@ -19,11 +19,11 @@ import pytest
 import tiny
 from chunked import POINTMASS
 from inprocess import run_main
+from paths import ROOT
 
 from mgjax.algorithms import make_config
 from mgjax.run import ResumeError, outputs, resume, run
 
-ROOT = Path(__file__).resolve().parent.parent
 # 200 random steps, then 4 evaluation chunks of 2 iterations x 25 env steps (tests/tiny.py).
 CONFIG = make_config(**tiny.MBPO)
 SEEDS = [0, 1]

@@ -2,11 +2,10 @@
 held-out sets and fit keys, on made-up cells."""
 
 import sys
-from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import probe_cells  # noqa: E402
 from lab.probe_report import METRICS  # noqa: E402

@@ -4,8 +4,9 @@ import csv
 from pathlib import Path
 
 from inprocess import run_main
+from paths import ROOT
 
-SCRIPT = Path(__file__).parent.parent / "experiments" / "compare_cells.py"
+SCRIPT = ROOT / "experiments" / "compare_cells.py"
 
 
 def _cell(folder: Path, returns_per_seed):

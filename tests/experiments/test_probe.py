@@ -9,7 +9,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +16,11 @@ import numpy as np
 import pytest
 import tiny
 from inprocess import run_main
+from paths import ROOT
 
 import mgjax
 from mgjax.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from lab import probe  # noqa: E402
 

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from paths import DATA
 
 import mgjax
 from mgjax.run import OutputError
 
-OLD = Path(__file__).parent / "data" / "v0.1"
+OLD = DATA / "v0.1"
 OBS = jnp.array([[0.5, -0.3, 0.2, 0.1], [-1.0, 0.4, 0.0, -0.2]])  # pointmass observations
 
 

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from inprocess import run_main
+from paths import ROOT
 
 from mgjax import algorithms, stats
 from mgjax.analysis import curves
 from mgjax.stats import iqm
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_run(

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from inprocess import run_main
+from paths import ROOT
 
 from mgjax.analysis import curves, published
 from mgjax.stats import iqm
 
-ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "results" / "published" / published.ERL_LIB
 SCRIPT = ROOT / "experiments" / "compare_published.py"
 
