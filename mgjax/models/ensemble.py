@@ -70,6 +70,24 @@ def _epoch_schedule(fit: EnsembleFit, n_train: jax.Array):
   return steps, fit.patience, fit.max_epochs
 
 
+def ensemble_nll_objective(
+  buffer: ReplayBuffer,
+  stats: RunningStats,
+  *,
+  net: Network,
+  optimizer: optax.GradientTransformation,
+  fit: EnsembleFit,
+):
+  """The ensemble's `nll_objective`: each step every member on `fit.batch_size` rows of its
+  own from the buffer's training split (`member_minibatches`)."""
+  return nll_objective(
+    lambda p, k: ensemble_nll_loss(
+      p, member_minibatches(buffer, k, fit.members, fit.batch_size), net=net, stats=stats
+    ),
+    optimizer,
+  )
+
+
 def fit_ensemble(
   params: Params,
   opt_state: optax.OptState,
@@ -95,7 +113,7 @@ def fit_ensemble(
   Returns (params, opt_state, elites [elites], {"model_nll": mean held-out NLL of the
   elites, "model_epochs"}).
   """
-  E, B = fit.members, fit.batch_size
+  E = fit.members
   n_hold, n_train = _split_sizes(buffer)
   hkey, key = jax.random.split(key)
   hold = _held_out_rows(buffer, hkey, n_hold)
@@ -106,11 +124,7 @@ def fit_ensemble(
       net, stats, p, hold["obs"], hold["action"], hold["next_obs"], hold["reward"], "clip"
     )  # [E]
 
-  # One step is an `nll_objective` step, each member on minibatches of its own.
-  objective = nll_objective(
-    lambda p, k: ensemble_nll_loss(p, member_minibatches(buffer, k, E, B), net=net, stats=stats),
-    optimizer,
-  )
+  objective = ensemble_nll_objective(buffer, stats, net=net, optimizer=optimizer, fit=fit)
 
   def train_step(t, carry):
     p, opt, k = carry
