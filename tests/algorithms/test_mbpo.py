@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from chunked import MBPO_SMALL, MG_SAC_STAGE, run_chunks, sac_target
 
+import mgjax
 from mgjax import envs, models
 from mgjax.algorithms import get_algorithm, make_config, mbpo, preset, run_schedule
 from mgjax.buffer import buffer_add_masked
@@ -270,24 +271,18 @@ def test_sac_batch_mixes_real_and_model_rows(explored):
 
 
 # ------------------------------------------------------------------------- end to end
-def _run(config):
+# One run of mg-sac: every stage of mbpo's loop (model fitting, branched rollouts, SAC on
+# mixed real and model rows) and its MG steps. mbpo's own runs are the regression test's
+# (test_regression.py) and the earlier version's resume point (test_compat.py).
+@pytest.fixture(scope="module")
+def e2e_mg_sac():
+  config = make_config(**{**_SMALL, "algo": "mg-sac"}, **_MG, total_steps=_E2E_STEPS)
   return run_chunks(config, _SEEDS)
 
 
-@pytest.fixture(scope="module")
-def e2e():
-  return _run(make_config(**_SMALL, total_steps=_E2E_STEPS))
-
-
-@pytest.fixture(scope="module")
-def e2e_mg_sac():
-  return _run(make_config(**{**_SMALL, "algo": "mg-sac"}, **_MG, total_steps=_E2E_STEPS))
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("run", ["e2e", "e2e_mg_sac"])
-def test_mbpo_improves_return_on_pointmass(run, request):
-  trainer, state, metrics = request.getfixturevalue(run)
+def test_mg_sac_improves_return_on_pointmass(e2e_mg_sac):
+  trainer, state, metrics = e2e_mg_sac
   assert trainer.num_chunks == 9 and np.asarray(state.env_steps).tolist() == [5000] * _SEEDS
   returns = metrics["eval"]["eval_return"]  # [seeds, chunks]
   assert np.all(np.isfinite(returns))
@@ -299,14 +294,23 @@ def test_mbpo_improves_return_on_pointmass(run, request):
 
 
 @pytest.mark.slow
-def test_mbpo_metrics_and_schedule(e2e):
-  _, state, metrics = e2e
+def test_mg_sac_metrics_and_schedule(e2e_mg_sac):
+  _, state, metrics = e2e_mg_sac
   it = metrics["iterations"]
-  for name in ("critic_loss", "actor_loss", "alpha", "q_mean", "model_nll", "entropy"):
+  for name in (
+    "critic_loss",
+    "actor_loss",
+    "alpha",
+    "q_mean",
+    "model_nll",
+    "entropy",
+    "mg_loss",
+    "mg_grad_norm",
+    "model_grad_cosine",
+  ):
     assert np.all(np.isfinite(it[name])), name
-  # The alignment diagnostic is computed for mbpo too; the MG stage is mg-sac's only.
   assert np.all(np.abs(it["model_grad_cosine"]) <= 1.0)
-  assert "mg_loss" not in it
+  assert np.all(it["mg_grad_norm"] > 0)
   # Schedule (0, 2, 1, 5): length 1 in epoch 0, 3 in epoch 1, 5 from epoch 2 on.
   lengths = it["branch_length"][0].reshape(-1)
   assert lengths[0] == 1 and lengths[-1] == 5 and np.all(np.diff(lengths) >= 0)
@@ -315,14 +319,22 @@ def test_mbpo_metrics_and_schedule(e2e):
   assert any(seeds_differ)
 
 
-@pytest.mark.slow
-def test_mg_sac_metrics(e2e_mg_sac):
-  _, _, metrics = e2e_mg_sac
-  it = metrics["iterations"]
-  for name in ("mg_loss", "mg_grad_norm", "model_grad_cosine", "critic_loss", "model_nll"):
-    assert np.all(np.isfinite(it[name])), name
-  assert np.all(np.abs(it["model_grad_cosine"]) <= 1.0)
-  assert np.all(it["mg_grad_norm"] > 0)
+def test_only_mg_sac_reports_the_mg_stage():
+  # The metrics of one chunk, traced without compiling: the alignment diagnostic is computed
+  # for mbpo too; the MG stage's metrics are mg-sac's.
+  def reported(algo):
+    trainer = mgjax.make_trainer(make_config(**{**_SMALL, "algo": algo}, total_steps=_E2E_STEPS))
+    state = jax.eval_shape(trainer.init, jax.random.key(0))
+    return set(jax.eval_shape(trainer.chunk, state)[1]["iterations"])
+
+  mbpo_metrics, mg_sac_metrics = reported("mbpo"), reported("mg-sac")
+  assert "model_grad_cosine" in mbpo_metrics and "branch_length" in mbpo_metrics
+  assert not {m for m in mbpo_metrics if m.startswith("mg_")}
+  assert (
+    {"mg_loss", "mg_grad_norm"}
+    <= mg_sac_metrics
+    == mbpo_metrics | {m for m in mg_sac_metrics if m.startswith("mg_")}
+  )
 
 
 def test_real_grad_states_is_for_the_sac_loop():

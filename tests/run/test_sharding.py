@@ -31,20 +31,14 @@ from mgjax.run.placement import cpu_devices, cpu_layout, default_devices
 
 TRAIN = str(ROOT / "experiments" / "train.py")
 
-# pointmass mg: 2 evaluation chunks of 2 iterations x 256 env steps. MG rollouts start from
-# the whole buffer: with the default (the latest batch's states) seed 3's sharded and
-# unsharded runs part within the first iteration (its NLL differs by 5e-4 at the first
-# evaluation, not 1e-7), as a discrete event, such as a predicted termination of an
-# untrained model, turns a last-bit difference into a different trajectory. The comparison
-# below needs runs that stay rounding apart for the first iterations.
-SMALL = (
-  "--algo",
-  "mg",
-  *with_flags(POINTMASS, total_steps=1024, num_envs=8, eval_every=2),
-  "--mg-start",
-  "buffer",
-)
-LOSSES = ("model_nll", "mle_loss", "mg_loss", "policy_loss", "value_loss", "entropy")
+# pointmass ppo: 2 evaluation chunks of 2 iterations x 256 env steps. The mesh, the sweep and
+# the processes are the runner's, the same for every algorithm: ppo's program compiles in a
+# third of mg's time. mg on the CPU's default split is run by test_cli's pointmass runs and
+# the smoke suite (tests/experiments/test_benchmark.py).
+SMALL = ("--algo", "ppo", *with_flags(POINTMASS, total_steps=1024, num_envs=8, eval_every=2))
+# mg's settings, for the errors of its sweepable fields (found before anything compiles).
+SMALL_MG = ("--algo", "mg", *SMALL[2:])
+LOSSES = ("policy_loss", "value_loss", "entropy")
 
 
 def train_cli(*args):
@@ -77,8 +71,8 @@ def runs(tmp_path_factory):
     "sharded4": ("--seeds", "4"),  # 1 run per device
     "unsharded": ("--seeds", "4", "--devices", "1"),  # 4 runs on one device
     "seeds23_on2": ("--seeds", "2", "--seed", "2", "--devices", "2"),
-    "sweep": ("--seeds", "2", "--sweep", "mle_weight=0.1,1.0"),  # 2 x 2 runs on 4 devices
-    "mle_weight_0.1": ("--seeds", "2", "--devices", "2", "--mle-weight", "0.1"),
+    "sweep": ("--seeds", "2", "--sweep", "learning_rate=0.0003,0.001"),  # 2 x 2 runs on 4 devices
+    "lr_0.0003": ("--seeds", "2", "--devices", "2", "--learning-rate", "0.0003"),
   }
   # The CLI's own split of the CPU (no XLA_FLAGS) is checked on test_cli's pointmass runs.
   for name, args in cases.items():
@@ -169,45 +163,47 @@ def test_a_run_does_not_depend_on_the_other_runs_on_the_mesh(runs):
 def test_sweep_writes_each_setting_and_matches_separate_runs(runs):
   path, proc = runs["sweep"]
   top = json.loads((path / "config.json").read_text())
-  assert top["sweep"] == {"mle_weight": [0.1, 1.0]}
-  assert "mle_weight=0.1: final eval return" in proc.stdout
-  for value, name in ((0.1, "mle_weight=0.1"), (1.0, "mle_weight=1")):
+  assert top["sweep"] == {"learning_rate": [0.0003, 0.001]}
+  assert "learning_rate=0.0003: final eval return" in proc.stdout
+  for value, name in ((0.0003, "learning_rate=0.0003"), (0.001, "learning_rate=0.001")):
     d = path / name
     config = json.loads((d / "config.json").read_text())
-    assert config["mle_weight"] == value and config["sweep"] == {"mle_weight": value}
+    assert config["learning_rate"] == value and config["sweep"] == {"learning_rate": value}
     summary = json.loads((d / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["sweep"] == {"mle_weight": value}
+    assert summary["status"] == "finished" and summary["sweep"] == {"learning_rate": value}
     assert set(summary["final_eval_return"]) == {"0", "1"}
     assert len(rows(d)) == 2 * 2
   assert (path / "checkpoint").is_dir()
-  # The λ_mle = 0.1 member equals a separate --mle-weight 0.1 run of the same layout.
-  swept, separate = rows(path / "mle_weight=0.1"), rows(runs["mle_weight_0.1"][0])
+  # The lr = 0.0003 member equals a separate --learning-rate 0.0003 run of the same layout.
+  swept, separate = rows(path / "learning_rate=0.0003"), rows(runs["lr_0.0003"][0])
   for key, r in separate.items():
     assert {k: v for k, v in r.items() if k != "wall_time_s"} == {
       k: v for k, v in swept[key].items() if k != "wall_time_s"
     }, key
   # ... and the two settings really differ.
-  other = rows(path / "mle_weight=1")
-  assert any(swept[k]["mg_loss"] != other[k]["mg_loss"] for k in swept)
+  other = rows(path / "learning_rate=0.001")
+  assert any(swept[k]["policy_loss"] != other[k]["policy_loss"] for k in swept)
 
 
 @pytest.mark.slow
 def test_a_sweep_settings_folder_loads_its_own_policy(runs):
-  # The swept λ_mle = 0.1 runs equal the separate --mle-weight 0.1 runs (above), so their
+  # The swept lr = 0.0003 runs equal the separate --learning-rate 0.0003 runs (above), so their
   # policies do; the other setting's differ. The sweep's own folder names its settings.
   import mgjax
   from mgjax.run import OutputError
 
-  sweep, separate = runs["sweep"][0], runs["mle_weight_0.1"][0]
+  sweep, separate = runs["sweep"][0], runs["lr_0.0003"][0]
   obs = jnp.array([[0.5, -0.3, 0.2, 0.1], [-1.0, 0.4, 0.0, -0.2]])
   for seed in (0, 1):
-    swept = mgjax.load_policy(sweep / "mle_weight=0.1", seed=seed)(obs)
+    swept = mgjax.load_policy(sweep / "learning_rate=0.0003", seed=seed)(obs)
     np.testing.assert_array_equal(swept, mgjax.load_policy(separate, seed=seed)(obs))
-    assert not np.array_equal(swept, mgjax.load_policy(sweep / "mle_weight=1", seed=seed)(obs))
+    assert not np.array_equal(
+      swept, mgjax.load_policy(sweep / "learning_rate=0.001", seed=seed)(obs)
+    )
   with pytest.raises(
     OutputError,
     match="a sweep of 2 settings; load one setting's folder "
-    r"\(mle_weight=0.1, mle_weight=1\)",
+    r"\(learning_rate=0.0003, learning_rate=0.001\)",
   ):
     mgjax.load_policy(sweep)
 
@@ -280,7 +276,7 @@ def test_two_processes_give_the_single_process_results(runs, tmp_path):
 )
 def test_layout_and_sweep_errors_are_one_line_exit_2(tmp_path, args, expected, layout):
   run = train_cli if layout else functools.partial(run_main, TRAIN)
-  proc = run(*SMALL, *args, "--out", tmp_path / "run")
+  proc = run(*SMALL_MG, *args, "--out", tmp_path / "run")
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and expected in lines[0], proc.stderr
