@@ -38,11 +38,21 @@ def snapshot():
 
 
 @pytest.fixture(scope="module")
-def data(snapshot):
-  trainer, state = snapshot
-  su = trainer.setup
-  state, fit = jax.jit(lambda s, k: pi.collect(su, s, k, 4))(state, jax.random.key(1))
+def collect(snapshot):
+  """`pi.collect` of 4 batches, one program for the tests that collect."""
+  su = snapshot[0].setup
+  return jax.jit(lambda s, k: pi.collect(su, s, k, 4))
+
+
+@pytest.fixture(scope="module")
+def data(snapshot, collect):
+  _, state = snapshot
+  state, fit = collect(state, jax.random.key(1))
   return state, fit, pi.fit_state(state, fit, TINY.mle_weight, TINY.mg_max_grad_norm)
+
+
+def _keys(*seeds):
+  return jnp.stack([jax.random.key(s) for s in seeds])
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +66,11 @@ def result(snapshot, tmp_path_factory):
   return json.loads(out.read_text()), r.stdout, out
 
 
-def test_collect_gives_the_alignment_probes_rows_and_policy_gradients(snapshot):
+def test_collect_gives_the_alignment_probes_rows_and_policy_gradients(snapshot, collect):
   trainer, state = snapshot
   su, key = trainer.setup, jax.random.key(5)
-  _, ours = jax.jit(lambda s, k: pi.collect(su, s, k, 2))(state, key)
-  _, theirs = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 2))(state, key)
+  _, ours = collect(state, key)  # 4 batches
+  _, theirs = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 4))(state, key)
   jax.tree.map(np.testing.assert_array_equal, ours.rows, theirs.rows)
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
@@ -79,7 +89,9 @@ def test_common_random_numbers_give_theta_a_zero_improvement(snapshot, data):
   state, fit, fs = data
   su = trainer.setup
   theta = state.agent_params["policy"]
-  plus = pi.improve_real(su, fs, fit, jax.random.key(2))
+  # θ⁺ as the command's real arm computes it, vmapped over PPO keys (one program for both).
+  real = jax.vmap(lambda f, b, k: pi.improve_real(su, f, b, k), in_axes=(None, None, 0))
+  plus = jax.tree.map(lambda x: x[0], jax.jit(real)(fs, fit, _keys(2, 3)))
   stack = jax.tree.map(lambda a, b: jnp.stack([a, b, a]), theta, plus)
   returns = np.asarray(pi.episode_returns(su, state.obs_stats, stack, jax.random.key(3), 4))
   np.testing.assert_array_equal(returns[0], returns[2])  # θ twice: the same episodes
@@ -99,22 +111,25 @@ def test_common_random_numbers_give_theta_a_zero_improvement(snapshot, data):
 def test_each_arm_fits_another_model_than_nll_only(snapshot, data):
   trainer, _ = snapshot
   state, fit, fs = data
-  su, key = trainer.setup, jax.random.key(4)
-  fitted = {
-    arm: jax.jit(lambda k, arm=arm: pi.fit_arm(su, state, fs, fit, arm, k, 10.0))(key)
-    for arm in pi.MODEL_ARMS
-  }
-  base = probe.flat(fitted["nll"][0])
+  su, keys = trainer.setup, _keys(4, 5)
+  assert TINY.mg_max_grad_norm == 10.0
+  fitted = {}
+  for arm in pi.MODEL_ARMS:  # as the command fits them (policies): its arms' programs
+    fit_one = lambda sn, f, b, k, arm=arm: pi.fit_arm(su, sn, f, b, arm, k, TINY.mg_max_grad_norm)
+    fitted[arm] = jax.jit(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(state, fs, fit, keys)
   start = probe.flat(state.model_params)
-  assert float(jnp.linalg.norm(base - start)) > 0
-  for arm in pi.MODEL_ARMS[1:]:
-    assert float(jnp.linalg.norm(probe.flat(fitted[arm][0]) - base)) > 1e-4, arm
-  # The loop's MG step clips the MG gradient to 10; at full strength it is not clipped, and
-  # its own Adam step moves the model further from NLL only's step.
-  mg_m, full_m = fitted["mg"][1], fitted["mg-full"][1]
-  assert float(mg_m["mg_grad_norm_clipped"]) <= 10.0 + 1e-4
-  assert float(full_m["mg_grad_norm_clipped"]) == float(full_m["mg_grad_norm"])
-  assert float(full_m["mg_update_cos"]) < float(mg_m["mg_update_cos"])
+  for i in range(2):  # each fit key
+    key_i = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)
+    base = probe.flat(key_i(fitted["nll"][0]))
+    assert float(jnp.linalg.norm(base - start)) > 0
+    for arm in pi.MODEL_ARMS[1:]:
+      assert float(jnp.linalg.norm(probe.flat(key_i(fitted[arm][0])) - base)) > 1e-4, arm
+    # The loop's MG step clips the MG gradient to 10; at full strength it is not clipped, and
+    # its own Adam step moves the model further from NLL only's step.
+    mg_m, full_m = key_i(fitted["mg"][1]), key_i(fitted["mg-full"][1])
+    assert float(mg_m["mg_grad_norm_clipped"]) <= 10.0 + 1e-4
+    assert float(full_m["mg_grad_norm_clipped"]) == float(full_m["mg_grad_norm"])
+    assert float(full_m["mg_update_cos"]) < float(mg_m["mg_update_cos"])
 
 
 def test_the_command_measures_theta_at_zero_and_pairs_every_arm(result):
@@ -170,9 +185,9 @@ def test_verdict_follows_the_issues_criteria():
   one = better[:1] + [_point(e, s, 0.0, 0.1, seed=9) for e, s in snaps[1:]]
   assert report.verdict(report.summarise(one))["outcome"] == "neither"
   # Alignment up, ΔJ level everywhere: negative.
-  flat = [_point(e, s, 0.0, 0.1, seed=i) for i, (e, s) in enumerate(snaps)]
-  v = report.verdict(report.summarise(flat))
+  flat = report.summarise([_point(e, s, 0.0, 0.1, seed=i) for i, (e, s) in enumerate(snaps)])
+  v = report.verdict(flat)
   assert v["outcome"] == "negative"
   assert v["arms"]["mg"]["aligned_not_better"] == ["hopper 61k", "hopper 92k", "halfcheetah 30k"]
-  table = report.table(report.summarise(flat))
+  table = report.table(flat)
   assert table.count("| hopper 61k |") == 1 + len(report.MG_ARMS)

@@ -50,14 +50,21 @@ def snapshot():
 @pytest.fixture(scope="module")
 def data(snapshot):
   trainer, state = snapshot
-  su = trainer.setup
-  state, fit_data = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 4))(
-    state, jax.random.key(1)
-  )
-  state, heldout = jax.jit(lambda s, k: probe.collect_batches(su, s, k, 4))(
-    state, jax.random.key(2)
-  )
+  collect = jax.jit(lambda s, k: probe.collect_batches(trainer.setup, s, k, 4))
+  state, fit_data = collect(state, jax.random.key(1))
+  state, heldout = collect(state, jax.random.key(2))
   return state, fit_data, heldout
+
+
+@pytest.fixture(scope="module")
+def measure(snapshot, data):
+  """`probe.measure` of the data's state with key(3) and 3 draws, one program per disjoint
+  (the held-out batches an argument): shared by the tests that measure."""
+  su, state = snapshot[0].setup, data[0]
+  return jax.jit(
+    lambda p, ho, disjoint: probe.measure(su, state, p, ho, jax.random.key(3), 3, disjoint),
+    static_argnums=2,
+  )
 
 
 def test_noise_floor_recovers_the_closed_form_ceiling():
@@ -93,22 +100,23 @@ def _pooled_draws(su, state, obs, key, draws, real_grad):
   """The pooled ĝ_M of `measure`, recomputed by hand from the same draws."""
   pkey, _ = jax.random.split(key)
 
-  def draw(k):
+  @jax.jit  # one program for the draws (op by op, their hundreds of ops compile one by one)
+  def draw(k, obs, real_grad):
     a, b = jax.random.split(k)
     start = obs[jax.random.randint(a, (su.mg.mg_rollouts,), 0, obs.shape[0])]
     return probe.model_grad(su, state, state.model_params, start, b, real_grad)[1]["model_grad"]
 
-  grads = [draw(k) for k in jax.random.split(pkey, draws)]
+  grads = [draw(k, obs, real_grad) for k in jax.random.split(pkey, draws)]
   return jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *grads)
 
 
 @pytest.mark.parametrize("disjoint", [True, False])
 def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(
-  snapshot, data, disjoint
+  snapshot, data, measure, disjoint
 ):
   trainer, _ = snapshot
   state, _, heldout = data
-  su, key = trainer.setup, jax.random.key(3)
+  su, key = trainer.setup, jax.random.key(3)  # the measure fixture's key
   # ĝ_M starts from the second half of the held-out batches (all of them when overlapping).
   starts = heldout.rows["obs"][2:] if disjoint else heldout.rows["obs"]
   first = jax.tree.map(lambda x: x[0], heldout.real_grad)
@@ -118,7 +126,7 @@ def test_measure_pooled_alignment_is_one_against_the_models_own_pooled_gradient(
   target = heldout._replace(
     real_grad=jax.tree.map(lambda g, h: jnp.broadcast_to(g, h.shape), pooled, heldout.real_grad)
   )
-  m = jax.jit(lambda p: probe.measure(su, state, p, target, key, 3, disjoint))(state.model_params)
+  m = measure(state.model_params, target, disjoint)  # probe.measure with key and 3 draws
   assert float(m["pooled"]) == pytest.approx(1.0, abs=1e-5)
   assert float(m["single"]) < 0.999
   assert np.isfinite(float(m["nll"]))
@@ -133,13 +141,9 @@ def test_heldout_split_gives_disjoint_halves():
     probe.heldout_split(1)
 
 
-def test_start_states_and_target_come_from_disjoint_batches(snapshot, data):
-  trainer, _ = snapshot
+def test_start_states_and_target_come_from_disjoint_batches(data, measure):
   state, _, heldout = data
-  su, key = trainer.setup, jax.random.key(3)
-  run = lambda ho, disjoint: jax.jit(lambda p: probe.measure(su, state, p, ho, key, 3, disjoint))(
-    state.model_params
-  )
+  run = lambda ho, disjoint: measure(state.model_params, ho, disjoint)
   # Other states in the target half, other g_R in the start half.
   shifted = heldout.rows["obs"].at[:2].add(0.5)
   other = heldout._replace(
@@ -280,13 +284,9 @@ def test_snapshot_round_trip(snapshot, tmp_path):
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, field):
-  args = ("--env", "pointmass", "--out", tmp_path / "p.json", *flags)
-  if field == "at='x'":  # one case as a real process, the others in this one (inprocess.py)
-    r = subprocess.run(
-      [sys.executable, str(PROBE), *map(str, args)], capture_output=True, text=True, timeout=120
-    )
-  else:
-    r = run_main(PROBE, *args)
+  # In this process (inprocess.py): the script's way out of a real process is the command
+  # test's, which runs it as one.
+  r = run_main(PROBE, "--env", "pointmass", "--out", tmp_path / "p.json", *flags)
   assert r.returncode == 2, r.stderr
   lines = [line for line in r.stderr.splitlines() if line.startswith("error")]
   assert len(lines) == 1 and field in lines[0], r.stderr
@@ -319,7 +319,7 @@ def test_probe_command_writes_json_and_figure(tmp_path):
       "--fit-batches",
       "16",
       "--heldout-batches",
-      "2",
+      "16",  # as many as the fit batches: one collection program for both
       "--draws",
       "2",
       *[a for x in PROBE_SETS for a in ("--set", x)],
@@ -365,7 +365,7 @@ def test_probe_command_writes_json_and_figure(tmp_path):
   again = tmp_path / "again.json"
   args = ["--env", "pointmass", "--at", "1", "--snapshots", str(tmp_path / "snaps-{seed}")]
   args += ["--train-seeds", "1", "--objectives", "nll,mg-pathwise-target16", "--fit-keys", "2"]
-  args += ["--fit-batches", "16", "--heldout-batches", "2", "--draws", "2"]
+  args += ["--fit-batches", "16", "--heldout-batches", "16", "--draws", "2"]
   args += ["--cells", str(tmp_path / "cells"), "--out", str(again)]
   r = run_main(PROBE, *args, *[a for x in PROBE_SETS for a in ("--set", x)])
   assert r.returncode == 0 and "(from " in r.stdout, r.stderr

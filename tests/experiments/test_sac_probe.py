@@ -52,7 +52,9 @@ def test_pooled_alignment_is_one_against_the_models_own_pooled_gradient(snapshot
   key = jax.random.key(3)
   pkey, _ = jax.random.split(key)
 
-  # The pooled ĝ_M of `measure`, recomputed by hand from the same draws.
+  # The pooled ĝ_M of `measure`, recomputed by hand from the same draws (one program: op by
+  # op, their hundreds of ops would compile one by one).
+  @jax.jit
   def draw(k):
     a, b = jax.random.split(k)
     start = held["obs"][jax.random.randint(a, (su.mg.mg_rollouts,), 0, held["obs"].shape[0])]
@@ -92,7 +94,7 @@ def test_an_mg_step_of_the_denoised_target_follows_its_gradient(snapshot):
   fitted = jax.jit(lambda: sac_probe.fit(su, state, fit_buffer, o, key, 1e9))()
   key, tkey = jax.random.split(key)
   skey, gkey = jax.random.split(tkey)
-  target = sac_target(su, state, fit_buffer, skey, gkey, 200)
+  target = jax.jit(lambda b, s, g: sac_target(su, state, b, s, g, 200))(fit_buffer, skey, gkey)
   mkey = jax.random.split(jax.random.split(key, 1)[0])[0]
   s = state.replace(buffer=fit_buffer)
   grad = jax.jit(jax.grad(lambda p: mbpo.mg_loss(su, s, p, mkey, target)[0]))(state.model_params)
