@@ -127,7 +127,13 @@ def test_an_algorithm_checks_only_the_parts_it_reads():
 
 def test_every_stored_config_json_still_loads():
   # Every config.json under results/, written by earlier versions, loads as a valid Config
-  # with each of its fields as it was written.
+  # with each of its fields as it was written. Envs registered from outside the package are
+  # imported as their runs imported them (`train.py --import`).
+  import importlib
+  import sys
+
+  sys.path.insert(0, str(ROOT / "experiments"))
+  importlib.import_module("gymnasium_hopper")  # env hopper_gymnasium
   paths = sorted((ROOT / "results").rglob("config.json"))
   assert len(paths) >= 40
   for path in paths:
